@@ -1,0 +1,39 @@
+// The one file that registers the addon's exports. The shape of these exports is described
+// for TypeScript in exactly one place: ts/native.ts.
+#include <napi.h>
+
+#include "addon_data.h"
+#include "engine.h"
+#include "job.h"
+#include "tensor.h"
+
+namespace bia {
+
+Napi::Object Init(Napi::Env env, Napi::Object exports) {
+  auto* data = new AddonData();
+  env.SetInstanceData<AddonData>(data);
+  Napi::Function tensor = TensorHandle::Init(env);
+  data->tensorCtor = Napi::Persistent(tensor);
+  Napi::Function token = CancelToken::Init(env);
+  data->cancelTokenCtor = Napi::Persistent(token);
+
+  exports.Set("Tensor", tensor);
+  exports.Set("CancelToken", token);
+  exports.Set("tensorFromArray", Napi::Function::New<TensorFromArray>(env, "tensorFromArray"));
+  exports.Set("tensorFromArrayAsync", Napi::Function::New<TensorFromArrayAsync>(env, "tensorFromArrayAsync"));
+  exports.Set("zeros", Napi::Function::New<Zeros>(env, "zeros"));
+  exports.Set("randn", Napi::Function::New<Randn>(env, "randn"));
+  exports.Set("liveTensors", Napi::Function::New<LiveTensors>(env, "liveTensors"));
+  exports.Set("runtimeInfo", Napi::Function::New<RuntimeInfo>(env, "runtimeInfo"));
+  exports.Set("setNumThreads", Napi::Function::New<SetNumThreads>(env, "setNumThreads"));
+  exports.Set("benchmark", Napi::Function::New<Benchmark>(env, "benchmark"));
+  exports.Set("matmul", Napi::Function::New<Matmul>(env, "matmul"));
+  exports.Set("abiVersion", Napi::Number::New(env, 1));
+  return exports;
+}
+
+}  // namespace bia
+
+static Napi::Object InitAddon(Napi::Env env, Napi::Object exports) { return bia::Init(env, exports); }
+
+NODE_API_MODULE(bia_torch, InitAddon)

@@ -1,0 +1,251 @@
+#include "engine.h"
+
+#include <ATen/ATen.h>
+#include <ATen/Parallel.h>
+#include <ATen/Version.h>
+#include <c10/core/InferenceMode.h>
+#include <dlfcn.h>
+#include <link.h>
+#include <torch/cuda.h>
+#include <torch/version.h>
+
+#include <chrono>
+#include <climits>
+#include <cstdlib>
+#include <string>
+#include <vector>
+
+#include "device.h"
+#include "errors.h"
+#include "job.h"
+#include "tensor.h"
+
+namespace bia {
+
+namespace {
+
+struct BlasInfo {
+  std::string name = "unknown";
+  std::string library;
+  std::string config;
+  int threads = -1;
+};
+
+int collectLibrary(struct dl_phdr_info* info, size_t, void* data) {
+  auto* libs = static_cast<std::vector<std::string>*>(data);
+  if (info->dlpi_name && info->dlpi_name[0]) libs->emplace_back(info->dlpi_name);
+  return 0;
+}
+
+std::string realPath(const std::string& p) {
+  char buf[PATH_MAX];
+  return realpath(p.c_str(), buf) ? std::string(buf) : p;
+}
+
+// Which BLAS did the dynamic loader give LibTorch? Debian's LibTorch links the generic
+// libblas.so.3, which the alternatives system points to the reference BLAS (slow) or OpenBLAS.
+BlasInfo detectBlas() {
+  BlasInfo b;
+  std::vector<std::string> libs;
+  dl_iterate_phdr(collectLibrary, &libs);
+  for (const auto& lib : libs) {
+    const std::string real = realPath(lib);
+    if (real.find("openblas") != std::string::npos) { b.name = "OpenBLAS"; b.library = real; break; }
+    if (real.find("libmkl") != std::string::npos) { b.name = "MKL"; b.library = real; break; }
+    if (real.find("blis") != std::string::npos) { b.name = "BLIS"; b.library = real; break; }
+    if (real.find("atlas") != std::string::npos) { b.name = "ATLAS"; b.library = real; break; }
+    if (real.find("libblas.so") != std::string::npos) { b.name = "reference"; b.library = real; }
+  }
+  using ConfigFn = char* (*)();
+  using ThreadsFn = int (*)();
+  if (auto cfg = reinterpret_cast<ConfigFn>(dlsym(RTLD_DEFAULT, "openblas_get_config"))) {
+    b.name = "OpenBLAS";
+    b.config = cfg();
+  }
+  if (auto th = reinterpret_cast<ThreadsFn>(dlsym(RTLD_DEFAULT, "openblas_get_num_threads"))) b.threads = th();
+  if (b.name == "unknown" && at::hasMKL()) b.name = "MKL";
+  return b;
+}
+
+void setBlasThreads(int n) {
+  using SetFn = void (*)(int);
+  if (auto f = reinterpret_cast<SetFn>(dlsym(RTLD_DEFAULT, "openblas_set_num_threads"))) f(n);
+}
+
+double number(const Napi::Object& o, const char* key, double fallback) {
+  Napi::Value v = o.Get(key);
+  if (v.IsUndefined()) return fallback;
+  if (!v.IsNumber()) invalidArgument(std::string(key) + " must be a number");
+  return v.As<Napi::Number>().DoubleValue();
+}
+
+int64_t positiveInt(const Napi::Object& o, const char* key, int64_t fallback, int64_t max) {
+  double d = number(o, key, static_cast<double>(fallback));
+  if (!(d >= 1) || d > static_cast<double>(max) || d != static_cast<double>(static_cast<int64_t>(d))) {
+    invalidArgument(std::string(key) + " must be an integer in [1, " + std::to_string(max) + "], got " + std::to_string(d));
+  }
+  return static_cast<int64_t>(d);
+}
+
+std::string str(const Napi::Object& o, const char* key, const std::string& fallback) {
+  Napi::Value v = o.Get(key);
+  if (v.IsUndefined()) return fallback;
+  if (!v.IsString()) invalidArgument(std::string(key) + " must be a string");
+  return v.As<Napi::String>();
+}
+
+}  // namespace
+
+Napi::Value RuntimeInfo(const Napi::CallbackInfo& info) {
+  return guarded(info.Env(), [&]() -> Napi::Value {
+    Napi::Env env = info.Env();
+    Napi::Object o = Napi::Object::New(env);
+    o.Set("torchVersion", std::string(TORCH_VERSION));
+    o.Set("buildConfig", at::show_config());
+    o.Set("parallelInfo", at::get_parallel_info());
+    o.Set("cxx11Abi", Napi::Boolean::New(env, _GLIBCXX_USE_CXX11_ABI != 0));
+    o.Set("threads", at::get_num_threads());
+    o.Set("interopThreads", at::get_num_interop_threads());
+    o.Set("hasMKL", at::hasMKL());
+    o.Set("hasMKLDNN", at::hasMKLDNN());
+    o.Set("hasOpenMP", at::hasOpenMP());
+    BlasInfo b = detectBlas();
+    Napi::Object blas = Napi::Object::New(env);
+    blas.Set("name", b.name);
+    blas.Set("library", b.library);
+    blas.Set("config", b.config);
+    if (b.threads > 0) blas.Set("threads", b.threads);
+    o.Set("blas", blas);
+    Napi::Object cuda = Napi::Object::New(env);
+#ifdef BIA_TORCH_CUDA
+    cuda.Set("built", true);
+#else
+    cuda.Set("built", cudaBuilt());
+#endif
+    cuda.Set("available", torch::cuda::is_available());
+    cuda.Set("cudnn", torch::cuda::is_available() && torch::cuda::cudnn_is_available());
+    Napi::Array devices = Napi::Array::New(env);
+    for (const auto& d : cudaDevices()) {
+      Napi::Object dev = Napi::Object::New(env);
+      dev.Set("index", d.index);
+      dev.Set("name", d.name);
+      dev.Set("totalMemory", static_cast<double>(d.totalMemory));
+      devices.Set(devices.Length(), dev);
+    }
+    cuda.Set("devices", devices);
+    o.Set("cuda", cuda);
+    return o;
+  });
+}
+
+Napi::Value SetNumThreads(const Napi::CallbackInfo& info) {
+  return guarded(info.Env(), [&]() -> Napi::Value {
+    if (!info[0].IsNumber()) invalidArgument("threads must be a positive integer");
+    double d = info[0].As<Napi::Number>().DoubleValue();
+    if (!(d >= 1) || d > 1024 || d != static_cast<double>(static_cast<int>(d))) invalidArgument("threads must be an integer in [1, 1024]");
+    const int n = static_cast<int>(d);
+    at::set_num_threads(n);
+    setBlasThreads(n);
+    return Napi::Number::New(info.Env(), at::get_num_threads());
+  });
+}
+
+// A timed loop of one operation. Also the reference "long job": it reports progress after every
+// iteration and stops at the next iteration when aborted.
+Napi::Value Benchmark(const Napi::CallbackInfo& info) {
+  return guarded(info.Env(), [&]() -> Napi::Value {
+    if (!info[0].IsObject()) invalidArgument("benchmark options must be an object");
+    Napi::Object o = info[0].As<Napi::Object>();
+    const std::string op = str(o, "op", "sgemm");
+    const c10::Device device = parseDevice(str(o, "device", "cpu"));
+    const c10::ScalarType dtype = parseDtype(str(o, "dtype", "float32"));
+    const int64_t warmup = static_cast<int64_t>(number(o, "warmup", 2));
+    const int64_t iterations = positiveInt(o, "iterations", 5, 1000000);
+    if (warmup < 0 || warmup > 1000) invalidArgument("warmup must be in [0, 1000]");
+    const bool channelsLast = o.Get("channelsLast").ToBoolean();
+    struct Spec {
+      int64_t m = 0, n = 0, k = 0;                  // sgemm
+      int64_t batch = 0, cin = 0, cout = 0, h = 0, w = 0, kernel = 0;  // conv2d
+    } s;
+    if (op == "sgemm") {
+      s.m = positiveInt(o, "m", 1024, 1 << 16);
+      s.n = positiveInt(o, "n", s.m, 1 << 16);
+      s.k = positiveInt(o, "k", s.m, 1 << 16);
+    } else if (op == "conv2d") {
+      s.batch = positiveInt(o, "batch", 1, 4096);
+      s.cin = positiveInt(o, "inChannels", 128, 65536);
+      s.cout = positiveInt(o, "outChannels", s.cin, 65536);
+      s.h = positiveInt(o, "height", 64, 65536);
+      s.w = positiveInt(o, "width", s.h, 65536);
+      s.kernel = positiveInt(o, "kernel", 3, 31);
+      if (s.kernel % 2 == 0) invalidArgument("kernel must be odd");
+    } else {
+      invalidArgument("op must be 'sgemm' or 'conv2d', got '" + op + "'");
+    }
+    return startJob(info.Env(), info[1], "bia.benchmark", [=](JobContext& ctx) -> Finisher {
+      c10::InferenceMode guard;
+      auto opts = at::TensorOptions().dtype(dtype).device(device);
+      at::Tensor a, b, c;
+      double flops = 0;
+      std::function<void()> step;
+      if (op == "sgemm") {
+        a = at::randn({s.m, s.k}, opts);
+        b = at::randn({s.k, s.n}, opts);
+        c = at::empty({s.m, s.n}, opts);
+        flops = 2.0 * s.m * s.n * s.k;
+        step = [&] { at::mm_out(c, a, b); };
+      } else {
+        a = at::randn({s.batch, s.cin, s.h, s.w}, opts);
+        b = at::randn({s.cout, s.cin, s.kernel, s.kernel}, opts);
+        at::Tensor bias = at::randn({s.cout}, opts);
+        if (channelsLast) {
+          a = a.contiguous(at::MemoryFormat::ChannelsLast);
+          b = b.contiguous(at::MemoryFormat::ChannelsLast);
+        }
+        flops = 2.0 * s.batch * s.cout * s.h * s.w * s.cin * s.kernel * s.kernel;
+        step = [&, bias] { c = at::conv2d(a, b, bias, 1, s.kernel / 2); };
+      }
+      std::vector<double> times;
+      const int64_t total = warmup + iterations;
+      for (int64_t i = 0; i < total; i++) {
+        ctx.checkAbort();
+        auto t0 = std::chrono::steady_clock::now();
+        step();
+        synchronize(device);
+        double dt = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+        if (i >= warmup) times.push_back(dt);
+        ctx.progress(static_cast<double>(i + 1), static_cast<double>(total), i < warmup ? "warmup" : "measure", dt);
+      }
+      const int threads = at::get_num_threads();
+      return [times, flops, threads](Napi::Env env) -> Napi::Value {
+        Napi::Object r = Napi::Object::New(env);
+        Napi::Array t = Napi::Array::New(env, times.size());
+        for (size_t i = 0; i < times.size(); i++) t.Set(static_cast<uint32_t>(i), times[i]);
+        r.Set("seconds", t);
+        r.Set("flops", flops);
+        r.Set("threads", threads);
+        return r;
+      };
+    });
+  });
+}
+
+Napi::Value Matmul(const Napi::CallbackInfo& info) {
+  return guarded(info.Env(), [&]() -> Napi::Value {
+    at::Tensor a = TensorHandle::From(info[0], "a");
+    at::Tensor b = TensorHandle::From(info[1], "b");
+    if (a.dim() < 1 || b.dim() < 1) invalidArgument("matmul needs tensors with at least one dimension");
+    if (a.size(-1) != b.size(b.dim() == 1 ? 0 : -2)) {
+      invalidArgument("matmul shapes do not match: " + c10::str(a.sizes()) + " @ " + c10::str(b.sizes()));
+    }
+    if (a.device() != b.device()) invalidArgument("matmul operands are on different devices: " + deviceName(a.device()) + " and " + deviceName(b.device()));
+    return startJob(info.Env(), info[2], "bia.matmul", [a, b](JobContext&) -> Finisher {
+      c10::InferenceMode guard;
+      at::Tensor r = at::matmul(a, b);
+      synchronize(r.device());
+      return [r](Napi::Env env) { return TensorHandle::Wrap(env, r); };
+    });
+  });
+}
+
+}  // namespace bia

@@ -1,0 +1,14 @@
+// The engine room: what LibTorch we run on (version, BLAS, threads, CUDA), thread control,
+// and measured arithmetic rates (the sgemm/conv2d benchmark loop, also the proof that long
+// work runs off the main thread with progress and abort).
+#pragma once
+#include <napi.h>
+
+namespace bia {
+
+Napi::Value RuntimeInfo(const Napi::CallbackInfo& info);   // sync, cheap
+Napi::Value SetNumThreads(const Napi::CallbackInfo& info); // (n) intra-op threads (and BLAS threads)
+Napi::Value Benchmark(const Napi::CallbackInfo& info);     // ({op,...}, jobOpts) -> Promise<{times,flops}>
+Napi::Value Matmul(const Napi::CallbackInfo& info);        // (a, b, jobOpts) -> Promise<Tensor>
+
+}  // namespace bia

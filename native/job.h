@@ -1,0 +1,65 @@
+// The one pattern for long work: a Job runs a C++ function on a worker thread and returns a
+// Promise. Progress events stream to JS through a thread-safe function (all delivered before
+// the Promise settles), and an AbortSignal reaches the C++ loop through a CancelToken that the
+// work checks between steps.
+#pragma once
+#include <napi.h>
+
+#include <atomic>
+#include <cmath>
+#include <functional>
+#include <memory>
+#include <string>
+
+#include "errors.h"
+
+namespace bia {
+
+struct ProgressEvent {
+  double step = 0;
+  double total = 0;
+  std::string stage;
+  double value = 0;  // an optional number (a loss, a rate); NaN when absent
+};
+
+// What the work function sees on its thread.
+class JobContext {
+ public:
+  using Sender = std::function<void(const ProgressEvent&)>;
+  JobContext(std::shared_ptr<std::atomic<bool>> cancelled, Sender send)
+      : cancelled_(std::move(cancelled)), send_(std::move(send)) {}
+  bool cancelled() const { return cancelled_ && cancelled_->load(); }
+  // Throws BIA_ABORTED if the AbortSignal fired. Call between steps.
+  void checkAbort() const {
+    if (cancelled()) throw BiaError(ErrorCode::Aborted, "the operation was aborted");
+  }
+  void progress(double step, double total, const std::string& stage, double value = std::nan("")) const {
+    if (send_) send_(ProgressEvent{step, total, stage, value});
+  }
+
+ private:
+  std::shared_ptr<std::atomic<bool>> cancelled_;
+  Sender send_;
+};
+
+// The work returns a finisher that converts its result to JS on the main thread.
+using Finisher = std::function<Napi::Value(Napi::Env)>;
+using Work = std::function<Finisher(JobContext&)>;
+
+// JS: new CancelToken(); token.cancel(); token.cancelled
+class CancelToken : public Napi::ObjectWrap<CancelToken> {
+ public:
+  static Napi::Function Init(Napi::Env env);
+  explicit CancelToken(const Napi::CallbackInfo& info);
+  std::shared_ptr<std::atomic<bool>> flag() const { return flag_; }
+
+ private:
+  Napi::Value Cancel(const Napi::CallbackInfo& info);
+  Napi::Value Cancelled(const Napi::CallbackInfo& info);
+  std::shared_ptr<std::atomic<bool>> flag_ = std::make_shared<std::atomic<bool>>(false);
+};
+
+// Start a job. `options` may be undefined or {onProgress?: (ev) => void, cancel?: CancelToken}.
+Napi::Promise startJob(Napi::Env env, Napi::Value options, const char* name, Work work);
+
+}  // namespace bia

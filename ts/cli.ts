@@ -1,0 +1,76 @@
+#!/usr/bin/env node
+/** The `bia` command line. It only parses, calls the library and prints. */
+import { parseArgs } from 'node:util';
+import { BiaError } from './errors';
+import { info, type Info } from './engine';
+import { VERSION } from './version';
+
+/** Exit codes: 0 success, 1 failure, 2 usage error, 3 input error. */
+export const EXIT = { ok: 0, failure: 1, usage: 2, input: 3 } as const;
+
+const HELP = `bia ${VERSION} — Black Hole-Driven Identity Absorbing on LibTorch
+
+Usage:
+  bia info [--json] [--no-measure]   LibTorch version, BLAS, threads, CUDA devices, measured sgemm GFLOP/s
+  bia --version
+  bia help
+
+Environment:
+  BIA_NUM_THREADS   intra-op threads (default: all cores)
+  BIA_TORCH_ADDON   path of a bia_torch.node to load instead of build/Release
+`;
+
+function formatBytes(n: number): string {
+  return `${(n / 2 ** 30).toFixed(1)} GiB`;
+}
+
+export function formatInfo(i: Info): string {
+  const lines = [
+    `bia-torch     ${i.version} (node ${i.node})`,
+    `LibTorch      ${i.torchVersion} (C++11 ABI: ${i.cxx11Abi ? 'yes' : 'no'}, oneDNN: ${i.mkldnn ? 'yes' : 'no'}, OpenMP: ${i.openmp ? 'yes' : 'no'})`,
+    `BLAS          ${i.blas.name}${i.blas.library ? ` (${i.blas.library})` : ''}${i.blas.config ? `\n              ${i.blas.config}` : ''}`,
+    `threads       ${i.threads} intra-op, ${i.interopThreads} inter-op (${i.cores} cores: ${i.cpu})`,
+    `CUDA          ${i.cuda.available ? `available, ${i.cuda.devices.length} device(s)` : i.cuda.built ? 'built, but no GPU visible' : 'not built (CPU-only LibTorch)'}`,
+    ...i.cuda.devices.map((d) => `  cuda:${d.index}      ${d.name} (${formatBytes(d.totalMemory)})`),
+  ];
+  if (i.sgemmGflops !== undefined) lines.push(`sgemm         ${i.sgemmGflops.toFixed(1)} GFLOP/s (1024², float32, CPU)`);
+  if (i.blas.name === 'reference') {
+    lines.push('WARNING       the reference BLAS is in use (~50× slower): apt-get install libopenblas0-pthread');
+  }
+  lines.push(`addon         ${i.addon}`);
+  return lines.join('\n');
+}
+
+async function main(argv: string[]): Promise<number> {
+  const [command, ...rest] = argv;
+  if (command === undefined || command === 'help' || command === '--help' || command === '-h') {
+    process.stdout.write(HELP);
+    return command === undefined ? EXIT.usage : EXIT.ok;
+  }
+  if (command === '--version' || command === '-v') {
+    process.stdout.write(`${VERSION}\n`);
+    return EXIT.ok;
+  }
+  if (command === 'info') {
+    const { values } = parseArgs({ args: rest, options: { json: { type: 'boolean' }, 'no-measure': { type: 'boolean' } } });
+    const i = await info({ measure: !values['no-measure'] });
+    process.stdout.write(values.json ? `${JSON.stringify(i, null, 2)}\n` : `${formatInfo(i)}\n`);
+    return EXIT.ok;
+  }
+  process.stderr.write(`bia: unknown command '${command}'\n\n${HELP}`);
+  return EXIT.usage;
+}
+
+if (require.main === module) {
+  main(process.argv.slice(2)).then(
+    (code) => {
+      process.exitCode = code;
+    },
+    (e: unknown) => {
+      const usage = e instanceof TypeError && (e as { code?: string }).code?.startsWith('ERR_PARSE_ARGS');
+      const code = e instanceof BiaError ? ` [${e.code}]` : '';
+      process.stderr.write(`bia: ${(e as Error).message}${code}\n`);
+      process.exitCode = usage ? EXIT.usage : e instanceof BiaError && e.code === 'BIA_INVALID_ARGUMENT' ? EXIT.input : EXIT.failure;
+    },
+  );
+}

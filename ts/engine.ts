@@ -1,0 +1,136 @@
+/** What the library runs on, thread control, and measured arithmetic rates. */
+import os from 'node:os';
+import { callNative, runJob, type JobOptions } from './jobs';
+import { loadAddon, type NativeBenchmarkSpec, type NativeRuntimeInfo } from './native';
+import { checkDevice, checkDtype, checkInt, COMPUTE_DTYPES, type ComputeDtype, type Device } from './options';
+import { invalidArgument } from './errors';
+import { VERSION } from './version';
+
+export interface BenchmarkSpec {
+  op: 'sgemm' | 'conv2d';
+  device?: Device;
+  dtype?: ComputeDtype;
+  warmup?: number;
+  iterations?: number;
+  /** sgemm: [m,k] @ [k,n] (n, k default to m). */
+  m?: number;
+  n?: number;
+  k?: number;
+  /** conv2d: input [batch, inChannels, height, width], kernel × kernel, same padding. */
+  batch?: number;
+  inChannels?: number;
+  outChannels?: number;
+  height?: number;
+  width?: number;
+  kernel?: number;
+  channelsLast?: boolean;
+}
+
+export interface BenchmarkResult {
+  spec: BenchmarkSpec;
+  /** Seconds per measured iteration, in order. */
+  seconds: number[];
+  medianSeconds: number;
+  minSeconds: number;
+  /** Relative spread: (max − min) / median. */
+  spread: number;
+  flops: number;
+  /** FLOP/s at the median time, in GFLOP/s. */
+  gflops: number;
+  threads: number;
+}
+
+function median(xs: number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  const m = s.length >> 1;
+  return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
+}
+
+/** Time an operation through the addon (runs off the main thread; abortable; progress per iteration). */
+export async function benchmark(spec: BenchmarkSpec, opts?: JobOptions): Promise<BenchmarkResult> {
+  if (!spec || (spec.op !== 'sgemm' && spec.op !== 'conv2d')) throw invalidArgument("benchmark op must be 'sgemm' or 'conv2d'");
+  if (spec.device !== undefined) checkDevice(spec.device);
+  if (spec.dtype !== undefined) checkDtype(spec.dtype, 'dtype', COMPUTE_DTYPES);
+  if (spec.iterations !== undefined) checkInt(spec.iterations, 'iterations', 1, 1_000_000);
+  if (spec.warmup !== undefined) checkInt(spec.warmup, 'warmup', 0, 1000);
+  for (const key of ['m', 'n', 'k', 'batch', 'inChannels', 'outChannels', 'height', 'width', 'kernel'] as const) {
+    if (spec[key] !== undefined) checkInt(spec[key], key, 1, 65536);
+  }
+  const r = await runJob(opts, (n) => loadAddon().benchmark(spec as NativeBenchmarkSpec, n));
+  const med = median(r.seconds);
+  return {
+    spec,
+    seconds: r.seconds,
+    medianSeconds: med,
+    minSeconds: Math.min(...r.seconds),
+    spread: (Math.max(...r.seconds) - Math.min(...r.seconds)) / med,
+    flops: r.flops,
+    gflops: r.flops / med / 1e9,
+    threads: r.threads,
+  };
+}
+
+export interface Info {
+  version: string;
+  torchVersion: string;
+  blas: NativeRuntimeInfo['blas'];
+  threads: number;
+  interopThreads: number;
+  cores: number;
+  cpu: string;
+  mkldnn: boolean;
+  openmp: boolean;
+  cxx11Abi: boolean;
+  cuda: NativeRuntimeInfo['cuda'];
+  /** Measured 1024² float32 matmul rate on the CPU (absent with {measure: false}). */
+  sgemmGflops?: number;
+  node: string;
+  addon: string;
+}
+
+/** The runtime facts without measuring anything (synchronous). */
+export function runtimeInfo(): NativeRuntimeInfo {
+  return callNative(() => loadAddon().runtimeInfo());
+}
+
+/** Library, LibTorch, BLAS, threads, CUDA and a measured sgemm GFLOP/s. */
+export async function info(opts?: { measure?: boolean } & JobOptions): Promise<Info> {
+  const rt = runtimeInfo();
+  const out: Info = {
+    version: VERSION,
+    torchVersion: rt.torchVersion,
+    blas: rt.blas,
+    threads: rt.threads,
+    interopThreads: rt.interopThreads,
+    cores: os.availableParallelism(),
+    cpu: os.cpus()[0]?.model ?? 'unknown',
+    mkldnn: rt.hasMKLDNN,
+    openmp: rt.hasOpenMP,
+    cxx11Abi: rt.cxx11Abi,
+    cuda: rt.cuda,
+    node: process.version,
+    addon: addonPath(),
+  };
+  if (opts?.measure !== false) {
+    const r = await benchmark({ op: 'sgemm', m: 1024, warmup: 2, iterations: 10 }, opts);
+    out.sgemmGflops = r.gflops;
+    out.threads = r.threads;
+  }
+  return out;
+}
+
+function addonPath(): string {
+  loadAddon();
+  const key = Object.keys(require.cache).find((k) => k.endsWith('.node') && k.includes('bia_torch'));
+  return key ?? 'unknown';
+}
+
+/** Set the intra-op thread count (LibTorch and OpenBLAS). Default: BIA_NUM_THREADS or all cores. */
+export function setThreads(n: number): number {
+  checkInt(n, 'threads', 1, 1024);
+  return callNative(() => loadAddon().setNumThreads(n));
+}
+
+export function getThreads(): number {
+  return runtimeInfo().threads;
+}

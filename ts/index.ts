@@ -1,0 +1,11 @@
+/**
+ * bia-torch: Black Hole-Driven Identity Absorbing (BIA, CVPR 2025) on LibTorch.
+ * The public API. Everything heavy runs in C++ off the main thread and returns a Promise.
+ */
+export { BiaError, ERROR_CODES, type ErrorCode } from './errors';
+export { type JobOptions, type ProgressEvent } from './jobs';
+export { type ComputeDtype, type Device, type Dtype, COMPUTE_DTYPES, DTYPES } from './options';
+export { Tensor, type TensorData, type TensorOptions, tensor, tensorSync, zeros, randn, matmul, liveTensors } from './tensor';
+export { benchmark, info, runtimeInfo, setThreads, getThreads, type BenchmarkResult, type BenchmarkSpec, type Info } from './engine';
+export { loadAddon, addonCandidates } from './native';
+export { VERSION } from './version';

@@ -1,0 +1,182 @@
+/**
+ * The one typed seam to the compiled addon: the only place that describes the `.node` file's
+ * shape, and the loader that finds it.
+ */
+import { existsSync, readFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { BiaError, fromNative } from './errors';
+
+export type NativeDtype = 'float32' | 'float16' | 'bfloat16' | 'float64' | 'uint8' | 'int32' | 'int64' | 'bool';
+export type NativeArray = Float32Array | Float64Array | Uint8Array | Int32Array | BigInt64Array;
+
+export interface NativeProgress {
+  step: number;
+  total: number;
+  stage: string;
+  value?: number;
+}
+
+export interface NativeJobOptions {
+  onProgress?: (ev: NativeProgress) => void;
+  cancel?: NativeCancelToken;
+}
+
+export interface NativeCancelToken {
+  cancel(): void;
+  readonly cancelled: boolean;
+}
+
+export interface NativeTensor {
+  readonly shape: number[];
+  readonly dtype: NativeDtype;
+  readonly device: string;
+  readonly nbytes: number;
+  readonly disposed: boolean;
+  dispose(): void;
+  read(opts?: NativeJobOptions): Promise<NativeArray>;
+  to(dtype: NativeDtype | undefined, device: string | undefined, opts?: NativeJobOptions): Promise<NativeTensor>;
+  itemsSync(): NativeArray;
+}
+
+export interface NativeRuntimeInfo {
+  torchVersion: string;
+  buildConfig: string;
+  parallelInfo: string;
+  cxx11Abi: boolean;
+  threads: number;
+  interopThreads: number;
+  hasMKL: boolean;
+  hasMKLDNN: boolean;
+  hasOpenMP: boolean;
+  blas: { name: string; library: string; config: string; threads?: number };
+  cuda: { built: boolean; available: boolean; cudnn: boolean; devices: { index: number; name: string; totalMemory: number }[] };
+}
+
+export interface NativeBenchmarkSpec {
+  op: 'sgemm' | 'conv2d';
+  device?: string;
+  dtype?: NativeDtype;
+  warmup?: number;
+  iterations?: number;
+  m?: number;
+  n?: number;
+  k?: number;
+  batch?: number;
+  inChannels?: number;
+  outChannels?: number;
+  height?: number;
+  width?: number;
+  kernel?: number;
+  channelsLast?: boolean;
+}
+
+export interface NativeBenchmarkResult {
+  seconds: number[];
+  flops: number;
+  threads: number;
+}
+
+export interface NativeAddon {
+  abiVersion: number;
+  Tensor: new (...args: never[]) => NativeTensor;
+  CancelToken: new () => NativeCancelToken;
+  tensorFromArray(data: NativeArray, shape: number[], dtype?: NativeDtype, device?: string): NativeTensor;
+  tensorFromArrayAsync(data: NativeArray, shape: number[], dtype: NativeDtype | undefined, device: string | undefined, opts?: NativeJobOptions): Promise<NativeTensor>;
+  zeros(shape: number[], dtype: NativeDtype | undefined, device: string | undefined, opts?: NativeJobOptions): Promise<NativeTensor>;
+  randn(shape: number[], dtype: NativeDtype | undefined, device: string | undefined, seed: number, opts?: NativeJobOptions): Promise<NativeTensor>;
+  liveTensors(): number;
+  runtimeInfo(): NativeRuntimeInfo;
+  setNumThreads(n: number): number;
+  benchmark(spec: NativeBenchmarkSpec, opts?: NativeJobOptions): Promise<NativeBenchmarkResult>;
+  matmul(a: NativeTensor, b: NativeTensor, opts?: NativeJobOptions): Promise<NativeTensor>;
+}
+
+export const ADDON_ABI_VERSION = 1;
+
+/** The package root (the folder with this package's package.json), found upwards from here. */
+export function packageRoot(): string {
+  let dir = __dirname;
+  for (;;) {
+    const pj = path.join(dir, 'package.json');
+    if (existsSync(pj)) {
+      try {
+        if (JSON.parse(readFileSync(pj, 'utf8')).name === 'bia-torch') return dir;
+      } catch {
+        /* keep looking */
+      }
+    }
+    const up = path.dirname(dir);
+    if (up === dir) return path.resolve(__dirname, '..', '..');
+    dir = up;
+  }
+}
+
+/** Where the loader looks, in order. */
+export function addonCandidates(): string[] {
+  const root = packageRoot();
+  const list: string[] = [];
+  if (process.env.BIA_TORCH_ADDON) list.push(path.resolve(process.env.BIA_TORCH_ADDON));
+  list.push(path.join(root, 'build', 'Release', 'bia_torch.node'), path.join(root, 'build', 'Debug', 'bia_torch.node'));
+  return list;
+}
+
+function fixHint(failures: string[]): string {
+  const text = failures.join('\n');
+  if (/libtorch|libc10|libtorch_cpu/.test(text)) {
+    return 'LibTorch shared libraries cannot be loaded: install them (apt-get install libtorch-dev libopenblas0-pthread) ' +
+      'or, for a Python/CUDA LibTorch, rebuild so the addon records its path (npm run build:native).';
+  }
+  if (/not found/.test(text)) return 'The addon is not built: run `npm run setup` (or `npm run build:native`).';
+  return 'Rebuild the addon: `npm run build:native`, or point BIA_TORCH_ADDON at a working bia_torch.node.';
+}
+
+let cached: NativeAddon | undefined;
+
+/** Load the compiled addon once; on failure throw one error that lists what was tried. */
+export function loadAddon(): NativeAddon {
+  if (cached) return cached;
+  const failures: string[] = [];
+  for (const file of addonCandidates()) {
+    if (!existsSync(file)) {
+      failures.push(`${file}: not found`);
+      continue;
+    }
+    try {
+      // eslint-disable-next-line @typescript-eslint/no-require-imports
+      const addon = require(file) as NativeAddon;
+      if (addon.abiVersion !== ADDON_ABI_VERSION) {
+        failures.push(`${file}: built from another version (abi ${addon.abiVersion}, need ${ADDON_ABI_VERSION}); rebuild it`);
+        continue;
+      }
+      cached = addon;
+      configureThreads(addon);
+      return addon;
+    } catch (e) {
+      failures.push(`${file}: ${(e as Error).message.split('\n')[0]}`);
+    }
+  }
+  throw new BiaError('BIA_ADDON_NOT_FOUND',
+    `bia-torch could not load its native addon. Tried:\n  ${failures.join('\n  ')}\nFix: ${fixHint(failures)}`);
+}
+
+/** Threads: BIA_NUM_THREADS if set, else every core the machine offers. */
+export function defaultThreads(): number {
+  const env = process.env.BIA_NUM_THREADS;
+  if (env !== undefined && env !== '') {
+    const n = Number(env);
+    if (!Number.isInteger(n) || n < 1 || n > 1024) {
+      throw new BiaError('BIA_INVALID_ARGUMENT', `BIA_NUM_THREADS must be an integer in [1, 1024], got '${env}'`);
+    }
+    return n;
+  }
+  return os.availableParallelism();
+}
+
+function configureThreads(addon: NativeAddon): void {
+  try {
+    addon.setNumThreads(defaultThreads());
+  } catch (e) {
+    throw fromNative(e);
+  }
+}
