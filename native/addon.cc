@@ -24,6 +24,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("zeros", Napi::Function::New<Zeros>(env, "zeros"));
   exports.Set("randn", Napi::Function::New<Randn>(env, "randn"));
   exports.Set("liveTensors", Napi::Function::New<LiveTensors>(env, "liveTensors"));
+  exports.Set("externalMemory", Napi::Function::New<ExternalMemory>(env, "externalMemory"));
   exports.Set("runtimeInfo", Napi::Function::New<RuntimeInfo>(env, "runtimeInfo"));
   exports.Set("setNumThreads", Napi::Function::New<SetNumThreads>(env, "setNumThreads"));
   exports.Set("benchmark", Napi::Function::New<Benchmark>(env, "benchmark"));

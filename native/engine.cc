@@ -9,6 +9,7 @@
 #include <torch/cuda.h>
 #include <torch/version.h>
 
+#include <atomic>
 #include <chrono>
 #include <climits>
 #include <cstdlib>
@@ -21,6 +22,21 @@
 #include "tensor.h"
 
 namespace bia {
+
+namespace {
+
+std::atomic<int> configuredThreads{0};
+
+}  // namespace
+
+void syncThreads() {
+  thread_local int applied = -1;
+  const int want = configuredThreads.load();
+  if (want > 0 && want != applied) {
+    at::set_num_threads(want);
+    applied = want;
+  }
+}
 
 namespace {
 
@@ -144,6 +160,7 @@ Napi::Value SetNumThreads(const Napi::CallbackInfo& info) {
     double d = info[0].As<Napi::Number>().DoubleValue();
     if (!(d >= 1) || d > 1024 || d != static_cast<double>(static_cast<int>(d))) invalidArgument("threads must be an integer in [1, 1024]");
     const int n = static_cast<int>(d);
+    configuredThreads.store(n);
     at::set_num_threads(n);
     setBlasThreads(n);
     return Napi::Number::New(info.Env(), at::get_num_threads());
@@ -153,7 +170,7 @@ Napi::Value SetNumThreads(const Napi::CallbackInfo& info) {
 // A timed loop of one operation. Also the reference "long job": it reports progress after every
 // iteration and stops at the next iteration when aborted.
 Napi::Value Benchmark(const Napi::CallbackInfo& info) {
-  return guarded(info.Env(), [&]() -> Napi::Value {
+  return guardedPromise(info.Env(), [&]() -> Napi::Value {
     if (!info[0].IsObject()) invalidArgument("benchmark options must be an object");
     Napi::Object o = info[0].As<Napi::Object>();
     const std::string op = str(o, "op", "sgemm");
@@ -231,7 +248,7 @@ Napi::Value Benchmark(const Napi::CallbackInfo& info) {
 }
 
 Napi::Value Matmul(const Napi::CallbackInfo& info) {
-  return guarded(info.Env(), [&]() -> Napi::Value {
+  return guardedPromise(info.Env(), [&]() -> Napi::Value {
     at::Tensor a = TensorHandle::From(info[0], "a");
     at::Tensor b = TensorHandle::From(info[1], "b");
     if (a.dim() < 1 || b.dim() < 1) invalidArgument("matmul needs tensors with at least one dimension");

@@ -6,6 +6,10 @@
 
 namespace bia {
 
+// Apply the configured intra-op thread count on the calling (worker) thread if it changed.
+// Cheap when nothing changed: at::init_num_threads() itself rebuilds a thread pool (~7 ms).
+void syncThreads();
+
 Napi::Value RuntimeInfo(const Napi::CallbackInfo& info);   // sync, cheap
 Napi::Value SetNumThreads(const Napi::CallbackInfo& info); // (n) intra-op threads (and BLAS threads)
 Napi::Value Benchmark(const Napi::CallbackInfo& info);     // ({op,...}, jobOpts) -> Promise<{times,flops}>

@@ -1,10 +1,9 @@
 #include "job.h"
 
-#include <ATen/Parallel.h>
-
 #include <cmath>
 
 #include "addon_data.h"
+#include "engine.h"
 
 namespace bia {
 
@@ -42,8 +41,8 @@ class Job : public Napi::AsyncProgressQueueWorker<ProgressEvent> {
 
  protected:
   void Execute(const ExecutionProgress& progress) override {
-    // libuv worker threads do not inherit the intra-op thread count set on the main thread.
-    at::init_num_threads();
+    // libuv worker threads do not see a thread count set later on the main thread.
+    syncThreads();
     JobContext::Sender send;
     if (!onProgress_.IsEmpty()) send = [&progress](const ProgressEvent& ev) { progress.Send(&ev, 1); };
     JobContext ctx(cancelled_, send);

@@ -59,6 +59,23 @@ class CancelToken : public Napi::ObjectWrap<CancelToken> {
   std::shared_ptr<std::atomic<bool>> flag_ = std::make_shared<std::atomic<bool>>(false);
 };
 
+// Like guarded(), for functions that return a Promise: a failure before the job starts becomes a
+// rejected Promise instead of a synchronous throw, so callers see one failure path.
+template <typename F>
+Napi::Value guardedPromise(Napi::Env env, F&& f) {
+  try {
+    return f();
+  } catch (const Napi::Error& e) {
+    auto d = Napi::Promise::Deferred::New(env);
+    d.Reject(e.Value());
+    return d.Promise();
+  } catch (...) {
+    auto d = Napi::Promise::Deferred::New(env);
+    d.Reject(toJsError(env, classify(std::current_exception())).Value());
+    return d.Promise();
+  }
+}
+
 // Start a job. `options` may be undefined or {onProgress?: (ev) => void, cancel?: CancelToken}.
 Napi::Promise startJob(Napi::Env env, Napi::Value options, const char* name, Work work);
 

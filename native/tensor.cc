@@ -109,6 +109,7 @@ at::Tensor readable(const at::Tensor& t) {
   const auto st = r.scalar_type();
   if (st == at::kHalf || st == at::kBFloat16) r = r.to(at::kFloat);
   if (st == at::kBool) r = r.to(at::kByte);
+  if (st == at::kLong) r = r.to(at::kDouble);  // exact up to 2^53; JS has no int64 typed array of numbers
   return r.contiguous();
 }
 
@@ -122,13 +123,12 @@ Napi::Value toTypedArray(Napi::Env env, const at::Tensor& t) {
     case at::kDouble: return Napi::Float64Array::New(env, n, buf, 0);
     case at::kByte: return Napi::Uint8Array::New(env, n, buf, 0);
     case at::kInt: return Napi::Int32Array::New(env, n, buf, 0);
-    case at::kLong: return Napi::TypedArrayOf<int64_t>::New(env, n, buf, 0, napi_bigint64_array);
     default: invalidArgument("cannot read a tensor of dtype " + dtypeName(t.scalar_type()));
   }
 }
 
 Napi::Value TensorHandle::Read(const Napi::CallbackInfo& info) {
-  return guarded(info.Env(), [&]() -> Napi::Value {
+  return guardedPromise(info.Env(), [&]() -> Napi::Value {
     at::Tensor t = tensor();
     return startJob(info.Env(), info[0], "bia.tensor.read", [t](JobContext&) -> Finisher {
       at::Tensor r = readable(t);
@@ -146,7 +146,7 @@ Napi::Value TensorHandle::ItemsSync(const Napi::CallbackInfo& info) {
 }
 
 Napi::Value TensorHandle::To(const Napi::CallbackInfo& info) {
-  return guarded(info.Env(), [&]() -> Napi::Value {
+  return guardedPromise(info.Env(), [&]() -> Napi::Value {
     at::Tensor t = tensor();
     c10::ScalarType dtype = info[0].IsString() ? parseDtype(info[0].As<Napi::String>()) : t.scalar_type();
     c10::Device device = info[1].IsString() ? parseDevice(info[1].As<Napi::String>()) : t.device();
@@ -236,7 +236,7 @@ Napi::Value TensorFromArray(const Napi::CallbackInfo& info) {
 }
 
 Napi::Value TensorFromArrayAsync(const Napi::CallbackInfo& info) {
-  return guarded(info.Env(), [&]() -> Napi::Value {
+  return guardedPromise(info.Env(), [&]() -> Napi::Value {
     auto shape = parseShape(info[1]);
     TargetOptions o = parseTarget(info, 2, 3);
     // One memcpy on the main thread (the JS buffer may change after we return); the dtype and
@@ -251,7 +251,7 @@ Napi::Value TensorFromArrayAsync(const Napi::CallbackInfo& info) {
 }
 
 Napi::Value Zeros(const Napi::CallbackInfo& info) {
-  return guarded(info.Env(), [&]() -> Napi::Value {
+  return guardedPromise(info.Env(), [&]() -> Napi::Value {
     auto shape = parseShape(info[0]);
     numelOf(shape);
     TargetOptions o = parseTarget(info, 1, 2);
@@ -264,7 +264,7 @@ Napi::Value Zeros(const Napi::CallbackInfo& info) {
 }
 
 Napi::Value Randn(const Napi::CallbackInfo& info) {
-  return guarded(info.Env(), [&]() -> Napi::Value {
+  return guardedPromise(info.Env(), [&]() -> Napi::Value {
     auto shape = parseShape(info[0]);
     numelOf(shape);
     TargetOptions o = parseTarget(info, 1, 2);
@@ -282,6 +282,12 @@ Napi::Value Randn(const Napi::CallbackInfo& info) {
       return [t](Napi::Env env) { return TensorHandle::Wrap(env, t); };
     });
   });
+}
+
+Napi::Value ExternalMemory(const Napi::CallbackInfo& info) {
+  int64_t total = 0;
+  napi_adjust_external_memory(info.Env(), 0, &total);
+  return Napi::Number::New(info.Env(), static_cast<double>(total));
 }
 
 Napi::Value LiveTensors(const Napi::CallbackInfo& info) {

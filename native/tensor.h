@@ -42,7 +42,8 @@ class TensorHandle : public Napi::ObjectWrap<TensorHandle> {
   static std::atomic<int64_t> live_;
 };
 
-// Convert a CPU-contiguous tensor into a fresh JS typed array (float16/bfloat16 -> Float32Array).
+// Convert a CPU-contiguous tensor into a fresh JS typed array (float16/bfloat16 -> Float32Array,
+// bool -> Uint8Array, int64 -> Float64Array).
 Napi::Value toTypedArray(Napi::Env env, const at::Tensor& cpuContiguous);
 // Prepare a tensor for toTypedArray off the main thread.
 at::Tensor readable(const at::Tensor& t);
@@ -53,6 +54,7 @@ Napi::Value TensorFromArrayAsync(const Napi::CallbackInfo& info);  // same, Prom
 Napi::Value Zeros(const Napi::CallbackInfo& info);            // (shape, dtype, device)
 Napi::Value Randn(const Napi::CallbackInfo& info);            // (shape, dtype, device, seed)
 Napi::Value LiveTensors(const Napi::CallbackInfo& info);
+Napi::Value ExternalMemory(const Napi::CallbackInfo& info);  // V8's external-memory total (bytes)
 std::vector<int64_t> parseShape(Napi::Value value);
 
 }  // namespace bia

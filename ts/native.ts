@@ -8,7 +8,8 @@ import path from 'node:path';
 import { BiaError, fromNative } from './errors';
 
 export type NativeDtype = 'float32' | 'float16' | 'bfloat16' | 'float64' | 'uint8' | 'int32' | 'int64' | 'bool';
-export type NativeArray = Float32Array | Float64Array | Uint8Array | Int32Array | BigInt64Array;
+/** What tensors read back as (float16/bfloat16 → Float32Array, bool → Uint8Array, int64 → Float64Array). */
+export type NativeArray = Float32Array | Float64Array | Uint8Array | Int32Array;
 
 export interface NativeProgress {
   step: number;
@@ -86,6 +87,7 @@ export interface NativeAddon {
   zeros(shape: number[], dtype: NativeDtype | undefined, device: string | undefined, opts?: NativeJobOptions): Promise<NativeTensor>;
   randn(shape: number[], dtype: NativeDtype | undefined, device: string | undefined, seed: number, opts?: NativeJobOptions): Promise<NativeTensor>;
   liveTensors(): number;
+  externalMemory(): number;
   runtimeInfo(): NativeRuntimeInfo;
   setNumThreads(n: number): number;
   benchmark(spec: NativeBenchmarkSpec, opts?: NativeJobOptions): Promise<NativeBenchmarkResult>;
@@ -115,8 +117,9 @@ export function packageRoot(): string {
 /** Where the loader looks, in order. */
 export function addonCandidates(): string[] {
   const root = packageRoot();
+  // An explicit override is exclusive: if it does not load, say so rather than load another build.
+  if (process.env.BIA_TORCH_ADDON) return [path.resolve(process.env.BIA_TORCH_ADDON)];
   const list: string[] = [];
-  if (process.env.BIA_TORCH_ADDON) list.push(path.resolve(process.env.BIA_TORCH_ADDON));
   list.push(path.join(root, 'build', 'Release', 'bia_torch.node'), path.join(root, 'build', 'Debug', 'bia_torch.node'));
   return list;
 }
@@ -136,6 +139,7 @@ let cached: NativeAddon | undefined;
 /** Load the compiled addon once; on failure throw one error that lists what was tried. */
 export function loadAddon(): NativeAddon {
   if (cached) return cached;
+  const threads = defaultThreads(); // a bad BIA_NUM_THREADS is its own error, not a load failure
   const failures: string[] = [];
   for (const file of addonCandidates()) {
     if (!existsSync(file)) {
@@ -150,7 +154,7 @@ export function loadAddon(): NativeAddon {
         continue;
       }
       cached = addon;
-      configureThreads(addon);
+      configureThreads(addon, threads);
       return addon;
     } catch (e) {
       failures.push(`${file}: ${(e as Error).message.split('\n')[0]}`);
@@ -173,9 +177,9 @@ export function defaultThreads(): number {
   return os.availableParallelism();
 }
 
-function configureThreads(addon: NativeAddon): void {
+function configureThreads(addon: NativeAddon, threads: number): void {
   try {
-    addon.setNumThreads(defaultThreads());
+    addon.setNumThreads(threads);
   } catch (e) {
     throw fromNative(e);
   }

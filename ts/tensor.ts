@@ -20,7 +20,7 @@ export class Tensor implements Disposable {
 
   /** @internal Wrap a native handle (library use). */
   constructor(handle: NativeTensor) {
-    if (!handle || typeof handle !== 'object' || registry.has(handle)) {
+    if (!(handle instanceof loadAddon().Tensor) || registry.has(handle)) {
       throw invalidArgument('Tensors are created by tensor(), zeros(), randn() and library calls');
     }
     registry.add(handle);
@@ -53,7 +53,10 @@ export class Tensor implements Disposable {
     return this.#handle === null;
   }
 
-  /** Copy the values to a new typed array (off the main thread). float16/bfloat16 read as Float32Array. */
+  /**
+   * Copy the values to a new typed array (off the main thread). float16/bfloat16 read as
+   * Float32Array, bool as Uint8Array, int64 as Float64Array (exact up to 2^53).
+   */
   async data(opts?: JobOptions): Promise<NativeArray> {
     const h = this.handle;
     return runJob(opts, (n) => h.read(n));
@@ -146,6 +149,11 @@ export async function matmul(a: Tensor, b: Tensor, opts?: JobOptions): Promise<T
   }
   if (ha.device !== hb.device) throw invalidArgument(`matmul operands are on different devices: ${ha.device} and ${hb.device}`);
   return new Tensor(await runJob(opts, (n) => loadAddon().matmul(ha, hb, n)));
+}
+
+/** Bytes of native memory currently reported to V8 as external memory (tensors count here). */
+export function externalMemory(): number {
+  return loadAddon().externalMemory();
 }
 
 /** Number of native tensors alive in this process (leak checks). */
