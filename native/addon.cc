@@ -10,6 +10,7 @@
 namespace bia {
 
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
+  installShutdownHandler();
   auto* data = new AddonData();
   env.SetInstanceData<AddonData>(data);
   Napi::Function tensor = TensorHandle::Init(env);

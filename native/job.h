@@ -1,7 +1,12 @@
-// The one pattern for long work: a Job runs a C++ function on a worker thread and returns a
+// The one pattern for long work: a Job runs a C++ function off the main thread and returns a
 // Promise. Progress events stream to JS through a thread-safe function (all delivered before
 // the Promise settles), and an AbortSignal reaches the C++ loop through a CancelToken that the
 // work checks between steps.
+//
+// Jobs run in submission order on one dedicated compute thread (the executor), not on libuv's
+// pool: LibTorch already spreads each operation over every core, and one OpenMP team per pool
+// thread made teams spin against each other (conv2d ran 0.7x as fast as Python eager; with one
+// thread it runs at parity, see bench/engine). libuv's pool stays free for file I/O.
 #pragma once
 #include <napi.h>
 
@@ -15,6 +20,11 @@
 
 namespace bia {
 
+// True once the process is exiting: every job stops at its next step.
+bool shuttingDown();
+// Called once from the addon's Init: stop jobs cleanly on process exit.
+void installShutdownHandler();
+
 struct ProgressEvent {
   double step = 0;
   double total = 0;
@@ -26,9 +36,11 @@ struct ProgressEvent {
 class JobContext {
  public:
   using Sender = std::function<void(const ProgressEvent&)>;
-  JobContext(std::shared_ptr<std::atomic<bool>> cancelled, Sender send)
-      : cancelled_(std::move(cancelled)), send_(std::move(send)) {}
-  bool cancelled() const { return cancelled_ && cancelled_->load(); }
+  JobContext(std::shared_ptr<std::atomic<bool>> cancelled, std::shared_ptr<std::atomic<bool>> envStopping, Sender send)
+      : cancelled_(std::move(cancelled)), envStopping_(std::move(envStopping)), send_(std::move(send)) {}
+  bool cancelled() const {
+    return (cancelled_ && cancelled_->load()) || (envStopping_ && envStopping_->load()) || shuttingDown();
+  }
   // Throws BIA_ABORTED if the AbortSignal fired. Call between steps.
   void checkAbort() const {
     if (cancelled()) throw BiaError(ErrorCode::Aborted, "the operation was aborted");
@@ -39,6 +51,7 @@ class JobContext {
 
  private:
   std::shared_ptr<std::atomic<bool>> cancelled_;
+  std::shared_ptr<std::atomic<bool>> envStopping_;  // this JS environment is being torn down
   Sender send_;
 };
 

@@ -1,7 +1,11 @@
 // The long-work pattern: Promise, progress through a thread-safe function, AbortSignal into the
 // C++ loop, and an event loop that stays free while LibTorch computes.
 import t from 'tap';
+import path from 'node:path';
 import { benchmark, matmul, tensor, type ProgressEvent } from '../ts/index';
+import { ROOT, runNode } from './helpers';
+
+const INDEX = path.join(ROOT, 'dist', 'ts', 'index.js');
 
 const conv = { op: 'conv2d' as const, batch: 2, inChannels: 64, outChannels: 64, height: 64, width: 64, kernel: 3 };
 
@@ -115,4 +119,29 @@ t.test('benchmark options are validated', async (t) => {
   await t.rejects(benchmark({ op: 'sgemm', dtype: 'uint8' as never }), { code: 'BIA_INVALID_ARGUMENT' });
   await t.rejects(benchmark({ op: 'sgemm' }, { signal: 'x' as never }), { code: 'BIA_INVALID_ARGUMENT' });
   await t.rejects(benchmark({ op: 'sgemm' }, { onProgress: 3 as never }), { code: 'BIA_INVALID_ARGUMENT' });
+});
+
+t.test('process.exit() during a job exits cleanly', async (t) => {
+  const code = `const b = require(${JSON.stringify(INDEX)});
+    b.benchmark({ op: 'sgemm', m: 512, warmup: 0, iterations: 1000000 }).catch(() => {});
+    setTimeout(() => process.exit(7), 300);`;
+  const r = runNode(code);
+  t.equal(r.status, 7, r.stderr);
+  t.equal(r.stderr, '');
+});
+
+t.test('a worker thread terminated during a job leaves the process healthy', async (t) => {
+  const code = `const { Worker } = require('node:worker_threads');
+    const w = new Worker(\`const b = require(${JSON.stringify(INDEX).replace(/"/g, "'")});
+      b.benchmark({ op: 'sgemm', m: 512, warmup: 0, iterations: 1000000 }).catch(() => {});
+      require('node:worker_threads').parentPort.postMessage('started');\`, { eval: true });
+    w.on('message', () => setTimeout(async () => {
+      await w.terminate();
+      const b = require(${JSON.stringify(INDEX)});
+      const r = await b.benchmark({ op: 'sgemm', m: 64, iterations: 2 });
+      console.log('after', r.seconds.length);
+    }, 300));`;
+  const r = runNode(code);
+  t.equal(r.status, 0, r.stderr);
+  t.match(r.stdout, /after 2/);
 });
