@@ -40,7 +40,7 @@ const baseCases: { name: string; spec: BenchmarkSpec }[] = [
 const cases = baseCases.map((c) => ({ ...c, spec: { ...c.spec, device, dtype } }));
 
 function findPython(): string | null {
-  const candidates = [values.python, process.env.BIA_PYTHON, '/usr/bin/python3', 'python3'].filter(Boolean) as string[];
+  const candidates = [values.python, process.env.BIA_PYTHON, 'python3', '/usr/bin/python3'].filter(Boolean) as string[];
   for (const exe of candidates) {
     const r = spawnSync(exe, ['-c', 'import torch'], { stdio: 'ignore', timeout: 60_000 });
     if (r.status === 0) return exe;

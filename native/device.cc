@@ -2,13 +2,18 @@
 
 #include <dlfcn.h>
 #include <torch/cuda.h>
-#include <ATen/detail/CUDAHooksInterface.h>
 
 #include "errors.h"
 
 namespace bia {
 
-bool cudaBuilt() { return at::detail::getCUDAHooks().hasCUDA() || torch::cuda::is_available(); }
+bool cudaBuilt() {
+#ifdef BIA_TORCH_CUDA
+  return true;
+#else
+  return torch::cuda::is_available();
+#endif
+}
 
 c10::Device parseDevice(const std::string& spec) {
   if (spec == "cpu") return c10::Device(c10::kCPU);
@@ -23,12 +28,7 @@ c10::Device parseDevice(const std::string& spec) {
     }
     index = std::stoi(spec.substr(5));
   }
-#ifdef BIA_TORCH_CUDA
-  const bool built = true;
-#else
-  const bool built = false;
-#endif
-  if (!built && !torch::cuda::is_available()) {
+  if (!cudaBuilt()) {
     throw BiaError(ErrorCode::DeviceUnavailable,
                    "device '" + spec + "' requested, but this addon was built against a CPU-only LibTorch; "
                    "rebuild against a CUDA LibTorch (see README, 'Building against a CUDA LibTorch')");

@@ -133,11 +133,7 @@ Napi::Value RuntimeInfo(const Napi::CallbackInfo& info) {
     if (b.threads > 0) blas.Set("threads", b.threads);
     o.Set("blas", blas);
     Napi::Object cuda = Napi::Object::New(env);
-#ifdef BIA_TORCH_CUDA
-    cuda.Set("built", true);
-#else
     cuda.Set("built", cudaBuilt());
-#endif
     cuda.Set("available", torch::cuda::is_available());
     cuda.Set("cudnn", torch::cuda::is_available() && torch::cuda::cudnn_is_available());
     Napi::Array devices = Napi::Array::New(env);

@@ -6,24 +6,10 @@ import { checkDevice, checkDtype, checkInt, COMPUTE_DTYPES, type ComputeDtype, t
 import { invalidArgument } from './errors';
 import { VERSION } from './version';
 
-export interface BenchmarkSpec {
-  op: 'sgemm' | 'conv2d';
+/** A timed operation: sgemm [m,k]@[k,n] or a same-padded conv2d (see NativeBenchmarkSpec). */
+export interface BenchmarkSpec extends Omit<NativeBenchmarkSpec, 'device' | 'dtype'> {
   device?: Device;
   dtype?: ComputeDtype;
-  warmup?: number;
-  iterations?: number;
-  /** sgemm: [m,k] @ [k,n] (n, k default to m). */
-  m?: number;
-  n?: number;
-  k?: number;
-  /** conv2d: input [batch, inChannels, height, width], kernel × kernel, same padding. */
-  batch?: number;
-  inChannels?: number;
-  outChannels?: number;
-  height?: number;
-  width?: number;
-  kernel?: number;
-  channelsLast?: boolean;
 }
 
 export interface BenchmarkResult {

@@ -60,9 +60,11 @@ export interface NativeBenchmarkSpec {
   dtype?: NativeDtype;
   warmup?: number;
   iterations?: number;
+  /** sgemm: [m,k] @ [k,n] (n and k default to m). */
   m?: number;
   n?: number;
   k?: number;
+  /** conv2d: input [batch, inChannels, height, width], kernel × kernel, same padding, bias. */
   batch?: number;
   inChannels?: number;
   outChannels?: number;

@@ -118,7 +118,14 @@ function fromPython(tried) {
     const dir = r.stdout.trim();
     if (!dir) { tried.push(`python '${exe}': no torch module`); continue; }
     const d = describeRoot(dir, `python:${exe}`);
-    if (!d.error && d.cmakeDir) return d;
+    if (!d.error && d.cmakeDir) {
+      if (d.cxxFlags.length === 0) {
+        // Newer TorchConfig.cmake files no longer spell the ABI flag out: ask torch itself.
+        const abi = spawnSync(exe, ['-c', 'import torch; print(int(torch._C._GLIBCXX_USE_CXX11_ABI))'], { encoding: 'utf8', timeout: 120000 });
+        if (abi.status === 0 && /^[01]$/.test(abi.stdout.trim())) d.cxxFlags = [`-D_GLIBCXX_USE_CXX11_ABI=${abi.stdout.trim()}`];
+      }
+      return d;
+    }
     tried.push(`python '${exe}': torch at ${dir} carries no LibTorch (${d.error ?? 'no share/cmake/Torch'})`);
   }
   return null;
