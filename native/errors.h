@@ -18,6 +18,9 @@ enum class ErrorCode {
   Aborted,           // BIA_ABORTED
   Disposed,          // BIA_DISPOSED
   DeviceUnavailable, // BIA_DEVICE_UNAVAILABLE
+  Io,                // BIA_IO_ERROR (a file cannot be opened, read or written)
+  Checkpoint,        // BIA_CHECKPOINT_ERROR (not a checkpoint, corrupt, truncated, unsupported)
+  CheckpointMismatch,// BIA_CHECKPOINT_MISMATCH (missing / unexpected / mis-shaped tensors for a model)
   Other,             // BIA_NATIVE_ERROR
 };
 
