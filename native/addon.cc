@@ -3,6 +3,7 @@
 #include <napi.h>
 
 #include "addon_data.h"
+#include "diffusion.h"
 #include "engine.h"
 #include "job.h"
 #include "tensor.h"
@@ -30,6 +31,13 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("setNumThreads", Napi::Function::New<SetNumThreads>(env, "setNumThreads"));
   exports.Set("benchmark", Napi::Function::New<Benchmark>(env, "benchmark"));
   exports.Set("matmul", Napi::Function::New<Matmul>(env, "matmul"));
+  // Diffusion core
+  Napi::Function diffusion = DiffusionHandle::Init(env);
+  data->diffusionCtor = Napi::Persistent(diffusion);
+  exports.Set("DiffusionModel", diffusion);
+  exports.Set("createDiffusion", Napi::Function::New<CreateDiffusion>(env, "createDiffusion"));
+  exports.Set("diffusionPreset", Napi::Function::New<DiffusionPreset>(env, "diffusionPreset"));
+
   exports.Set("abiVersion", Napi::Number::New(env, 1));
   return exports;
 }

@@ -10,6 +10,7 @@ namespace bia {
 struct AddonData {
   Napi::FunctionReference tensorCtor;
   Napi::FunctionReference cancelTokenCtor;
+  Napi::FunctionReference diffusionCtor;
   // Set when this environment (the main thread's, or a worker thread's) is torn down.
   std::shared_ptr<std::atomic<bool>> stopping = std::make_shared<std::atomic<bool>>(false);
   static AddonData& get(Napi::Env env) { return *env.GetInstanceData<AddonData>(); }

@@ -16,6 +16,7 @@
 #include <string>
 #include <vector>
 
+#include "args.h"
 #include "device.h"
 #include "errors.h"
 #include "job.h"
@@ -88,28 +89,6 @@ void setBlasThreads(int n) {
   if (auto f = reinterpret_cast<SetFn>(dlsym(RTLD_DEFAULT, "openblas_set_num_threads"))) f(n);
 }
 
-double number(const Napi::Object& o, const char* key, double fallback) {
-  Napi::Value v = o.Get(key);
-  if (v.IsUndefined()) return fallback;
-  if (!v.IsNumber()) invalidArgument(std::string(key) + " must be a number");
-  return v.As<Napi::Number>().DoubleValue();
-}
-
-int64_t positiveInt(const Napi::Object& o, const char* key, int64_t fallback, int64_t max) {
-  double d = number(o, key, static_cast<double>(fallback));
-  if (!(d >= 1) || d > static_cast<double>(max) || d != static_cast<double>(static_cast<int64_t>(d))) {
-    invalidArgument(std::string(key) + " must be an integer in [1, " + std::to_string(max) + "], got " + std::to_string(d));
-  }
-  return static_cast<int64_t>(d);
-}
-
-std::string str(const Napi::Object& o, const char* key, const std::string& fallback) {
-  Napi::Value v = o.Get(key);
-  if (v.IsUndefined()) return fallback;
-  if (!v.IsString()) invalidArgument(std::string(key) + " must be a string");
-  return v.As<Napi::String>();
-}
-
 }  // namespace
 
 Napi::Value RuntimeInfo(const Napi::CallbackInfo& info) {
@@ -169,28 +148,27 @@ Napi::Value Benchmark(const Napi::CallbackInfo& info) {
   return guardedPromise(info.Env(), [&]() -> Napi::Value {
     if (!info[0].IsObject()) invalidArgument("benchmark options must be an object");
     Napi::Object o = info[0].As<Napi::Object>();
-    const std::string op = str(o, "op", "sgemm");
-    const c10::Device device = parseDevice(str(o, "device", "cpu"));
-    const c10::ScalarType dtype = parseDtype(str(o, "dtype", "float32"));
-    const int64_t warmup = static_cast<int64_t>(number(o, "warmup", 2));
-    const int64_t iterations = positiveInt(o, "iterations", 5, 1000000);
-    if (warmup < 0 || warmup > 1000) invalidArgument("warmup must be in [0, 1000]");
+    const std::string op = optString(o, "op", "sgemm");
+    const c10::Device device = parseDevice(optString(o, "device", "cpu"));
+    const c10::ScalarType dtype = parseDtype(optString(o, "dtype", "float32"));
+    const int64_t warmup = optInt(o, "warmup", 2, 0, 1000);
+    const int64_t iterations = optInt(o, "iterations", 5, 1, 1000000);
     const bool channelsLast = o.Get("channelsLast").ToBoolean();
     struct Spec {
       int64_t m = 0, n = 0, k = 0;                  // sgemm
       int64_t batch = 0, cin = 0, cout = 0, h = 0, w = 0, kernel = 0;  // conv2d
     } s;
     if (op == "sgemm") {
-      s.m = positiveInt(o, "m", 1024, 1 << 16);
-      s.n = positiveInt(o, "n", s.m, 1 << 16);
-      s.k = positiveInt(o, "k", s.m, 1 << 16);
+      s.m = optInt(o, "m", 1024, 1, 1 << 16);
+      s.n = optInt(o, "n", s.m, 1, 1 << 16);
+      s.k = optInt(o, "k", s.m, 1, 1 << 16);
     } else if (op == "conv2d") {
-      s.batch = positiveInt(o, "batch", 1, 4096);
-      s.cin = positiveInt(o, "inChannels", 128, 65536);
-      s.cout = positiveInt(o, "outChannels", s.cin, 65536);
-      s.h = positiveInt(o, "height", 64, 65536);
-      s.w = positiveInt(o, "width", s.h, 65536);
-      s.kernel = positiveInt(o, "kernel", 3, 31);
+      s.batch = optInt(o, "batch", 1, 1, 4096);
+      s.cin = optInt(o, "inChannels", 128, 1, 65536);
+      s.cout = optInt(o, "outChannels", s.cin, 1, 65536);
+      s.h = optInt(o, "height", 64, 1, 65536);
+      s.w = optInt(o, "width", s.h, 1, 65536);
+      s.kernel = optInt(o, "kernel", 3, 1, 31);
       if (s.kernel % 2 == 0) invalidArgument("kernel must be odd");
     } else {
       invalidArgument("op must be 'sgemm' or 'conv2d', got '" + op + "'");

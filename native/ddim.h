@@ -1,0 +1,63 @@
+// DDIM on the UNet: the linear β schedule, the timestep sequence, η = 0 inversion to x_lat with
+// h-space capture, and decoding from x_lat with an injected h in the four injection modes of
+// docs/METHOD.md. The DDIM step itself is ddimStep(); the h-space injection is in injectedEps().
+#pragma once
+#include <ATen/ATen.h>
+
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "job.h"
+#include "unet.h"
+
+namespace bia {
+
+// β_t = linspace(1e-4, 2e-2, 1000) in float64; ᾱ_t = Π(1 − β_s); ᾱ(−1) = 1.
+class Schedule {
+ public:
+  explicit Schedule(int64_t T = 1000, double betaStart = 1e-4, double betaEnd = 2e-2);
+  double alphaBar(int64_t t) const { return t < 0 ? 1.0 : alphaBar_.at(static_cast<size_t>(t)); }
+  int64_t T() const { return static_cast<int64_t>(alphaBar_.size()); }
+
+ private:
+  std::vector<double> alphaBar_;
+};
+
+// seq_k = floor(k · t0 / (steps − 1)), k = 0..steps−1 (0, 12, 25, …, 487, 500 for 500/40).
+std::vector<int64_t> timestepSequence(int64_t t0, int64_t steps);
+
+// One DDIM step from t to tNext (tNext > t inverts). x̂0 = (x − √(1−ᾱ_t)·ε)/√ᾱ_t, no clipping.
+// epsDirection defaults to eps (Asyrp passes the unedited ε here); noise is used when eta > 0.
+at::Tensor ddimStep(const at::Tensor& x, const at::Tensor& eps, int64_t t, int64_t tNext, const Schedule& s,
+                    double eta = 0.0, const at::Tensor& epsDirection = {}, const at::Tensor& noise = {});
+
+enum class InjectMode { Lagged, FirstStep, EveryStep, Asyrp };
+InjectMode parseInjectMode(const std::string& name);
+const char* injectModeName(InjectMode m);
+
+struct InvertResult {
+  at::Tensor xLat;             // x at t0
+  at::Tensor hR;               // h of the last inversion UNet call
+  std::vector<at::Tensor> hs;  // every call's h, when asked
+  std::vector<int64_t> ts;     // the t of each UNet call
+};
+
+InvertResult ddimInvert(UNet& unet, const at::Tensor& x0, int64_t t0, int64_t steps, bool keepAll,
+                        const JobContext& ctx);
+
+struct DecodeOptions {
+  InjectMode mode = InjectMode::Asyrp;
+  double eta = 0.0;
+  int64_t t0 = 500;
+  int64_t steps = 40;
+  int64_t tEdit = 0;        // every-step / asyrp edit only while t >= tEdit
+  uint64_t seed = 909090;   // noise for eta > 0 (drawn on the CPU: same on every device)
+  at::Tensor hRef;          // h_r: Δh = h − hRef (required by every-step and asyrp)
+};
+
+// Decode x_lat (batch 1 or B) with h (batch B, or undefined for no injection) → x0 [B, C, H, W].
+at::Tensor ddimDecode(UNet& unet, const at::Tensor& xLat, const at::Tensor& h, const DecodeOptions& o,
+                      const JobContext& ctx);
+
+}  // namespace bia

@@ -1,0 +1,53 @@
+// The JS face of the diffusion model: a handle owning a UNet on a device/dtype, with async
+// forward / invert / decode / state-dict calls (each a Job on the compute thread).
+#pragma once
+#include <napi.h>
+
+#include <memory>
+
+#include "unet.h"
+
+namespace bia {
+
+struct DiffusionState {
+  UNet unet{nullptr};
+  c10::Device device{c10::kCPU};
+  c10::ScalarType dtype = at::kFloat;
+  bool channelsLast = false;
+  // The model's input: any tensor → its device, dtype and memory format.
+  at::Tensor prepare(const at::Tensor& x) const;
+};
+
+class DiffusionHandle : public Napi::ObjectWrap<DiffusionHandle> {
+ public:
+  static Napi::Function Init(Napi::Env env);
+  static Napi::Object Wrap(Napi::Env env, std::shared_ptr<DiffusionState> state);
+  explicit DiffusionHandle(const Napi::CallbackInfo& info);
+
+ private:
+  std::shared_ptr<DiffusionState> state(const char* what = "diffusion model") const;
+  Napi::Value Config(const Napi::CallbackInfo& info);
+  Napi::Value ParameterCount(const Napi::CallbackInfo& info);
+  Napi::Value Device(const Napi::CallbackInfo& info);
+  Napi::Value Dtype(const Napi::CallbackInfo& info);
+  Napi::Value Disposed(const Napi::CallbackInfo& info);
+  Napi::Value Dispose(const Napi::CallbackInfo& info);
+  Napi::Value StateDict(const Napi::CallbackInfo& info);      // sync: handles sharing the weights
+  Napi::Value LoadStateDict(const Napi::CallbackInfo& info);  // (entries, strict, jobOpts)
+  Napi::Value Forward(const Napi::CallbackInfo& info);        // (x, t[], opts, jobOpts)
+  Napi::Value Invert(const Napi::CallbackInfo& info);         // (x, opts, jobOpts)
+  Napi::Value Decode(const Napi::CallbackInfo& info);         // (xLat, h|null, opts, jobOpts)
+
+  std::shared_ptr<DiffusionState> state_;
+};
+
+// (config: string preset | object, device, dtype, seed, channelsLast, jobOpts) → Promise<handle>
+Napi::Value CreateDiffusion(const Napi::CallbackInfo& info);
+// The preset's config as a plain object.
+Napi::Value DiffusionPreset(const Napi::CallbackInfo& info);
+
+// Copy `entries` into the module's parameters and buffers, by official name. Strict: every name
+// must match in both directions with equal shapes, else BIA_CHECKPOINT_MISMATCH naming offenders.
+void loadStateDictInto(torch::nn::Module& module, const std::vector<std::pair<std::string, at::Tensor>>& entries, bool strict);
+
+}  // namespace bia
