@@ -4,13 +4,10 @@
  *
  *   node dist/bench/engine.js [--rounds 3] [--device cpu] [--quick] [--json out.json] [--python exe]
  */
-import { spawn, spawnSync } from 'node:child_process';
-import { createInterface } from 'node:readline';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { mkdirSync, writeFileSync } from 'node:fs';
-import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { benchmark, getThreads, info, type BenchmarkSpec, type Device } from '../ts/index';
+import { findPython, median, PythonServer, table, writeResult } from './common';
 
 const { values } = parseArgs({
   options: {
@@ -39,54 +36,15 @@ const baseCases: { name: string; spec: BenchmarkSpec }[] = [
 ];
 const cases = baseCases.map((c) => ({ ...c, spec: { ...c.spec, device, dtype } }));
 
-function findPython(): string | null {
-  const candidates = [values.python, process.env.BIA_PYTHON, 'python3', '/usr/bin/python3'].filter(Boolean) as string[];
-  for (const exe of candidates) {
-    const r = spawnSync(exe, ['-c', 'import torch'], { stdio: 'ignore', timeout: 60_000 });
-    if (r.status === 0) return exe;
-  }
-  return null;
-}
-
-function median(xs: number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  const m = s.length >> 1;
-  return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
-}
-
-/** The Python reference as a long-lived process answering one spec per line. */
-class PythonReference {
-  private lines: AsyncIterableIterator<string>;
-  private child;
-  constructor(exe: string, threads: number) {
-    this.child = spawn(exe, [path.join(__dirname, '..', '..', 'bench', 'engine_ref.py'), String(threads)], {
-      stdio: ['pipe', 'pipe', 'inherit'],
-    });
-    this.lines = createInterface({ input: this.child.stdout! })[Symbol.asyncIterator]();
-  }
-  async next(): Promise<unknown> {
-    const r = await this.lines.next();
-    if (r.done) throw new Error('the Python reference exited early');
-    return JSON.parse(r.value);
-  }
-  async run(spec: BenchmarkSpec): Promise<number[]> {
-    this.child.stdin!.write(`${JSON.stringify(spec)}\n`);
-    return ((await this.next()) as { seconds: number[] }).seconds;
-  }
-  close() {
-    this.child.stdin!.end();
-  }
-}
-
 async function main() {
   const env = await info({ measure: false });
   const threads = getThreads();
-  const python = findPython();
+  const python = findPython(values.python);
   const rounds = Number(values.rounds);
   const addonTimes = cases.map(() => [] as number[]);
   const pyTimes = cases.map(() => [] as number[]);
-  const ref = python ? new PythonReference(python, threads) : null;
-  const hello = ref ? ((await ref.next()) as { torch: string; threads: number }) : null;
+  const ref = python ? new PythonServer(python, 'engine_ref.py', threads) : null;
+  const hello = ref ? await ref.start() : null;
   process.stderr.write(`engine bench: ${cases.length} cases × ${rounds} rounds on ${device}, ${threads} threads` +
     `${python ? `, Python reference ${python} (torch ${hello!.torch}, ${hello!.threads} threads)` : ', no Python torch found (reference skipped)'}\n`);
   // Interleave per case, alternating who goes first, with a pause so that BLAS/OpenMP threads
@@ -96,7 +54,7 @@ async function main() {
       const addonFirst = (r + i) % 2 === 0;
       for (const side of addonFirst ? ['addon', 'python'] : ['python', 'addon']) {
         if (side === 'addon') addonTimes[i].push(...(await benchmark(c.spec)).seconds);
-        else if (ref) pyTimes[i].push(...(await ref.run(c.spec)));
+        else if (ref) pyTimes[i].push(...(await ref.seconds(c.spec)));
         await sleep(gpu ? 0 : 150);
       }
     }
@@ -119,12 +77,8 @@ async function main() {
       ratio: pyTimes[i].length ? p / a : null, // > 1: the addon is faster
     };
   });
-  const pad = (s: string, n: number) => s.padEnd(n);
-  const lines = [
-    `${pad('case', 28)} ${pad('addon GFLOP/s', 14)} ${pad('python GFLOP/s', 15)} addon/python`,
-    ...rows.map((r) => `${pad(r.name, 28)} ${pad(r.addon.gflops.toFixed(1), 14)} ${pad(r.python ? r.python.gflops.toFixed(1) : '—', 15)} ${r.ratio ? r.ratio.toFixed(3) : '—'}`),
-  ];
-  process.stdout.write(`${lines.join('\n')}\n`);
+  process.stdout.write(`${table(['case', 'addon GFLOP/s', 'python GFLOP/s', 'addon/python'],
+    rows.map((r) => [r.name, r.addon.gflops.toFixed(1), r.python ? r.python.gflops.toFixed(1) : '—', r.ratio ? r.ratio.toFixed(3) : '—']))}\n`);
   const result = {
     bench: 'engine',
     date: new Date().toISOString(),
@@ -132,10 +86,7 @@ async function main() {
     rounds,
     rows,
   };
-  const file = values.json ?? path.join(__dirname, '..', '..', 'bench', 'out', `engine-${result.date.replace(/[:.]/g, '-')}.json`);
-  mkdirSync(path.dirname(file), { recursive: true });
-  writeFileSync(file, `${JSON.stringify(result, null, 2)}\n`);
-  process.stderr.write(`wrote ${file}\n`);
+  process.stderr.write(`wrote ${writeResult('engine', result, values.json)}\n`);
 }
 
 main().catch((e) => {

@@ -100,8 +100,12 @@ at::Tensor ddimDecode(UNet& unet, const at::Tensor& xLat, const at::Tensor& h, c
     if (!o.hRef.defined()) invalidArgument(std::string("mode '") + injectModeName(o.mode) + "' needs hRef (h_r from the inversion)");
     delta = h - o.hRef;  // Δh = ĥ − h_r, broadcast over the batch
   }
-  c10::optional<at::Generator> gen;
-  if (o.eta > 0) gen = at::make_generator<at::CPUGeneratorImpl>(o.seed);
+  std::vector<at::Generator> gens;
+  if (o.eta > 0) {
+    for (int64_t i = 0; i < batch; i++) {
+      gens.push_back(at::make_generator<at::CPUGeneratorImpl>(o.seed + 1000003ULL * static_cast<uint64_t>(o.firstIndex + i)));
+    }
+  }
   at::Tensor prevH;  // lagged: the unedited h of the previous call
   const int64_t n = static_cast<int64_t>(seq.size());
   for (int64_t k = n - 1; k >= 0; k--) {
@@ -136,7 +140,11 @@ at::Tensor ddimDecode(UNet& unet, const at::Tensor& xLat, const at::Tensor& h, c
       }
     }
     at::Tensor noise;
-    if (o.eta > 0) noise = at::randn(x.sizes(), *gen, at::TensorOptions().dtype(at::kFloat)).to(x.options());
+    if (o.eta > 0) {
+      std::vector<at::Tensor> per;
+      for (auto& g : gens) per.push_back(at::randn(x.sizes().slice(1), g, at::TensorOptions().dtype(at::kFloat)));
+      noise = at::stack(per).to(x.options());
+    }
     x = ddimStep(x, eps, t, tNext, s, o.eta, epsDir, noise);
     ctx.progress(static_cast<double>(n - k), static_cast<double>(n), "decode");
   }

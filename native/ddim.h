@@ -52,7 +52,11 @@ struct DecodeOptions {
   int64_t t0 = 500;
   int64_t steps = 40;
   int64_t tEdit = 0;        // every-step / asyrp edit only while t >= tEdit
-  uint64_t seed = 909090;   // noise for eta > 0 (drawn on the CPU: same on every device)
+  // Noise for eta > 0, drawn on the CPU (same on every device) from one generator per image:
+  // image i of the whole decode call uses seed + 1000003·i, so results do not depend on how the
+  // batch is split.
+  uint64_t seed = 909090;
+  int64_t firstIndex = 0;   // index of this batch's first image within the call
   at::Tensor hRef;          // h_r: Δh = h − hRef (required by every-step and asyrp)
 };
 

@@ -347,8 +347,7 @@ Napi::Value DiffusionHandle::Decode(const Napi::CallbackInfo& info) {
         at::Tensor hb = h.defined() ? st->prepare(h.narrow(0, start, n)) : at::Tensor();
         at::Tensor lb = lat.size(0) == 1 ? lat : lat.narrow(0, start, n);
         if (hRef.defined()) dd.hRef = hRef.size(0) == 1 ? hRef : hRef.narrow(0, start, n);
-        // Different seeds per chunk, so that a chunked decode is still reproducible.
-        dd.seed = d.seed + static_cast<uint64_t>(start);
+        dd.firstIndex = start;
         parts.push_back(output(ddimDecode(st->unet, lb, hb, dd, ctx)));
       }
       at::Tensor x = parts.size() == 1 ? parts[0] : at::cat(parts, 0);

@@ -7,5 +7,20 @@ export { type JobOptions, type ProgressEvent } from './jobs';
 export { type ComputeDtype, type Device, type Dtype, COMPUTE_DTYPES, DTYPES } from './options';
 export { Tensor, type TensorData, type TensorOptions, tensor, tensorSync, zeros, randn, matmul, liveTensors, externalMemory } from './tensor';
 export { benchmark, info, runtimeInfo, setThreads, getThreads, type BenchmarkResult, type BenchmarkSpec, type Info } from './engine';
+export {
+  DiffusionModel,
+  createDiffusion,
+  diffusionPreset,
+  INJECT_MODES,
+  UNET_PRESETS,
+  type DecodeOptions,
+  type DiffusionOptions,
+  type ForwardOptions,
+  type InjectMode,
+  type InvertOptions,
+  type InvertResult,
+  type UNetConfig,
+  type UNetPreset,
+} from './diffusion';
 export { loadAddon, addonCandidates } from './native';
 export { VERSION } from './version';

@@ -80,6 +80,39 @@ export interface NativeBenchmarkResult {
   threads: number;
 }
 
+export interface NativeUNetConfig {
+  inChannels: number;
+  outChannels: number;
+  ch: number;
+  chMult: number[];
+  numResBlocks: number;
+  attnResolutions: number[];
+  dropout: number;
+  resampWithConv: boolean;
+  resolution: number;
+  /** Derived: [C, H, W] of h at `resolution`. */
+  hShape: number[];
+}
+
+export interface NativeDiffusion {
+  readonly config: NativeUNetConfig;
+  readonly parameterCount: number;
+  readonly device: string;
+  readonly dtype: NativeDtype;
+  readonly disposed: boolean;
+  dispose(): void;
+  stateDict(): [string, NativeTensor][];
+  loadStateDict(entries: [string, NativeTensor][], strict: boolean, opts?: NativeJobOptions): Promise<void>;
+  forward(x: NativeTensor, t: number[], o: { h?: NativeTensor; hDelta?: NativeTensor }, opts?: NativeJobOptions): Promise<{ eps: NativeTensor; h: NativeTensor }>;
+  invert(x: NativeTensor, o: { t0?: number; steps?: number; keepAll?: boolean }, opts?: NativeJobOptions): Promise<{ xLat: NativeTensor; hR: NativeTensor; hs: NativeTensor[]; ts: number[] }>;
+  decode(
+    xLat: NativeTensor,
+    h: NativeTensor | null,
+    o: { mode?: string; eta?: number; t0?: number; steps?: number; tEdit?: number; seed?: number; hRef?: NativeTensor; batchSize?: number },
+    opts?: NativeJobOptions,
+  ): Promise<NativeTensor>;
+}
+
 export interface NativeAddon {
   abiVersion: number;
   Tensor: new (...args: never[]) => NativeTensor;
@@ -94,6 +127,9 @@ export interface NativeAddon {
   setNumThreads(n: number): number;
   benchmark(spec: NativeBenchmarkSpec, opts?: NativeJobOptions): Promise<NativeBenchmarkResult>;
   matmul(a: NativeTensor, b: NativeTensor, opts?: NativeJobOptions): Promise<NativeTensor>;
+  DiffusionModel: new (...args: never[]) => NativeDiffusion;
+  createDiffusion(config: string | Partial<NativeUNetConfig>, device: string, dtype: NativeDtype, seed: number, channelsLast: boolean, opts?: NativeJobOptions): Promise<NativeDiffusion>;
+  diffusionPreset(name: string): NativeUNetConfig;
 }
 
 export const ADDON_ABI_VERSION = 1;

@@ -1,0 +1,71 @@
+/** Shared pieces of the benches: the Python reference process, statistics, result files. */
+import { spawn, spawnSync, type ChildProcessByStdio } from 'node:child_process';
+import { mkdirSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
+import { createInterface } from 'node:readline';
+import type { Readable, Writable } from 'node:stream';
+
+export const BENCH_DIR = path.join(__dirname, '..', '..', 'bench');
+
+/** A Python that imports torch: --python, BIA_PYTHON, python3, Debian's /usr/bin/python3. */
+export function findPython(explicit?: string): string | null {
+  const candidates = [explicit, process.env.BIA_PYTHON, 'python3', '/usr/bin/python3'].filter(Boolean) as string[];
+  for (const exe of candidates) {
+    const r = spawnSync(exe, ['-c', 'import torch'], { stdio: 'ignore', timeout: 60_000 });
+    if (r.status === 0) return exe;
+  }
+  return null;
+}
+
+export function median(xs: number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  const m = s.length >> 1;
+  return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
+}
+
+/** A Python reference script in server mode: a hello line, then one JSON answer per JSON request. */
+export class PythonServer {
+  private readonly child: ChildProcessByStdio<Writable, Readable, null>;
+  private readonly lines: AsyncIterableIterator<string>;
+  hello: { torch: string; threads: number } | null = null;
+
+  constructor(exe: string, script: string, threads: number) {
+    this.child = spawn(exe, [path.join(BENCH_DIR, script), String(threads)], { stdio: ['pipe', 'pipe', 'inherit'] });
+    this.lines = createInterface({ input: this.child.stdout })[Symbol.asyncIterator]();
+  }
+
+  private async next(): Promise<unknown> {
+    const r = await this.lines.next();
+    if (r.done) throw new Error('the Python reference exited early');
+    return JSON.parse(r.value);
+  }
+
+  async start(): Promise<{ torch: string; threads: number }> {
+    this.hello = (await this.next()) as { torch: string; threads: number };
+    return this.hello;
+  }
+
+  async seconds(request: unknown): Promise<number[]> {
+    this.child.stdin.write(`${JSON.stringify(request)}\n`);
+    return ((await this.next()) as { seconds: number[] }).seconds;
+  }
+
+  close(): void {
+    this.child.stdin.end();
+  }
+}
+
+/** Write a bench result as JSON (default bench/out/<name>-<date>.json); returns the path. */
+export function writeResult(name: string, result: { date: string }, file?: string): string {
+  const out = file ?? path.join(BENCH_DIR, 'out', `${name}-${result.date.replace(/[:.]/g, '-')}.json`);
+  mkdirSync(path.dirname(out), { recursive: true });
+  writeFileSync(out, `${JSON.stringify(result, null, 2)}\n`);
+  return out;
+}
+
+/** A plain-text table. */
+export function table(header: string[], rows: string[][]): string {
+  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i].length)));
+  const line = (cells: string[]) => cells.map((c, i) => c.padEnd(widths[i])).join('  ').trimEnd();
+  return [line(header), ...rows.map(line)].join('\n');
+}

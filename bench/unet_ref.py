@@ -1,0 +1,60 @@
+#!/usr/bin/env python3
+"""Python-eager side of bench/unet: the same 256² DDPM UNet (bench/reference/ddpm.py, random
+weights) timed the same way. Server mode: prints {"torch": version, "threads": n}, then answers
+each JSON line {"config": {...}, "batch": B, "channelsLast": bool, "warmup": w, "iterations": n}
+with one line {"seconds": [...]}."""
+import json
+import os
+import sys
+import time
+
+import torch
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "reference"))
+from ddpm import CELEBA_HQ_256, decode, encode, make_params  # noqa: E402
+
+_params = {}
+
+
+def params(cfg, channels_last):
+    key = (json.dumps(cfg, sort_keys=True), channels_last)
+    if key not in _params:
+        _params.clear()
+        p = make_params(cfg, torch.Generator().manual_seed(0))
+        if channels_last:
+            p = {k: (v.contiguous(memory_format=torch.channels_last) if v.dim() == 4 else v) for k, v in p.items()}
+        _params[key] = p
+    return _params[key]
+
+
+def run(spec):
+    cfg = spec.get("config") or CELEBA_HQ_256
+    cl = bool(spec.get("channelsLast"))
+    P = params(cfg, cl)
+    x = torch.randn(spec["batch"], cfg["inChannels"], cfg["resolution"], cfg["resolution"])
+    if cl:
+        x = x.contiguous(memory_format=torch.channels_last)
+    t = torch.full((spec["batch"],), 500.0)
+    times = []
+    with torch.inference_mode():
+        for i in range(spec.get("warmup", 1) + spec.get("iterations", 3)):
+            t0 = time.perf_counter()
+            h, hs, temb = encode(P, cfg, x, t)
+            decode(P, cfg, h, hs, temb)
+            dt = time.perf_counter() - t0
+            if i >= spec.get("warmup", 1):
+                times.append(dt)
+    return {"seconds": times}
+
+
+def main():
+    threads = int(sys.argv[1]) if len(sys.argv) > 1 else torch.get_num_threads()
+    torch.set_num_threads(threads)
+    print(json.dumps({"torch": torch.__version__, "threads": torch.get_num_threads()}), flush=True)
+    for line in sys.stdin:
+        if line.strip():
+            print(json.dumps(run(json.loads(line))), flush=True)
+
+
+if __name__ == "__main__":
+    main()

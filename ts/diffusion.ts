@@ -1,0 +1,223 @@
+/**
+ * The diffusion half of BIA: the DDPM UNet with its h-space, DDIM inversion (x0 → x_lat, h_r)
+ * and decoding (x_lat, ĥ → x0) in the four injection modes of docs/METHOD.md.
+ */
+import { BiaError, invalidArgument } from './errors';
+import { callNative, runJob, type JobOptions } from './jobs';
+import { loadAddon, type NativeDiffusion, type NativeTensor, type NativeUNetConfig } from './native';
+import { checkDevice, checkDtype, checkInt, COMPUTE_DTYPES, type ComputeDtype, type Device } from './options';
+import { Tensor } from './tensor';
+
+export type UNetConfig = NativeUNetConfig;
+/** Built-in configurations: the official CelebA-HQ 256 model, the 64² demo size, a tiny test net. */
+export type UNetPreset = 'celeba-hq-256' | 'small-64' | 'tiny';
+export const UNET_PRESETS: readonly UNetPreset[] = ['celeba-hq-256', 'small-64', 'tiny'];
+/** How an edited h reaches the decoder (docs/METHOD.md, step 4). */
+export type InjectMode = 'lagged' | 'first-step' | 'every-step' | 'asyrp';
+export const INJECT_MODES: readonly InjectMode[] = ['lagged', 'first-step', 'every-step', 'asyrp'];
+
+export interface DiffusionOptions {
+  device?: Device;
+  /** Weights and compute dtype (default float32). */
+  dtype?: ComputeDtype;
+  /** Run convolutions in channels_last (NHWC) memory format (default: true on CPU). */
+  channelsLast?: boolean;
+}
+
+export interface InvertOptions extends JobOptions {
+  /** Inversion depth (default 500). */
+  t0?: number;
+  /** Number of timesteps in the sequence 0..t0 (default 40: 39 UNet calls). */
+  steps?: number;
+  /** Also return every call's h (default false). */
+  keepAll?: boolean;
+}
+
+export interface InvertResult {
+  /** x at t0. */
+  xLat: Tensor;
+  /** h of the last inversion UNet call (t = 487 for t0 500 / 40 steps). */
+  hR: Tensor;
+  /** Every call's h when keepAll, in call order. */
+  hs: Tensor[];
+  /** The t of each returned h. */
+  ts: number[];
+}
+
+export interface DecodeOptions extends JobOptions {
+  /** Injection mode (default 'asyrp'). */
+  mode?: InjectMode;
+  /** DDIM η (default 1 for 'lagged' as in the released code, else 0). */
+  eta?: number;
+  t0?: number;
+  steps?: number;
+  /** every-step / asyrp: edit only while t ≥ tEdit (default 0). */
+  tEdit?: number;
+  /** Seed of the η > 0 noise (default 909090). */
+  seed?: number;
+  /** h_r, needed by every-step and asyrp (Δh = h − h_r). */
+  hRef?: Tensor;
+  /** Images decoded per batch (default 16). */
+  batchSize?: number;
+}
+
+export interface ForwardOptions extends JobOptions {
+  /** Replace the middle block's output by this h for the decoder pass. */
+  h?: Tensor;
+  /** Add this Δh to h (after a replacement, if any). */
+  hDelta?: Tensor;
+}
+
+function checkTensor(v: unknown, what: string): NativeTensor {
+  if (!(v instanceof Tensor)) throw invalidArgument(`${what} must be a Tensor`);
+  return v.handle;
+}
+
+function checkOptional(v: unknown, what: string): NativeTensor | undefined {
+  return v === undefined ? undefined : checkTensor(v, what);
+}
+
+function checkSteps(t0: number | undefined, steps: number | undefined): void {
+  const t = t0 === undefined ? 500 : checkInt(t0, 't0', 1, 999);
+  if (steps !== undefined) checkInt(steps, 'steps', 2, t + 1);
+}
+
+export class DiffusionModel implements Disposable {
+  #native: NativeDiffusion | null;
+
+  /** @internal */
+  constructor(native: NativeDiffusion) {
+    this.#native = native;
+  }
+
+  /** @internal */
+  get native(): NativeDiffusion {
+    if (!this.#native) throw new BiaError('BIA_DISPOSED', 'DiffusionModel was used after dispose()');
+    return this.#native;
+  }
+
+  get config(): UNetConfig {
+    return this.native.config;
+  }
+  get parameterCount(): number {
+    return this.native.parameterCount;
+  }
+  get device(): string {
+    return this.native.device;
+  }
+  get dtype(): ComputeDtype {
+    return this.native.dtype as ComputeDtype;
+  }
+  /** Shape of one h: [C, H/2^(levels−1), W/2^(levels−1)] at the model's resolution. */
+  get hShape(): number[] {
+    return this.config.hShape;
+  }
+  get disposed(): boolean {
+    return this.#native === null;
+  }
+
+  /** ε_θ(x, t) and h; optionally with h replaced or shifted for the decoder pass. */
+  async forward(x: Tensor, t: number | number[], opts?: ForwardOptions): Promise<{ eps: Tensor; h: Tensor }> {
+    const n = this.native;
+    const xs = checkTensor(x, 'x');
+    const ts = Array.isArray(t) ? t : [t];
+    if (ts.length === 0) throw invalidArgument('t must be a number or a non-empty array');
+    ts.forEach((v, i) => checkInt(v, `t[${i}]`, 0, 999));
+    const h = checkOptional(opts?.h, 'h');
+    const hDelta = checkOptional(opts?.hDelta, 'hDelta');
+    const r = await runJob(opts, (j) => n.forward(xs, ts, { h, hDelta }, j));
+    return { eps: new Tensor(r.eps), h: new Tensor(r.h) };
+  }
+
+  /** DDIM inversion with η = 0 from x0 (at t = 0) up to t0. */
+  async invert(x: Tensor, opts?: InvertOptions): Promise<InvertResult> {
+    const n = this.native;
+    const xs = checkTensor(x, 'x');
+    checkSteps(opts?.t0, opts?.steps);
+    const r = await runJob(opts, (j) => n.invert(xs, { t0: opts?.t0, steps: opts?.steps, keepAll: opts?.keepAll }, j));
+    return { xLat: new Tensor(r.xLat), hR: new Tensor(r.hR), hs: r.hs.map((h) => new Tensor(h)), ts: r.ts };
+  }
+
+  /** Decode x_lat (batch 1 or B) with h injected (batch B; null: no injection) → images [B, C, H, W]. */
+  async decode(xLat: Tensor, h: Tensor | null, opts?: DecodeOptions): Promise<Tensor> {
+    const n = this.native;
+    const xl = checkTensor(xLat, 'xLat');
+    const hh = h === null || h === undefined ? null : checkTensor(h, 'h');
+    const mode = opts?.mode ?? 'asyrp';
+    if (!INJECT_MODES.includes(mode)) throw invalidArgument(`mode must be one of ${INJECT_MODES.join(', ')}; got ${JSON.stringify(mode)}`);
+    if (opts?.eta !== undefined && !(typeof opts.eta === 'number' && opts.eta >= 0 && opts.eta <= 1)) {
+      throw invalidArgument(`eta must be a number in [0, 1], got ${JSON.stringify(opts.eta)}`);
+    }
+    checkSteps(opts?.t0, opts?.steps);
+    if (opts?.tEdit !== undefined) checkInt(opts.tEdit, 'tEdit', 0, 999);
+    if (opts?.seed !== undefined) checkInt(opts.seed, 'seed', 0, 2 ** 52);
+    if (opts?.batchSize !== undefined) checkInt(opts.batchSize, 'batchSize', 1, 4096);
+    const hRef = checkOptional(opts?.hRef, 'hRef');
+    if (hh && (mode === 'every-step' || mode === 'asyrp') && !hRef) {
+      throw invalidArgument(`mode '${mode}' needs hRef (h_r from invert()) to form Δh = h − h_r`);
+    }
+    const native = await runJob(opts, (j) =>
+      n.decode(xl, hh, { mode, eta: opts?.eta, t0: opts?.t0, steps: opts?.steps, tEdit: opts?.tEdit, seed: opts?.seed, hRef, batchSize: opts?.batchSize }, j),
+    );
+    return new Tensor(native);
+  }
+
+  /** The weights under their official names (tensors sharing the model's memory). */
+  stateDict(): Map<string, Tensor> {
+    const n = this.native;
+    return new Map(callNative(() => n.stateDict()).map(([k, v]) => [k, new Tensor(v)]));
+  }
+
+  /** Copy weights in by official name; strict (default) demands an exact key and shape match. */
+  async loadStateDict(sd: Map<string, Tensor> | Record<string, Tensor>, opts?: { strict?: boolean } & JobOptions): Promise<void> {
+    const n = this.native;
+    const entries = (sd instanceof Map ? [...sd.entries()] : Object.entries(sd)).map(([k, v]) => [k, checkTensor(v, `state-dict entry '${k}'`)] as [string, NativeTensor]);
+    await runJob(opts, (j) => n.loadStateDict(entries, opts?.strict ?? true, j));
+  }
+
+  dispose(): void {
+    if (this.#native) {
+      this.#native.dispose();
+      this.#native = null;
+    }
+  }
+
+  [Symbol.dispose](): void {
+    this.dispose();
+  }
+}
+
+function checkConfig(config: UNetPreset | (Partial<UNetConfig> & { preset?: UNetPreset })): UNetPreset | Partial<UNetConfig> {
+  if (typeof config === 'string') {
+    if (!UNET_PRESETS.includes(config)) throw invalidArgument(`unknown UNet preset '${config}' (known: ${UNET_PRESETS.join(', ')})`);
+    return config;
+  }
+  if (typeof config !== 'object' || config === null) throw invalidArgument('config must be a preset name or a UNet config object');
+  if (config.preset !== undefined && !UNET_PRESETS.includes(config.preset)) throw invalidArgument(`unknown UNet preset '${config.preset}'`);
+  return config;
+}
+
+function checkModelOptions(opts: DiffusionOptions | undefined): { device: Device; dtype: ComputeDtype; channelsLast: boolean } {
+  const device = opts?.device === undefined ? 'cpu' : checkDevice(opts.device);
+  const dtype = opts?.dtype === undefined ? 'float32' : (checkDtype(opts.dtype, 'dtype', COMPUTE_DTYPES) as ComputeDtype);
+  if (opts?.channelsLast !== undefined && typeof opts.channelsLast !== 'boolean') throw invalidArgument('channelsLast must be a boolean');
+  return { device, dtype, channelsLast: opts?.channelsLast ?? device === 'cpu' };
+}
+
+/** A UNet with LibTorch's default (seeded) initialisation: for tests, benches and training. */
+export async function createDiffusion(
+  config: UNetPreset | (Partial<UNetConfig> & { preset?: UNetPreset }),
+  opts?: DiffusionOptions & { seed?: number } & JobOptions,
+): Promise<DiffusionModel> {
+  const c = checkConfig(config);
+  const { device, dtype, channelsLast } = checkModelOptions(opts);
+  const seed = opts?.seed === undefined ? 0 : checkInt(opts.seed, 'seed', 0, 2 ** 52);
+  const n = await runJob(opts, (j) => loadAddon().createDiffusion(c, device, dtype, seed, channelsLast, j));
+  return new DiffusionModel(n);
+}
+
+/** The config object of a preset. */
+export function diffusionPreset(name: UNetPreset): UNetConfig {
+  checkConfig(name);
+  return callNative(() => loadAddon().diffusionPreset(name));
+}
