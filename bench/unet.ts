@@ -19,6 +19,7 @@ const { values } = parseArgs({
     device: { type: 'string', default: 'cpu' },
     dtype: { type: 'string', default: 'float32' },
     config: { type: 'string', default: 'celeba-hq-256' },
+    autocast: { type: 'string' },
     'no-python': { type: 'boolean', default: false },
     python: { type: 'string' },
     json: { type: 'string' },
@@ -96,7 +97,8 @@ async function main() {
   const rows = [];
   let gflopPerImage = 0;
   for (const channelsLast of [false, true]) {
-    const model = await createDiffusion(values.config as UNetPreset, { device, dtype, channelsLast, seed: 0 });
+    const autocast = values.autocast as 'float16' | 'bfloat16' | undefined;
+    const model = await createDiffusion(values.config as UNetPreset, { device, dtype, channelsLast, seed: 0, autocast });
     const config = model.config;
     const flopsPerImage = unetFlops(config);
     gflopPerImage = flopsPerImage / 1e9;
@@ -105,14 +107,14 @@ async function main() {
       const times: number[] = [];
       for (let i = 0; i < warmup + iterations; i++) {
         const t0 = process.hrtime.bigint();
-        const r = await model.forward(x, 500);
+        const r = await model.forward(x, 500); // resolves after the result is on the host side of the job (synchronised)
         const dt = Number(process.hrtime.bigint() - t0) / 1e9;
         r.eps.dispose();
         r.h.dispose();
         if (i >= warmup) times.push(dt);
       }
       x.dispose();
-      const py = ref && dtype === 'float32' ? await ref.seconds({ config: { ...config, hShape: undefined }, batch, channelsLast, warmup, iterations }) : [];
+      const py = ref ? await ref.seconds({ config: { ...config, hShape: undefined }, batch, channelsLast, warmup, iterations, device, dtype, autocast }) : [];
       const a = median(times);
       const p = py.length ? median(py) : NaN;
       const gflops = (flopsPerImage * batch) / a / 1e9;
@@ -143,6 +145,7 @@ async function main() {
     config: values.config,
     device,
     dtype,
+    autocast: values.autocast ?? null,
     gflopPerImage,
     sgemmPeakGflops: peak.gflops,
     rows,

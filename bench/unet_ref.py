@@ -16,11 +16,15 @@ from ddpm import CELEBA_HQ_256, decode, encode, make_params  # noqa: E402
 _params = {}
 
 
-def params(cfg, channels_last):
-    key = (json.dumps(cfg, sort_keys=True), channels_last)
+DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
+
+
+def params(cfg, channels_last, device, dtype):
+    key = (json.dumps(cfg, sort_keys=True), channels_last, device, dtype)
     if key not in _params:
         _params.clear()
         p = make_params(cfg, torch.Generator().manual_seed(0))
+        p = {k: v.to(device=device, dtype=DTYPES[dtype]) for k, v in p.items()}
         if channels_last:
             p = {k: (v.contiguous(memory_format=torch.channels_last) if v.dim() == 4 else v) for k, v in p.items()}
         _params[key] = p
@@ -30,17 +34,22 @@ def params(cfg, channels_last):
 def run(spec):
     cfg = spec.get("config") or CELEBA_HQ_256
     cl = bool(spec.get("channelsLast"))
-    P = params(cfg, cl)
-    x = torch.randn(spec["batch"], cfg["inChannels"], cfg["resolution"], cfg["resolution"])
+    device = spec.get("device", "cpu")
+    dtype = spec.get("dtype", "float32")
+    P = params(cfg, cl, device, dtype)
+    x = torch.randn(spec["batch"], cfg["inChannels"], cfg["resolution"], cfg["resolution"]).to(device=device, dtype=DTYPES[dtype])
     if cl:
         x = x.contiguous(memory_format=torch.channels_last)
-    t = torch.full((spec["batch"],), 500.0)
+    t = torch.full((spec["batch"],), 500.0, device=device)
+    sync = (lambda: torch.cuda.synchronize()) if device.startswith("cuda") else (lambda: None)
+    autocast = spec.get("autocast")
     times = []
-    with torch.inference_mode():
+    with torch.inference_mode(), torch.autocast(device.split(":")[0], dtype=DTYPES[autocast or "bfloat16"], enabled=bool(autocast)):
         for i in range(spec.get("warmup", 1) + spec.get("iterations", 3)):
             t0 = time.perf_counter()
             h, hs, temb = encode(P, cfg, x, t)
             decode(P, cfg, h, hs, temb)
+            sync()
             dt = time.perf_counter() - t0
             if i >= spec.get("warmup", 1):
                 times.append(dt)

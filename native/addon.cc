@@ -3,6 +3,7 @@
 #include <napi.h>
 
 #include "addon_data.h"
+#include "allocator.h"
 #include "diffusion.h"
 #include "engine.h"
 #include "job.h"
@@ -12,6 +13,7 @@ namespace bia {
 
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
   installShutdownHandler();
+  installCpuAllocator();
   auto* data = new AddonData();
   env.SetInstanceData<AddonData>(data);
   Napi::Function tensor = TensorHandle::Init(env);
@@ -31,6 +33,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("setNumThreads", Napi::Function::New<SetNumThreads>(env, "setNumThreads"));
   exports.Set("benchmark", Napi::Function::New<Benchmark>(env, "benchmark"));
   exports.Set("matmul", Napi::Function::New<Matmul>(env, "matmul"));
+  exports.Set("emptyCache", Napi::Function::New<EmptyCache>(env, "emptyCache"));
   // Diffusion core
   Napi::Function diffusion = DiffusionHandle::Init(env);
   data->diffusionCtor = Napi::Persistent(diffusion);

@@ -7,6 +7,7 @@
 
 #include "addon_data.h"
 #include "args.h"
+#include "autocast.h"
 #include "ddim.h"
 #include "device.h"
 #include "errors.h"
@@ -230,6 +231,7 @@ Napi::Value DiffusionHandle::LoadStateDict(const Napi::CallbackInfo& info) {
     const bool strict = info[1].IsUndefined() ? true : info[1].ToBoolean().Value();
     return startJob(info.Env(), info[2], "bia.diffusion.load", [st, entries, strict](JobContext&) -> Finisher {
       loadStateDictInto(*st->unet, entries, strict);
+      synchronize(st->device);
       return [](Napi::Env env) { return env.Undefined(); };
     });
   });
@@ -252,6 +254,7 @@ Napi::Value DiffusionHandle::Forward(const Napi::CallbackInfo& info) {
     if (hDelta.defined()) checkH(hDelta, c, x.size(2), x.size(3), "hDelta");
     return startJob(info.Env(), info[3], "bia.diffusion.forward", [st, x, ts, hReplace, hDelta](JobContext&) -> Finisher {
       c10::InferenceMode guard;
+      AutocastGuard autocast(st->device, st->autocast);
       checkFinite(x, "x");
       at::Tensor xx = st->prepare(x);
       at::Tensor t = ts.size() == 1 ? at::full({xx.size(0)}, static_cast<double>(ts[0]), at::TensorOptions().dtype(at::kFloat).device(st->device))
@@ -261,6 +264,7 @@ Napi::Value DiffusionHandle::Forward(const Napi::CallbackInfo& info) {
       if (hDelta.defined()) h = h + st->prepare(hDelta);
       at::Tensor eps = output(st->unet->decode(h, f));
       at::Tensor hOut = output(f.h);
+      synchronize(st->device);  // finish (and surface CUDA errors) inside the job
       return [eps, hOut](Napi::Env env) -> Napi::Value {
         Napi::Object r = Napi::Object::New(env);
         r.Set("eps", TensorHandle::Wrap(env, eps));
@@ -283,12 +287,14 @@ Napi::Value DiffusionHandle::Invert(const Napi::CallbackInfo& info) {
     const bool keepAll = optBool(o, "keepAll", false);
     return startJob(info.Env(), info[2], "bia.diffusion.invert", [st, x, t0, steps, keepAll](JobContext& ctx) -> Finisher {
       c10::InferenceMode guard;
+      AutocastGuard autocast(st->device, st->autocast);
       checkFinite(x, "x");
       InvertResult r = ddimInvert(st->unet, st->prepare(x), t0, steps, keepAll, ctx);
       at::Tensor xLat = output(r.xLat), hR = output(r.hR);
       std::vector<at::Tensor> hs;
       for (auto& h : r.hs) hs.push_back(output(h));
       auto tsOut = r.ts;
+      synchronize(st->device);
       return [xLat, hR, hs, tsOut](Napi::Env env) -> Napi::Value {
         Napi::Object out = Napi::Object::New(env);
         out.Set("xLat", TensorHandle::Wrap(env, xLat));
@@ -335,6 +341,7 @@ Napi::Value DiffusionHandle::Decode(const Napi::CallbackInfo& info) {
     }
     return startJob(info.Env(), info[3], "bia.diffusion.decode", [st, xLat, h, d, batchSize](JobContext& ctx) -> Finisher {
       c10::InferenceMode guard;
+      AutocastGuard autocast(st->device, st->autocast);
       checkFinite(xLat, "xLat");
       if (h.defined()) checkFinite(h, "h");
       DecodeOptions dd = d;
@@ -351,6 +358,7 @@ Napi::Value DiffusionHandle::Decode(const Napi::CallbackInfo& info) {
         parts.push_back(output(ddimDecode(st->unet, lb, hb, dd, ctx)));
       }
       at::Tensor x = parts.size() == 1 ? parts[0] : at::cat(parts, 0);
+      synchronize(st->device);
       return [x](Napi::Env env) -> Napi::Value { return TensorHandle::Wrap(env, x); };
     });
   });
@@ -365,7 +373,12 @@ Napi::Value CreateDiffusion(const Napi::CallbackInfo& info) {
     if (!info[3].IsNumber()) invalidArgument("seed must be a number");
     const uint64_t seed = static_cast<uint64_t>(info[3].As<Napi::Number>().Int64Value());
     const bool channelsLast = info[4].ToBoolean();
-    return startJob(info.Env(), info[5], "bia.diffusion.create", [c, device, dtype, seed, channelsLast](JobContext&) -> Finisher {
+    std::optional<at::ScalarType> autocast;
+    if (info[5].IsString()) {
+      autocast = parseDtype(info[5].As<Napi::String>());
+      if (*autocast != at::kHalf && *autocast != at::kBFloat16) invalidArgument("autocast must be float16 or bfloat16");
+    }
+    return startJob(info.Env(), info[6], "bia.diffusion.create", [c, device, dtype, seed, channelsLast, autocast](JobContext&) -> Finisher {
       auto st = std::make_shared<DiffusionState>();
       torch::manual_seed(seed);  // LibTorch's default initialisation, seeded
       st->unet = UNet(c);
@@ -378,6 +391,7 @@ Napi::Value CreateDiffusion(const Napi::CallbackInfo& info) {
       st->device = device;
       st->dtype = dtype;
       st->channelsLast = channelsLast;
+      st->autocast = autocast;
       return [st](Napi::Env env) -> Napi::Value { return DiffusionHandle::Wrap(env, st); };
     });
   });

@@ -4,6 +4,7 @@
 #include <napi.h>
 
 #include <memory>
+#include <optional>
 
 #include "unet.h"
 
@@ -14,6 +15,7 @@ struct DiffusionState {
   c10::Device device{c10::kCPU};
   c10::ScalarType dtype = at::kFloat;
   bool channelsLast = false;
+  std::optional<at::ScalarType> autocast;  // mixed precision for forward / invert / decode
   // The model's input: any tensor → its device, dtype and memory format.
   at::Tensor prepare(const at::Tensor& x) const;
 };
@@ -41,7 +43,7 @@ class DiffusionHandle : public Napi::ObjectWrap<DiffusionHandle> {
   std::shared_ptr<DiffusionState> state_;
 };
 
-// (config: string preset | object, device, dtype, seed, channelsLast, jobOpts) → Promise<handle>
+// (config: string preset | object, device, dtype, seed, channelsLast, autocast, jobOpts) → Promise<handle>
 Napi::Value CreateDiffusion(const Napi::CallbackInfo& info);
 // The preset's config as a plain object.
 Napi::Value DiffusionPreset(const Napi::CallbackInfo& info);

@@ -16,6 +16,7 @@
 #include <string>
 #include <vector>
 
+#include "allocator.h"
 #include "args.h"
 #include "device.h"
 #include "errors.h"
@@ -125,6 +126,15 @@ Napi::Value RuntimeInfo(const Napi::CallbackInfo& info) {
     }
     cuda.Set("devices", devices);
     o.Set("cuda", cuda);
+    CpuCacheStats cs = cpuCacheStats();
+    Napi::Object cache = Napi::Object::New(env);
+    cache.Set("enabled", cs.enabled);
+    cache.Set("limitBytes", static_cast<double>(cs.limitBytes));
+    cache.Set("cachedBytes", static_cast<double>(cs.cachedBytes));
+    cache.Set("liveBytes", static_cast<double>(cs.liveBytes));
+    cache.Set("hits", static_cast<double>(cs.hits));
+    cache.Set("misses", static_cast<double>(cs.misses));
+    o.Set("cpuCache", cache);
     return o;
   });
 }
@@ -219,6 +229,11 @@ Napi::Value Benchmark(const Napi::CallbackInfo& info) {
       };
     });
   });
+}
+
+Napi::Value EmptyCache(const Napi::CallbackInfo& info) {
+  emptyCpuCache();
+  return info.Env().Undefined();
 }
 
 Napi::Value Matmul(const Napi::CallbackInfo& info) {

@@ -1,8 +1,8 @@
 // info(), threads, BLAS and the `bia` CLI.
 import os from 'node:os';
 import t from 'tap';
-import { getThreads, info, runtimeInfo, setThreads } from '../ts/index';
-import { runCli } from './helpers';
+import { emptyCache, getThreads, info, runtimeInfo, setThreads, zeros } from '../ts/index';
+import { runCli, runNode, ROOT } from './helpers';
 
 const expectedThreads = process.env.BIA_NUM_THREADS ? Number(process.env.BIA_NUM_THREADS) : os.availableParallelism();
 
@@ -56,4 +56,18 @@ t.test('CLI exit codes', async (t) => {
   const env = runCli(['info'], { BIA_NUM_THREADS: 'zero' });
   t.equal(env.status, 3);
   t.match(env.stderr, /BIA_NUM_THREADS.*\[BIA_INVALID_ARGUMENT\]/);
+});
+
+t.test('the caching CPU allocator reuses large blocks and can be emptied', async (t) => {
+  const before = runtimeInfo().cpuCache;
+  t.equal(before.enabled, true);
+  t.ok(before.limitBytes > 0);
+  for (let i = 0; i < 20; i++) (await zeros([4, 1024, 1024])).dispose(); // 16 MiB each
+  const after = runtimeInfo().cpuCache;
+  t.ok(after.hits - before.hits >= 18, `${after.hits - before.hits} of 20 allocations served from the cache`);
+  t.ok(after.cachedBytes >= 16 * 2 ** 20, 'the released block is cached');
+  emptyCache();
+  t.equal(runtimeInfo().cpuCache.cachedBytes, 0);
+  const off = runNode(`const b = require(${JSON.stringify(`${ROOT}/dist/ts/index.js`)}); console.log(JSON.stringify(b.runtimeInfo().cpuCache))`, { BIA_CPU_CACHE_MB: '0' });
+  t.equal(JSON.parse(off.stdout).enabled, false, 'BIA_CPU_CACHE_MB=0 turns it off');
 });

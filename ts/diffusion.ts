@@ -22,6 +22,11 @@ export interface DiffusionOptions {
   dtype?: ComputeDtype;
   /** Run convolutions in channels_last (NHWC) memory format (default: true on CPU). */
   channelsLast?: boolean;
+  /**
+   * Mixed precision (LibTorch autocast) for forward / invert / decode: weights stay in `dtype`,
+   * convolutions and matrix products run in this dtype. Meant for CUDA (bfloat16 / float16).
+   */
+  autocast?: 'float16' | 'bfloat16';
 }
 
 export interface InvertOptions extends JobOptions {
@@ -197,11 +202,19 @@ function checkConfig(config: UNetPreset | (Partial<UNetConfig> & { preset?: UNet
   return config;
 }
 
-function checkModelOptions(opts: DiffusionOptions | undefined): { device: Device; dtype: ComputeDtype; channelsLast: boolean } {
+function checkModelOptions(opts: DiffusionOptions | undefined): {
+  device: Device;
+  dtype: ComputeDtype;
+  channelsLast: boolean;
+  autocast?: 'float16' | 'bfloat16';
+} {
   const device = opts?.device === undefined ? 'cpu' : checkDevice(opts.device);
   const dtype = opts?.dtype === undefined ? 'float32' : (checkDtype(opts.dtype, 'dtype', COMPUTE_DTYPES) as ComputeDtype);
   if (opts?.channelsLast !== undefined && typeof opts.channelsLast !== 'boolean') throw invalidArgument('channelsLast must be a boolean');
-  return { device, dtype, channelsLast: opts?.channelsLast ?? device === 'cpu' };
+  if (opts?.autocast !== undefined && opts.autocast !== 'float16' && opts.autocast !== 'bfloat16') {
+    throw invalidArgument(`autocast must be 'float16' or 'bfloat16', got ${JSON.stringify(opts.autocast)}`);
+  }
+  return { device, dtype, channelsLast: opts?.channelsLast ?? device === 'cpu', autocast: opts?.autocast };
 }
 
 /** A UNet with LibTorch's default (seeded) initialisation: for tests, benches and training. */
@@ -210,9 +223,9 @@ export async function createDiffusion(
   opts?: DiffusionOptions & { seed?: number } & JobOptions,
 ): Promise<DiffusionModel> {
   const c = checkConfig(config);
-  const { device, dtype, channelsLast } = checkModelOptions(opts);
+  const { device, dtype, channelsLast, autocast } = checkModelOptions(opts);
   const seed = opts?.seed === undefined ? 0 : checkInt(opts.seed, 'seed', 0, 2 ** 52);
-  const n = await runJob(opts, (j) => loadAddon().createDiffusion(c, device, dtype, seed, channelsLast, j));
+  const n = await runJob(opts, (j) => loadAddon().createDiffusion(c, device, dtype, seed, channelsLast, autocast, j));
   return new DiffusionModel(n);
 }
 

@@ -111,6 +111,15 @@ function addonPath(): string {
   return key ?? 'unknown';
 }
 
+/**
+ * Give the CPU allocator's cached blocks back to the system. Blocks of 1 MiB and more are kept
+ * for reuse after release (bounded by BIA_CPU_CACHE_MB, default a quarter of RAM up to 4 GiB;
+ * 0 turns the cache off); `runtimeInfo().cpuCache` shows its state.
+ */
+export function emptyCache(): void {
+  loadAddon().emptyCache();
+}
+
 /** Set the intra-op thread count (LibTorch and OpenBLAS). Default: BIA_NUM_THREADS or all cores. */
 export function setThreads(n: number): number {
   checkInt(n, 'threads', 1, 1024);

@@ -52,6 +52,7 @@ export interface NativeRuntimeInfo {
   hasOpenMP: boolean;
   blas: { name: string; library: string; config: string; threads?: number };
   cuda: { built: boolean; available: boolean; cudnn: boolean; devices: { index: number; name: string; totalMemory: number }[] };
+  cpuCache: { enabled: boolean; limitBytes: number; cachedBytes: number; liveBytes: number; hits: number; misses: number };
 }
 
 export interface NativeBenchmarkSpec {
@@ -127,8 +128,17 @@ export interface NativeAddon {
   setNumThreads(n: number): number;
   benchmark(spec: NativeBenchmarkSpec, opts?: NativeJobOptions): Promise<NativeBenchmarkResult>;
   matmul(a: NativeTensor, b: NativeTensor, opts?: NativeJobOptions): Promise<NativeTensor>;
+  emptyCache(): void;
   DiffusionModel: new (...args: never[]) => NativeDiffusion;
-  createDiffusion(config: string | Partial<NativeUNetConfig>, device: string, dtype: NativeDtype, seed: number, channelsLast: boolean, opts?: NativeJobOptions): Promise<NativeDiffusion>;
+  createDiffusion(
+    config: string | Partial<NativeUNetConfig>,
+    device: string,
+    dtype: NativeDtype,
+    seed: number,
+    channelsLast: boolean,
+    autocast: 'float16' | 'bfloat16' | undefined,
+    opts?: NativeJobOptions,
+  ): Promise<NativeDiffusion>;
   diffusionPreset(name: string): NativeUNetConfig;
 }
 
