@@ -39,6 +39,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   data->diffusionCtor = Napi::Persistent(diffusion);
   exports.Set("DiffusionModel", diffusion);
   exports.Set("createDiffusion", Napi::Function::New<CreateDiffusion>(env, "createDiffusion"));
+  exports.Set("loadDiffusion", Napi::Function::New<LoadDiffusion>(env, "loadDiffusion"));
   exports.Set("diffusionPreset", Napi::Function::New<DiffusionPreset>(env, "diffusionPreset"));
 
   exports.Set("abiVersion", Napi::Number::New(env, 1));

@@ -147,6 +147,7 @@ at::Tensor ddimDecode(UNet& unet, const at::Tensor& xLat, const at::Tensor& h, c
     }
     x = ddimStep(x, eps, t, tNext, s, o.eta, epsDir, noise);
     ctx.progress(static_cast<double>(n - k), static_cast<double>(n), "decode");
+    if (o.stopAfter > 0 && n - k >= o.stopAfter) break;
   }
   return x;
 }

@@ -58,6 +58,7 @@ struct DecodeOptions {
   uint64_t seed = 909090;
   int64_t firstIndex = 0;   // index of this batch's first image within the call
   at::Tensor hRef;          // h_r: Δh = h − hRef (required by every-step and asyrp)
+  int64_t stopAfter = 0;    // > 0: return the state after this many steps (tests, inspection)
 };
 
 // Decode x_lat (batch 1 or B) with h (batch B, or undefined for no injection) → x0 [B, C, H, W].

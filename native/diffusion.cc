@@ -3,11 +3,13 @@
 #include <c10/core/InferenceMode.h>
 
 #include <map>
+#include <nlohmann/json.hpp>
 #include <sstream>
 
 #include "addon_data.h"
 #include "args.h"
 #include "autocast.h"
+#include "checkpoint.h"
 #include "ddim.h"
 #include "device.h"
 #include "errors.h"
@@ -70,6 +72,36 @@ Napi::Object configToJs(Napi::Env env, const UNetConfig& c) {
 }
 
 std::string shapeStr(at::IntArrayRef s) { return c10::str(s); }
+
+// The config travels with saved weights as safetensors metadata "bia.unet.config".
+constexpr const char* kConfigKey = "bia.unet.config";
+
+std::string configToJson(const UNetConfig& c) {
+  nlohmann::json j = {{"inChannels", c.inChannels}, {"outChannels", c.outChannels}, {"ch", c.ch},
+                      {"chMult", c.chMult}, {"numResBlocks", c.numResBlocks}, {"attnResolutions", c.attnResolutions},
+                      {"dropout", c.dropout}, {"resampWithConv", c.resampWithConv}, {"resolution", c.resolution}};
+  return j.dump();
+}
+
+UNetConfig configFromJson(const std::string& text) {
+  try {
+    auto j = nlohmann::json::parse(text);
+    UNetConfig c;
+    c.inChannels = j.at("inChannels").get<int64_t>();
+    c.outChannels = j.at("outChannels").get<int64_t>();
+    c.ch = j.at("ch").get<int64_t>();
+    c.chMult = j.at("chMult").get<std::vector<int64_t>>();
+    c.numResBlocks = j.at("numResBlocks").get<int64_t>();
+    c.attnResolutions = j.at("attnResolutions").get<std::vector<int64_t>>();
+    c.dropout = j.value("dropout", 0.0);
+    c.resampWithConv = j.value("resampWithConv", true);
+    c.resolution = j.at("resolution").get<int64_t>();
+    c.validate();
+    return c;
+  } catch (const nlohmann::json::exception& e) {
+    throw BiaError(ErrorCode::Checkpoint, std::string("the checkpoint's ") + kConfigKey + " metadata is not a UNet config: " + e.what());
+  }
+}
 
 // x must be [B, inCh, H, W] with H, W divisible by 2^(levels-1), and finite.
 void checkImage(const at::Tensor& x, const UNetConfig& c, const char* what) {
@@ -161,6 +193,7 @@ Napi::Function DiffusionHandle::Init(Napi::Env env) {
                          InstanceMethod<&DiffusionHandle::Forward>("forward"),
                          InstanceMethod<&DiffusionHandle::Invert>("invert"),
                          InstanceMethod<&DiffusionHandle::Decode>("decode"),
+                         InstanceMethod<&DiffusionHandle::Save>("save"),
                      });
 }
 
@@ -332,6 +365,7 @@ Napi::Value DiffusionHandle::Decode(const Napi::CallbackInfo& info) {
     d.steps = optInt(o, "steps", 40, 2, 1000);
     if (d.steps > d.t0 + 1) invalidArgument("steps must be at most t0 + 1");
     d.tEdit = optInt(o, "tEdit", 0, 0, 999);
+    d.stopAfter = optInt(o, "stopAfter", 0, 0, 1000);
     d.seed = static_cast<uint64_t>(optInt(o, "seed", 909090, 0, int64_t{1} << 52));
     const int64_t batchSize = optInt(o, "batchSize", 16, 1, 4096);
     if (o.Has("hRef") && !o.Get("hRef").IsUndefined()) {
@@ -364,34 +398,112 @@ Napi::Value DiffusionHandle::Decode(const Napi::CallbackInfo& info) {
   });
 }
 
+namespace {
+
+struct ModelOptions {
+  c10::Device device{c10::kCPU};
+  c10::ScalarType dtype = at::kFloat;
+  bool channelsLast = false;
+  std::optional<at::ScalarType> autocast;
+};
+
+// (device, dtype, channelsLast, autocast) at info[first..first+3]
+ModelOptions parseModelOptions(const Napi::CallbackInfo& info, size_t first) {
+  ModelOptions m;
+  m.device = parseDevice(info[first].IsString() ? std::string(info[first].As<Napi::String>()) : "cpu");
+  m.dtype = parseDtype(info[first + 1].IsString() ? std::string(info[first + 1].As<Napi::String>()) : "float32");
+  if (m.dtype != at::kFloat && m.dtype != at::kHalf && m.dtype != at::kBFloat16) invalidArgument("the model dtype must be float32, float16 or bfloat16");
+  m.channelsLast = info[first + 2].ToBoolean();
+  if (info[first + 3].IsString()) {
+    m.autocast = parseDtype(info[first + 3].As<Napi::String>());
+    if (*m.autocast != at::kHalf && *m.autocast != at::kBFloat16) invalidArgument("autocast must be float16 or bfloat16");
+  }
+  return m;
+}
+
+// Move a built (and possibly loaded) UNet to its device, dtype and memory format.
+std::shared_ptr<DiffusionState> finishModel(UNet unet, const ModelOptions& m) {
+  auto st = std::make_shared<DiffusionState>();
+  st->unet = std::move(unet);
+  st->unet->eval();
+  st->unet->to(m.device, m.dtype);
+  if (m.channelsLast) {
+    torch::NoGradGuard ng;
+    for (auto& p : st->unet->parameters()) if (p.dim() == 4) p.set_data(p.contiguous(at::MemoryFormat::ChannelsLast));
+  }
+  st->device = m.device;
+  st->dtype = m.dtype;
+  st->channelsLast = m.channelsLast;
+  st->autocast = m.autocast;
+  synchronize(m.device);
+  return st;
+}
+
+}  // namespace
+
+Napi::Value LoadDiffusion(const Napi::CallbackInfo& info) {
+  return guardedPromise(info.Env(), [&]() -> Napi::Value {
+    if (!info[0].IsString() || info[0].As<Napi::String>().Utf8Value().empty()) invalidArgument("path must be a non-empty string");
+    const std::string path = info[0].As<Napi::String>();
+    std::optional<UNetConfig> config;
+    if (!info[1].IsUndefined() && !info[1].IsNull()) config = parseConfig(info[1]);
+    ModelOptions m = parseModelOptions(info, 2);
+    const bool strict = info[6].IsUndefined() ? true : info[6].ToBoolean().Value();
+    return startJob(info.Env(), info[7], "bia.diffusion.load", [path, config, m, strict](JobContext& ctx) -> Finisher {
+      ctx.progress(0, 2, "read");
+      Checkpoint ck = readCheckpoint(path);
+      ctx.checkAbort();
+      UNetConfig c = config ? *config : (ck.metadata.count(kConfigKey) ? configFromJson(ck.metadata.at(kConfigKey)) : unetPreset("celeba-hq-256"));
+      UNet unet(c);
+      try {
+        loadStateDictInto(*unet, ck.tensors, strict);
+      } catch (const BiaError& e) {
+        if (e.code() != ErrorCode::CheckpointMismatch) throw;
+        throw BiaError(ErrorCode::CheckpointMismatch, path + ": " + e.what() +
+                       (config ? "" : " (no config was given: pass the model's config, e.g. {config: 'tiny'})"));
+      }
+      ck.tensors.clear();  // free the file's tensors before moving the model
+      auto st = finishModel(std::move(unet), m);
+      ctx.progress(2, 2, "load");
+      return [st](Napi::Env env) -> Napi::Value { return DiffusionHandle::Wrap(env, st); };
+    });
+  });
+}
+
+Napi::Value DiffusionHandle::Save(const Napi::CallbackInfo& info) {
+  return guardedPromise(info.Env(), [&]() -> Napi::Value {
+    auto st = state();
+    if (!info[0].IsString() || info[0].As<Napi::String>().Utf8Value().empty()) invalidArgument("path must be a non-empty string");
+    const std::string path = info[0].As<Napi::String>();
+    std::map<std::string, std::string> metadata;
+    Napi::Object md = optObject(info[1], "metadata");
+    Napi::Array keys = md.GetPropertyNames();
+    for (uint32_t i = 0; i < keys.Length(); i++) {
+      std::string k = keys.Get(i).As<Napi::String>();
+      Napi::Value v = md.Get(k);
+      if (!v.IsString()) invalidArgument("metadata values must be strings ('" + k + "' is not)");
+      metadata[k] = v.As<Napi::String>();
+    }
+    metadata[kConfigKey] = configToJson(st->unet->config());
+    metadata["format"] = "pt";
+    return startJob(info.Env(), info[2], "bia.diffusion.save", [st, path, metadata](JobContext&) -> Finisher {
+      StateDict sd;
+      for (auto& e : st->unet->stateDict()) sd.emplace_back(e.first, e.second.detach().to(at::kCPU).contiguous());
+      writeSafetensors(path, sd, metadata);
+      return [](Napi::Env env) { return env.Undefined(); };
+    });
+  });
+}
+
 Napi::Value CreateDiffusion(const Napi::CallbackInfo& info) {
   return guardedPromise(info.Env(), [&]() -> Napi::Value {
     UNetConfig c = parseConfig(info[0]);
-    const c10::Device device = parseDevice(info[1].IsString() ? std::string(info[1].As<Napi::String>()) : "cpu");
-    const c10::ScalarType dtype = parseDtype(info[2].IsString() ? std::string(info[2].As<Napi::String>()) : "float32");
-    if (dtype != at::kFloat && dtype != at::kHalf && dtype != at::kBFloat16) invalidArgument("the model dtype must be float32, float16 or bfloat16");
-    if (!info[3].IsNumber()) invalidArgument("seed must be a number");
-    const uint64_t seed = static_cast<uint64_t>(info[3].As<Napi::Number>().Int64Value());
-    const bool channelsLast = info[4].ToBoolean();
-    std::optional<at::ScalarType> autocast;
-    if (info[5].IsString()) {
-      autocast = parseDtype(info[5].As<Napi::String>());
-      if (*autocast != at::kHalf && *autocast != at::kBFloat16) invalidArgument("autocast must be float16 or bfloat16");
-    }
-    return startJob(info.Env(), info[6], "bia.diffusion.create", [c, device, dtype, seed, channelsLast, autocast](JobContext&) -> Finisher {
-      auto st = std::make_shared<DiffusionState>();
+    if (!info[1].IsNumber()) invalidArgument("seed must be a number");
+    const uint64_t seed = static_cast<uint64_t>(info[1].As<Napi::Number>().Int64Value());
+    ModelOptions m = parseModelOptions(info, 2);
+    return startJob(info.Env(), info[6], "bia.diffusion.create", [c, seed, m](JobContext&) -> Finisher {
       torch::manual_seed(seed);  // LibTorch's default initialisation, seeded
-      st->unet = UNet(c);
-      st->unet->eval();
-      st->unet->to(device, dtype);
-      if (channelsLast) {
-        torch::NoGradGuard ng;
-        for (auto& p : st->unet->parameters()) if (p.dim() == 4) p.set_data(p.contiguous(at::MemoryFormat::ChannelsLast));
-      }
-      st->device = device;
-      st->dtype = dtype;
-      st->channelsLast = channelsLast;
-      st->autocast = autocast;
+      auto st = finishModel(UNet(c), m);
       return [st](Napi::Env env) -> Napi::Value { return DiffusionHandle::Wrap(env, st); };
     });
   });

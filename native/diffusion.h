@@ -39,12 +39,16 @@ class DiffusionHandle : public Napi::ObjectWrap<DiffusionHandle> {
   Napi::Value Forward(const Napi::CallbackInfo& info);        // (x, t[], opts, jobOpts)
   Napi::Value Invert(const Napi::CallbackInfo& info);         // (x, opts, jobOpts)
   Napi::Value Decode(const Napi::CallbackInfo& info);         // (xLat, h|null, opts, jobOpts)
+  Napi::Value Save(const Napi::CallbackInfo& info);           // (path, metadata, jobOpts): safetensors
 
   std::shared_ptr<DiffusionState> state_;
 };
 
-// (config: string preset | object, device, dtype, seed, channelsLast, autocast, jobOpts) → Promise<handle>
+// (config: string preset | object, seed, device, dtype, channelsLast, autocast, jobOpts) → Promise<handle>
 Napi::Value CreateDiffusion(const Napi::CallbackInfo& info);
+// (path, config | null, device, dtype, channelsLast, autocast, strict, jobOpts) → Promise<handle>.
+// Without a config, the file's "bia.unet.config" metadata, else celeba-hq-256.
+Napi::Value LoadDiffusion(const Napi::CallbackInfo& info);
 // The preset's config as a plain object.
 Napi::Value DiffusionPreset(const Napi::CallbackInfo& info);
 

@@ -64,6 +64,8 @@ export interface DecodeOptions extends JobOptions {
   hRef?: Tensor;
   /** Images decoded per batch (default 16). */
   batchSize?: number;
+  /** Stop after this many DDIM steps and return that intermediate state (inspection, tests). */
+  stopAfter?: number;
 }
 
 export interface ForwardOptions extends JobOptions {
@@ -157,12 +159,13 @@ export class DiffusionModel implements Disposable {
     if (opts?.tEdit !== undefined) checkInt(opts.tEdit, 'tEdit', 0, 999);
     if (opts?.seed !== undefined) checkInt(opts.seed, 'seed', 0, 2 ** 52);
     if (opts?.batchSize !== undefined) checkInt(opts.batchSize, 'batchSize', 1, 4096);
+    if (opts?.stopAfter !== undefined) checkInt(opts.stopAfter, 'stopAfter', 0, 1000);
     const hRef = checkOptional(opts?.hRef, 'hRef');
     if (hh && (mode === 'every-step' || mode === 'asyrp') && !hRef) {
       throw invalidArgument(`mode '${mode}' needs hRef (h_r from invert()) to form Δh = h − h_r`);
     }
     const native = await runJob(opts, (j) =>
-      n.decode(xl, hh, { mode, eta: opts?.eta, t0: opts?.t0, steps: opts?.steps, tEdit: opts?.tEdit, seed: opts?.seed, hRef, batchSize: opts?.batchSize }, j),
+      n.decode(xl, hh, { mode, eta: opts?.eta, t0: opts?.t0, steps: opts?.steps, tEdit: opts?.tEdit, seed: opts?.seed, hRef, batchSize: opts?.batchSize, stopAfter: opts?.stopAfter }, j),
     );
     return new Tensor(native);
   }
@@ -178,6 +181,15 @@ export class DiffusionModel implements Disposable {
     const n = this.native;
     const entries = (sd instanceof Map ? [...sd.entries()] : Object.entries(sd)).map(([k, v]) => [k, checkTensor(v, `state-dict entry '${k}'`)] as [string, NativeTensor]);
     await runJob(opts, (j) => n.loadStateDict(entries, opts?.strict ?? true, j));
+  }
+
+  /** Save the weights as safetensors (official names; the config goes into the metadata). */
+  async save(path: string, opts?: { metadata?: Record<string, string> } & JobOptions): Promise<void> {
+    const n = this.native;
+    if (typeof path !== 'string' || path.length === 0) throw invalidArgument('path must be a non-empty string');
+    const metadata = opts?.metadata ?? {};
+    for (const [k, v] of Object.entries(metadata)) if (typeof v !== 'string') throw invalidArgument(`metadata['${k}'] must be a string`);
+    await runJob(opts, (j) => n.save(path, metadata, j));
   }
 
   dispose(): void {
@@ -225,7 +237,24 @@ export async function createDiffusion(
   const c = checkConfig(config);
   const { device, dtype, channelsLast, autocast } = checkModelOptions(opts);
   const seed = opts?.seed === undefined ? 0 : checkInt(opts.seed, 'seed', 0, 2 ** 52);
-  const n = await runJob(opts, (j) => loadAddon().createDiffusion(c, device, dtype, seed, channelsLast, autocast, j));
+  const n = await runJob(opts, (j) => loadAddon().createDiffusion(c, seed, device, dtype, channelsLast, autocast, j));
+  return new DiffusionModel(n);
+}
+
+/**
+ * Load a DDPM UNet checkpoint: torch.save (zip or legacy; bare or wrapped state dicts) or
+ * safetensors, with a strict key and shape check. The config is `opts.config`, else the file's
+ * own (written by save()), else celeba-hq-256 (the official `celeba_hq.ckpt`).
+ */
+export async function loadDiffusion(
+  path: string,
+  opts?: DiffusionOptions & { config?: UNetPreset | (Partial<UNetConfig> & { preset?: UNetPreset }); strict?: boolean } & JobOptions,
+): Promise<DiffusionModel> {
+  if (typeof path !== 'string' || path.length === 0) throw invalidArgument('path must be a non-empty string');
+  const c = opts?.config === undefined ? null : checkConfig(opts.config);
+  const { device, dtype, channelsLast, autocast } = checkModelOptions(opts);
+  if (opts?.strict !== undefined && typeof opts.strict !== 'boolean') throw invalidArgument('strict must be a boolean');
+  const n = await runJob(opts, (j) => loadAddon().loadDiffusion(path, c, device, dtype, channelsLast, autocast, opts?.strict ?? true, j));
   return new DiffusionModel(n);
 }
 

@@ -11,6 +11,7 @@ export {
   DiffusionModel,
   createDiffusion,
   diffusionPreset,
+  loadDiffusion,
   INJECT_MODES,
   UNET_PRESETS,
   type DecodeOptions,

@@ -102,6 +102,7 @@ export interface NativeDiffusion {
   readonly dtype: NativeDtype;
   readonly disposed: boolean;
   dispose(): void;
+  save(path: string, metadata: Record<string, string>, opts?: NativeJobOptions): Promise<void>;
   stateDict(): [string, NativeTensor][];
   loadStateDict(entries: [string, NativeTensor][], strict: boolean, opts?: NativeJobOptions): Promise<void>;
   forward(x: NativeTensor, t: number[], o: { h?: NativeTensor; hDelta?: NativeTensor }, opts?: NativeJobOptions): Promise<{ eps: NativeTensor; h: NativeTensor }>;
@@ -109,7 +110,7 @@ export interface NativeDiffusion {
   decode(
     xLat: NativeTensor,
     h: NativeTensor | null,
-    o: { mode?: string; eta?: number; t0?: number; steps?: number; tEdit?: number; seed?: number; hRef?: NativeTensor; batchSize?: number },
+    o: { mode?: string; eta?: number; t0?: number; steps?: number; tEdit?: number; seed?: number; hRef?: NativeTensor; batchSize?: number; stopAfter?: number },
     opts?: NativeJobOptions,
   ): Promise<NativeTensor>;
 }
@@ -132,11 +133,21 @@ export interface NativeAddon {
   DiffusionModel: new (...args: never[]) => NativeDiffusion;
   createDiffusion(
     config: string | Partial<NativeUNetConfig>,
+    seed: number,
     device: string,
     dtype: NativeDtype,
-    seed: number,
     channelsLast: boolean,
     autocast: 'float16' | 'bfloat16' | undefined,
+    opts?: NativeJobOptions,
+  ): Promise<NativeDiffusion>;
+  loadDiffusion(
+    path: string,
+    config: string | Partial<NativeUNetConfig> | null,
+    device: string,
+    dtype: NativeDtype,
+    channelsLast: boolean,
+    autocast: 'float16' | 'bfloat16' | undefined,
+    strict: boolean,
     opts?: NativeJobOptions,
   ): Promise<NativeDiffusion>;
   diffusionPreset(name: string): NativeUNetConfig;
