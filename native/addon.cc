@@ -3,6 +3,7 @@
 #include <napi.h>
 
 #include "addon_data.h"
+#include "checkpoint.h"
 #include "engine.h"
 #include "job.h"
 #include "tensor.h"
@@ -30,6 +31,8 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("setNumThreads", Napi::Function::New<SetNumThreads>(env, "setNumThreads"));
   exports.Set("benchmark", Napi::Function::New<Benchmark>(env, "benchmark"));
   exports.Set("matmul", Napi::Function::New<Matmul>(env, "matmul"));
+  exports.Set("readCheckpoint", Napi::Function::New<ReadCheckpoint>(env, "readCheckpoint"));
+  exports.Set("writeSafetensors", Napi::Function::New<WriteSafetensors>(env, "writeSafetensors"));
   exports.Set("abiVersion", Napi::Number::New(env, 1));
   return exports;
 }
