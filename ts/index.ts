@@ -7,5 +7,6 @@ export { type JobOptions, type ProgressEvent } from './jobs';
 export { type ComputeDtype, type Device, type Dtype, COMPUTE_DTYPES, DTYPES } from './options';
 export { Tensor, type TensorData, type TensorOptions, tensor, tensorSync, zeros, randn, matmul, liveTensors, externalMemory } from './tensor';
 export { benchmark, info, runtimeInfo, setThreads, getThreads, type BenchmarkResult, type BenchmarkSpec, type Info } from './engine';
+export { readCheckpoint, saveSafetensors, type Checkpoint, type CheckpointFormat, type SaveSafetensorsOptions } from './checkpoint';
 export { loadAddon, addonCandidates } from './native';
 export { VERSION } from './version';
