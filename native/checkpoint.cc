@@ -292,9 +292,7 @@ class TorchHooks {
       if (unknownStorageIsError_) throw PickleError("unsupported storage type " + type->describe());
       return arena.string(Kind::Opaque, "storage of type " + type->describe());  // its tensors are skipped
     }
-    Value* v = arena.make(Kind::Storage);
-    v->storage = provider_(keyText, *dtype, numel->integer, a.size() > 5 ? a[5] : nullptr);
-    return v;
+    return arena.storage(provider_(keyText, *dtype, numel->integer, a.size() > 5 ? a[5] : nullptr));
   }
 
   Value* call(ValueArena& arena, const std::string& name, const std::vector<Value*>& a) {
@@ -305,9 +303,9 @@ class TorchHooks {
     };
     auto onStorage = [&](const Value* storage, std::optional<at::ScalarType> dtype) -> Value* {
       if (storage->kind != Kind::Storage) return arena.string(Kind::Opaque, "tensor on " + storage->describe());
-      const at::ScalarType type = dtype.value_or(storage->storage.dtype);
+      const at::ScalarType type = dtype.value_or(storage->storage->dtype);
       if (c10::isQIntType(type)) return arena.string(Kind::Opaque, "quantized tensor");
-      return tensorValue(tensorOnStorage(storage->storage, type, a[1], a[2], a[3]));
+      return tensorValue(tensorOnStorage(*storage->storage, type, a[1], a[2], a[3]));
     };
     // _rebuild_tensor(storage, offset, size, stride); _v2 adds requires_grad, backward_hooks[, metadata].
     if ((name == "torch._utils._rebuild_tensor_v2" && a.size() >= 4) || (name == "torch._utils._rebuild_tensor" && a.size() == 4)) {

@@ -106,6 +106,13 @@ Value* ValueArena::make(Kind kind) {
   return v;
 }
 
+Value* ValueArena::storage(StorageRef ref) {
+  Value* v = make(Kind::Storage);
+  storages_.push_back(std::move(ref));
+  v->storage = &storages_.back();
+  return v;
+}
+
 Value* ValueArena::none() {
   if (!none_) none_ = make(Kind::None);
   return none_;

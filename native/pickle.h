@@ -104,15 +104,16 @@ struct StorageRef {
   std::string key;             // for messages
 };
 
+// Kept small (96 bytes): a hostile pickle can make one value per byte.
 struct Value {
   Kind kind = Kind::None;
   bool boolean = false;
+  bool dictLike = false;        // Opaque objects that received SETITEM(S): `items` holds k, v pairs
   int64_t integer = 0;
   double real = 0;
   std::string str;              // Str, Bytes, BigInt bytes, Global/Opaque name
   std::vector<Value*> items;    // Tuple, List, Dict (k, v pairs); Opaque: recorded items (see dictLike)
-  bool dictLike = false;        // Opaque objects that received SETITEM(S): `items` holds k, v pairs
-  StorageRef storage;           // Storage
+  const StorageRef* storage = nullptr;  // Storage (owned by the arena)
   at::Tensor tensor;            // Tensor
 
   bool isStr() const { return kind == Kind::Str; }
@@ -123,11 +124,16 @@ struct Value {
   std::string describe() const;
 };
 
+static_assert(sizeof(Value) <= 96, "keep Value small: the value cap bounds memory through it");
+
 // Owns every value of one file. Scalars that repeat a lot (None, True/False, small ints) are shared.
 class ValueArena {
  public:
-  static constexpr size_t kMaxValues = size_t{1} << 23;  // 8 Mi values; a state dict needs ~15 per tensor
+  // A state dict needs about a dozen values per tensor (4 Mi values: ~300k tensors); the cap bounds
+  // what a hostile file can cost at roughly 500 MB.
+  static constexpr size_t kMaxValues = size_t{1} << 22;
   Value* make(Kind kind);
+  Value* storage(StorageRef ref);  // a Storage value
   Value* none();
   Value* boolean(bool b);
   Value* integer(int64_t i);
@@ -136,6 +142,7 @@ class ValueArena {
 
  private:
   std::deque<Value> values_;
+  std::deque<StorageRef> storages_;
   Value* none_ = nullptr;
   Value* true_ = nullptr;
   Value* false_ = nullptr;
