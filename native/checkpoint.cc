@@ -123,7 +123,7 @@ std::string describeContent(const uint8_t* head, size_t n) {
   if (starts("GIF8", 4)) return "a GIF image";
   if (starts("\x1f\x8b", 2)) return "gzip-compressed data";
   if (starts("\x7f" "ELF", 4)) return "an ELF binary";
-  if (starts("ustar", 5, 257)) return "a tar archive (the pre-0.4 torch.save tar format is not supported)";
+  if (starts("ustar", 5, 257)) return "a tar archive (the tar-based format of the earliest torch.save versions is not supported)";
   if (starts("\x93NUMPY", 6)) return "a NumPy .npy array";
   bool text = n > 0;
   for (size_t i = 0; i < std::min<size_t>(n, 64); i++) {
@@ -231,29 +231,28 @@ at::Tensor tensorOnStorage(const StorageRef& ref, at::ScalarType dtype, const Va
   const std::vector<int64_t> size = intTuple(sizeV, "a tensor's size");
   const std::vector<int64_t> stride = intTuple(strideV, "a tensor's stride");
   if (size.size() != stride.size()) throw PickleError("a tensor's size and stride differ in length");
+  if (std::find(size.begin(), size.end(), 0) != size.end()) {
+    return at::empty(size, at::TensorOptions().dtype(dtype));  // no elements: needs no storage
+  }
   using Wide = __int128;
   const Wide tbytes = static_cast<Wide>(c10::elementSize(dtype));
-  const Wide sbytes = static_cast<Wide>(c10::elementSize(ref.dtype));
-  const Wide viewStart = static_cast<Wide>(ref.elementOffset) * sbytes;
-  const Wide viewEnd = viewStart + static_cast<Wide>(ref.numel) * sbytes;
-  Wide numel = 1;
-  Wide span = 0;  // bytes from the first element to the end of the last
-  for (size_t i = 0; i < size.size(); i++) {
-    numel *= size[i];
-    if (numel > (Wide{1} << 62)) throw PickleError("a tensor of shape " + shapeText(size) + " is too large");
-    if (size[i] > 0) span += static_cast<Wide>(size[i] - 1) * stride[i];
-  }
-  if (numel == 0) return at::empty(size, at::TensorOptions().dtype(dtype));  // needs no storage
+  const Wide viewStart = static_cast<Wide>(ref.elementOffset) * static_cast<Wide>(c10::elementSize(ref.dtype));
+  const Wide viewBytes = static_cast<Wide>(ref.numel) * static_cast<Wide>(c10::elementSize(ref.dtype));
   if (viewStart % tbytes != 0) throw PickleError("storage '" + ref.key + "' view is not aligned to the tensor's dtype");
-  const Wide first = viewStart + static_cast<Wide>(offsetV->integer) * tbytes;
-  const Wide end = first + (span + 1) * tbytes;
-  if (end > viewEnd) {
+  // The index of the last element, offset + sum((size - 1) * stride), in elements of the view; stopped
+  // as soon as it passes the view (each term is < 2^126, so the sum cannot overflow before that).
+  const Wide capacity = viewBytes / tbytes;  // elements of `dtype` that fit in the view
+  Wide last = offsetV->integer;
+  for (size_t i = 0; i < size.size() && last < capacity; i++) last += static_cast<Wide>(size[i] - 1) * stride[i];
+  if (last >= capacity) {
     throw PickleError("a tensor of shape " + shapeText(size) + ", stride " + shapeText(stride) + " and offset " +
-                      std::to_string(offsetV->integer) + " reaches byte " + std::to_string(static_cast<int64_t>(end)) +
-                      " of storage '" + ref.key + "', which has " + std::to_string(static_cast<int64_t>(viewEnd)) + " bytes");
+                      std::to_string(offsetV->integer) + " reaches past the end of storage '" + ref.key + "' (" +
+                      std::to_string(static_cast<int64_t>(viewBytes)) + " bytes, room for " +
+                      std::to_string(static_cast<int64_t>(capacity)) + " elements)");
   }
+  const Wide first = viewStart / tbytes + offsetV->integer;  // in elements of `dtype` from the storage start
   at::Tensor t = at::empty({0}, at::TensorOptions().dtype(dtype));
-  t.set_(ref.bytes, static_cast<int64_t>(first / tbytes), size, stride);
+  t.set_(ref.bytes, static_cast<int64_t>(first), size, stride);
   return t;
 }
 
