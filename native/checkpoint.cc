@@ -283,7 +283,7 @@ class TorchHooks {
     const Value* type = a[1];
     const Value* key = a[2];
     const Value* numel = a[4];
-    if (!key->isStr() && !key->isInt()) throw PickleError("a storage key must be a str, got " + key->describe());
+    if (!key->isStr() && !key->isInt()) throw PickleError("a storage key must be a str or an int, got " + key->describe());
     if (!numel->isInt() || numel->integer < 0) throw PickleError("a storage size must be a non-negative int, got " + numel->describe());
     const std::string keyText = key->isStr() ? key->str : std::to_string(key->integer);
     std::optional<at::ScalarType> dtype = type->kind == Kind::Global ? storageDtype(type->str) : std::nullopt;
@@ -425,6 +425,11 @@ class Throttle {
       sent_ = done_;
       progress_(done_, total_);
     }
+  }
+  // The last event says "complete", also when some bytes were never needed (unused zip records).
+  void finish() {
+    if (progress_ && sent_ != total_) progress_(total_, total_);
+    sent_ = total_;
   }
 
  private:
@@ -585,6 +590,7 @@ Checkpoint readTorchZip(const std::string& path, const File& file, const Checkpo
     const Value* root = pickle::load(source, arena, hooks.hooks(), "data.pkl");
     Checkpoint out{CheckpointFormat::TorchZip, {}, {}};
     unwrapStateDict(path, root, out);
+    throttle.finish();
     return out;
   } catch (const c10::Error& e) {
     // PyTorchStreamReader's own checks (miniz errors, CRC mismatches, a missing version record).
@@ -673,6 +679,7 @@ Checkpoint readTorchLegacy(const std::string& path, const File& file, const Chec
   }
   Checkpoint out{CheckpointFormat::TorchLegacy, {}, {}};
   unwrapStateDict(path, root, out);
+  throttle.finish();
   return out;
 }
 
@@ -808,6 +815,7 @@ Checkpoint readSafetensors(const std::string& path, const File& file, const Chec
     out.tensors.emplace_back(e.name, std::move(t));
     throttle.add(static_cast<double>(e.end - e.begin));
   }
+  throttle.finish();
   return out;
 }
 
@@ -939,6 +947,7 @@ void writeSafetensors(const std::string& path, const StateDict& tensors, const s
     throttle.add(static_cast<double>(c.nbytes()));
   }
   out.commit();
+  throttle.finish();
 }
 
 // ---- bindings -----------------------------------------------------------------------------------
@@ -970,7 +979,6 @@ Napi::Value ReadCheckpoint(const Napi::CallbackInfo& info) {
   return guardedPromise(info.Env(), [&]() -> Napi::Value {
     const std::string path = pathArgument(info[0]);
     return startJob(info.Env(), info[1], "bia.checkpoint.read", [path](JobContext& ctx) -> Finisher {
-      ctx.progress(0, 1, "read");
       auto ck = std::make_shared<Checkpoint>(readCheckpoint(path, jobProgress(ctx, "read")));
       return [ck](Napi::Env env) -> Napi::Value {
         Napi::Object out = Napi::Object::New(env);

@@ -265,7 +265,15 @@ class Interpreter {
   }
 
   // -- the stack --
-  void push(Value* v) { stack_.push_back(v); }
+  // The stack, the marks and the memo can grow without new values (DUP, MARK, MEMOIZE on shared
+  // scalars), so they get the same cap: a hostile pickle's cost stays bounded.
+  void bounded(size_t size, const char* what) {
+    if (size >= ValueArena::kMaxValues) fail(std::string("the pickle's ") + what + " grew past " + std::to_string(ValueArena::kMaxValues) + " entries (refusing to go on)");
+  }
+  void push(Value* v) {
+    bounded(stack_.size(), "stack");
+    stack_.push_back(v);
+  }
   Value* pop() {
     if (stack_.size() <= floor()) fail("stack underflow (the pickle is corrupt)");
     Value* v = stack_.back();
@@ -287,7 +295,16 @@ class Interpreter {
   }
 
   // -- the memo --
-  void memoPut(uint64_t index) { memo_[index] = top(); }
+  void memoPut(uint64_t index) {
+    Value* v = top();
+    auto it = memo_.find(index);
+    if (it != memo_.end()) {
+      it->second = v;
+      return;
+    }
+    bounded(memo_.size(), "memo");
+    memo_.emplace(index, v);
+  }
   Value* memoGet(uint64_t index) {
     auto it = memo_.find(index);
     if (it == memo_.end()) fail("memo key " + std::to_string(index) + " was never stored (the pickle is corrupt)");
@@ -382,7 +399,10 @@ class Interpreter {
         if (n > src_.remaining()) fail("a FRAME of " + std::to_string(n) + " bytes runs past the end of the data");
         return;  // frames only group opcodes for buffered readers; the contents are read as usual
       }
-      case MARK: marks_.push_back(stack_.size()); return;
+      case MARK:
+        bounded(marks_.size(), "mark stack");
+        marks_.push_back(stack_.size());
+        return;
       case POP: pop(); return;
       case POP_MARK: popMark(); return;
       case DUP: push(top()); return;
