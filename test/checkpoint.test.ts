@@ -180,6 +180,50 @@ t.test('safetensors written by Python (from the spec): file order is data order,
   dispose(ck);
 });
 
+t.test('files from a newer torch and from the official safetensors package; ours read by that package', async (t) => {
+  // Written on the GPU machine by test/fixtures/checkpoints-torch2/make_torch2_checkpoints.py.
+  const dir = path.join(ROOT, 'test', 'fixtures', 'checkpoints-torch2');
+  const t2 = JSON.parse(fs.readFileSync(path.join(dir, 'expected.json'), 'utf8')) as {
+    torch: string;
+    st: string;
+    expected: Expected['tensors'];
+    ours: Record<string, { dtype: string; shape: number[]; values: number[] }>;
+    ours_meta: Record<string, string>;
+  };
+  t.match(t2.torch, /^2\./);
+  // CUDA tensors come back on the CPU; the float8 tensor (no such dtype in LibTorch 1.13) is skipped.
+  for (const [file, format] of [['t2.zip.pt', 'torch-zip'], ['t2.legacy.pt', 'torch-legacy']]) {
+    const ck = await readCheckpoint(path.join(dir, file));
+    await matches(t, ck, { format, metadata: {}, tensors: t2.expected });
+    t.notOk(ck.tensors.has('f8'), `${file}: float8 skipped`);
+    dispose(ck);
+  }
+  const official = await readCheckpoint(path.join(dir, 'official.safetensors'));
+  t.strictSame(official.metadata, { by: 'safetensors' });
+  t.strictSame([...official.tensors.keys()].sort(), t2.expected.map(([n]) => n).sort());
+  for (const [name, e] of t2.expected) t.strictSame(await values(official.tensors.get(name)!), e.values, `official ${name}`);
+  dispose(official);
+
+  // ours.safetensors, as safetensors 0.8.0 read it, is what we read; and writing the same tensors
+  // again gives the same bytes, so what we write today is still a file that package reads.
+  const oursFile = path.join(dir, 'ours.safetensors');
+  const ours = await readCheckpoint(oursFile);
+  t.strictSame(ours.metadata, t2.ours_meta);
+  t.strictSame([...ours.tensors.keys()].sort(), Object.keys(t2.ours).sort());
+  for (const [name, x] of ours.tensors) {
+    t.strictSame([x.shape, x.dtype], [t2.ours[name].shape, t2.ours[name].dtype], name);
+    t.strictSame(await values(x), t2.ours[name].values, `${name}: as the official package read it`);
+  }
+  const src = await readCheckpoint(fixture('dtypes.zip.pt'));
+  const rename: Record<string, string> = { transposed: 'shared.t' };
+  const again = new Map([...ours.tensors.keys()].map((n) => [n, src.tensors.get(rename[n] ?? n)!]));
+  const rewritten = path.join(fs.mkdtempSync(path.join(tmp, 'rewrite-')), 'ours.safetensors');
+  await saveSafetensors(rewritten, again, { metadata: t2.ours_meta });
+  t.ok(fs.readFileSync(rewritten).equals(fs.readFileSync(oursFile)), 'byte-identical to the file the official package read');
+  dispose(ours);
+  dispose(src);
+});
+
 t.test('a malicious pickle executes nothing (os.system and eval payloads, zip and legacy)', async (t) => {
   const markers = expected._markers;
   for (const m of markers) fs.rmSync(m, { force: true });
