@@ -5,6 +5,7 @@
 #include "addon_data.h"
 #include "allocator.h"
 #include "diffusion.h"
+#include "checkpoint.h"
 #include "engine.h"
 #include "job.h"
 #include "tensor.h"
@@ -42,6 +43,8 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("loadDiffusion", Napi::Function::New<LoadDiffusion>(env, "loadDiffusion"));
   exports.Set("diffusionPreset", Napi::Function::New<DiffusionPreset>(env, "diffusionPreset"));
 
+  exports.Set("readCheckpoint", Napi::Function::New<ReadCheckpoint>(env, "readCheckpoint"));
+  exports.Set("writeSafetensors", Napi::Function::New<WriteSafetensors>(env, "writeSafetensors"));
   exports.Set("abiVersion", Napi::Number::New(env, 1));
   return exports;
 }

@@ -487,7 +487,7 @@ Napi::Value DiffusionHandle::Save(const Napi::CallbackInfo& info) {
     metadata[kConfigKey] = configToJson(st->unet->config());
     metadata["format"] = "pt";
     return startJob(info.Env(), info[2], "bia.diffusion.save", [st, path, metadata](JobContext&) -> Finisher {
-      StateDict sd;
+      bia::StateDict sd;
       for (auto& e : st->unet->stateDict()) sd.emplace_back(e.first, e.second.detach().to(at::kCPU).contiguous());
       writeSafetensors(path, sd, metadata);
       return [](Napi::Env env) { return env.Undefined(); };

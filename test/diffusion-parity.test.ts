@@ -4,7 +4,7 @@
 // safetensors checkpoints. All in float32, relative error below 1e-5.
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
-import t from 'tap';
+import t, { type Test } from 'tap';
 import { createDiffusion, loadDiffusion, readCheckpoint, type DiffusionModel, type Tensor } from '../ts/index';
 import { ROOT } from './helpers';
 
@@ -28,7 +28,7 @@ async function expected(): Promise<Map<string, Tensor>> {
   return (await readCheckpoint(path.join(DIR, 'tiny-expected.safetensors'))).tensors;
 }
 
-async function check(tt: typeof t, m: DiffusionModel, E: Map<string, Tensor>, tol = 1e-5) {
+async function check(tt: Test, m: DiffusionModel, E: Map<string, Tensor>, tol = 1e-5) {
   const get = (k: string) => {
     const v = E.get(k);
     if (!v) throw new Error(`fixture lacks ${k}`);

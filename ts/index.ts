@@ -23,5 +23,6 @@ export {
   type UNetConfig,
   type UNetPreset,
 } from './diffusion';
+export { readCheckpoint, saveSafetensors, type Checkpoint, type CheckpointFormat, type SaveSafetensorsOptions } from './checkpoint';
 export { loadAddon, addonCandidates } from './native';
 export { VERSION } from './version';

@@ -81,6 +81,15 @@ export interface NativeBenchmarkResult {
   threads: number;
 }
 
+export type NativeCheckpointFormat = 'torch-zip' | 'torch-legacy' | 'safetensors';
+
+/** What readCheckpoint resolves to: the tensors in file order, as [name, tensor] pairs. */
+export interface NativeCheckpoint {
+  format: NativeCheckpointFormat;
+  metadata: Record<string, string>;
+  tensors: Array<[string, NativeTensor]>;
+}
+
 export interface NativeUNetConfig {
   inChannels: number;
   outChannels: number;
@@ -151,6 +160,10 @@ export interface NativeAddon {
     opts?: NativeJobOptions,
   ): Promise<NativeDiffusion>;
   diffusionPreset(name: string): NativeUNetConfig;
+  /** torch.save files (zip, legacy) and safetensors; progress events count bytes read. */
+  readCheckpoint(path: string, opts?: NativeJobOptions): Promise<NativeCheckpoint>;
+  /** Writes to a temporary file in the same folder, then renames it over `path`. */
+  writeSafetensors(path: string, tensors: Array<[string, NativeTensor]>, metadata: Record<string, string> | undefined, opts?: NativeJobOptions): Promise<void>;
 }
 
 export const ADDON_ABI_VERSION = 1;
