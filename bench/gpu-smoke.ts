@@ -5,7 +5,40 @@
  *   node dist/bench/gpu-smoke.js
  */
 import assert from 'node:assert/strict';
-import { benchmark, BiaError, externalMemory, info, matmul, randn, tensor, zeros } from '../ts/index';
+import { readFileSync } from 'node:fs';
+import path from 'node:path';
+import { benchmark, BiaError, externalMemory, info, loadDiffusion, matmul, randn, readCheckpoint, tensor, zeros, type Tensor } from '../ts/index';
+
+async function relErr(a: Tensor, b: Tensor): Promise<number> {
+  const [x, y] = [await a.data(), await b.data()];
+  let num = 0;
+  let den = 0;
+  for (let i = 0; i < x.length; i++) {
+    num = Math.max(num, Math.abs(x[i] - y[i]));
+    den = Math.max(den, Math.abs(y[i]));
+  }
+  return num / den;
+}
+
+/** The CPU parity fixtures of the diffusion core, run on the GPU (float32 and bf16 autocast). */
+async function diffusionOnGpu(check: (ok: boolean, what: string) => void) {
+  const dir = path.join(__dirname, '..', '..', 'test', 'fixtures', 'diffusion');
+  const facts = JSON.parse(readFileSync(path.join(dir, 'tiny-expected.json'), 'utf8'));
+  const E = (await readCheckpoint(path.join(dir, 'tiny-expected.safetensors'))).tensors;
+  for (const autocast of [undefined, 'bfloat16'] as const) {
+    const m = await loadDiffusion(path.join(dir, 'tiny-weights.pt'), { config: facts.config, device: 'cuda', autocast });
+    const x = await E.get('x')!.to({ device: 'cuda' });
+    const f = await m.forward(x, facts.t);
+    const e1 = await relErr(f.eps, E.get('forward.eps')!);
+    const r = await m.decode(await E.get('decode.xLat')!.to({ device: 'cuda' }), await E.get('decode.h')!.to({ device: 'cuda' }), {
+      t0: 500, steps: 40, stopAfter: 1, mode: 'asyrp', hRef: await E.get('decode.hRef')!.to({ device: 'cuda' }),
+    });
+    const e2 = await relErr(r, E.get('decode.step1.asyrp')!);
+    const bound = autocast ? 5e-2 : 5e-3; // cuDNN may use TF32 for float32 convolutions
+    check(e1 < bound && e2 < bound, `diffusion parity on cuda (${autocast ?? 'float32'}): ε rel err ${e1.toExponential(2)}, asyrp step ${e2.toExponential(2)}`);
+    m.dispose();
+  }
+}
 
 async function rejectsWith(p: Promise<unknown>, code: string): Promise<BiaError> {
   try {
@@ -85,6 +118,8 @@ async function main() {
     },
   });
   await rejectsWith(p, 'BIA_ABORTED');
+
+  await diffusionOnGpu(check);
 
   // Rates.
   const peak: Record<string, number> = {};

@@ -87,11 +87,13 @@ async function main() {
   const warmup = Number(values.warmup);
   const env = await info({ measure: false });
   const threads = getThreads();
-  const peak = await benchmark({ op: 'sgemm', m: 2048, device, dtype, warmup: 1, iterations: device === 'cpu' ? 5 : 50 });
+  // The matmul rate of the dtype the convolutions run in (autocast's, else the weights').
+  const computeDtype = (values.autocast as ComputeDtype | undefined) ?? dtype;
+  const peak = await benchmark({ op: 'sgemm', m: device === 'cpu' ? 2048 : 8192, device, dtype: computeDtype, warmup: 2, iterations: device === 'cpu' ? 5 : 20 });
   const python = values['no-python'] ? null : findPython(values.python);
   const ref = python ? new PythonServer(python, 'unet_ref.py', threads) : null;
   const hello = ref ? await ref.start() : null;
-  process.stderr.write(`unet bench: ${values.config} on ${device} (${dtype}), ${threads} threads, sgemm peak ${peak.gflops.toFixed(0)} GFLOP/s` +
+  process.stderr.write(`unet bench: ${values.config} on ${device} (${dtype}), ${threads} threads, ${computeDtype} matmul peak ${peak.gflops.toFixed(0)} GFLOP/s` +
     `${hello ? `, Python reference torch ${hello.torch}` : ', no Python reference'}\n`);
 
   const rows = [];
@@ -121,7 +123,7 @@ async function main() {
       rows.push({
         layout: channelsLast ? 'channels_last' : 'NCHW',
         batch,
-        addon: { medianSeconds: a, seconds: times, gflops, fractionOfSgemmPeak: gflops / peak.gflops },
+        addon: { medianSeconds: a, seconds: times, gflops, fractionOfMatmulPeak: gflops / peak.gflops },
         python: py.length ? { medianSeconds: p, seconds: py, gflops: (flopsPerImage * batch) / p / 1e9 } : null,
         speedup: py.length ? p / a : null,
       });
@@ -133,9 +135,9 @@ async function main() {
   const bestPython = Math.min(...rows.filter((r) => r.python).map((r) => r.python!.medianSeconds / r.batch));
   const bestAddon = Math.min(...rows.map((r) => r.addon.medianSeconds / r.batch));
   process.stdout.write(`${table(
-    ['layout', 'batch', 'addon s/img', 'addon GFLOP/s', 'of sgemm peak', 'python s/img', 'addon speedup'],
+    ['layout', 'batch', 'addon s/img', 'addon GFLOP/s', 'of matmul peak', 'python s/img', 'addon speedup'],
     rows.map((r) => [r.layout, String(r.batch), (r.addon.medianSeconds / r.batch).toFixed(3), r.addon.gflops.toFixed(1),
-      `${(r.addon.fractionOfSgemmPeak * 100).toFixed(0)}%`, r.python ? (r.python.medianSeconds / r.batch).toFixed(3) : '—', r.speedup ? `${r.speedup.toFixed(2)}×` : '—']),
+      `${(r.addon.fractionOfMatmulPeak * 100).toFixed(0)}%`, r.python ? (r.python.medianSeconds / r.batch).toFixed(3) : '—', r.speedup ? `${r.speedup.toFixed(2)}×` : '—']),
   )}\n`);
   if (Number.isFinite(bestPython)) process.stdout.write(`best addon ${bestAddon.toFixed(3)} s/img vs best Python ${bestPython.toFixed(3)} s/img: ${(bestPython / bestAddon).toFixed(2)}×\n`);
   const result = {
@@ -147,7 +149,8 @@ async function main() {
     dtype,
     autocast: values.autocast ?? null,
     gflopPerImage,
-    sgemmPeakGflops: peak.gflops,
+    matmulPeakGflops: peak.gflops,
+    matmulPeakDtype: computeDtype,
     rows,
   };
   process.stderr.write(`wrote ${writeResult('unet', result, values.json)}\n`);

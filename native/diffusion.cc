@@ -450,9 +450,10 @@ Napi::Value LoadDiffusion(const Napi::CallbackInfo& info) {
     ModelOptions m = parseModelOptions(info, 2);
     const bool strict = info[6].IsUndefined() ? true : info[6].ToBoolean().Value();
     return startJob(info.Env(), info[7], "bia.diffusion.load", [path, config, m, strict](JobContext& ctx) -> Finisher {
-      ctx.progress(0, 2, "read");
-      Checkpoint ck = readCheckpoint(path);
-      ctx.checkAbort();
+      Checkpoint ck = readCheckpoint(path, [&ctx](double done, double total) {
+        ctx.checkAbort();
+        ctx.progress(done, total, "read");
+      });
       UNetConfig c = config ? *config : (ck.metadata.count(kConfigKey) ? configFromJson(ck.metadata.at(kConfigKey)) : unetPreset("celeba-hq-256"));
       UNet unet(c);
       try {
@@ -464,7 +465,6 @@ Napi::Value LoadDiffusion(const Napi::CallbackInfo& info) {
       }
       ck.tensors.clear();  // free the file's tensors before moving the model
       auto st = finishModel(std::move(unet), m);
-      ctx.progress(2, 2, "load");
       return [st](Napi::Env env) -> Napi::Value { return DiffusionHandle::Wrap(env, st); };
     });
   });
