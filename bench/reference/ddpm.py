@@ -100,7 +100,7 @@ def swish(x):
 
 def timestep_embedding(t, dim):
     half = dim // 2
-    freq = torch.exp(torch.arange(half, dtype=torch.float32) * -(math.log(10000) / (half - 1)))
+    freq = torch.exp(torch.arange(half, dtype=torch.float32, device=t.device) * -(math.log(10000) / (half - 1)))
     args = t.float()[:, None] * freq[None, :]
     return torch.cat([torch.sin(args), torch.cos(args)], dim=1)
 
@@ -127,7 +127,7 @@ def attn_fwd(P, name, x):
 
 
 def encode(P, cfg, x, t):
-    temb = timestep_embedding(t, cfg["ch"])
+    temb = timestep_embedding(t, cfg["ch"]).to(P["temb.dense.0.weight"].dtype)
     temb = F.linear(temb, P["temb.dense.0.weight"], P["temb.dense.0.bias"])
     temb = F.linear(swish(temb), P["temb.dense.1.weight"], P["temb.dense.1.bias"])
     hs = [conv2d(P, "conv_in", x, padding=1)]
