@@ -7,6 +7,7 @@
 #include <sstream>
 
 #include "addon_data.h"
+#include "allocator.h"
 #include "args.h"
 #include "autocast.h"
 #include "checkpoint.h"
@@ -465,6 +466,7 @@ Napi::Value LoadDiffusion(const Napi::CallbackInfo& info) {
       }
       ck.tensors.clear();  // free the file's tensors before moving the model
       auto st = finishModel(std::move(unet), m);
+      emptyCpuCache();     // the file's blocks have sizes nothing else will ask for
       return [st](Napi::Env env) -> Napi::Value { return DiffusionHandle::Wrap(env, st); };
     });
   });
