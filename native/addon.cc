@@ -7,6 +7,7 @@
 #include "diffusion.h"
 #include "checkpoint.h"
 #include "engine.h"
+#include "identity.h"
 #include "job.h"
 #include "tensor.h"
 
@@ -45,6 +46,14 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
 
   exports.Set("readCheckpoint", Napi::Function::New<ReadCheckpoint>(env, "readCheckpoint"));
   exports.Set("writeSafetensors", Napi::Function::New<WriteSafetensors>(env, "writeSafetensors"));
+  // Identity encoders
+  Napi::Function encoder = EncoderHandle::Init(env);
+  data->encoderCtor = Napi::Persistent(encoder);
+  exports.Set("IdentityEncoder", encoder);
+  exports.Set("createIdentityEncoder", Napi::Function::New<CreateIdentityEncoder>(env, "createIdentityEncoder"));
+  exports.Set("loadIdentityEncoder", Napi::Function::New<LoadIdentityEncoder>(env, "loadIdentityEncoder"));
+  exports.Set("cosineSimilarity", Napi::Function::New<CosineSimilarity>(env, "cosineSimilarity"));
+
   exports.Set("abiVersion", Napi::Number::New(env, 1));
   return exports;
 }

@@ -11,6 +11,7 @@ struct AddonData {
   Napi::FunctionReference tensorCtor;
   Napi::FunctionReference cancelTokenCtor;
   Napi::FunctionReference diffusionCtor;
+  Napi::FunctionReference encoderCtor;
   // Set when this environment (the main thread's, or a worker thread's) is torn down.
   std::shared_ptr<std::atomic<bool>> stopping = std::make_shared<std::atomic<bool>>(false);
   static AddonData& get(Napi::Env env) { return *env.GetInstanceData<AddonData>(); }

@@ -24,5 +24,16 @@ export {
   type UNetPreset,
 } from './diffusion';
 export { readCheckpoint, saveSafetensors, type Checkpoint, type CheckpointFormat, type SaveSafetensorsOptions } from './checkpoint';
+export {
+  IdentityEncoder,
+  createIdentityEncoder,
+  loadIdentityEncoder,
+  similarity,
+  IDENTITY_ARCHS,
+  INPUT_PROTOCOLS,
+  type EncoderOptions,
+  type IdentityArch,
+  type InputProtocol,
+} from './identity';
 export { loadAddon, addonCandidates } from './native';
 export { VERSION } from './version';

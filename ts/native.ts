@@ -124,6 +124,21 @@ export interface NativeDiffusion {
   ): Promise<NativeTensor>;
 }
 
+export interface NativeEncoder {
+  readonly arch: string;
+  readonly width: number;
+  readonly embeddingSize: number;
+  readonly parameterCount: number;
+  readonly device: string;
+  readonly dtype: NativeDtype;
+  readonly disposed: boolean;
+  dispose(): void;
+  stateDict(): [string, NativeTensor][];
+  loadStateDict(entries: [string, NativeTensor][], strict: boolean, opts?: NativeJobOptions): Promise<void>;
+  embed(x: NativeTensor, o: { protocol?: string; normalize?: boolean }, opts?: NativeJobOptions): Promise<NativeTensor>;
+  save(path: string, metadata: Record<string, string>, opts?: NativeJobOptions): Promise<void>;
+}
+
 export interface NativeAddon {
   abiVersion: number;
   Tensor: new (...args: never[]) => NativeTensor;
@@ -160,6 +175,10 @@ export interface NativeAddon {
     opts?: NativeJobOptions,
   ): Promise<NativeDiffusion>;
   diffusionPreset(name: string): NativeUNetConfig;
+  IdentityEncoder: new (...args: never[]) => NativeEncoder;
+  createIdentityEncoder(arch: string, width: number, embeddingSize: number, seed: number, device: string, dtype: NativeDtype, opts?: NativeJobOptions): Promise<NativeEncoder>;
+  loadIdentityEncoder(path: string, arch: string | null, device: string, dtype: NativeDtype, strict: boolean, opts?: NativeJobOptions): Promise<NativeEncoder>;
+  cosineSimilarity(a: NativeTensor, b: NativeTensor, matrix: boolean, opts?: NativeJobOptions): Promise<NativeTensor>;
   /** torch.save files (zip, legacy) and safetensors; progress events count bytes read. */
   readCheckpoint(path: string, opts?: NativeJobOptions): Promise<NativeCheckpoint>;
   /** Writes to a temporary file in the same folder, then renames it over `path`. */

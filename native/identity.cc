@@ -1,0 +1,362 @@
+#include "identity.h"
+
+#include <c10/core/InferenceMode.h>
+#include <nlohmann/json.hpp>
+
+#include <map>
+#include <set>
+
+#include "addon_data.h"
+#include "arcface.h"
+#include "args.h"
+#include "checkpoint.h"
+#include "device.h"
+#include "diffusion.h"
+#include "errors.h"
+#include "job.h"
+#include "tensor.h"
+
+namespace bia {
+
+void validateArch(const std::string& arch, double width, int64_t embeddingSize);
+
+std::shared_ptr<IdentityNet> makeIdentityNet(const std::string& arch, double width, int64_t embeddingSize) {
+  validateArch(arch, width, embeddingSize);
+  if (arch == "ir_se50") return std::make_shared<IRSE50>(width, embeddingSize);
+  if (arch == "iresnet18") return std::make_shared<IResNet>(18, width, embeddingSize);
+  if (arch == "iresnet34") return std::make_shared<IResNet>(34, width, embeddingSize);
+  if (arch == "iresnet50") return std::make_shared<IResNet>(50, width, embeddingSize);
+  if (arch == "iresnet100") return std::make_shared<IResNet>(100, width, embeddingSize);
+  invalidArgument("arch must be one of ir_se50, iresnet18, iresnet34, iresnet50, iresnet100, mobilefacenet; got '" + arch + "'");
+}
+
+at::Tensor l2normalize(const at::Tensor& e) { return e / e.norm(2, {1}, true).clamp_min(1e-12); }
+
+void validateArch(const std::string& arch, double width, int64_t embeddingSize) {
+  static const std::set<std::string> known{"ir_se50", "iresnet18", "iresnet34", "iresnet50", "iresnet100", "mobilefacenet"};
+  if (!known.count(arch)) invalidArgument("arch must be one of ir_se50, iresnet18, iresnet34, iresnet50, iresnet100, mobilefacenet; got '" + arch + "'");
+  if (!(width > 0 && width <= 4)) invalidArgument("width must be in (0, 4]");
+  if (embeddingSize < 1 || embeddingSize > 65536) invalidArgument("embeddingSize must be in [1, 65536]");
+}
+
+Protocol parseProtocol(const std::string& name) {
+  if (name == "bia") return Protocol::Bia;
+  if (name == "insightface") return Protocol::Insightface;
+  if (name == "resize") return Protocol::Resize;
+  invalidArgument("protocol must be 'bia', 'insightface' or 'resize'; got '" + name + "'");
+}
+
+void checkProtocolInput(at::IntArrayRef sizes, Protocol p) {
+  if (sizes.size() != 4 || sizes[1] != 3 || sizes[0] < 1) invalidArgument("images must be [B, 3, H, W], got " + c10::str(sizes));
+  const int64_t h = sizes[2], w = sizes[3];
+  if (p == Protocol::Bia && (h != 256 || w != 256)) {
+    invalidArgument("the 'bia' protocol takes 256x256 images (it crops rows 35:223, cols 32:220); got " + std::to_string(h) + "x" + std::to_string(w) + ": use 'resize'");
+  }
+  if (p == Protocol::Insightface && (h != 112 || w != 112)) {
+    invalidArgument("the 'insightface' protocol takes 112x112 aligned faces; got " + std::to_string(h) + "x" + std::to_string(w) + ": use 'resize'");
+  }
+  if (h < 1 || w < 1) invalidArgument("images are empty");
+}
+
+at::Tensor preprocess(const at::Tensor& x, Protocol p) {
+  checkProtocolInput(x.sizes(), p);
+  const int64_t h = x.size(2), w = x.size(3);
+  switch (p) {
+    case Protocol::Bia:
+      return at::adaptive_avg_pool2d(x.narrow(2, 35, 188).narrow(3, 32, 188), {112, 112});
+    case Protocol::Insightface:
+      return x;
+    case Protocol::Resize:
+      if (h == 112 && w == 112) return x;
+      if (h >= 112 && w >= 112) return at::adaptive_avg_pool2d(x, {112, 112});
+      return at::upsample_bilinear2d(x, {112, 112}, /*align_corners=*/false);
+  }
+  return x;
+}
+
+at::Tensor embed(IdentityNet& net, const at::Tensor& x, Protocol p, bool normalize) {
+  at::Tensor e = net.forward(preprocess(x, p)).to(at::kFloat);
+  return normalize ? l2normalize(e) : e;
+}
+
+namespace {
+
+std::string shapeStr(at::IntArrayRef s) { return c10::str(s); }
+
+struct Inferred {
+  std::string arch;
+  double width;
+  int64_t embeddingSize;
+};
+
+const at::Tensor* find(const StateDict& sd, const std::string& key) {
+  for (const auto& e : sd) if (e.first == key) return &e.second;
+  return nullptr;
+}
+
+// Architecture, width and embedding size from the official key names and shapes.
+Inferred inferArch(const StateDict& sd, const std::string& path) {
+  if (const at::Tensor* w = find(sd, "input_layer.0.weight")) {
+    const at::Tensor* lin = find(sd, "output_layer.3.weight");
+    if (lin) return {"ir_se50", static_cast<double>(w->size(0)) / 64.0, lin->size(0)};
+  }
+  if (find(sd, "layer1.0.bn1.weight") && find(sd, "conv1.weight") && find(sd, "fc.weight")) {
+    std::vector<std::set<int64_t>> blocks(4);
+    for (const auto& e : sd) {
+      for (int L = 0; L < 4; L++) {
+        const std::string prefix = "layer" + std::to_string(L + 1) + ".";
+        if (e.first.rfind(prefix, 0) == 0) blocks[L].insert(std::stoll(e.first.substr(prefix.size())));
+      }
+    }
+    const std::vector<size_t> n{blocks[0].size(), blocks[1].size(), blocks[2].size(), blocks[3].size()};
+    std::string arch;
+    if (n == std::vector<size_t>{2, 2, 2, 2}) arch = "iresnet18";
+    else if (n == std::vector<size_t>{3, 4, 6, 3}) arch = "iresnet34";
+    else if (n == std::vector<size_t>{3, 4, 14, 3}) arch = "iresnet50";
+    else if (n == std::vector<size_t>{3, 13, 30, 3}) arch = "iresnet100";
+    if (!arch.empty()) return {arch, static_cast<double>(find(sd, "conv1.weight")->size(0)) / 64.0, find(sd, "fc.weight")->size(0)};
+  }
+  if (const at::Tensor* w = find(sd, "conv1.conv.weight")) {
+    if (const at::Tensor* lin = find(sd, "linear.weight")) return {"mobilefacenet", static_cast<double>(w->size(0)) / 64.0, lin->size(0)};
+  }
+  std::string sample;
+  for (size_t i = 0; i < sd.size() && i < 3; i++) sample += (i ? ", " : "") + sd[i].first;
+  throw BiaError(ErrorCode::CheckpointMismatch, path + " is not an identity encoder checkpoint of a known architecture "
+                 "(ir_se50, iresnet18/34/50/100, mobilefacenet); its first keys are: " + sample);
+}
+
+std::shared_ptr<EncoderState> finish(std::shared_ptr<IdentityNet> net, const std::string& arch, double width, c10::Device device, c10::ScalarType dtype) {
+  auto st = std::make_shared<EncoderState>();
+  net->module().eval();
+  net->module().to(device, dtype);
+  st->net = std::move(net);
+  st->arch = arch;
+  st->width = width;
+  st->device = device;
+  st->dtype = dtype;
+  synchronize(device);
+  return st;
+}
+
+std::pair<c10::Device, c10::ScalarType> deviceDtype(const Napi::Value& d, const Napi::Value& t) {
+  const c10::Device device = parseDevice(d.IsString() ? std::string(d.As<Napi::String>()) : "cpu");
+  const c10::ScalarType dtype = parseDtype(t.IsString() ? std::string(t.As<Napi::String>()) : "float32");
+  if (dtype != at::kFloat && dtype != at::kHalf && dtype != at::kBFloat16) invalidArgument("the encoder dtype must be float32, float16 or bfloat16");
+  return {device, dtype};
+}
+
+}  // namespace
+
+Napi::Function EncoderHandle::Init(Napi::Env env) {
+  return DefineClass(env, "IdentityEncoder",
+                     {
+                         InstanceAccessor<&EncoderHandle::Arch>("arch"),
+                         InstanceAccessor<&EncoderHandle::Width>("width"),
+                         InstanceAccessor<&EncoderHandle::EmbeddingSize>("embeddingSize"),
+                         InstanceAccessor<&EncoderHandle::ParameterCount>("parameterCount"),
+                         InstanceAccessor<&EncoderHandle::Device>("device"),
+                         InstanceAccessor<&EncoderHandle::Dtype>("dtype"),
+                         InstanceAccessor<&EncoderHandle::Disposed>("disposed"),
+                         InstanceMethod<&EncoderHandle::Dispose>("dispose"),
+                         InstanceMethod<&EncoderHandle::StateDict>("stateDict"),
+                         InstanceMethod<&EncoderHandle::LoadStateDict>("loadStateDict"),
+                         InstanceMethod<&EncoderHandle::Embed>("embed"),
+                         InstanceMethod<&EncoderHandle::Save>("save"),
+                     });
+}
+
+EncoderHandle::EncoderHandle(const Napi::CallbackInfo& info) : Napi::ObjectWrap<EncoderHandle>(info) {
+  guarded(info.Env(), [&] {
+    if (info.Length() != 1 || !info[0].IsExternal()) invalidArgument("identity encoders are made by createIdentityEncoder() / loadIdentityEncoder()");
+    state_ = *info[0].As<Napi::External<std::shared_ptr<EncoderState>>>().Data();
+    return 0;
+  });
+}
+
+Napi::Object EncoderHandle::Wrap(Napi::Env env, std::shared_ptr<EncoderState> state) {
+  auto ext = Napi::External<std::shared_ptr<EncoderState>>::New(env, &state);
+  return AddonData::get(env).encoderCtor.New({ext});
+}
+
+std::shared_ptr<EncoderState> EncoderHandle::state() const {
+  if (!state_) throw BiaError(ErrorCode::Disposed, "identity encoder was used after dispose()");
+  return state_;
+}
+
+Napi::Value EncoderHandle::Arch(const Napi::CallbackInfo& info) {
+  return guarded(info.Env(), [&]() -> Napi::Value { return Napi::String::New(info.Env(), state()->arch); });
+}
+Napi::Value EncoderHandle::Width(const Napi::CallbackInfo& info) {
+  return guarded(info.Env(), [&]() -> Napi::Value { return Napi::Number::New(info.Env(), state()->width); });
+}
+Napi::Value EncoderHandle::EmbeddingSize(const Napi::CallbackInfo& info) {
+  return guarded(info.Env(), [&]() -> Napi::Value { return Napi::Number::New(info.Env(), static_cast<double>(state()->net->embeddingSize())); });
+}
+Napi::Value EncoderHandle::ParameterCount(const Napi::CallbackInfo& info) {
+  return guarded(info.Env(), [&]() -> Napi::Value {
+    int64_t n = 0;
+    for (const auto& p : state()->net->module().parameters(true)) n += p.numel();
+    return Napi::Number::New(info.Env(), static_cast<double>(n));
+  });
+}
+Napi::Value EncoderHandle::Device(const Napi::CallbackInfo& info) {
+  return guarded(info.Env(), [&]() -> Napi::Value { return Napi::String::New(info.Env(), deviceName(state()->device)); });
+}
+Napi::Value EncoderHandle::Dtype(const Napi::CallbackInfo& info) {
+  return guarded(info.Env(), [&]() -> Napi::Value { return Napi::String::New(info.Env(), dtypeName(state()->dtype)); });
+}
+Napi::Value EncoderHandle::Disposed(const Napi::CallbackInfo& info) { return Napi::Boolean::New(info.Env(), !state_); }
+Napi::Value EncoderHandle::Dispose(const Napi::CallbackInfo& info) {
+  state_.reset();
+  return info.Env().Undefined();
+}
+
+Napi::Value EncoderHandle::StateDict(const Napi::CallbackInfo& info) {
+  return guarded(info.Env(), [&]() -> Napi::Value {
+    auto st = state();
+    std::vector<std::pair<std::string, at::Tensor>> sd;
+    for (const auto& p : st->net->module().named_parameters(true)) sd.emplace_back(p.key(), p.value());
+    for (const auto& b : st->net->module().named_buffers(true)) sd.emplace_back(b.key(), b.value());
+    Napi::Array out = Napi::Array::New(info.Env(), sd.size());
+    for (size_t i = 0; i < sd.size(); i++) {
+      Napi::Array pair = Napi::Array::New(info.Env(), 2);
+      pair.Set(0u, sd[i].first);
+      pair.Set(1u, TensorHandle::Wrap(info.Env(), sd[i].second.detach()));
+      out.Set(static_cast<uint32_t>(i), pair);
+    }
+    return out;
+  });
+}
+
+Napi::Value EncoderHandle::LoadStateDict(const Napi::CallbackInfo& info) {
+  return guardedPromise(info.Env(), [&]() -> Napi::Value {
+    auto st = state();
+    if (!info[0].IsArray()) invalidArgument("entries must be an array of [name, Tensor]");
+    Napi::Array arr = info[0].As<Napi::Array>();
+    std::vector<std::pair<std::string, at::Tensor>> entries;
+    for (uint32_t i = 0; i < arr.Length(); i++) {
+      Napi::Value e = arr.Get(i);
+      if (!e.IsArray() || e.As<Napi::Array>().Length() != 2 || !e.As<Napi::Array>().Get(0u).IsString()) invalidArgument("entries must be an array of [name, Tensor]");
+      entries.emplace_back(e.As<Napi::Array>().Get(0u).As<Napi::String>(), TensorHandle::From(e.As<Napi::Array>().Get(1u), "state-dict tensor"));
+    }
+    const bool strict = info[1].IsUndefined() ? true : info[1].ToBoolean().Value();
+    return startJob(info.Env(), info[2], "bia.identity.load", [st, entries, strict](JobContext&) -> Finisher {
+      loadStateDictInto(st->net->module(), entries, strict);
+      synchronize(st->device);
+      return [](Napi::Env env) { return env.Undefined(); };
+    });
+  });
+}
+
+Napi::Value EncoderHandle::Embed(const Napi::CallbackInfo& info) {
+  return guardedPromise(info.Env(), [&]() -> Napi::Value {
+    auto st = state();
+    at::Tensor x = TensorHandle::From(info[0], "images");
+    Napi::Object o = optObject(info[1], "options");
+    const Protocol p = parseProtocol(optString(o, "protocol", "bia"));
+    const bool normalize = optBool(o, "normalize", true);
+    checkProtocolInput(x.sizes(), p);
+    return startJob(info.Env(), info[2], "bia.identity.embed", [st, x, p, normalize](JobContext&) -> Finisher {
+      c10::InferenceMode guard;
+      if (!at::isfinite(x).all().item<bool>()) invalidArgument("images contain NaN or Inf");
+      at::Tensor e = embed(*st->net, x.to(st->device, st->dtype), p, normalize).contiguous();
+      synchronize(st->device);
+      return [e](Napi::Env env) -> Napi::Value { return TensorHandle::Wrap(env, e); };
+    });
+  });
+}
+
+Napi::Value EncoderHandle::Save(const Napi::CallbackInfo& info) {
+  return guardedPromise(info.Env(), [&]() -> Napi::Value {
+    auto st = state();
+    if (!info[0].IsString() || info[0].As<Napi::String>().Utf8Value().empty()) invalidArgument("path must be a non-empty string");
+    const std::string path = info[0].As<Napi::String>();
+    std::map<std::string, std::string> metadata;
+    Napi::Object md = optObject(info[1], "metadata");
+    Napi::Array keys = md.GetPropertyNames();
+    for (uint32_t i = 0; i < keys.Length(); i++) {
+      std::string k = keys.Get(i).As<Napi::String>();
+      if (!md.Get(k).IsString()) invalidArgument("metadata values must be strings ('" + k + "' is not)");
+      metadata[k] = md.Get(k).As<Napi::String>();
+    }
+    metadata["arch"] = st->arch;
+    return startJob(info.Env(), info[2], "bia.identity.save", [st, path, metadata](JobContext&) -> Finisher {
+      bia::StateDict sd;
+      for (const auto& p : st->net->module().named_parameters(true)) sd.emplace_back(p.key(), p.value().detach().to(at::kCPU).contiguous());
+      for (const auto& b : st->net->module().named_buffers(true)) sd.emplace_back(b.key(), b.value().detach().to(at::kCPU).contiguous());
+      writeSafetensors(path, sd, metadata);
+      return [](Napi::Env env) { return env.Undefined(); };
+    });
+  });
+}
+
+Napi::Value CreateIdentityEncoder(const Napi::CallbackInfo& info) {
+  return guardedPromise(info.Env(), [&]() -> Napi::Value {
+    if (!info[0].IsString()) invalidArgument("arch must be a string");
+    const std::string arch = info[0].As<Napi::String>();
+    const double width = info[1].IsNumber() ? info[1].As<Napi::Number>().DoubleValue() : 1.0;
+    const int64_t embeddingSize = info[2].IsNumber() ? info[2].As<Napi::Number>().Int64Value() : 512;
+    const uint64_t seed = info[3].IsNumber() ? static_cast<uint64_t>(info[3].As<Napi::Number>().Int64Value()) : 0;
+    auto [device, dtype] = deviceDtype(info[4], info[5]);
+    validateArch(arch, width, embeddingSize);
+    return startJob(info.Env(), info[6], "bia.identity.create", [arch, width, embeddingSize, seed, device = device, dtype = dtype](JobContext&) -> Finisher {
+      torch::manual_seed(seed);
+      auto st = finish(makeIdentityNet(arch, width, embeddingSize), arch, width, device, dtype);
+      return [st](Napi::Env env) -> Napi::Value { return EncoderHandle::Wrap(env, st); };
+    });
+  });
+}
+
+Napi::Value LoadIdentityEncoder(const Napi::CallbackInfo& info) {
+  return guardedPromise(info.Env(), [&]() -> Napi::Value {
+    if (!info[0].IsString() || info[0].As<Napi::String>().Utf8Value().empty()) invalidArgument("path must be a non-empty string");
+    const std::string path = info[0].As<Napi::String>();
+    std::string arch = info[1].IsString() ? std::string(info[1].As<Napi::String>()) : "";
+    auto [device, dtype] = deviceDtype(info[2], info[3]);
+    const bool strict = info[4].IsUndefined() ? true : info[4].ToBoolean().Value();
+    return startJob(info.Env(), info[5], "bia.identity.loadFile", [path, arch, device = device, dtype = dtype, strict](JobContext& ctx) -> Finisher {
+      Checkpoint ck = readCheckpoint(path, [&ctx](double done, double total) {
+        ctx.checkAbort();
+        ctx.progress(done, total, "read");
+      });
+      Inferred inf = inferArch(ck.tensors, path);
+      if (!arch.empty() && arch != inf.arch) {
+        throw BiaError(ErrorCode::CheckpointMismatch, path + " holds a " + inf.arch + " checkpoint, not " + arch);
+      }
+      auto net = makeIdentityNet(inf.arch, inf.width, inf.embeddingSize);
+      try {
+        loadStateDictInto(net->module(), ck.tensors, strict);
+      } catch (const BiaError& e) {
+        if (e.code() != ErrorCode::CheckpointMismatch) throw;
+        throw BiaError(ErrorCode::CheckpointMismatch, path + " (" + inf.arch + "): " + e.what());
+      }
+      ck.tensors.clear();
+      auto st = finish(net, inf.arch, inf.width, device, dtype);
+      return [st](Napi::Env env) -> Napi::Value { return EncoderHandle::Wrap(env, st); };
+    });
+  });
+}
+
+Napi::Value CosineSimilarity(const Napi::CallbackInfo& info) {
+  return guardedPromise(info.Env(), [&]() -> Napi::Value {
+    at::Tensor a = TensorHandle::From(info[0], "a");
+    at::Tensor b = TensorHandle::From(info[1], "b");
+    const bool matrix = info[2].ToBoolean();
+    if (a.dim() != 2 || b.dim() != 2 || a.size(1) != b.size(1)) {
+      invalidArgument("similarity needs embeddings [N, D] and [M, D] of the same D; got " + shapeStr(a.sizes()) + " and " + shapeStr(b.sizes()));
+    }
+    if (!matrix && a.size(0) != b.size(0) && a.size(0) != 1 && b.size(0) != 1) {
+      invalidArgument("pairwise similarity needs equal batches (or one of 1); use matrix: true for all pairs");
+    }
+    return startJob(info.Env(), info[3], "bia.identity.similarity", [a, b, matrix](JobContext&) -> Finisher {
+      c10::InferenceMode guard;
+      at::Tensor an = l2normalize(a.to(at::kFloat)), bn = l2normalize(b.to(at::kFloat).to(a.device()));
+      at::Tensor s = matrix ? at::mm(an, bn.t()) : (an * bn).sum(1);
+      s = s.contiguous();
+      synchronize(s.device());
+      return [s](Napi::Env env) -> Napi::Value { return TensorHandle::Wrap(env, s); };
+    });
+  });
+}
+
+}  // namespace bia
