@@ -1,0 +1,54 @@
+#!/usr/bin/env python3
+"""Python-eager side of bench/identity: the same encoders (bench/reference/arcface.py, random
+weights), timed the same way under inference mode. Server mode: prints {"torch", "threads"}, then
+answers each JSON line {"arch", "batch", "warmup", "iterations", "channelsLast"} with {"seconds": [...]}."""
+import json
+import os
+import sys
+import time
+
+import torch
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "reference"))
+from arcface import iresnet_forward, iresnet_params, irse50_forward, irse50_params  # noqa: E402
+
+
+def build(arch, channels_last):
+    gen = torch.Generator().manual_seed(0)
+    if arch == "ir_se50":
+        P, fwd = irse50_params(1.0, 512, gen), lambda P, x: irse50_forward(P, 1.0, x)
+    else:
+        depth = int(arch.replace("iresnet", ""))
+        P, fwd = iresnet_params(depth, 1.0, 512, gen), lambda P, x: iresnet_forward(P, depth, x)
+    if channels_last:
+        P = {k: (v.contiguous(memory_format=torch.channels_last) if v.dim() == 4 else v) for k, v in P.items()}
+    return P, fwd
+
+
+def run(spec):
+    P, fwd = build(spec["arch"], spec.get("channelsLast", False))
+    x = torch.rand(spec["batch"], 3, 112, 112) * 2 - 1
+    if spec.get("channelsLast"):
+        x = x.contiguous(memory_format=torch.channels_last)
+    times = []
+    with torch.inference_mode():
+        for i in range(spec.get("warmup", 1) + spec.get("iterations", 5)):
+            t0 = time.perf_counter()
+            e = fwd(P, x)
+            e = e / e.norm(dim=1, keepdim=True)
+            if i >= spec.get("warmup", 1):
+                times.append(time.perf_counter() - t0)
+    return {"seconds": times}
+
+
+def main():
+    threads = int(sys.argv[1]) if len(sys.argv) > 1 else torch.get_num_threads()
+    torch.set_num_threads(threads)
+    print(json.dumps({"torch": torch.__version__, "threads": torch.get_num_threads()}), flush=True)
+    for line in sys.stdin:
+        if line.strip():
+            print(json.dumps(run(json.loads(line))), flush=True)
+
+
+if __name__ == "__main__":
+    main()
