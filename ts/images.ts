@@ -771,6 +771,7 @@ export async function comparisonGrid(cells: Array<Array<GridCell | null | undefi
   try {
     png = await sharp()({ create: { width, height, channels: 3, background: bg.css } })
       .composite(layers)
+      .removeAlpha()
       .png()
       .toBuffer();
   } catch (e) {
