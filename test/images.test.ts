@@ -536,7 +536,14 @@ t.test('readImages: a batch, with one broken file among good ones', async (t) =>
   ac.abort();
   await t.rejects(readImages(files, { signal: ac.signal }), { code: 'BIA_ABORTED' });
   const ac2 = new AbortController();
-  await t.rejects(readImages(files, { signal: ac2.signal, concurrency: 1, onProgress: () => ac2.abort() }), { code: 'BIA_ABORTED' }, 'aborted between files');
+  const seen: number[] = [];
+  await t.rejects(readImages(files, { signal: ac2.signal, concurrency: 1, onProgress: (ev) => (seen.push(ev.step), ac2.abort()) }), { code: 'BIA_ABORTED' }, 'aborted between files');
+  t.same(seen, [1], 'no file is started after the abort');
+  const boom = new Error('progress callback failed');
+  let calls = 0;
+  await t.rejects(readImages(files, { concurrency: 2, onProgress: () => { calls++; throw boom; } }), boom, 'a throwing onProgress rejects the call with its error');
+  await new Promise((r) => setTimeout(r, 50));
+  t.equal(calls, 1, 'and stops the work: no callback after that');
 });
 
 t.test('real photo: the astronaut (skimage, NASA, public domain)', async (t) => {

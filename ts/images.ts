@@ -431,13 +431,18 @@ export async function readImages(paths: string[], opts?: ReadImagesOptions): Pro
   const signal = s.signal;
   if (signal?.aborted) throw aborted(signal);
 
+  // Workers take the next path until none is left or the call has failed; they never throw, so every
+  // one has finished (and no callback runs) by the time the call settles.
   const results: Array<Decoded | BiaError> = new Array(paths.length);
   let next = 0;
   let done = 0;
   let stop: unknown;
   const worker = async (): Promise<void> => {
     while (next < paths.length && stop === undefined) {
-      if (signal?.aborted) throw aborted(signal);
+      if (signal?.aborted) {
+        stop ??= aborted(signal);
+        return;
+      }
       const i = next++;
       try {
         results[i] = await decode(paths[i], s);
@@ -449,16 +454,19 @@ export async function readImages(paths: string[], opts?: ReadImagesOptions): Pro
         }
         results[i] = err;
       }
+      if (stop !== undefined) return;
       done++;
-      onProgress?.({ step: done, total: paths.length, stage: 'read images' });
+      try {
+        onProgress?.({ step: done, total: paths.length, stage: 'read images' });
+      } catch (e) {
+        stop ??= e; // like a native job: a throwing onProgress stops the work and rejects with its error
+        return;
+      }
     }
   };
-  try {
-    await Promise.all(Array.from({ length: Math.min(concurrency, paths.length) }, worker));
-  } catch (e) {
-    stop ??= e;
-  }
+  await Promise.all(Array.from({ length: Math.min(concurrency, paths.length) }, worker));
   if (stop !== undefined) throw stop;
+  if (signal?.aborted) throw aborted(signal);
 
   // The batch size: `size`, else the first image read (in path order).
   let first: { path: string; d: Decoded } | undefined;
