@@ -284,6 +284,9 @@ async function loadBytes(input: ImageInput, what: string): Promise<Buffer> {
     try {
       bytes = await fsp.readFile(input);
     } catch (e) {
+      if ((e as NodeJS.ErrnoException).code === 'ERR_FS_FILE_TOO_LARGE') {
+        throw new BiaError('BIA_IMAGE_TOO_LARGE', `${input} is larger than the 2 GiB a file read can hold`, { cause: e });
+      }
       throw ioError(`cannot read image ${input}`, e);
     }
   } else {
