@@ -35,5 +35,36 @@ export {
   type IdentityArch,
   type InputProtocol,
 } from './identity';
+export {
+  readImage,
+  readImages,
+  writeImage,
+  imageToBuffer,
+  comparisonGrid,
+  centerSquareCrop,
+  checkFaceImage,
+  describeImage,
+  DEFAULT_LIMIT_INPUT_PIXELS,
+  FACE_MAX_ASPECT,
+  FACE_MIN_SIDE,
+  IMAGE_FITS,
+  IMAGE_FORMATS,
+  MAX_IMAGE_SIDE,
+  type ComparisonGridOptions,
+  type GridCell,
+  type GridLayout,
+  type ImageBackground,
+  type ImageDtype,
+  type ImageFit,
+  type ImageFormat,
+  type ImageInfo,
+  type ImageInput,
+  type ReadImageOptions,
+  type ReadImagesOptions,
+  type ReadImagesResult,
+  type WriteImageOptions,
+  type WrittenImage,
+} from './images';
+export { readNpy, parseNpy, type NpyArray, type NpyDtype } from './npy';
 export { loadAddon, addonCandidates } from './native';
 export { VERSION } from './version';
