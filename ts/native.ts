@@ -124,6 +124,15 @@ export interface NativeDiffusion {
   ): Promise<NativeTensor>;
 }
 
+/** Temporary scaffolding (native/mobilefacenet_binding.cc): a CPU float32 MobileFaceNet in eval mode. */
+export interface NativeMobileFaceNet {
+  /** Parameters then buffers under TreB1eN's state_dict names; the handles share the weights. */
+  stateDict(): [string, NativeTensor][];
+  loadStateDict(entries: [string, NativeTensor][], strict: boolean, opts?: NativeJobOptions): Promise<void>;
+  /** x: [B, 3, 112, 112] → the raw embedding [B, E] (not L2-normalised). */
+  forward(x: NativeTensor, opts?: NativeJobOptions): Promise<NativeTensor>;
+}
+
 export interface NativeAddon {
   abiVersion: number;
   Tensor: new (...args: never[]) => NativeTensor;
@@ -160,6 +169,8 @@ export interface NativeAddon {
     opts?: NativeJobOptions,
   ): Promise<NativeDiffusion>;
   diffusionPreset(name: string): NativeUNetConfig;
+  /** width scales every channel count (1 = the official network). */
+  mobileFaceNet(width: number, embeddingSize: number): NativeMobileFaceNet;
   /** torch.save files (zip, legacy) and safetensors; progress events count bytes read. */
   readCheckpoint(path: string, opts?: NativeJobOptions): Promise<NativeCheckpoint>;
   /** Writes to a temporary file in the same folder, then renames it over `path`. */
