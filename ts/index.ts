@@ -24,5 +24,14 @@ export {
   type UNetPreset,
 } from './diffusion';
 export { readCheckpoint, saveSafetensors, type Checkpoint, type CheckpointFormat, type SaveSafetensorsOptions } from './checkpoint';
+export {
+  convertOnnx,
+  CONVERT_ARCHS,
+  type ConvertArch,
+  type ConvertMapping,
+  type ConvertOptions,
+  type ConvertResult,
+  type InputProtocol,
+} from './convert';
 export { loadAddon, addonCandidates } from './native';
 export { VERSION } from './version';
