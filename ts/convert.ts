@@ -16,7 +16,7 @@
 import { createHash } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
-import { onnx } from 'onnx-proto';
+import type { onnx } from 'onnx-proto';
 import { saveSafetensors } from './checkpoint';
 import { BiaError, invalidArgument } from './errors';
 import { tensor, type Tensor } from './tensor';
@@ -113,7 +113,7 @@ function half(bits: number): number {
 function decodeTensor(t: onnx.ITensorProto, what: string): Dense {
   const dims = (t.dims ?? []).map(num);
   const n = dims.reduce((a, b) => a * b, 1);
-  if (t.dataLocation === onnx.TensorProto.DataLocation.EXTERNAL) throw unsupported(`${what} keeps its data in an external file`);
+  if (t.dataLocation === 1 /* EXTERNAL */) throw unsupported(`${what} keeps its data in an external file`);
   const raw = t.rawData && t.rawData.length > 0 ? t.rawData : undefined;
   const out = new Float32Array(n);
   const view = raw ? new DataView(raw.buffer, raw.byteOffset, raw.byteLength) : undefined;
@@ -356,6 +356,7 @@ class GraphWalk {
       if (w.dims.length !== 4 || w.dims[1] !== channels || w.dims[2] !== 1 || w.dims[3] !== 1 || attrInt(n, 'group', 1) !== 1) {
         throw unsupported(`${nodeName(n)}: the head convolution has weight [${w.dims}], expected [E, ${channels}, 1, 1]`);
       }
+      if (!attrInts(n, 'pads', [0, 0, 0, 0]).every((v) => v === 0)) throw unsupported(`${nodeName(n)}: the head convolution is padded`);
       e = w.dims[0];
       weight = w.data;
     } else {
@@ -412,9 +413,12 @@ function findWidth(c: [number, number, number, number]): number | undefined {
 }
 
 function decodeModel(bytes: Uint8Array, file: string): onnx.ModelProto {
+  // loaded on first use: the ONNX definitions take ~40 ms to load
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  const proto = (require('onnx-proto') as typeof import('onnx-proto')).onnx;
   let m: onnx.ModelProto;
   try {
-    m = onnx.ModelProto.decode(bytes);
+    m = proto.ModelProto.decode(bytes);
   } catch (e) {
     throw new BiaError('BIA_CHECKPOINT_ERROR', `${file} is not an ONNX model (${(e as Error).message})`);
   }
