@@ -223,7 +223,7 @@ class GraphWalk {
       (n) => ops.includes(n.opType ?? '') && !this.used.has(n) && (n.opType === 'Add' || n.input?.[0] === tensorName),
     );
     if (found.length !== 1) {
-      const seen = (this.consumers.get(tensorName) ?? []).map(nodeName).join(', ') || 'nothing';
+      const seen = (this.consumers.get(tensorName) ?? []).map((n) => `${nodeName(n)} (${n.opType})`).join(', ') || 'nothing';
       throw unsupported(`expected ${ops.join(' or ')} after ${after}, found ${seen}`);
     }
     return found[0];
