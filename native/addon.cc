@@ -9,6 +9,7 @@
 #include "engine.h"
 #include "identity.h"
 #include "job.h"
+#include "mobilefacenet_binding.h"
 #include "tensor.h"
 
 namespace bia {
@@ -43,6 +44,9 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("createDiffusion", Napi::Function::New<CreateDiffusion>(env, "createDiffusion"));
   exports.Set("loadDiffusion", Napi::Function::New<LoadDiffusion>(env, "loadDiffusion"));
   exports.Set("diffusionPreset", Napi::Function::New<DiffusionPreset>(env, "diffusionPreset"));
+
+  // Identity encoders (temporary MobileFaceNet scaffolding)
+  exports.Set("mobileFaceNet", Napi::Function::New<MobileFaceNetExport>(env, "mobileFaceNet"));
 
   exports.Set("readCheckpoint", Napi::Function::New<ReadCheckpoint>(env, "readCheckpoint"));
   exports.Set("writeSafetensors", Napi::Function::New<WriteSafetensors>(env, "writeSafetensors"));

@@ -27,6 +27,7 @@ std::shared_ptr<IdentityNet> makeIdentityNet(const std::string& arch, double wid
   if (arch == "iresnet34") return std::make_shared<IResNet>(34, width, embeddingSize);
   if (arch == "iresnet50") return std::make_shared<IResNet>(50, width, embeddingSize);
   if (arch == "iresnet100") return std::make_shared<IResNet>(100, width, embeddingSize);
+  if (arch == "mobilefacenet") return makeMobileFaceNet(width, embeddingSize);
   invalidArgument("arch must be one of ir_se50, iresnet18, iresnet34, iresnet50, iresnet100, mobilefacenet; got '" + arch + "'");
 }
 

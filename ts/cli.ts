@@ -2,6 +2,7 @@
 /** The `bia` command line. It only parses, calls the library and prints. */
 import { parseArgs } from 'node:util';
 import { BiaError } from './errors';
+import { CONVERT_ARCHS, convertOnnx, type ConvertArch, type ConvertResult } from './convert';
 import { info, type Info } from './engine';
 import { VERSION } from './version';
 
@@ -12,6 +13,9 @@ const HELP = `bia ${VERSION} — Black Hole-Driven Identity Absorbing on LibTorc
 
 Usage:
   bia info [--json] [--no-measure]   LibTorch version, BLAS, threads, CUDA devices, measured sgemm GFLOP/s
+  bia convert <model.onnx> <out.safetensors> [--arch mobilefacenet] [--source TEXT] [--map] [--json]
+                                     an ONNX MobileFaceNet → safetensors under TreB1eN's state_dict names
+                                     (--map prints which ONNX nodes became which layer)
   bia --version
   bia help
 
@@ -41,6 +45,23 @@ export function formatInfo(i: Info): string {
   return lines.join('\n');
 }
 
+export function formatConvert(r: ConvertResult, from: string, to: string, map: boolean): string {
+  const i = r.input;
+  const lines = [
+    `converted     ${from} → ${to}`,
+    `arch          ${r.arch} (width ${r.width}, ${r.embeddingSize}-d embedding): ${r.entries} tensors from ${r.onnxValues.toLocaleString('en-US')} ONNX values`,
+    r.foldedBatchNorms === 0
+      ? 'batch norm    taken from the graph\'s BatchNormalization nodes'
+      : `batch norm    ${r.foldedBatchNorms} folded into the graph's convolutions, unfolded exactly (mean 0, var fl32(1 − 1e-5), weight 1, bias = the folded bias)`,
+    `input         '${i.name}' ${i.layout} [${i.shape.join(',')}] ${i.dtype}, colour ${i.colour}, ${i.normalise === 'unknown' ? 'scaling unknown' : `x ↦ ${i.normalise}`}`,
+    `              (${i.evidence})`,
+    `output        ${r.outputNormalized ? 'L2-normalised by the graph (the converted network gives the raw embedding)' : 'the raw embedding (not L2-normalised)'}`,
+    `sha256        ${r.sha256}`,
+  ];
+  if (map) for (const m of r.mapping) lines.push(`  ${m.key.padEnd(28)} ← ${m.nodes.join(' + ')}${m.folded ? '  (batch norm folded)' : ''}`);
+  return lines.join('\n');
+}
+
 async function main(argv: string[]): Promise<number> {
   const [command, ...rest] = argv;
   if (command === undefined || command === 'help' || command === '--help' || command === '-h') {
@@ -55,6 +76,25 @@ async function main(argv: string[]): Promise<number> {
     const { values } = parseArgs({ args: rest, options: { json: { type: 'boolean' }, 'no-measure': { type: 'boolean' } } });
     const i = await info({ measure: !values['no-measure'] });
     process.stdout.write(values.json ? `${JSON.stringify(i, null, 2)}\n` : `${formatInfo(i)}\n`);
+    return EXIT.ok;
+  }
+  if (command === 'convert') {
+    const { values, positionals } = parseArgs({
+      args: rest,
+      allowPositionals: true,
+      options: { arch: { type: 'string' }, source: { type: 'string' }, map: { type: 'boolean' }, json: { type: 'boolean' } },
+    });
+    if (positionals.length !== 2) {
+      process.stderr.write(`bia convert: expected <model.onnx> <out.safetensors>, got ${positionals.length} path(s)\n\n${HELP}`);
+      return EXIT.usage;
+    }
+    if (values.arch !== undefined && !(CONVERT_ARCHS as readonly string[]).includes(values.arch)) {
+      process.stderr.write(`bia convert: --arch must be one of ${CONVERT_ARCHS.join(', ')}, got '${values.arch}'\n`);
+      return EXIT.usage;
+    }
+    const [from, to] = positionals;
+    const r = await convertOnnx(from, to, { arch: values.arch as ConvertArch | undefined, source: values.source });
+    process.stdout.write(values.json ? `${JSON.stringify(r, null, 2)}\n` : `${formatConvert(r, from, to, values.map ?? false)}\n`);
     return EXIT.ok;
   }
   process.stderr.write(`bia: unknown command '${command}'\n\n${HELP}`);

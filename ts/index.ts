@@ -66,5 +66,14 @@ export {
   type WrittenImage,
 } from './images';
 export { readNpy, parseNpy, type NpyArray, type NpyDtype } from './npy';
+export {
+  convertOnnx,
+  CONVERT_ARCHS,
+  type ConvertArch,
+  type ConvertMapping,
+  type ConvertOptions,
+  type ConvertResult,
+  type InputProtocol as ConvertInputProtocol,
+} from './convert';
 export { loadAddon, addonCandidates } from './native';
 export { VERSION } from './version';

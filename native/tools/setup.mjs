@@ -115,4 +115,7 @@ if (!['OpenBLAS', 'MKL', 'BLIS'].includes(info.blas.name)) {
   log(`LibTorch runs on the ${info.blas.name} BLAS, not an optimised one: install libopenblas0-pthread`);
   process.exit(1);
 }
+// 6. Best effort: the faceplugin MobileFaceNet, for the converter's check against onnxruntime.
+const fetched = spawnSync(process.execPath, [path.join(root, 'native/tools/fetch-faceplugin.mjs')], { cwd: root, stdio: 'inherit' });
+if (fetched.status !== 0) log('warning: the faceplugin MobileFaceNet was not fetched (offline?); its test skips. Retry: npm run fetch:models');
 log(`done in ${((Date.now() - t0) / 1000).toFixed(1)} s`);
