@@ -9,7 +9,6 @@
 #include "engine.h"
 #include "identity.h"
 #include "job.h"
-#include "mobilefacenet_binding.h"
 #include "tensor.h"
 
 namespace bia {
@@ -46,7 +45,6 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("diffusionPreset", Napi::Function::New<DiffusionPreset>(env, "diffusionPreset"));
 
   // Identity encoders (temporary MobileFaceNet scaffolding)
-  exports.Set("mobileFaceNet", Napi::Function::New<MobileFaceNetExport>(env, "mobileFaceNet"));
 
   exports.Set("readCheckpoint", Napi::Function::New<ReadCheckpoint>(env, "readCheckpoint"));
   exports.Set("writeSafetensors", Napi::Function::New<WriteSafetensors>(env, "writeSafetensors"));

@@ -3,6 +3,7 @@
 #include <c10/core/InferenceMode.h>
 #include <nlohmann/json.hpp>
 
+#include <cstdio>
 #include <map>
 #include <set>
 
@@ -129,7 +130,12 @@ Inferred inferArch(const StateDict& sd, const std::string& path) {
 std::shared_ptr<EncoderState> finish(std::shared_ptr<IdentityNet> net, const std::string& arch, double width, c10::Device device, c10::ScalarType dtype) {
   auto st = std::make_shared<EncoderState>();
   net->module().eval();
-  net->module().to(device, dtype);
+  // Unlike Python's, LibTorch's Module::to(dtype) also converts integer buffers
+  // (num_batches_tracked): move to the device, then cast only floating-point tensors.
+  net->module().to(device);
+  torch::NoGradGuard noGrad;
+  for (auto& p : net->module().parameters(true)) if (p.is_floating_point()) p.set_data(p.to(dtype));
+  for (auto& b : net->module().buffers(true)) if (b.is_floating_point()) b.set_data(b.to(dtype));
   st->net = std::move(net);
   st->arch = arch;
   st->width = width;
@@ -137,6 +143,27 @@ std::shared_ptr<EncoderState> finish(std::shared_ptr<IdentityNet> net, const std
   st->dtype = dtype;
   synchronize(device);
   return st;
+}
+
+// A converted model may expect another pixel normalisation than (x/255 − 0.5)/0.5 (= our [-1, 1]
+// images): the converter records it as metadata input.normalise "(x - A) / B" on 8-bit pixels x.
+// Then images x' = x/127.5 − 1 are mapped to (127.5(x' + 1) − A)/B before the network.
+void applyInputMetadata(EncoderState& st, const std::map<std::string, std::string>& metadata) {
+  auto it = metadata.find("input");
+  if (it == metadata.end()) return;
+  std::string norm;
+  try {
+    auto j = nlohmann::json::parse(it->second);
+    if (j.contains("normalise") && j["normalise"].is_string()) norm = j["normalise"].get<std::string>();
+  } catch (const nlohmann::json::exception&) {
+    return;  // free-form metadata: keep the default protocol
+  }
+  double a = 0, b = 0;
+  char tail = 0;
+  if (norm.empty() || std::sscanf(norm.c_str(), "(x - %lf) / %lf%c", &a, &b, &tail) != 2 || b == 0) return;
+  st.inputScale = 127.5 / b;
+  st.inputShift = (127.5 - a) / b;
+  st.inputNormalisation = norm;
 }
 
 std::pair<c10::Device, c10::ScalarType> deviceDtype(const Napi::Value& d, const Napi::Value& t) {
@@ -163,6 +190,7 @@ Napi::Function EncoderHandle::Init(Napi::Env env) {
                          InstanceMethod<&EncoderHandle::LoadStateDict>("loadStateDict"),
                          InstanceMethod<&EncoderHandle::Embed>("embed"),
                          InstanceMethod<&EncoderHandle::Save>("save"),
+                         InstanceAccessor<&EncoderHandle::InputNormalisation>("inputNormalisation"),
                      });
 }
 
@@ -205,6 +233,9 @@ Napi::Value EncoderHandle::Device(const Napi::CallbackInfo& info) {
 }
 Napi::Value EncoderHandle::Dtype(const Napi::CallbackInfo& info) {
   return guarded(info.Env(), [&]() -> Napi::Value { return Napi::String::New(info.Env(), dtypeName(state()->dtype)); });
+}
+Napi::Value EncoderHandle::InputNormalisation(const Napi::CallbackInfo& info) {
+  return guarded(info.Env(), [&]() -> Napi::Value { return Napi::String::New(info.Env(), state()->inputNormalisation); });
 }
 Napi::Value EncoderHandle::Disposed(const Napi::CallbackInfo& info) { return Napi::Boolean::New(info.Env(), !state_); }
 Napi::Value EncoderHandle::Dispose(const Napi::CallbackInfo& info) {
@@ -257,10 +288,13 @@ Napi::Value EncoderHandle::Embed(const Napi::CallbackInfo& info) {
     const Protocol p = parseProtocol(optString(o, "protocol", "bia"));
     const bool normalize = optBool(o, "normalize", true);
     checkProtocolInput(x.sizes(), p);
+    if (!x.is_floating_point()) invalidArgument("images must be a floating-point tensor in [-1, 1]");
     return startJob(info.Env(), info[2], "bia.identity.embed", [st, x, p, normalize](JobContext&) -> Finisher {
       c10::InferenceMode guard;
       if (!at::isfinite(x).all().item<bool>()) invalidArgument("images contain NaN or Inf");
-      at::Tensor e = embed(*st->net, x.to(st->device, st->dtype), p, normalize).contiguous();
+      at::Tensor xx = x.to(st->device, st->dtype);
+      if (st->inputScale != 1.0 || st->inputShift != 0.0) xx = xx * st->inputScale + st->inputShift;
+      at::Tensor e = embed(*st->net, xx, p, normalize).contiguous();
       synchronize(st->device);
       return [e](Napi::Env env) -> Napi::Value { return TensorHandle::Wrap(env, e); };
     });
@@ -333,6 +367,7 @@ Napi::Value LoadIdentityEncoder(const Napi::CallbackInfo& info) {
       }
       ck.tensors.clear();
       auto st = finish(net, inf.arch, inf.width, device, dtype);
+      applyInputMetadata(*st, ck.metadata);
       return [st](Napi::Env env) -> Napi::Value { return EncoderHandle::Wrap(env, st); };
     });
   });

@@ -31,6 +31,9 @@ struct EncoderState {
   double width = 1.0;
   c10::Device device{c10::kCPU};
   c10::ScalarType dtype = at::kFloat;
+  // Pixel normalisation of the weights, applied to [-1, 1] images before the network.
+  double inputScale = 1.0, inputShift = 0.0;
+  std::string inputNormalisation = "(x/255 - 0.5) / 0.5";
 };
 
 class EncoderHandle : public Napi::ObjectWrap<EncoderHandle> {
@@ -53,6 +56,7 @@ class EncoderHandle : public Napi::ObjectWrap<EncoderHandle> {
   Napi::Value LoadStateDict(const Napi::CallbackInfo& info);  // (entries, strict, jobOpts)
   Napi::Value Embed(const Napi::CallbackInfo& info);          // (x, {protocol, normalize}, jobOpts)
   Napi::Value Save(const Napi::CallbackInfo& info);           // (path, metadata, jobOpts)
+  Napi::Value InputNormalisation(const Napi::CallbackInfo& info);
   std::shared_ptr<EncoderState> state_;
 };
 

@@ -3,8 +3,11 @@
 // a strict load of the reference's weights, and the raw embeddings to 1e-5 relative error in float32.
 import path from 'node:path';
 import t from 'tap';
-import { readCheckpoint, tensor, type Tensor } from '../ts/index';
-import { MobileFaceNet } from '../ts/mobilefacenet';
+import { createIdentityEncoder, readCheckpoint, tensor, type IdentityEncoder, type Tensor } from '../ts/index';
+
+const mfn = (width = 1, embeddingSize = 512) => createIdentityEncoder('mobilefacenet', { width, embeddingSize });
+/** The raw embedding (the network's output, not normalised). */
+const fwd = (m: IdentityEncoder, x: Tensor) => m.embed(x, { protocol: 'insightface', normalize: false });
 import { ROOT } from './helpers';
 
 const DIR = path.join(ROOT, 'test', 'fixtures', 'identity');
@@ -23,7 +26,7 @@ export async function relErr(a: Tensor, b: Tensor): Promise<number> {
 }
 
 t.test('the official state_dict names and shapes', async (t) => {
-  const m = new MobileFaceNet();
+  const m = await mfn();
   const sd = m.stateDict();
   t.equal(sd.size, 333, '333 entries (parameters and batch-norm buffers)');
   const shape = (k: string) => sd.get(k)?.shape;
@@ -52,8 +55,8 @@ t.test('the official state_dict names and shapes', async (t) => {
   let params = 0;
   for (const [k, v] of sd) if (!/running_|num_batches/.test(k)) params += v.numel;
   t.equal(params, 1_200_512, 'parameters');
-  t.equal(new MobileFaceNet(0.125, 32).stateDict().get('conv_45.conv.conv.weight')?.shape.join(','), '64,16,1,1', 'width scales channels');
-  t.equal(new MobileFaceNet(0.1, 8).stateDict().get('conv_6_dw.conv.weight')?.shape.join(','), '51,1,7,7', 'rounded channel counts, groups = channels');
+  t.equal((await mfn(0.125, 32)).stateDict().get('conv_45.conv.conv.weight')?.shape.join(','), '64,16,1,1', 'width scales channels');
+  t.equal((await mfn(0.1, 8)).stateDict().get('conv_6_dw.conv.weight')?.shape.join(','), '51,1,7,7', 'rounded channel counts, groups = channels');
 });
 
 t.test('embeddings equal the Python reference (float32, 1e-5 relative)', async (t) => {
@@ -62,11 +65,11 @@ t.test('embeddings equal the Python reference (float32, 1e-5 relative)', async (
   const width = Number(E.metadata.width);
   const emb = Number(E.metadata.embeddingSize);
   t.equal(weights.tensors.size, Number(E.metadata.entries));
-  const m = new MobileFaceNet(width, emb);
+  const m = await mfn(width, emb);
   await m.loadStateDict(weights.tensors);  // strict: every name and shape must match both ways
   const x = E.tensors.get('x')!;
   const want = E.tensors.get('embedding')!;
-  const y = await m.forward(x);
+  const y = await fwd(m, x);
   t.same(y.shape, [2, emb]);
   const err = await relErr(y, want);
   t.comment(`max relative error against the Python reference: ${err.toExponential(2)}`);
@@ -74,27 +77,27 @@ t.test('embeddings equal the Python reference (float32, 1e-5 relative)', async (
   // one image alone gives the same row (eval-mode batch norm does not mix the batch)
   const all = (await x.data()) as Float32Array;
   const one = await tensor(all.slice(0, 3 * 112 * 112), [1, 3, 112, 112]);
-  const y0 = (await (await m.forward(one)).data()) as Float32Array;
+  const y0 = (await (await fwd(m, one)).data()) as Float32Array;
   const w0 = ((await want.data()) as Float32Array).slice(0, emb);
   t.ok(Math.max(...y0.map((v, i) => Math.abs(v - w0[i]))) < 1e-5 * Math.max(...w0.map(Math.abs)), 'batch of one');
   // float64 inputs are converted
-  const y64 = await m.forward(await x.to({ dtype: 'float64' }));
+  const y64 = await fwd(m, await x.to({ dtype: 'float64' }));
   t.ok((await relErr(y64, want)) < 1e-5, 'float64 input');
 });
 
 t.test('errors', async (t) => {
-  const m = new MobileFaceNet(0.125, 32);
+  const m = await mfn(0.125, 32);
   const sd = m.stateDict();
   const partial = new Map(sd);
   partial.delete('conv_5.model.1.conv_dw.bn.running_var');
   await t.rejects(m.loadStateDict(partial), { code: 'BIA_CHECKPOINT_MISMATCH', message: /missing: conv_5\.model\.1\.conv_dw\.bn\.running_var/ });
   await t.resolves(m.loadStateDict(partial, { strict: false }), 'non-strict load skips missing names');
-  const wrong = new MobileFaceNet(0.25, 32).stateDict();
+  const wrong = (await mfn(0.25, 32)).stateDict();
   await t.rejects(m.loadStateDict(wrong), { code: 'BIA_CHECKPOINT_MISMATCH', message: /wrong shape: conv1\.bn\.bias/ });
-  await t.rejects(m.forward(await tensor(new Float32Array(3 * 64 * 64), [1, 3, 64, 64])), { code: 'BIA_INVALID_ARGUMENT', message: /\[B, 3, 112, 112\]/ });
-  await t.rejects(m.forward(await tensor(new Int32Array(3 * 112 * 112), [1, 3, 112, 112])), { code: 'BIA_INVALID_ARGUMENT' });
-  t.throws(() => new MobileFaceNet(0, 512), { code: 'BIA_INVALID_ARGUMENT' });
-  t.throws(() => new MobileFaceNet(Number.NaN, 512), { code: 'BIA_INVALID_ARGUMENT' });
-  t.throws(() => new MobileFaceNet(1, 0), { code: 'BIA_INVALID_ARGUMENT' });
-  t.throws(() => new MobileFaceNet(1, 1.5), { code: 'BIA_INVALID_ARGUMENT' });
+  await t.rejects(fwd(m, await tensor(new Float32Array(3 * 64 * 64), [1, 3, 64, 64])), { code: 'BIA_INVALID_ARGUMENT', message: /112x112/ });
+  await t.rejects(fwd(m, await tensor(new Int32Array(3 * 112 * 112), [1, 3, 112, 112])), { code: 'BIA_INVALID_ARGUMENT' });
+  await t.rejects(mfn(0, 512), { code: 'BIA_INVALID_ARGUMENT' });
+  await t.rejects(mfn(Number.NaN, 512), { code: 'BIA_INVALID_ARGUMENT' });
+  await t.rejects(mfn(1, 0), { code: 'BIA_INVALID_ARGUMENT' });
+  await t.rejects(mfn(1, 1.5), { code: 'BIA_INVALID_ARGUMENT' });
 });

@@ -82,6 +82,13 @@ export class IdentityEncoder implements Disposable {
   get disposed(): boolean {
     return this.#native === null;
   }
+  /**
+   * The pixel normalisation the weights expect, e.g. "(x/255 - 0.5) / 0.5" (ArcFace) or
+   * "(x - 127) / 128" (the converted faceplugin MobileFaceNet); embed() maps [-1, 1] images to it.
+   */
+  get inputNormalisation(): string {
+    return this.native.inputNormalisation;
+  }
 
   /** Embeddings [B, D] of images [B, 3, H, W] in [-1, 1] (L2-normalised unless normalize: false). */
   async embed(images: Tensor, opts?: { protocol?: InputProtocol; normalize?: boolean } & JobOptions): Promise<Tensor> {

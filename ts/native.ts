@@ -132,6 +132,7 @@ export interface NativeEncoder {
   readonly device: string;
   readonly dtype: NativeDtype;
   readonly disposed: boolean;
+  readonly inputNormalisation: string;
   dispose(): void;
   stateDict(): [string, NativeTensor][];
   loadStateDict(entries: [string, NativeTensor][], strict: boolean, opts?: NativeJobOptions): Promise<void>;
@@ -139,14 +140,6 @@ export interface NativeEncoder {
   save(path: string, metadata: Record<string, string>, opts?: NativeJobOptions): Promise<void>;
 }
 
-/** Temporary scaffolding (native/mobilefacenet_binding.cc): a CPU float32 MobileFaceNet in eval mode. */
-export interface NativeMobileFaceNet {
-  /** Parameters then buffers under TreB1eN's state_dict names; the handles share the weights. */
-  stateDict(): [string, NativeTensor][];
-  loadStateDict(entries: [string, NativeTensor][], strict: boolean, opts?: NativeJobOptions): Promise<void>;
-  /** x: [B, 3, 112, 112] → the raw embedding [B, E] (not L2-normalised). */
-  forward(x: NativeTensor, opts?: NativeJobOptions): Promise<NativeTensor>;
-}
 
 export interface NativeAddon {
   abiVersion: number;
@@ -188,8 +181,6 @@ export interface NativeAddon {
   createIdentityEncoder(arch: string, width: number, embeddingSize: number, seed: number, device: string, dtype: NativeDtype, opts?: NativeJobOptions): Promise<NativeEncoder>;
   loadIdentityEncoder(path: string, arch: string | null, device: string, dtype: NativeDtype, strict: boolean, opts?: NativeJobOptions): Promise<NativeEncoder>;
   cosineSimilarity(a: NativeTensor, b: NativeTensor, matrix: boolean, opts?: NativeJobOptions): Promise<NativeTensor>;
-  /** width scales every channel count (1 = the official network). */
-  mobileFaceNet(width: number, embeddingSize: number): NativeMobileFaceNet;
   /** torch.save files (zip, legacy) and safetensors; progress events count bytes read. */
   readCheckpoint(path: string, opts?: NativeJobOptions): Promise<NativeCheckpoint>;
   /** Writes to a temporary file in the same folder, then renames it over `path`. */
