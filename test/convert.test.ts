@@ -222,7 +222,7 @@ t.test('bia convert', async (t) => {
   const j = runCli(['convert', FOLDED, out, '--json', '--source', 'test']);
   t.equal(JSON.parse(j.stdout).metadata.source, 'test');
   const bad = runCli(['convert', path.join(DIR, 'make_mobilefacenet.py'), out]);
-  t.equal(bad.status, 1);
+  t.equal(bad.status, 3, 'a file that is not ONNX is an input error');
   t.match(bad.stderr, /is not an ONNX model .*\[BIA_CHECKPOINT_ERROR\]/);
   t.equal(runCli(['convert', FOLDED]).status, 2, 'one path: usage error');
   t.equal(runCli(['convert', FOLDED, out, '--arch', 'iresnet50']).status, 2, 'unknown arch: usage error');

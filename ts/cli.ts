@@ -6,6 +6,9 @@ import { CONVERT_ARCHS, convertOnnx, type ConvertArch, type ConvertResult } from
 import { info, type Info } from './engine';
 import { VERSION } from './version';
 
+/** Errors that mean "your input is bad" (exit 3), as opposed to a failure of the program (exit 1). */
+const INPUT_ERRORS = new Set<string>(['BIA_INVALID_ARGUMENT', 'BIA_IO_ERROR', 'BIA_CHECKPOINT_ERROR', 'BIA_CHECKPOINT_MISMATCH', 'BIA_IMAGE_ERROR', 'BIA_IMAGE_TOO_LARGE']);
+
 /** Exit codes: 0 success, 1 failure, 2 usage error, 3 input error. */
 export const EXIT = { ok: 0, failure: 1, usage: 2, input: 3 } as const;
 
@@ -110,7 +113,7 @@ if (require.main === module) {
       const usage = e instanceof TypeError && (e as { code?: string }).code?.startsWith('ERR_PARSE_ARGS');
       const code = e instanceof BiaError ? ` [${e.code}]` : '';
       process.stderr.write(`bia: ${(e as Error).message}${code}\n`);
-      process.exitCode = usage ? EXIT.usage : e instanceof BiaError && e.code === 'BIA_INVALID_ARGUMENT' ? EXIT.input : EXIT.failure;
+      process.exitCode = usage ? EXIT.usage : e instanceof BiaError && INPUT_ERRORS.has(e.code) ? EXIT.input : EXIT.failure;
     },
   );
 }
