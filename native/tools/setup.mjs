@@ -93,7 +93,9 @@ if (isDebian && (usesDebianTorch || torchSource() === 'debian')) {
 const lock = path.join(root, 'package-lock.json');
 const stamp = path.join(root, 'node_modules', '.package-lock.json');
 const stale = !existsSync(stamp) || (existsSync(lock) && statSync(lock).mtimeMs > statSync(stamp).mtimeMs);
-if (stale) run('npm', [existsSync(lock) ? 'ci' : 'install', '--no-audit', '--no-fund']);
+// onnxruntime-node (a dev dependency, for checking `bia convert`) would download binaries in its
+// install script; its npm package already carries what Node needs.
+if (stale) run('npm', [existsSync(lock) ? 'ci' : 'install', '--no-audit', '--no-fund'], { env: { ...process.env, ONNXRUNTIME_NODE_INSTALL: 'skip' } });
 else log('npm dependencies up to date');
 
 // 4. Build the addon (incremental) and the TypeScript.
