@@ -5,11 +5,14 @@ Python torch found by the caller (Debian's python3-torch here).
 Server mode, so the caller can interleave cases with its own without paying Python's start-up:
 `engine_ref.py <threads>` prints {"torch": version, "threads": n} on its first line, then reads
 one JSON spec per line on stdin and answers each with one line {"seconds": [...]}."""
-import json
+import os
 import sys
 import time
 
 import torch
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "reference"))
+from server import serve  # noqa: E402
 
 
 def run(spec):
@@ -50,12 +53,7 @@ def run(spec):
 
 
 def main():
-    threads = int(sys.argv[1]) if len(sys.argv) > 1 else torch.get_num_threads()
-    torch.set_num_threads(threads)
-    print(json.dumps({"torch": torch.__version__, "threads": torch.get_num_threads()}), flush=True)
-    for line in sys.stdin:
-        if line.strip():
-            print(json.dumps(run(json.loads(line))), flush=True)
+    serve(run)
 
 
 if __name__ == "__main__":

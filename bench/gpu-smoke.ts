@@ -7,18 +7,9 @@
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
+import { relErr } from '../test/helpers';
 import { benchmark, BiaError, externalMemory, info, loadDiffusion, matmul, randn, readCheckpoint, tensor, zeros, type Tensor } from '../ts/index';
 
-async function relErr(a: Tensor, b: Tensor): Promise<number> {
-  const [x, y] = [await a.data(), await b.data()];
-  let num = 0;
-  let den = 0;
-  for (let i = 0; i < x.length; i++) {
-    num = Math.max(num, Math.abs(x[i] - y[i]));
-    den = Math.max(den, Math.abs(y[i]));
-  }
-  return num / den;
-}
 
 /** The CPU parity fixtures of the diffusion core, run on the GPU (float32 and bf16 autocast). */
 async function diffusionOnGpu(check: (ok: boolean, what: string) => void) {

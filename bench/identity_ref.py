@@ -2,7 +2,6 @@
 """Python-eager side of bench/identity: the same encoders (bench/reference/arcface.py, random
 weights), timed the same way under inference mode. Server mode: prints {"torch", "threads"}, then
 answers each JSON line {"arch", "batch", "warmup", "iterations", "channelsLast"} with {"seconds": [...]}."""
-import json
 import os
 import sys
 import time
@@ -11,6 +10,7 @@ import torch
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "reference"))
 from arcface import iresnet_forward, iresnet_params, irse50_forward, irse50_params  # noqa: E402
+from server import serve  # noqa: E402
 
 
 def build(arch, channels_last):
@@ -42,12 +42,7 @@ def run(spec):
 
 
 def main():
-    threads = int(sys.argv[1]) if len(sys.argv) > 1 else torch.get_num_threads()
-    torch.set_num_threads(threads)
-    print(json.dumps({"torch": torch.__version__, "threads": torch.get_num_threads()}), flush=True)
-    for line in sys.stdin:
-        if line.strip():
-            print(json.dumps(run(json.loads(line))), flush=True)
+    serve(run)
 
 
 if __name__ == "__main__":

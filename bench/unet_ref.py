@@ -12,6 +12,7 @@ import torch
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "reference"))
 from ddpm import CELEBA_HQ_256, decode, encode, make_params  # noqa: E402
+from server import serve  # noqa: E402
 
 _params = {}
 
@@ -57,12 +58,7 @@ def run(spec):
 
 
 def main():
-    threads = int(sys.argv[1]) if len(sys.argv) > 1 else torch.get_num_threads()
-    torch.set_num_threads(threads)
-    print(json.dumps({"torch": torch.__version__, "threads": torch.get_num_threads()}), flush=True)
-    for line in sys.stdin:
-        if line.strip():
-            print(json.dumps(run(json.loads(line))), flush=True)
+    serve(run)
 
 
 if __name__ == "__main__":

@@ -15,6 +15,7 @@
 #include "device.h"
 #include "errors.h"
 #include "job.h"
+#include "module_io.h"
 #include "tensor.h"
 
 namespace bia {
@@ -142,44 +143,6 @@ at::Tensor DiffusionState::prepare(const at::Tensor& x) const {
   return channelsLast && r.dim() == 4 ? r.contiguous(at::MemoryFormat::ChannelsLast) : r.contiguous();
 }
 
-void loadStateDictInto(torch::nn::Module& module, const std::vector<std::pair<std::string, at::Tensor>>& entries, bool strict) {
-  std::map<std::string, at::Tensor> own;
-  for (const auto& p : module.named_parameters(true)) own.emplace(p.key(), p.value());
-  for (const auto& b : module.named_buffers(true)) own.emplace(b.key(), b.value());
-  std::vector<std::string> missing, unexpected, misShaped;
-  std::map<std::string, const at::Tensor*> given;
-  for (const auto& e : entries) given[e.first] = &e.second;
-  for (const auto& o : own) {
-    auto it = given.find(o.first);
-    if (it == given.end()) missing.push_back(o.first);
-    else if (it->second->sizes() != o.second.sizes()) {
-      misShaped.push_back(o.first + " (checkpoint " + shapeStr(it->second->sizes()) + ", model " + shapeStr(o.second.sizes()) + ")");
-    }
-  }
-  for (const auto& g : given) if (!own.count(g.first)) unexpected.push_back(g.first);
-  auto list = [](const std::vector<std::string>& v) {
-    std::ostringstream s;
-    for (size_t i = 0; i < v.size() && i < 5; i++) s << (i ? ", " : "") << v[i];
-    if (v.size() > 5) s << ", … (" << v.size() << " in all)";
-    return s.str();
-  };
-  if (!misShaped.empty() || (strict && (!missing.empty() || !unexpected.empty()))) {
-    std::ostringstream msg;
-    const bool foreign = given.size() > 0 && missing.size() == own.size();
-    msg << (foreign ? "the checkpoint belongs to another architecture (none of its tensors match this model)"
-                    : "the checkpoint does not fit the model");
-    if (!missing.empty()) msg << "; missing: " << list(missing);
-    if (!unexpected.empty()) msg << "; unexpected: " << list(unexpected);
-    if (!misShaped.empty()) msg << "; wrong shape: " << list(misShaped);
-    throw BiaError(ErrorCode::CheckpointMismatch, msg.str());
-  }
-  torch::NoGradGuard noGrad;
-  for (auto& o : own) {
-    auto it = given.find(o.first);
-    if (it != given.end()) o.second.copy_(*it->second);
-  }
-}
-
 Napi::Function DiffusionHandle::Init(Napi::Env env) {
   return DefineClass(env, "DiffusionModel",
                      {
@@ -236,32 +199,14 @@ Napi::Value DiffusionHandle::Dispose(const Napi::CallbackInfo& info) {
 
 Napi::Value DiffusionHandle::StateDict(const Napi::CallbackInfo& info) {
   return guarded(info.Env(), [&]() -> Napi::Value {
-    auto st = state();
-    auto sd = st->unet->stateDict();
-    Napi::Array out = Napi::Array::New(info.Env(), sd.size());
-    for (size_t i = 0; i < sd.size(); i++) {
-      Napi::Array pair = Napi::Array::New(info.Env(), 2);
-      pair.Set(0u, sd[i].first);
-      pair.Set(1u, TensorHandle::Wrap(info.Env(), sd[i].second.detach()));
-      out.Set(static_cast<uint32_t>(i), pair);
-    }
-    return out;
+    return stateToJs(info.Env(), moduleState(*state()->unet));
   });
 }
 
 Napi::Value DiffusionHandle::LoadStateDict(const Napi::CallbackInfo& info) {
   return guardedPromise(info.Env(), [&]() -> Napi::Value {
     auto st = state();
-    if (!info[0].IsArray()) invalidArgument("entries must be an array of [name, Tensor]");
-    Napi::Array arr = info[0].As<Napi::Array>();
-    std::vector<std::pair<std::string, at::Tensor>> entries;
-    for (uint32_t i = 0; i < arr.Length(); i++) {
-      Napi::Value e = arr.Get(i);
-      if (!e.IsArray() || e.As<Napi::Array>().Length() != 2 || !e.As<Napi::Array>().Get(0u).IsString()) {
-        invalidArgument("entries must be an array of [name, Tensor]");
-      }
-      entries.emplace_back(e.As<Napi::Array>().Get(0u).As<Napi::String>(), TensorHandle::From(e.As<Napi::Array>().Get(1u), "state-dict tensor"));
-    }
+    bia::StateDict entries = stateFromJs(info[0]);
     const bool strict = info[1].IsUndefined() ? true : info[1].ToBoolean().Value();
     return startJob(info.Env(), info[2], "bia.diffusion.load", [st, entries, strict](JobContext&) -> Finisher {
       loadStateDictInto(*st->unet, entries, strict);
@@ -444,8 +389,7 @@ std::shared_ptr<DiffusionState> finishModel(UNet unet, const ModelOptions& m) {
 
 Napi::Value LoadDiffusion(const Napi::CallbackInfo& info) {
   return guardedPromise(info.Env(), [&]() -> Napi::Value {
-    if (!info[0].IsString() || info[0].As<Napi::String>().Utf8Value().empty()) invalidArgument("path must be a non-empty string");
-    const std::string path = info[0].As<Napi::String>();
+    const std::string path = pathFromJs(info[0]);
     std::optional<UNetConfig> config;
     if (!info[1].IsUndefined() && !info[1].IsNull()) config = parseConfig(info[1]);
     ModelOptions m = parseModelOptions(info, 2);
@@ -475,23 +419,12 @@ Napi::Value LoadDiffusion(const Napi::CallbackInfo& info) {
 Napi::Value DiffusionHandle::Save(const Napi::CallbackInfo& info) {
   return guardedPromise(info.Env(), [&]() -> Napi::Value {
     auto st = state();
-    if (!info[0].IsString() || info[0].As<Napi::String>().Utf8Value().empty()) invalidArgument("path must be a non-empty string");
-    const std::string path = info[0].As<Napi::String>();
-    std::map<std::string, std::string> metadata;
-    Napi::Object md = optObject(info[1], "metadata");
-    Napi::Array keys = md.GetPropertyNames();
-    for (uint32_t i = 0; i < keys.Length(); i++) {
-      std::string k = keys.Get(i).As<Napi::String>();
-      Napi::Value v = md.Get(k);
-      if (!v.IsString()) invalidArgument("metadata values must be strings ('" + k + "' is not)");
-      metadata[k] = v.As<Napi::String>();
-    }
+    const std::string path = pathFromJs(info[0]);
+    std::map<std::string, std::string> metadata = metadataFromJs(info[1]);
     metadata[kConfigKey] = configToJson(st->unet->config());
     metadata["format"] = "pt";
     return startJob(info.Env(), info[2], "bia.diffusion.save", [st, path, metadata](JobContext&) -> Finisher {
-      bia::StateDict sd;
-      for (auto& e : st->unet->stateDict()) sd.emplace_back(e.first, e.second.detach().to(at::kCPU).contiguous());
-      writeSafetensors(path, sd, metadata);
+      writeSafetensors(path, forSaving(moduleState(*st->unet)), metadata);
       return [](Napi::Env env) { return env.Undefined(); };
     });
   });

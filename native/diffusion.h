@@ -52,8 +52,4 @@ Napi::Value LoadDiffusion(const Napi::CallbackInfo& info);
 // The preset's config as a plain object.
 Napi::Value DiffusionPreset(const Napi::CallbackInfo& info);
 
-// Copy `entries` into the module's parameters and buffers, by official name. Strict: every name
-// must match in both directions with equal shapes, else BIA_CHECKPOINT_MISMATCH naming offenders.
-void loadStateDictInto(torch::nn::Module& module, const std::vector<std::pair<std::string, at::Tensor>>& entries, bool strict);
-
 }  // namespace bia

@@ -15,6 +15,7 @@
 #include "diffusion.h"
 #include "errors.h"
 #include "job.h"
+#include "module_io.h"
 #include "tensor.h"
 
 namespace bia {
@@ -245,32 +246,14 @@ Napi::Value EncoderHandle::Dispose(const Napi::CallbackInfo& info) {
 
 Napi::Value EncoderHandle::StateDict(const Napi::CallbackInfo& info) {
   return guarded(info.Env(), [&]() -> Napi::Value {
-    auto st = state();
-    std::vector<std::pair<std::string, at::Tensor>> sd;
-    for (const auto& p : st->net->module().named_parameters(true)) sd.emplace_back(p.key(), p.value());
-    for (const auto& b : st->net->module().named_buffers(true)) sd.emplace_back(b.key(), b.value());
-    Napi::Array out = Napi::Array::New(info.Env(), sd.size());
-    for (size_t i = 0; i < sd.size(); i++) {
-      Napi::Array pair = Napi::Array::New(info.Env(), 2);
-      pair.Set(0u, sd[i].first);
-      pair.Set(1u, TensorHandle::Wrap(info.Env(), sd[i].second.detach()));
-      out.Set(static_cast<uint32_t>(i), pair);
-    }
-    return out;
+    return stateToJs(info.Env(), moduleState(state()->net->module()));
   });
 }
 
 Napi::Value EncoderHandle::LoadStateDict(const Napi::CallbackInfo& info) {
   return guardedPromise(info.Env(), [&]() -> Napi::Value {
     auto st = state();
-    if (!info[0].IsArray()) invalidArgument("entries must be an array of [name, Tensor]");
-    Napi::Array arr = info[0].As<Napi::Array>();
-    std::vector<std::pair<std::string, at::Tensor>> entries;
-    for (uint32_t i = 0; i < arr.Length(); i++) {
-      Napi::Value e = arr.Get(i);
-      if (!e.IsArray() || e.As<Napi::Array>().Length() != 2 || !e.As<Napi::Array>().Get(0u).IsString()) invalidArgument("entries must be an array of [name, Tensor]");
-      entries.emplace_back(e.As<Napi::Array>().Get(0u).As<Napi::String>(), TensorHandle::From(e.As<Napi::Array>().Get(1u), "state-dict tensor"));
-    }
+    bia::StateDict entries = stateFromJs(info[0]);
     const bool strict = info[1].IsUndefined() ? true : info[1].ToBoolean().Value();
     return startJob(info.Env(), info[2], "bia.identity.load", [st, entries, strict](JobContext&) -> Finisher {
       loadStateDictInto(st->net->module(), entries, strict);
@@ -304,22 +287,11 @@ Napi::Value EncoderHandle::Embed(const Napi::CallbackInfo& info) {
 Napi::Value EncoderHandle::Save(const Napi::CallbackInfo& info) {
   return guardedPromise(info.Env(), [&]() -> Napi::Value {
     auto st = state();
-    if (!info[0].IsString() || info[0].As<Napi::String>().Utf8Value().empty()) invalidArgument("path must be a non-empty string");
-    const std::string path = info[0].As<Napi::String>();
-    std::map<std::string, std::string> metadata;
-    Napi::Object md = optObject(info[1], "metadata");
-    Napi::Array keys = md.GetPropertyNames();
-    for (uint32_t i = 0; i < keys.Length(); i++) {
-      std::string k = keys.Get(i).As<Napi::String>();
-      if (!md.Get(k).IsString()) invalidArgument("metadata values must be strings ('" + k + "' is not)");
-      metadata[k] = md.Get(k).As<Napi::String>();
-    }
+    const std::string path = pathFromJs(info[0]);
+    std::map<std::string, std::string> metadata = metadataFromJs(info[1]);
     metadata["arch"] = st->arch;
     return startJob(info.Env(), info[2], "bia.identity.save", [st, path, metadata](JobContext&) -> Finisher {
-      bia::StateDict sd;
-      for (const auto& p : st->net->module().named_parameters(true)) sd.emplace_back(p.key(), p.value().detach().to(at::kCPU).contiguous());
-      for (const auto& b : st->net->module().named_buffers(true)) sd.emplace_back(b.key(), b.value().detach().to(at::kCPU).contiguous());
-      writeSafetensors(path, sd, metadata);
+      writeSafetensors(path, forSaving(moduleState(st->net->module())), metadata);
       return [](Napi::Env env) { return env.Undefined(); };
     });
   });
@@ -344,8 +316,7 @@ Napi::Value CreateIdentityEncoder(const Napi::CallbackInfo& info) {
 
 Napi::Value LoadIdentityEncoder(const Napi::CallbackInfo& info) {
   return guardedPromise(info.Env(), [&]() -> Napi::Value {
-    if (!info[0].IsString() || info[0].As<Napi::String>().Utf8Value().empty()) invalidArgument("path must be a non-empty string");
-    const std::string path = info[0].As<Napi::String>();
+    const std::string path = pathFromJs(info[0]);
     std::string arch = info[1].IsString() ? std::string(info[1].As<Napi::String>()) : "";
     auto [device, dtype] = deviceDtype(info[2], info[3]);
     const bool strict = info[4].IsUndefined() ? true : info[4].ToBoolean().Value();

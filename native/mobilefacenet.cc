@@ -83,13 +83,6 @@ at::Tensor MobileFaceNetImpl::forward(const at::Tensor& x) {
   return bn->forward(linear->forward(h.flatten(1)));
 }
 
-std::vector<std::pair<std::string, at::Tensor>> MobileFaceNetImpl::stateDict() const {
-  std::vector<std::pair<std::string, at::Tensor>> out;
-  for (const auto& p : named_parameters(true)) out.emplace_back(p.key(), p.value());
-  for (const auto& b : named_buffers(true)) out.emplace_back(b.key(), b.value());
-  return out;
-}
-
 namespace {
 
 class MobileFaceNetIdentity : public IdentityNet {

@@ -60,8 +60,6 @@ class MobileFaceNetImpl : public torch::nn::Module {
   // x: [B, 3, 112, 112] → the raw embedding [B, E] (not L2-normalised).
   at::Tensor forward(const at::Tensor& x);
   int64_t embeddingSize() const { return embeddingSize_; }
-  // Parameters then buffers, by official name.
-  std::vector<std::pair<std::string, at::Tensor>> stateDict() const;
 
  private:
   int64_t embeddingSize_;

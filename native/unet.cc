@@ -245,13 +245,6 @@ at::Tensor UNetImpl::decode(const at::Tensor& hIn, const UNetFeatures& f) {
   return convOut->forward(swish(normOut->forward(h)));
 }
 
-std::vector<std::pair<std::string, at::Tensor>> UNetImpl::stateDict() const {
-  std::vector<std::pair<std::string, at::Tensor>> out;
-  for (const auto& p : named_parameters(true)) out.emplace_back(p.key(), p.value());
-  for (const auto& b : named_buffers(true)) out.emplace_back(b.key(), b.value());
-  return out;
-}
-
 int64_t UNetImpl::parameterCount() const {
   int64_t n = 0;
   for (const auto& p : parameters(true)) n += p.numel();

@@ -76,8 +76,6 @@ class UNetImpl : public torch::nn::Module {
   at::Tensor decode(const at::Tensor& h, const UNetFeatures& f);
   at::Tensor forward(const at::Tensor& x, const at::Tensor& t) { auto f = encode(x, t); return decode(f.h, f); }
 
-  // Official parameter and buffer names (e.g. "down.4.attn.0.q.weight").
-  std::vector<std::pair<std::string, at::Tensor>> stateDict() const;
   int64_t parameterCount() const;
 
  private:

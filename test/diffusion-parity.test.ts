@@ -6,23 +6,11 @@ import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import t, { type Test } from 'tap';
 import { createDiffusion, loadDiffusion, readCheckpoint, type DiffusionModel, type Tensor } from '../ts/index';
-import { ROOT } from './helpers';
+import { relErr, ROOT } from './helpers';
 
 const DIR = path.join(ROOT, 'test', 'fixtures', 'diffusion');
 const facts = JSON.parse(readFileSync(path.join(DIR, 'tiny-expected.json'), 'utf8'));
 
-/** max |a − b| / max |b|: the relative error of a whole tensor. */
-async function relErr(a: Tensor, b: Tensor): Promise<number> {
-  const [x, y] = [await a.data(), await b.data()];
-  t.equal(x.length, y.length);
-  let num = 0;
-  let den = 0;
-  for (let i = 0; i < x.length; i++) {
-    num = Math.max(num, Math.abs(x[i] - y[i]));
-    den = Math.max(den, Math.abs(y[i]));
-  }
-  return num / den;
-}
 
 async function expected(): Promise<Map<string, Tensor>> {
   return (await readCheckpoint(path.join(DIR, 'tiny-expected.safetensors'))).tensors;

@@ -26,3 +26,16 @@ export function close(a: ArrayLike<number>, b: ArrayLike<number>, tol: number): 
   for (let i = 0; i < a.length; i++) if (!(Math.abs(a[i] - b[i]) <= tol * (1 + Math.abs(b[i])))) return false;
   return true;
 }
+
+/** max |a − b| / max |b| over whole tensors: the relative error the parity tests bound. */
+export async function relErr(a: { data(): Promise<ArrayLike<number>> }, b: { data(): Promise<ArrayLike<number>> }): Promise<number> {
+  const [x, y] = [await a.data(), await b.data()];
+  if (x.length !== y.length) throw new Error(`lengths differ: ${x.length} vs ${y.length}`);
+  let num = 0;
+  let den = 0;
+  for (let i = 0; i < x.length; i++) {
+    num = Math.max(num, Math.abs(x[i] - y[i]));
+    den = Math.max(den, Math.abs(y[i]));
+  }
+  return num / den;
+}

@@ -16,22 +16,11 @@ import {
   type IdentityArch,
   type Tensor,
 } from '../ts/index';
-import { ROOT } from './helpers';
+import { relErr, ROOT } from './helpers';
 
 const DIR = path.join(ROOT, 'test', 'fixtures', 'identity');
 const facts = JSON.parse(readFileSync(path.join(DIR, 'expected.json'), 'utf8'));
 
-async function relErr(a: Tensor, b: Tensor): Promise<number> {
-  const [x, y] = [await a.data(), await b.data()];
-  t.equal(x.length, y.length);
-  let num = 0;
-  let den = 0;
-  for (let i = 0; i < x.length; i++) {
-    num = Math.max(num, Math.abs(x[i] - y[i]));
-    den = Math.max(den, Math.abs(y[i]));
-  }
-  return num / den;
-}
 
 t.test('official architectures: entry counts, names, sizes', async (t) => {
   const want: Record<string, [number, number]> = {

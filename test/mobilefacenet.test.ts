@@ -8,22 +8,10 @@ import { createIdentityEncoder, readCheckpoint, tensor, type IdentityEncoder, ty
 const mfn = (width = 1, embeddingSize = 512) => createIdentityEncoder('mobilefacenet', { width, embeddingSize });
 /** The raw embedding (the network's output, not normalised). */
 const fwd = (m: IdentityEncoder, x: Tensor) => m.embed(x, { protocol: 'insightface', normalize: false });
-import { ROOT } from './helpers';
+import { relErr, ROOT } from './helpers';
 
 const DIR = path.join(ROOT, 'test', 'fixtures', 'identity');
 
-/** max |a − b| / max |b| over the whole tensor. */
-export async function relErr(a: Tensor, b: Tensor): Promise<number> {
-  const [x, y] = [await a.data(), await b.data()];
-  if (x.length !== y.length) throw new Error(`lengths differ: ${x.length} vs ${y.length}`);
-  let num = 0;
-  let den = 0;
-  for (let i = 0; i < x.length; i++) {
-    num = Math.max(num, Math.abs(x[i] - y[i]));
-    den = Math.max(den, Math.abs(y[i]));
-  }
-  return num / den;
-}
 
 t.test('the official state_dict names and shapes', async (t) => {
   const m = await mfn();

@@ -2,8 +2,9 @@
  * The diffusion half of BIA: the DDPM UNet with its h-space, DDIM inversion (x0 → x_lat, h_r)
  * and decoding (x_lat, ĥ → x0) in the four injection modes of docs/METHOD.md.
  */
-import { BiaError, invalidArgument } from './errors';
+import { invalidArgument } from './errors';
 import { callNative, runJob, type JobOptions } from './jobs';
+import { NativeModel, tensorHandle } from './model';
 import { loadAddon, type NativeDiffusion, type NativeTensor, type NativeUNetConfig } from './native';
 import { checkDevice, checkDtype, checkInt, COMPUTE_DTYPES, type ComputeDtype, type Device } from './options';
 import { Tensor } from './tensor';
@@ -75,10 +76,7 @@ export interface ForwardOptions extends JobOptions {
   hDelta?: Tensor;
 }
 
-function checkTensor(v: unknown, what: string): NativeTensor {
-  if (!(v instanceof Tensor)) throw invalidArgument(`${what} must be a Tensor`);
-  return v.handle;
-}
+const checkTensor = tensorHandle;
 
 function checkOptional(v: unknown, what: string): NativeTensor | undefined {
   return v === undefined ? undefined : checkTensor(v, what);
@@ -89,38 +87,18 @@ function checkSteps(t0: number | undefined, steps: number | undefined): void {
   if (steps !== undefined) checkInt(steps, 'steps', 2, t + 1);
 }
 
-export class DiffusionModel implements Disposable {
-  #native: NativeDiffusion | null;
-
+export class DiffusionModel extends NativeModel<NativeDiffusion> {
   /** @internal */
   constructor(native: NativeDiffusion) {
-    this.#native = native;
-  }
-
-  /** @internal */
-  get native(): NativeDiffusion {
-    if (!this.#native) throw new BiaError('BIA_DISPOSED', 'DiffusionModel was used after dispose()');
-    return this.#native;
+    super(native, 'DiffusionModel');
   }
 
   get config(): UNetConfig {
     return this.native.config;
   }
-  get parameterCount(): number {
-    return this.native.parameterCount;
-  }
-  get device(): string {
-    return this.native.device;
-  }
-  get dtype(): ComputeDtype {
-    return this.native.dtype as ComputeDtype;
-  }
   /** Shape of one h: [C, H/2^(levels−1), W/2^(levels−1)] at the model's resolution. */
   get hShape(): number[] {
     return this.config.hShape;
-  }
-  get disposed(): boolean {
-    return this.#native === null;
   }
 
   /** ε_θ(x, t) and h; optionally with h replaced or shifted for the decoder pass. */
@@ -168,39 +146,6 @@ export class DiffusionModel implements Disposable {
       n.decode(xl, hh, { mode, eta: opts?.eta, t0: opts?.t0, steps: opts?.steps, tEdit: opts?.tEdit, seed: opts?.seed, hRef, batchSize: opts?.batchSize, stopAfter: opts?.stopAfter }, j),
     );
     return new Tensor(native);
-  }
-
-  /** The weights under their official names (tensors sharing the model's memory). */
-  stateDict(): Map<string, Tensor> {
-    const n = this.native;
-    return new Map(callNative(() => n.stateDict()).map(([k, v]) => [k, new Tensor(v)]));
-  }
-
-  /** Copy weights in by official name; strict (default) demands an exact key and shape match. */
-  async loadStateDict(sd: Map<string, Tensor> | Record<string, Tensor>, opts?: { strict?: boolean } & JobOptions): Promise<void> {
-    const n = this.native;
-    const entries = (sd instanceof Map ? [...sd.entries()] : Object.entries(sd)).map(([k, v]) => [k, checkTensor(v, `state-dict entry '${k}'`)] as [string, NativeTensor]);
-    await runJob(opts, (j) => n.loadStateDict(entries, opts?.strict ?? true, j));
-  }
-
-  /** Save the weights as safetensors (official names; the config goes into the metadata). */
-  async save(path: string, opts?: { metadata?: Record<string, string> } & JobOptions): Promise<void> {
-    const n = this.native;
-    if (typeof path !== 'string' || path.length === 0) throw invalidArgument('path must be a non-empty string');
-    const metadata = opts?.metadata ?? {};
-    for (const [k, v] of Object.entries(metadata)) if (typeof v !== 'string') throw invalidArgument(`metadata['${k}'] must be a string`);
-    await runJob(opts, (j) => n.save(path, metadata, j));
-  }
-
-  dispose(): void {
-    if (this.#native) {
-      this.#native.dispose();
-      this.#native = null;
-    }
-  }
-
-  [Symbol.dispose](): void {
-    this.dispose();
   }
 }
 

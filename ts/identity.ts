@@ -3,8 +3,9 @@
  * (`model_ir_se50.pth`), insightface's iresnet r18/r34/r50/r100 (`backbone.pth`) and
  * MobileFaceNet. Embeddings are L2-normalised; sim(a, b) is their cosine.
  */
-import { BiaError, invalidArgument } from './errors';
-import { callNative, runJob, type JobOptions } from './jobs';
+import { invalidArgument } from './errors';
+import { runJob, type JobOptions } from './jobs';
+import { NativeModel, tensorHandle } from './model';
 import { loadAddon, type NativeEncoder, type NativeTensor } from './native';
 import { checkDevice, checkDtype, COMPUTE_DTYPES, type ComputeDtype, type Device } from './options';
 import { Tensor } from './tensor';
@@ -41,23 +42,12 @@ function checkArch(arch: unknown): IdentityArch {
   return arch as IdentityArch;
 }
 
-function handleOf(t: unknown, what: string): NativeTensor {
-  if (!(t instanceof Tensor)) throw invalidArgument(`${what} must be a Tensor`);
-  return t.handle;
-}
+const handleOf = tensorHandle;
 
-export class IdentityEncoder implements Disposable {
-  #native: NativeEncoder | null;
-
+export class IdentityEncoder extends NativeModel<NativeEncoder> {
   /** @internal */
   constructor(native: NativeEncoder) {
-    this.#native = native;
-  }
-
-  /** @internal */
-  get native(): NativeEncoder {
-    if (!this.#native) throw new BiaError('BIA_DISPOSED', 'IdentityEncoder was used after dispose()');
-    return this.#native;
+    super(native, 'IdentityEncoder');
   }
 
   get arch(): IdentityArch {
@@ -69,18 +59,6 @@ export class IdentityEncoder implements Disposable {
   }
   get embeddingSize(): number {
     return this.native.embeddingSize;
-  }
-  get parameterCount(): number {
-    return this.native.parameterCount;
-  }
-  get device(): string {
-    return this.native.device;
-  }
-  get dtype(): ComputeDtype {
-    return this.native.dtype as ComputeDtype;
-  }
-  get disposed(): boolean {
-    return this.#native === null;
   }
   /**
    * The pixel normalisation the weights expect, e.g. "(x/255 - 0.5) / 0.5" (ArcFace) or
@@ -98,38 +76,6 @@ export class IdentityEncoder implements Disposable {
     if (!INPUT_PROTOCOLS.includes(protocol)) throw invalidArgument(`protocol must be one of ${INPUT_PROTOCOLS.join(', ')}; got ${JSON.stringify(protocol)}`);
     if (opts?.normalize !== undefined && typeof opts.normalize !== 'boolean') throw invalidArgument('normalize must be a boolean');
     return new Tensor(await runJob(opts, (j) => n.embed(x, { protocol, normalize: opts?.normalize }, j)));
-  }
-
-  /** The weights under their official names (tensors sharing the encoder's memory). */
-  stateDict(): Map<string, Tensor> {
-    const n = this.native;
-    return new Map(callNative(() => n.stateDict()).map(([k, v]) => [k, new Tensor(v)]));
-  }
-
-  async loadStateDict(sd: Map<string, Tensor> | Record<string, Tensor>, opts?: { strict?: boolean } & JobOptions): Promise<void> {
-    const n = this.native;
-    const entries = (sd instanceof Map ? [...sd.entries()] : Object.entries(sd)).map(([k, v]) => [k, handleOf(v, `state-dict entry '${k}'`)] as [string, NativeTensor]);
-    await runJob(opts, (j) => n.loadStateDict(entries, opts?.strict ?? true, j));
-  }
-
-  /** Save as safetensors (official names; `arch` in the metadata). */
-  async save(path: string, opts?: { metadata?: Record<string, string> } & JobOptions): Promise<void> {
-    const n = this.native;
-    if (typeof path !== 'string' || path.length === 0) throw invalidArgument('path must be a non-empty string');
-    const metadata = opts?.metadata ?? {};
-    for (const [k, v] of Object.entries(metadata)) if (typeof v !== 'string') throw invalidArgument(`metadata['${k}'] must be a string`);
-    await runJob(opts, (j) => n.save(path, metadata, j));
-  }
-
-  dispose(): void {
-    if (this.#native) {
-      this.#native.dispose();
-      this.#native = null;
-    }
-  }
-
-  [Symbol.dispose](): void {
-    this.dispose();
   }
 }
 

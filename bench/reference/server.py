@@ -1,0 +1,15 @@
+"""The server loop of the Python-eager bench references: set the thread count from argv[1], print
+{"torch", "threads"}, then answer each JSON request line with one JSON line from run(request)."""
+import json
+import sys
+
+import torch
+
+
+def serve(run):
+    threads = int(sys.argv[1]) if len(sys.argv) > 1 else torch.get_num_threads()
+    torch.set_num_threads(threads)
+    print(json.dumps({"torch": torch.__version__, "threads": torch.get_num_threads()}), flush=True)
+    for line in sys.stdin:
+        if line.strip():
+            print(json.dumps(run(json.loads(line))), flush=True)
