@@ -9,9 +9,10 @@
  *
  * Orientation: y = +1 is label 1 ("same identity"), so s(h) = (w·h + b)/‖w‖ > 0 on the identity side.
  *
- * Measured fit time (fitBoundary, n = 128 random codes of [512, 8, 8] = 32,768-d, holdout 0.25,
- * 2-core AMD EPYC, 2 threads, test/svm.test.ts): about 45 ms warm (Gram ≈ 25 ms, libsvm < 2 ms,
- * w ≈ 15 ms), about 0.15 s for the first call of a process.
+ * Measured fit time (fitBoundary, n = 128 random codes of [512, 8, 8] = 32,768-d, holdout 0.25 so libsvm
+ * trains on 96, CPU LibTorch 1.13 + OpenBLAS, 2-core AMD EPYC, 2 threads; test/svm.test.ts prints it):
+ * 32–52 ms warm (median of 5; the Gram matrix ≈ 24 ms, libsvm 1–2 ms, w ≈ 8 ms, the rest reading K),
+ * 0.22–0.27 s for the first call of a process (loading libsvm-js's wasm and first-touch allocations).
  */
 import { aborted, BiaError, invalidArgument } from '../errors';
 import { runJob, type JobOptions } from '../jobs';
