@@ -4,6 +4,7 @@
 
 #include "addon_data.h"
 #include "allocator.h"
+#include "blackhole.h"
 #include "diffusion.h"
 #include "checkpoint.h"
 #include "engine.h"
@@ -55,6 +56,12 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("createIdentityEncoder", Napi::Function::New<CreateIdentityEncoder>(env, "createIdentityEncoder"));
   exports.Set("loadIdentityEncoder", Napi::Function::New<LoadIdentityEncoder>(env, "loadIdentityEncoder"));
   exports.Set("cosineSimilarity", Napi::Function::New<CosineSimilarity>(env, "cosineSimilarity"));
+
+  // The black hole: Gram matrix, boundary normal and signed distances on h-space codes
+  exports.Set("gram", Napi::Function::New<Gram>(env, "gram"));
+  exports.Set("linearCombination", Napi::Function::New<LinearCombination>(env, "linearCombination"));
+  exports.Set("signedDistance", Napi::Function::New<SignedDistance>(env, "signedDistance"));
+  exports.Set("unitDirection", Napi::Function::New<UnitDirection>(env, "unitDirection"));
 
   exports.Set("abiVersion", Napi::Number::New(env, 1));
   return exports;

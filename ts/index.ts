@@ -75,5 +75,18 @@ export {
   type ConvertResult,
   type InputProtocol as ConvertInputProtocol,
 } from './convert';
+export {
+  fitBoundary,
+  orient,
+  wrapSet,
+  gram,
+  linearCombination,
+  signedDistance,
+  type Boundary,
+  type FitBoundaryOptions,
+  type Orientation,
+  type WrapSet,
+  type WrapSetOptions,
+} from './blackhole/svm';
 export { loadAddon, addonCandidates } from './native';
 export { VERSION } from './version';

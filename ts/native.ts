@@ -185,6 +185,14 @@ export interface NativeAddon {
   readCheckpoint(path: string, opts?: NativeJobOptions): Promise<NativeCheckpoint>;
   /** Writes to a temporary file in the same folder, then renames it over `path`. */
   writeSafetensors(path: string, tensors: Array<[string, NativeTensor]>, metadata: Record<string, string> | undefined, opts?: NativeJobOptions): Promise<void>;
+  /** K = X·Xᵀ in float64 for X = codes.reshape(n, -1); [n, n] on the CPU. */
+  gram(codes: NativeTensor, opts?: NativeJobOptions): Promise<NativeTensor>;
+  /** Σ coef_i·codes_i in float64, shaped like one code, on the codes' device. */
+  linearCombination(codes: NativeTensor, coef: Float64Array, opts?: NativeJobOptions): Promise<NativeTensor>;
+  /** (w·vec(x_i) + b)/‖w‖ per code; `codes` is [n, ...w.shape] or one code of w's shape. */
+  signedDistance(codes: NativeTensor, w: NativeTensor, b: number, opts?: NativeJobOptions): Promise<Float64Array>;
+  /** scale·w/‖w‖ in float64. */
+  unitDirection(w: NativeTensor, scale: number, opts?: NativeJobOptions): Promise<NativeTensor>;
 }
 
 export const ADDON_ABI_VERSION = 1;

@@ -1,0 +1,21 @@
+// The black hole's linear algebra on h-space codes (docs/METHOD.md steps 6-7). The codes
+// [n, C, H, W] (32,768 numbers each for the 256² model) stay in C++; only what the SVM needs
+// crosses into JS: the float64 Gram matrix K = X·Xᵀ (libsvm-js fits on it as a precomputed
+// kernel), and back the other way the SVM's n coefficients, from which the normal
+// w = Σ c_i·x_i is built here. Signed distances (w·x + b)/‖w‖ are computed here too.
+// Everything is float64 whatever the codes' dtype; nothing here knows about libsvm.
+#pragma once
+#include <napi.h>
+
+namespace bia {
+
+// (x [n, ...], jobOpts) -> Promise<Tensor [n, n] float64, on the CPU (it is meant to be read)>
+Napi::Value Gram(const Napi::CallbackInfo& info);
+// (x [n, ...], coef Float64Array(n), jobOpts) -> Promise<Tensor float64 of x.shape[1:], on x's device>
+Napi::Value LinearCombination(const Napi::CallbackInfo& info);
+// (x [n, ...w.shape] or one code of w.shape, w, b, jobOpts) -> Promise<Float64Array(n)>
+Napi::Value SignedDistance(const Napi::CallbackInfo& info);
+// (w, scale, jobOpts) -> Promise<Tensor float64 scale·w/‖w‖, same shape and device>
+Napi::Value UnitDirection(const Napi::CallbackInfo& info);
+
+}  // namespace bia
