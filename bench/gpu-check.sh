@@ -26,6 +26,7 @@ echo "build: $(( $(date +%s) - start )) s"
 export BIA_TORCH_ADDON=$PWD/build-cuda/Release/bia_torch.node
 node dist/ts/cli.js info || exit 1
 node dist/bench/gpu-smoke.js 2>&1 | tee "$OUT/gpu-smoke.log" || exit 1
+[ "${BENCH:-1}" = 0 ] && exit 0
 node dist/bench/unet.js --device cuda --batches 1,4,16 --warmup 3 --iterations 10 --json "$OUT/unet-cuda-float32.json"
 node dist/bench/unet.js --device cuda --batches 1,4,16 --warmup 3 --iterations 10 --autocast bfloat16 --json "$OUT/unet-cuda-autocast-bf16.json"
 node dist/bench/unet.js --device cuda --batches 1,4,16 --warmup 3 --iterations 10 --dtype bfloat16 --json "$OUT/unet-cuda-bfloat16.json"

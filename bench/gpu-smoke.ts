@@ -8,7 +8,22 @@ import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { relErr } from '../test/helpers';
-import { benchmark, BiaError, externalMemory, info, loadDiffusion, matmul, randn, readCheckpoint, tensor, zeros, type Tensor } from '../ts/index';
+import {
+  benchmark,
+  BiaError,
+  createIdentityEncoder,
+  externalMemory,
+  fitBoundary,
+  info,
+  loadDiffusion,
+  loadIdentityEncoder,
+  matmul,
+  randn,
+  readCheckpoint,
+  tensor,
+  zeros,
+  type Tensor,
+} from '../ts/index';
 
 
 /** The CPU parity fixtures of the diffusion core, run on the GPU (float32 and bf16 autocast). */
@@ -29,6 +44,33 @@ async function diffusionOnGpu(check: (ok: boolean, what: string) => void) {
     check(e1 < bound && e2 < bound, `diffusion parity on cuda (${autocast ?? 'float32'}): ε rel err ${e1.toExponential(2)}, asyrp step ${e2.toExponential(2)}`);
     m.dispose();
   }
+}
+
+/** The identity parity fixtures and the SVM boundary on the GPU. */
+async function identityOnGpu(check: (ok: boolean, what: string) => void) {
+  const dir = path.join(__dirname, '..', '..', 'test', 'fixtures', 'identity');
+  const E = (await readCheckpoint(path.join(dir, 'expected.safetensors'))).tensors;
+  for (const arch of ['ir_se50', 'iresnet50'] as const) {
+    for (const dtype of ['float32', 'bfloat16'] as const) {
+      const e = await loadIdentityEncoder(path.join(dir, `${arch}-tiny.safetensors`), { device: 'cuda', dtype });
+      const x = await E.get('x256')!.to({ device: 'cuda', dtype: 'float32' });
+      const r = await relErr(await e.embed(x), E.get(`${arch}.bia256`)!);
+      check(r < (dtype === 'float32' ? 5e-3 : 1e-1), `${arch} on cuda (${dtype}): BIA-protocol embedding rel err ${r.toExponential(2)}`);
+      e.dispose();
+    }
+  }
+  const big = await createIdentityEncoder('iresnet100', { device: 'cuda', dtype: 'bfloat16' });
+  const x = await randn([64, 3, 112, 112], { seed: 1, device: 'cuda' });
+  await big.embed(x, { protocol: 'insightface' });
+  const t0 = process.hrtime.bigint();
+  for (let i = 0; i < 5; i++) await big.embed(x, { protocol: 'insightface' });
+  const s = Number(process.hrtime.bigint() - t0) / 1e9 / 5;
+  console.log(`iresnet100 bf16 on cuda: ${(64 / s).toFixed(0)} images/s at batch 64`);
+  // The black-hole boundary with codes on the GPU.
+  const codes = await randn([64, 512, 8, 8], { seed: 3, device: 'cuda' });
+  const labels = Array.from({ length: 64 }, (_, i) => (i % 2) as 0 | 1);
+  const b = await fitBoundary(codes, labels, { holdout: 0 });
+  check(b.trainAccuracy === 1 && Number.isFinite(b.b) && b.w.device.startsWith('cuda'), `SVM boundary on cuda codes: train accuracy ${b.trainAccuracy}, w on ${b.w.device}`);
 }
 
 async function rejectsWith(p: Promise<unknown>, code: string): Promise<BiaError> {
@@ -111,6 +153,7 @@ async function main() {
   await rejectsWith(p, 'BIA_ABORTED');
 
   await diffusionOnGpu(check);
+  await identityOnGpu(check);
 
   // Rates.
   const peak: Record<string, number> = {};
