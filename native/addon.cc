@@ -59,6 +59,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
 
   // The black hole: Gram matrix, boundary normal and signed distances on h-space codes
   exports.Set("gram", Napi::Function::New<Gram>(env, "gram"));
+  exports.Set("sampleNeighbours", Napi::Function::New<SampleNeighbours>(env, "sampleNeighbours"));
   exports.Set("linearCombination", Napi::Function::New<LinearCombination>(env, "linearCombination"));
   exports.Set("signedDistance", Napi::Function::New<SignedDistance>(env, "signedDistance"));
   exports.Set("unitDirection", Napi::Function::New<UnitDirection>(env, "unitDirection"));

@@ -1,6 +1,7 @@
 #include "blackhole.h"
 
 #include <ATen/ATen.h>
+#include <ATen/CPUGeneratorImpl.h>
 #include <c10/core/InferenceMode.h>
 
 #include <cmath>
@@ -148,6 +149,52 @@ Napi::Value UnitDirection(const Napi::CallbackInfo& info) {
       at::Tensor r = (wd * (scale / norm)).contiguous();
       synchronize(r.device());
       return [r](Napi::Env env) { return TensorHandle::Wrap(env, r); };
+    });
+  });
+}
+
+}  // namespace bia
+
+namespace bia {
+
+// Neighbours of h_r (METHOD.md step 3, `isotropic`): h_j = h_r + α_j·u_j with u_j a unit
+// direction drawn from N(0, I) and α_j ~ U[0, alphaMax·‖h_r‖]. Drawn on the CPU from one seeded
+// generator (the same numbers on every device), returned on h_r's device in its dtype.
+Napi::Value SampleNeighbours(const Napi::CallbackInfo& info) {
+  return guardedPromise(info.Env(), [&]() -> Napi::Value {
+    at::Tensor hR = TensorHandle::From(info[0], "hR");
+    if (hR.dim() < 1 || hR.numel() == 0) invalidArgument("hR must be a non-empty tensor");
+    if (hR.dim() >= 2 && hR.size(0) == 1) hR = hR.squeeze(0);
+    if (!info[1].IsNumber() || !info[2].IsNumber() || !info[3].IsNumber()) invalidArgument("n, alphaMax and seed must be numbers");
+    const double nD = info[1].As<Napi::Number>().DoubleValue();
+    const double alphaMax = info[2].As<Napi::Number>().DoubleValue();
+    const double seedD = info[3].As<Napi::Number>().DoubleValue();
+    if (!(nD >= 1 && nD <= 65536 && nD == std::floor(nD))) invalidArgument("n must be an integer in [1, 65536]");
+    if (!(alphaMax > 0 && std::isfinite(alphaMax))) invalidArgument("alphaMax must be a positive finite number");
+    if (!(seedD >= 0 && seedD == std::floor(seedD) && seedD < 9.0e15)) invalidArgument("seed must be a non-negative integer");
+    const int64_t n = static_cast<int64_t>(nD);
+    const uint64_t seed = static_cast<uint64_t>(seedD);
+    return startJob(info.Env(), info[4], "bia.blackhole.neighbours", [hR, n, alphaMax, seed](JobContext&) -> Finisher {
+      c10::InferenceMode guard;
+      at::Tensor h = hR.to(at::kCPU, at::kDouble).reshape({1, -1});
+      if (!at::isfinite(h).all().item<bool>()) invalidArgument("hR contains NaN or Inf");
+      const double norm = h.norm().item<double>();
+      if (!(norm > 0)) invalidArgument("hR is zero: α is relative to ‖h_r‖");
+      auto gen = at::make_generator<at::CPUGeneratorImpl>(seed);
+      at::Tensor u = at::randn({n, h.size(1)}, gen, at::TensorOptions().dtype(at::kDouble));
+      u = u / u.norm(2, {1}, true);
+      at::Tensor alphas = at::rand({n}, gen, at::TensorOptions().dtype(at::kDouble)) * (alphaMax * norm);
+      std::vector<int64_t> shape{n};
+      for (int64_t s : hR.sizes()) shape.push_back(s);
+      at::Tensor codes = (h + alphas.unsqueeze(1) * u).reshape(shape).to(hR.device(), hR.scalar_type()).contiguous();
+      synchronize(hR.device());
+      at::Tensor a = alphas.contiguous();
+      return [codes, a](Napi::Env env) -> Napi::Value {
+        Napi::Object out = Napi::Object::New(env);
+        out.Set("codes", TensorHandle::Wrap(env, codes));
+        out.Set("alphas", toTypedArray(env, a));
+        return out;
+      };
     });
   });
 }

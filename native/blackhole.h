@@ -17,5 +17,8 @@ Napi::Value LinearCombination(const Napi::CallbackInfo& info);
 Napi::Value SignedDistance(const Napi::CallbackInfo& info);
 // (w, scale, jobOpts) -> Promise<Tensor float64 scale·w/‖w‖, same shape and device>
 Napi::Value UnitDirection(const Napi::CallbackInfo& info);
+// (hR [1?, C, H, W], n, alphaMax (relative to ‖h_r‖), seed, jobOpts)
+//   -> Promise<{codes: Tensor [n, C, H, W], alphas: Float64Array (absolute step lengths)}>
+Napi::Value SampleNeighbours(const Napi::CallbackInfo& info);
 
 }  // namespace bia

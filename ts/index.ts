@@ -88,5 +88,16 @@ export {
   type WrapSet,
   type WrapSetOptions,
 } from './blackhole/svm';
+export {
+  sampleNeighbours,
+  labelNeighbours,
+  formNeighbourhood,
+  type Labelled,
+  type LabelOptions,
+  type Neighbourhood,
+  type NeighbourhoodOptions,
+  type NeighbourOptions,
+  type Neighbours,
+} from './blackhole/neighbours';
 export { loadAddon, addonCandidates } from './native';
 export { VERSION } from './version';

@@ -1,0 +1,85 @@
+// Black-hole formation, first half: seeded isotropic neighbours of h_r, decoded and labelled by
+// identity similarity, with α_max calibration (tiny random models, CPU).
+import t from 'tap';
+import { createDiffusion, createIdentityEncoder, formNeighbourhood, labelNeighbours, randn, sampleNeighbours, tensor, type Tensor } from '../ts/index';
+
+async function norms(codes: Tensor, hR: Tensor): Promise<number[]> {
+  const c = await codes.data();
+  const h = await hR.data();
+  const d = h.length;
+  return Array.from({ length: codes.shape[0] }, (_, j) => {
+    let s = 0;
+    for (let i = 0; i < d; i++) s += (c[j * d + i] - h[i]) ** 2;
+    return Math.sqrt(s);
+  });
+}
+
+t.test('isotropic neighbours: seeded, at the drawn distances, within α_max·‖h_r‖', async (t) => {
+  const hR = await randn([1, 64, 8, 8], { seed: 1 });
+  const h = await hR.data();
+  const hNorm = Math.sqrt(Array.from(h).reduce((s, v) => s + v * v, 0));
+  const a = await sampleNeighbours(hR, { n: 32, alphaMax: 2, seed: 5 });
+  t.same(a.codes.shape, [32, 64, 8, 8]);
+  t.equal(a.alphas.length, 32);
+  const dist = await norms(a.codes, hR);
+  for (let j = 0; j < 32; j++) {
+    t.ok(Math.abs(dist[j] - a.alphas[j]) < 1e-4 * (1 + a.alphas[j]), `‖h_j − h_r‖ = α_j (${dist[j].toFixed(4)} vs ${a.alphas[j].toFixed(4)})`);
+    t.ok(a.alphas[j] >= 0 && a.alphas[j] <= 2 * hNorm);
+  }
+  const mean = Array.from(a.alphas).reduce((s, v) => s + v, 0) / 32;
+  t.ok(mean > 0.5 * hNorm && mean < 1.5 * hNorm, `α ~ U[0, 2‖h_r‖]: mean ${(mean / hNorm).toFixed(2)}·‖h_r‖`);
+  const b = await sampleNeighbours(hR, { n: 32, alphaMax: 2, seed: 5 });
+  t.same(Array.from(await b.codes.data()), Array.from(await a.codes.data()), 'same seed, same neighbours');
+  const c = await sampleNeighbours(hR, { n: 32, alphaMax: 2, seed: 6 });
+  t.not((await c.codes.data())[0], (await a.codes.data())[0]);
+  // tens of ‖h_r‖ are reachable
+  const far = await sampleNeighbours(hR, { n: 8, alphaMax: 40, seed: 1 });
+  t.ok(Math.max(...far.alphas) > 10 * hNorm);
+  await t.rejects(sampleNeighbours(await tensor(new Float32Array(8), [1, 2, 2, 2])), { code: 'BIA_INVALID_ARGUMENT', message: /zero/ });
+  const nan = new Float32Array(8);
+  nan[2] = NaN;
+  await t.rejects(sampleNeighbours(await tensor(nan, [1, 2, 2, 2])), { code: 'BIA_INVALID_ARGUMENT', message: /NaN/ });
+  await t.rejects(sampleNeighbours(hR, { n: 0 }), { code: 'BIA_INVALID_ARGUMENT' });
+  await t.rejects(sampleNeighbours(hR, { alphaMax: -1 }), { code: 'BIA_INVALID_ARGUMENT' });
+});
+
+t.test('labels and α_max calibration on tiny random models', async (t) => {
+  const diffusion = await createDiffusion('tiny', { seed: 1 });
+  const encoder = await createIdentityEncoder('iresnet18', { width: 0.125, embeddingSize: 32, seed: 2 });
+  const x = await randn([1, 3, 16, 16], { seed: 5 });
+  const o = { t0: 100, steps: 10 };
+  const { xLat, hR } = await diffusion.invert(x, o);
+  const fR = await encoder.embed(x, { protocol: 'resize' });
+  const latent = { xLat, hR, fR };
+  const common = { ...o, protocol: 'resize' as const, mode: 'every-step' as const, n: 24 };
+
+  // Tiny steps keep the image: every neighbour is the same identity.
+  const near = await sampleNeighbours(hR, { n: 8, alphaMax: 1e-4 });
+  const lNear = await labelNeighbours(diffusion, encoder, latent, near.codes, { ...common, threshold: 0.99 });
+  t.ok(lNear.similarities.every((s) => s > 0.99), `near h_r: similarities ${Math.min(...lNear.similarities).toFixed(4)}+`);
+  t.same(Array.from(lNear.labels), new Array(8).fill(1));
+  // Far steps change it: similarities spread out.
+  const far = await sampleNeighbours(hR, { n: 24, alphaMax: 8 });
+  const lFar = await labelNeighbours(diffusion, encoder, latent, far.codes, { ...common, threshold: 0.35 });
+  const sorted = [...lFar.similarities].sort((a, b) => a - b);
+  t.ok(sorted[0] < sorted[23], 'far neighbours spread in similarity');
+  t.same(Array.from(lFar.labels), Array.from(lFar.similarities, (s) => (s > 0.35 ? 1 : 0)), 'label = sim > threshold');
+
+  // A threshold at the median of the far similarities gives about half: found in the first round.
+  const median = sorted[12];
+  const hood = await formNeighbourhood(diffusion, encoder, latent, { ...common, alphaMax: 8, threshold: median, seed: 909090 });
+  t.equal(hood.rounds.length, 1);
+  t.ok(hood.rounds[0].share >= 0.2 && hood.rounds[0].share <= 0.8, `share ${hood.rounds[0].share}`);
+  t.equal(hood.codes.shape[0], 24);
+  // Starting far too small: α_max doubles until both classes appear.
+  const grown = await formNeighbourhood(diffusion, encoder, latent, { ...common, alphaMax: 8 / 16, threshold: median, maxRounds: 8 });
+  t.ok(grown.rounds.length > 1, `calibrated in ${grown.rounds.length} rounds: ${grown.rounds.map((r) => `${r.alphaMax}→${r.share.toFixed(2)}`).join(', ')}`);
+  t.ok(grown.alphaMax > 8 / 16, 'α_max grew');
+  // No threshold can be crossed: a clear error quoting every share it saw.
+  await t.rejects(formNeighbourhood(diffusion, encoder, latent, { ...common, threshold: 1, maxRounds: 3 }), {
+    code: 'BIA_NO_BOUNDARY',
+    message: /after 3 rounds .*0% label 1.*0% label 1.*0% label 1/,
+  });
+  await t.rejects(formNeighbourhood(diffusion, encoder, latent, { ...common, threshold: 2 }), { code: 'BIA_INVALID_ARGUMENT' });
+  await t.rejects(formNeighbourhood(diffusion, encoder, latent, { ...common, shareRange: [0.9, 0.1] }), { code: 'BIA_INVALID_ARGUMENT' });
+});
