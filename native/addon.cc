@@ -9,6 +9,7 @@
 #include "checkpoint.h"
 #include "engine.h"
 #include "identity.h"
+#include "losses.h"
 #include "job.h"
 #include "tensor.h"
 
@@ -59,6 +60,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
 
   // The black hole: Gram matrix, boundary normal and signed distances on h-space codes
   exports.Set("gram", Napi::Function::New<Gram>(env, "gram"));
+  exports.Set("imageLosses", Napi::Function::New<ImageLossesJs>(env, "imageLosses"));
   exports.Set("sampleNeighbours", Napi::Function::New<SampleNeighbours>(env, "sampleNeighbours"));
   exports.Set("linearCombination", Napi::Function::New<LinearCombination>(env, "linearCombination"));
   exports.Set("signedDistance", Napi::Function::New<SignedDistance>(env, "signedDistance"));

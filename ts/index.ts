@@ -99,5 +99,6 @@ export {
   type NeighbourOptions,
   type Neighbours,
 } from './blackhole/neighbours';
+export { imageLosses, PERCEPTUAL_SUBSTITUTE, type ImageLosses } from './losses';
 export { loadAddon, addonCandidates } from './native';
 export { VERSION } from './version';

@@ -177,6 +177,7 @@ export interface NativeAddon {
     opts?: NativeJobOptions,
   ): Promise<NativeDiffusion>;
   diffusionPreset(name: string): NativeUNetConfig;
+  imageLosses(a: NativeTensor, b: NativeTensor, opts?: NativeJobOptions): Promise<{ mse: Float64Array; ssim: Float64Array; gradL1: Float64Array; perceptual: Float64Array }>;
   sampleNeighbours(hR: NativeTensor, n: number, alphaMax: number, seed: number, opts?: NativeJobOptions): Promise<{ codes: NativeTensor; alphas: Float64Array }>;
   IdentityEncoder: new (...args: never[]) => NativeEncoder;
   createIdentityEncoder(arch: string, width: number, embeddingSize: number, seed: number, device: string, dtype: NativeDtype, opts?: NativeJobOptions): Promise<NativeEncoder>;

@@ -1,0 +1,25 @@
+// Image losses of the absorption step (docs/METHOD.md step 8), differentiable (plain ATen ops):
+// MSE, SSIM, the image-gradient L1, and the weight-free perceptual substitute used when no VGG16
+// weights are given: L_perc = (1 − SSIM(a, b)) + mean |∇a − ∇b|.
+// SSIM: 11×11 Gaussian window (σ 1.5), per channel, valid convolution, C1 = (0.01·2)², C2 = (0.03·2)²
+// for images in [-1, 1] (dynamic range 2); averaged over channels and positions.
+#pragma once
+#include <ATen/ATen.h>
+#include <napi.h>
+
+namespace bia {
+
+struct ImageLosses {
+  at::Tensor mse;         // [B]
+  at::Tensor ssim;        // [B]
+  at::Tensor gradL1;      // [B]
+  at::Tensor perceptual;  // [B] = (1 − ssim) + gradL1
+};
+
+// a, b: [B, C, H, W] (H, W ≥ 11), same shape; results per image.
+ImageLosses imageLosses(const at::Tensor& a, const at::Tensor& b);
+
+// (a, b, jobOpts) → Promise<{mse, ssim, gradL1, perceptual}: Float64Array each>
+Napi::Value ImageLossesJs(const Napi::CallbackInfo& info);
+
+}  // namespace bia
