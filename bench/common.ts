@@ -17,6 +17,14 @@ export function findPython(explicit?: string): string | null {
   return null;
 }
 
+/**
+ * Let BLAS/OpenMP threads left spinning by one side (addon or Python) go idle before the other side
+ * is timed; without it, a tiny model measured right after the other process ran 50× slower.
+ */
+export function settle(device: string): Promise<void> {
+  return new Promise((r) => setTimeout(r, device === 'cpu' ? 150 : 0));
+}
+
 export function median(xs: number[]): number {
   const s = [...xs].sort((a, b) => a - b);
   const m = s.length >> 1;

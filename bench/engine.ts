@@ -4,10 +4,9 @@
  *
  *   node dist/bench/engine.js [--rounds 3] [--device cpu] [--quick] [--json out.json] [--python exe]
  */
-import { setTimeout as sleep } from 'node:timers/promises';
 import { parseArgs } from 'node:util';
 import { benchmark, getThreads, info, type BenchmarkSpec, type Device } from '../ts/index';
-import { findPython, median, PythonServer, table, writeResult } from './common';
+import { findPython, median, PythonServer, settle, table, writeResult } from './common';
 
 const { values } = parseArgs({
   options: {
@@ -55,7 +54,7 @@ async function main() {
       for (const side of addonFirst ? ['addon', 'python'] : ['python', 'addon']) {
         if (side === 'addon') addonTimes[i].push(...(await benchmark(c.spec)).seconds);
         else if (ref) pyTimes[i].push(...(await ref.seconds(c.spec)));
-        await sleep(gpu ? 0 : 150);
+        await settle(device);
       }
     }
     process.stderr.write(`  round ${r + 1}/${rounds} done\n`);

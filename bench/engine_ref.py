@@ -7,12 +7,11 @@ Server mode, so the caller can interleave cases with its own without paying Pyth
 one JSON spec per line on stdin and answers each with one line {"seconds": [...]}."""
 import os
 import sys
-import time
 
 import torch
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "reference"))
-from server import serve  # noqa: E402
+from server import serve, timed  # noqa: E402
 
 
 def run(spec):
@@ -41,15 +40,7 @@ def run(spec):
                 x = x.contiguous(memory_format=torch.channels_last)
                 wt = wt.contiguous(memory_format=torch.channels_last)
             step = lambda: torch.nn.functional.conv2d(x, wt, bias, 1, kk // 2)
-        times = []
-        for i in range(warmup + iterations):
-            t0 = time.perf_counter()
-            step()
-            sync()
-            dt = time.perf_counter() - t0
-            if i >= warmup:
-                times.append(dt)
-    return {"seconds": times}
+        return {"seconds": timed(step, warmup, iterations, sync)}
 
 
 def main():

@@ -7,7 +7,7 @@
  */
 import { parseArgs } from 'node:util';
 import { benchmark, createIdentityEncoder, getThreads, info, randn, type Device, type IdentityArch } from '../ts/index';
-import { findPython, median, PythonServer, table, writeResult } from './common';
+import { findPython, median, PythonServer, settle, table, writeResult } from './common';
 
 const { values } = parseArgs({
   options: {
@@ -74,12 +74,14 @@ async function main() {
     const enc = await createIdentityEncoder(arch, { device });
     const x = await randn([batch, 3, 112, 112], { seed: 1, device });
     const times: number[] = [];
+    await settle(device);
     for (let i = 0; i < warmup + iterations; i++) {
       const t0 = process.hrtime.bigint();
       (await enc.embed(x, { protocol: 'insightface' })).dispose();
       if (i >= warmup) times.push(Number(process.hrtime.bigint() - t0) / 1e9);
     }
     enc.dispose();
+    await settle(device);
     const py = ref ? await ref.seconds({ arch, batch, warmup, iterations }) : [];
     const a = median(times);
     const p = py.length ? median(py) : NaN;

@@ -4,13 +4,12 @@ weights), timed the same way under inference mode. Server mode: prints {"torch",
 answers each JSON line {"arch", "batch", "warmup", "iterations", "channelsLast"} with {"seconds": [...]}."""
 import os
 import sys
-import time
 
 import torch
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "reference"))
 from arcface import iresnet_forward, iresnet_params, irse50_forward, irse50_params  # noqa: E402
-from server import serve  # noqa: E402
+from server import serve, timed  # noqa: E402
 
 
 def build(arch, channels_last):
@@ -30,15 +29,12 @@ def run(spec):
     x = torch.rand(spec["batch"], 3, 112, 112) * 2 - 1
     if spec.get("channelsLast"):
         x = x.contiguous(memory_format=torch.channels_last)
-    times = []
+    def step():
+        e = fwd(P, x)
+        return e / e.norm(dim=1, keepdim=True)
+
     with torch.inference_mode():
-        for i in range(spec.get("warmup", 1) + spec.get("iterations", 5)):
-            t0 = time.perf_counter()
-            e = fwd(P, x)
-            e = e / e.norm(dim=1, keepdim=True)
-            if i >= spec.get("warmup", 1):
-                times.append(time.perf_counter() - t0)
-    return {"seconds": times}
+        return {"seconds": timed(step, spec.get("warmup", 1), spec.get("iterations", 5))}
 
 
 def main():

@@ -9,7 +9,7 @@
  */
 import { parseArgs } from 'node:util';
 import { benchmark, createDiffusion, getThreads, info, randn, type ComputeDtype, type Device, type UNetPreset } from '../ts/index';
-import { findPython, median, PythonServer, table, writeResult } from './common';
+import { findPython, median, PythonServer, settle, table, writeResult } from './common';
 
 const { values } = parseArgs({
   options: {
@@ -107,6 +107,7 @@ async function main() {
     for (const batch of batches) {
       const x = await randn([batch, config.inChannels, config.resolution, config.resolution], { seed: 1, device, dtype });
       const times: number[] = [];
+      await settle(device);
       for (let i = 0; i < warmup + iterations; i++) {
         const t0 = process.hrtime.bigint();
         const r = await model.forward(x, 500); // resolves after the result is on the host side of the job (synchronised)
@@ -116,6 +117,7 @@ async function main() {
         if (i >= warmup) times.push(dt);
       }
       x.dispose();
+      await settle(device);
       const py = ref ? await ref.seconds({ config: { ...config, hShape: undefined }, batch, channelsLast, warmup, iterations, device, dtype, autocast }) : [];
       const a = median(times);
       const p = py.length ? median(py) : NaN;

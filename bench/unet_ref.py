@@ -6,13 +6,12 @@ with one line {"seconds": [...]}."""
 import json
 import os
 import sys
-import time
 
 import torch
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "reference"))
 from ddpm import CELEBA_HQ_256, decode, encode, make_params  # noqa: E402
-from server import serve  # noqa: E402
+from server import serve, timed  # noqa: E402
 
 _params = {}
 
@@ -44,17 +43,12 @@ def run(spec):
     t = torch.full((spec["batch"],), 500.0, device=device)
     sync = (lambda: torch.cuda.synchronize()) if device.startswith("cuda") else (lambda: None)
     autocast = spec.get("autocast")
-    times = []
+    def step():
+        h, hs, temb = encode(P, cfg, x, t)
+        decode(P, cfg, h, hs, temb)
+
     with torch.inference_mode(), torch.autocast(device.split(":")[0], dtype=DTYPES[autocast or "bfloat16"], enabled=bool(autocast)):
-        for i in range(spec.get("warmup", 1) + spec.get("iterations", 3)):
-            t0 = time.perf_counter()
-            h, hs, temb = encode(P, cfg, x, t)
-            decode(P, cfg, h, hs, temb)
-            sync()
-            dt = time.perf_counter() - t0
-            if i >= spec.get("warmup", 1):
-                times.append(dt)
-    return {"seconds": times}
+        return {"seconds": timed(step, spec.get("warmup", 1), spec.get("iterations", 3), sync)}
 
 
 def main():

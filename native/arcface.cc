@@ -3,6 +3,7 @@
 #include <cmath>
 
 #include "errors.h"
+#include "module_io.h"
 
 namespace bia {
 
@@ -16,9 +17,6 @@ torch::nn::BatchNorm2d bn2d(int64_t c) { return torch::nn::BatchNorm2d(torch::nn
 
 torch::nn::PReLU prelu(int64_t c) { return torch::nn::PReLU(torch::nn::PReLUOptions().num_parameters(c)); }
 
-std::shared_ptr<torch::nn::Module> container(torch::nn::Module& parent, const std::string& name) {
-  return parent.register_module(name, std::make_shared<torch::nn::Module>());
-}
 
 }  // namespace
 

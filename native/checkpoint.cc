@@ -952,6 +952,13 @@ void writeSafetensors(const std::string& path, const StateDict& tensors, const s
 
 // ---- bindings -----------------------------------------------------------------------------------
 
+CheckpointProgress jobProgress(JobContext& ctx, const char* stage) {
+  return [&ctx, stage](double done, double total) {
+    ctx.checkAbort();
+    ctx.progress(done, total, stage);
+  };
+}
+
 namespace {
 
 std::string pathArgument(const Napi::Value& v) {
@@ -961,12 +968,6 @@ std::string pathArgument(const Napi::Value& v) {
   return path;
 }
 
-CheckpointProgress jobProgress(JobContext& ctx, const char* stage) {
-  return [&ctx, stage](double done, double total) {
-    ctx.checkAbort();
-    ctx.progress(done, total, stage);
-  };
-}
 
 // An own data property (Set() would run the __proto__ setter for a key named "__proto__").
 void defineValue(Napi::Object obj, const std::string& key, Napi::Value value) {

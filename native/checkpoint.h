@@ -49,6 +49,10 @@ Checkpoint readCheckpoint(const std::string& path, const CheckpointProgress& pro
 void writeSafetensors(const std::string& path, const StateDict& tensors, const std::map<std::string, std::string>& metadata,
                       const CheckpointProgress& progress);
 
+class JobContext;
+// Progress of a read or write reported to a job (stage "read"/"write"), stopping it when aborted.
+CheckpointProgress jobProgress(JobContext& ctx, const char* stage);
+
 // Exported on the addon (see ts/native.ts).
 Napi::Value ReadCheckpoint(const Napi::CallbackInfo& info);    // (path, jobOpts) → Promise<{format, metadata, tensors}>
 Napi::Value WriteSafetensors(const Napi::CallbackInfo& info);  // (path, [[name, tensor]...], metadata, jobOpts) → Promise<void>

@@ -7,7 +7,6 @@
 #include <sstream>
 
 #include "addon_data.h"
-#include "allocator.h"
 #include "args.h"
 #include "autocast.h"
 #include "checkpoint.h"
@@ -395,10 +394,7 @@ Napi::Value LoadDiffusion(const Napi::CallbackInfo& info) {
     ModelOptions m = parseModelOptions(info, 2);
     const bool strict = info[6].IsUndefined() ? true : info[6].ToBoolean().Value();
     return startJob(info.Env(), info[7], "bia.diffusion.load", [path, config, m, strict](JobContext& ctx) -> Finisher {
-      Checkpoint ck = readCheckpoint(path, [&ctx](double done, double total) {
-        ctx.checkAbort();
-        ctx.progress(done, total, "read");
-      });
+      Checkpoint ck = readForLoading(path, ctx);
       UNetConfig c = config ? *config : (ck.metadata.count(kConfigKey) ? configFromJson(ck.metadata.at(kConfigKey)) : unetPreset("celeba-hq-256"));
       UNet unet(c);
       try {
@@ -408,9 +404,8 @@ Napi::Value LoadDiffusion(const Napi::CallbackInfo& info) {
         throw BiaError(ErrorCode::CheckpointMismatch, path + ": " + e.what() +
                        (config ? "" : " (no config was given: pass the model's config, e.g. {config: 'tiny'})"));
       }
-      ck.tensors.clear();  // free the file's tensors before moving the model
+      releaseCheckpoint(ck);  // before moving the model
       auto st = finishModel(std::move(unet), m);
-      emptyCpuCache();     // the file's blocks have sizes nothing else will ask for
       return [st](Napi::Env env) -> Napi::Value { return DiffusionHandle::Wrap(env, st); };
     });
   });

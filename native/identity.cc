@@ -20,8 +20,6 @@
 
 namespace bia {
 
-void validateArch(const std::string& arch, double width, int64_t embeddingSize);
-
 std::shared_ptr<IdentityNet> makeIdentityNet(const std::string& arch, double width, int64_t embeddingSize) {
   validateArch(arch, width, embeddingSize);
   if (arch == "ir_se50") return std::make_shared<IRSE50>(width, embeddingSize);
@@ -321,10 +319,7 @@ Napi::Value LoadIdentityEncoder(const Napi::CallbackInfo& info) {
     auto [device, dtype] = deviceDtype(info[2], info[3]);
     const bool strict = info[4].IsUndefined() ? true : info[4].ToBoolean().Value();
     return startJob(info.Env(), info[5], "bia.identity.loadFile", [path, arch, device = device, dtype = dtype, strict](JobContext& ctx) -> Finisher {
-      Checkpoint ck = readCheckpoint(path, [&ctx](double done, double total) {
-        ctx.checkAbort();
-        ctx.progress(done, total, "read");
-      });
+      Checkpoint ck = readForLoading(path, ctx);
       Inferred inf = inferArch(ck.tensors, path);
       if (!arch.empty() && arch != inf.arch) {
         throw BiaError(ErrorCode::CheckpointMismatch, path + " holds a " + inf.arch + " checkpoint, not " + arch);
@@ -336,7 +331,7 @@ Napi::Value LoadIdentityEncoder(const Napi::CallbackInfo& info) {
         if (e.code() != ErrorCode::CheckpointMismatch) throw;
         throw BiaError(ErrorCode::CheckpointMismatch, path + " (" + inf.arch + "): " + e.what());
       }
-      ck.tensors.clear();
+      releaseCheckpoint(ck);
       auto st = finish(net, inf.arch, inf.width, device, dtype);
       applyInputMetadata(*st, ck.metadata);
       return [st](Napi::Env env) -> Napi::Value { return EncoderHandle::Wrap(env, st); };

@@ -3,15 +3,12 @@
 #include <cmath>
 
 #include "errors.h"
+#include "module_io.h"
 
 namespace bia {
 
 namespace {
 
-// A named child that is a plain container (e.g. "conv_3", "conv_3.model").
-std::shared_ptr<torch::nn::Module> container(torch::nn::Module& parent, const std::string& name) {
-  return parent.register_module(name, std::make_shared<torch::nn::Module>());
-}
 
 bool inPlaceOk(const at::Tensor& t) { return !(at::GradMode::is_enabled() && t.requires_grad()); }
 

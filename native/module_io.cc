@@ -2,11 +2,23 @@
 
 #include <sstream>
 
+#include "allocator.h"
 #include "args.h"
 #include "errors.h"
 #include "tensor.h"
 
 namespace bia {
+
+std::shared_ptr<torch::nn::Module> container(torch::nn::Module& parent, const std::string& name) {
+  return parent.register_module(name, std::make_shared<torch::nn::Module>());
+}
+
+Checkpoint readForLoading(const std::string& path, JobContext& ctx) { return readCheckpoint(path, jobProgress(ctx, "read")); }
+
+void releaseCheckpoint(Checkpoint& ck) {
+  ck.tensors.clear();
+  emptyCpuCache();
+}
 
 StateDict moduleState(const torch::nn::Module& module) {
   StateDict out;

@@ -27,6 +27,17 @@ std::map<std::string, std::string> metadataFromJs(Napi::Value value);
 // A non-empty string path.
 std::string pathFromJs(Napi::Value value);
 
+// A named child that is a plain container (e.g. "temb", "down.3", "body"), as the official
+// PyTorch code's nn.Sequential / ModuleList / attribute modules are.
+std::shared_ptr<torch::nn::Module> container(torch::nn::Module& parent, const std::string& name);
+
+class JobContext;
+// Read a checkpoint inside a job (progress "read", abortable) for loading into a model. After its
+// tensors are copied, releaseCheckpoint frees them and gives their blocks back to the system: their
+// sizes are unlikely to be asked for again, so keeping them in the CPU cache would only hold memory.
+Checkpoint readForLoading(const std::string& path, JobContext& ctx);
+void releaseCheckpoint(Checkpoint& ck);
+
 // Copy `entries` into the module's parameters and buffers, by name. Strict: every name must match
 // in both directions; shapes must always match. Else BIA_CHECKPOINT_MISMATCH naming the first
 // offenders (and saying so when nothing matches: a checkpoint of another architecture).

@@ -3,6 +3,7 @@
 #include <cmath>
 
 #include "errors.h"
+#include "module_io.h"
 
 namespace bia {
 
@@ -17,10 +18,6 @@ torch::nn::Conv2d conv(int64_t in, int64_t out, int64_t kernel, int64_t stride =
   return torch::nn::Conv2d(torch::nn::Conv2dOptions(in, out, kernel).stride(stride).padding(padding).bias(true));
 }
 
-// A named child that is a plain container (e.g. "temb", "mid", "down.3").
-std::shared_ptr<torch::nn::Module> container(torch::nn::Module& parent, const std::string& name) {
-  return parent.register_module(name, std::make_shared<torch::nn::Module>());
-}
 
 // Out of autograd, element-wise steps run in place: a fresh 32 MiB activation costs more in page
 // faults than the arithmetic on it (measured: silu 11.3 ms out of place, ~2 ms in place, at

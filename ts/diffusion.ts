@@ -76,10 +76,8 @@ export interface ForwardOptions extends JobOptions {
   hDelta?: Tensor;
 }
 
-const checkTensor = tensorHandle;
-
 function checkOptional(v: unknown, what: string): NativeTensor | undefined {
-  return v === undefined ? undefined : checkTensor(v, what);
+  return v === undefined ? undefined : tensorHandle(v, what);
 }
 
 function checkSteps(t0: number | undefined, steps: number | undefined): void {
@@ -104,7 +102,7 @@ export class DiffusionModel extends NativeModel<NativeDiffusion> {
   /** ε_θ(x, t) and h; optionally with h replaced or shifted for the decoder pass. */
   async forward(x: Tensor, t: number | number[], opts?: ForwardOptions): Promise<{ eps: Tensor; h: Tensor }> {
     const n = this.native;
-    const xs = checkTensor(x, 'x');
+    const xs = tensorHandle(x, 'x');
     const ts = Array.isArray(t) ? t : [t];
     if (ts.length === 0) throw invalidArgument('t must be a number or a non-empty array');
     ts.forEach((v, i) => checkInt(v, `t[${i}]`, 0, 999));
@@ -117,7 +115,7 @@ export class DiffusionModel extends NativeModel<NativeDiffusion> {
   /** DDIM inversion with η = 0 from x0 (at t = 0) up to t0. */
   async invert(x: Tensor, opts?: InvertOptions): Promise<InvertResult> {
     const n = this.native;
-    const xs = checkTensor(x, 'x');
+    const xs = tensorHandle(x, 'x');
     checkSteps(opts?.t0, opts?.steps);
     const r = await runJob(opts, (j) => n.invert(xs, { t0: opts?.t0, steps: opts?.steps, keepAll: opts?.keepAll }, j));
     return { xLat: new Tensor(r.xLat), hR: new Tensor(r.hR), hs: r.hs.map((h) => new Tensor(h)), ts: r.ts };
@@ -126,8 +124,8 @@ export class DiffusionModel extends NativeModel<NativeDiffusion> {
   /** Decode x_lat (batch 1 or B) with h injected (batch B; null: no injection) → images [B, C, H, W]. */
   async decode(xLat: Tensor, h: Tensor | null, opts?: DecodeOptions): Promise<Tensor> {
     const n = this.native;
-    const xl = checkTensor(xLat, 'xLat');
-    const hh = h === null || h === undefined ? null : checkTensor(h, 'h');
+    const xl = tensorHandle(xLat, 'xLat');
+    const hh = h === null || h === undefined ? null : tensorHandle(h, 'h');
     const mode = opts?.mode ?? 'asyrp';
     if (!INJECT_MODES.includes(mode)) throw invalidArgument(`mode must be one of ${INJECT_MODES.join(', ')}; got ${JSON.stringify(mode)}`);
     if (opts?.eta !== undefined && !(typeof opts.eta === 'number' && opts.eta >= 0 && opts.eta <= 1)) {

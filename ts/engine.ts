@@ -1,7 +1,7 @@
 /** What the library runs on, thread control, and measured arithmetic rates. */
 import os from 'node:os';
 import { callNative, runJob, type JobOptions } from './jobs';
-import { loadAddon, type NativeBenchmarkSpec, type NativeRuntimeInfo } from './native';
+import { loadAddon, loadedAddonPath, type NativeBenchmarkSpec, type NativeRuntimeInfo } from './native';
 import { checkDevice, checkDtype, checkInt, COMPUTE_DTYPES, type ComputeDtype, type Device } from './options';
 import { invalidArgument } from './errors';
 import { VERSION } from './version';
@@ -95,7 +95,7 @@ export async function info(opts?: { measure?: boolean } & JobOptions): Promise<I
     cxx11Abi: rt.cxx11Abi,
     cuda: rt.cuda,
     node: process.version,
-    addon: addonPath(),
+    addon: loadedAddonPath(),
   };
   if (opts?.measure !== false) {
     const r = await benchmark({ op: 'sgemm', m: 1024, warmup: 2, iterations: 10 }, opts);
@@ -105,11 +105,6 @@ export async function info(opts?: { measure?: boolean } & JobOptions): Promise<I
   return out;
 }
 
-function addonPath(): string {
-  loadAddon();
-  const key = Object.keys(require.cache).find((k) => k.endsWith('.node') && k.includes('bia_torch'));
-  return key ?? 'unknown';
-}
 
 /**
  * Give the CPU allocator's cached blocks back to the system. Blocks of 1 MiB and more are kept

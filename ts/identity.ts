@@ -42,7 +42,6 @@ function checkArch(arch: unknown): IdentityArch {
   return arch as IdentityArch;
 }
 
-const handleOf = tensorHandle;
 
 export class IdentityEncoder extends NativeModel<NativeEncoder> {
   /** @internal */
@@ -71,7 +70,7 @@ export class IdentityEncoder extends NativeModel<NativeEncoder> {
   /** Embeddings [B, D] of images [B, 3, H, W] in [-1, 1] (L2-normalised unless normalize: false). */
   async embed(images: Tensor, opts?: { protocol?: InputProtocol; normalize?: boolean } & JobOptions): Promise<Tensor> {
     const n = this.native;
-    const x = handleOf(images, 'images');
+    const x = tensorHandle(images, 'images');
     const protocol = opts?.protocol ?? 'bia';
     if (!INPUT_PROTOCOLS.includes(protocol)) throw invalidArgument(`protocol must be one of ${INPUT_PROTOCOLS.join(', ')}; got ${JSON.stringify(protocol)}`);
     if (opts?.normalize !== undefined && typeof opts.normalize !== 'boolean') throw invalidArgument('normalize must be a boolean');
@@ -111,7 +110,7 @@ export async function loadIdentityEncoder(path: string, opts?: EncoderOptions & 
  * of them 1), or every pair with `matrix: true` → [N, M].
  */
 export async function similarity(a: Tensor, b: Tensor, opts?: { matrix?: boolean } & JobOptions): Promise<Tensor> {
-  const ha = handleOf(a, 'a');
-  const hb = handleOf(b, 'b');
+  const ha = tensorHandle(a, 'a');
+  const hb = tensorHandle(b, 'b');
   return new Tensor(await runJob(opts, (j) => loadAddon().cosineSimilarity(ha, hb, opts?.matrix ?? false, j)));
 }

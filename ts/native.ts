@@ -238,6 +238,13 @@ function fixHint(failures: string[]): string {
 }
 
 let cached: NativeAddon | undefined;
+let cachedPath: string | undefined;
+
+/** The file the addon was loaded from (loads it if needed). */
+export function loadedAddonPath(): string {
+  loadAddon();
+  return cachedPath!;
+}
 
 /** Load the compiled addon once; on failure throw one error that lists what was tried. */
 export function loadAddon(): NativeAddon {
@@ -257,6 +264,7 @@ export function loadAddon(): NativeAddon {
         continue;
       }
       cached = addon;
+      cachedPath = file;
       configureThreads(addon, threads);
       return addon;
     } catch (e) {

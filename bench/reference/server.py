@@ -2,6 +2,7 @@
 {"torch", "threads"}, then answer each JSON request line with one JSON line from run(request)."""
 import json
 import sys
+import time
 
 import torch
 
@@ -13,3 +14,16 @@ def serve(run):
     for line in sys.stdin:
         if line.strip():
             print(json.dumps(run(json.loads(line))), flush=True)
+
+
+def timed(step, warmup, iterations, sync=None):
+    """Seconds of each of `iterations` calls of step() after `warmup` untimed ones (sync() inside the timing)."""
+    times = []
+    for i in range(warmup + iterations):
+        t0 = time.perf_counter()
+        step()
+        if sync:
+            sync()
+        if i >= warmup:
+            times.append(time.perf_counter() - t0)
+    return times
