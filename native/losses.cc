@@ -57,6 +57,14 @@ ImageLosses imageLosses(const at::Tensor& a, const at::Tensor& b) {
   return out;
 }
 
+at::Tensor perceptualLoss(const at::Tensor& a, const at::Tensor& b, PerceptualNet* net) {
+  return net ? net->distance(a, b) : imageLosses(a, b).perceptual;
+}
+
+std::string perceptualName(const PerceptualNet* net) {
+  return net ? net->name() : "(1 - SSIM) + image-gradient L1 (weight-free substitute for VGG16)";
+}
+
 Napi::Value ImageLossesJs(const Napi::CallbackInfo& info) {
   return guardedPromise(info.Env(), [&]() -> Napi::Value {
     at::Tensor a = TensorHandle::From(info[0], "a");

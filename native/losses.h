@@ -7,6 +7,8 @@
 #include <ATen/ATen.h>
 #include <napi.h>
 
+#include <string>
+
 namespace bia {
 
 struct ImageLosses {
@@ -18,6 +20,22 @@ struct ImageLosses {
 
 // a, b: [B, C, H, W] (H, W ≥ 11), same shape; results per image.
 ImageLosses imageLosses(const at::Tensor& a, const at::Tensor& b);
+
+// A learned perceptual distance between image batches in [-1, 1] (VGG16 relu1_2 / relu2_2 /
+// relu3_3 mean L1 with ImageNet normalisation, native/vgg.h), differentiable, per image [B].
+class PerceptualNet {
+ public:
+  virtual ~PerceptualNet() = default;
+  virtual at::Tensor distance(const at::Tensor& a, const at::Tensor& b) = 0;
+  // What reports call it, e.g. "vgg16 relu1_2/relu2_2/relu3_3 mean L1".
+  virtual std::string name() const = 0;
+};
+
+// L_perc per image [B]: net->distance(a, b) when a net is given, else the weight-free substitute
+// (1 − SSIM) + gradient L1. Differentiable either way.
+at::Tensor perceptualLoss(const at::Tensor& a, const at::Tensor& b, PerceptualNet* net);
+// The name of the L_perc that perceptualLoss(…, net) computes.
+std::string perceptualName(const PerceptualNet* net);
 
 // (a, b, jobOpts) → Promise<{mse, ssim, gradL1, perceptual}: Float64Array each>
 Napi::Value ImageLossesJs(const Napi::CallbackInfo& info);

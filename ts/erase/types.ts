@@ -1,0 +1,183 @@
+/**
+ * The contract of the erase job (docs/METHOD.md, steps 1–9): its options with their defaults and
+ * the report it returns. The pipeline (ts/erase/pipeline.ts), the CLI (`bia erase`) and the HTML
+ * report all speak this shape; report.json is exactly an `EraseReport`.
+ */
+import type { InjectMode } from '../diffusion';
+import type { InputProtocol } from '../identity';
+import type { JobOptions } from '../jobs';
+import type { Tensor } from '../tensor';
+
+export type NeighbourMode = 'isotropic' | 'manifold';
+export type AbsorbMode = 'walk' | 'optimize';
+/** optimize: backprop through every decoding step (gradient checkpointing) or through x̂0 at t0. */
+export type Backprop = 'full' | 'one-step';
+
+export interface EraseOptions extends JobOptions {
+  // --- inversion and decoding (METHOD.md steps 1, 4) ---
+  /** Inversion depth (default 500). */
+  t0?: number;
+  /** Timesteps of the inversion / generation sequences (default 40). */
+  steps?: number;
+  /** How ĥ reaches the decoder (default 'asyrp'). */
+  inject?: InjectMode;
+  /** DDIM η of neighbour decoding and absorption (default 0). */
+  eta?: number;
+  /** every-step / asyrp: edit only while t ≥ tEdit (default 0). */
+  tEdit?: number;
+  /** Images per decoding batch (default 16). */
+  batchSize?: number;
+  /** Identity-encoder input protocol (default 'bia'). */
+  protocol?: InputProtocol;
+
+  // --- black hole formation (steps 3, 5, 6, 7) ---
+  /** Neighbours (default 128). */
+  neighbours?: number;
+  /** Direction source of h_ran (default 'isotropic'). */
+  neighbourMode?: NeighbourMode;
+  /** manifold: distinct random samples whose h give the directions (default min(neighbours, 16)). */
+  manifoldPool?: number;
+  /** Starting α_max relative to ‖h_r‖ (default 1), calibrated ×2 / ×0.5. */
+  alphaMax?: number;
+  /** Calibration rounds (default 6). */
+  calibrationRounds?: number;
+  /** Accepted share of label-1 neighbours (default [0.2, 0.8]). */
+  shareRange?: [number, number];
+  /** Identity threshold: label 1 when sim > threshold (default 0.35). */
+  threshold?: number;
+  /** SVM C (default 1). */
+  C?: number;
+  /** Share of neighbours held out to measure the SVM's accuracy (default 0.25). */
+  holdout?: number;
+  /** Wrap-set size K (default 8). */
+  wrapSize?: number;
+
+  // --- absorption (step 8) ---
+  /** Absorption mode (default 'walk'). When the image has no boundary, 'optimize' is used. */
+  absorb?: AbsorbMode;
+  /** walk: Δ ~ U[lo, hi] (default [100, 120]). */
+  walkStep?: [number, number];
+  /** walk: Δ is absolute (default, the released code's) or relative to ‖h_r‖. */
+  walkStepUnit?: 'absolute' | 'relative';
+  /** walk: trials, halving Δ after each rejection (default 5). */
+  walkTrials?: number;
+  /** walk: accept when L_fid = MSE + λ_perc·L_perc < this (default 0.35). */
+  fidelityThreshold?: number;
+  /** optimize: Adam iterations (default 50) and learning rate relative to ‖h_r‖ (default 0.01). */
+  iterations?: number;
+  lr?: number;
+  /** optimize: start this far (relative to ‖h_r‖) beyond the boundary (default 0.05). */
+  margin?: number;
+  backprop?: Backprop;
+  /** τ_m of L_wrapper (default 0.25), μ of its pull term (default 1). */
+  tauM?: number;
+  mu?: number;
+  /** Weights: λ_id (default 1) on the identity term, λ_sem on L_sem (default 1), λ_perc inside L_sem and L_fid (default 0.5). */
+  lambdaId?: number;
+  lambdaSem?: number;
+  lambdaPerc?: number;
+
+  // --- evaluation ---
+  /** Run the random-direction baseline (default true). */
+  baseline?: boolean;
+  /** Seed of everything random (default 909090). */
+  seed?: number;
+}
+
+/** Progress of the whole job: one stage at a time, each from 0 to total. */
+export type EraseStage = 'load' | 'invert' | 'neighbours' | 'boundary' | 'absorb' | 'baseline' | 'evaluate';
+
+export interface EraseProgress {
+  stage: EraseStage;
+  step: number;
+  total: number;
+  /** 0..1 over the whole job (monotone; 1 at the end). */
+  fraction: number;
+  message?: string;
+}
+
+export interface Candidate {
+  /** 'source' (ĥ_r walked / optimised) or the index of the wrap point it came from. */
+  from: 'source' | number;
+  /** ‖ĥ − h_r‖ / ‖h_r‖. */
+  distance: number;
+  /** Signed distance to the boundary after the step (negative: outside the black hole). */
+  signedDistance: number;
+  /** Identity similarity of Dec(ĥ) to f_r. */
+  similarity: number;
+  /** L_sem to the reconstruction Dec(h_r): MSE + λ_perc·L_perc. */
+  sem: number;
+  /** walk: L_fid of the accepted (or last) trial; optimize: final loss. */
+  fidelity: number;
+  accepted: boolean;
+  /** walk: trials used. */
+  trials?: number;
+}
+
+export interface EraseReport {
+  version: string;
+  input: { name: string; width: number; height: number; sha256: string };
+  models: {
+    diffusion: { path: string | null; sha256: string | null; config: Record<string, unknown> };
+    encoder: { path: string | null; sha256: string | null; arch: string };
+    /** The second, independent recognizer, when given. */
+    secondEncoder?: { path: string | null; sha256: string | null; arch: string };
+    perceptual: string;
+  };
+  options: Required<Omit<EraseOptions, 'signal' | 'onProgress'>>;
+  device: string;
+  /** Identity similarities to f_r = E(x_r). */
+  sid: {
+    reconstruction: number;
+    after: number;
+    baseline: number | null;
+    /** Same three with the second encoder, when given. */
+    second?: { reconstruction: number; after: number; baseline: number | null };
+  };
+  blackHole: {
+    /** false: no α_max gave both classes ("no boundary"); the absorption then ran in optimize mode. */
+    found: boolean;
+    message?: string;
+    alphaMax: number | null;
+    rounds: { alphaMax: number; share: number }[];
+    labelShare: number | null;
+    /** Neighbour similarities to f_r, for the histogram. */
+    similarities: number[];
+    svm: { trainAccuracy: number; heldOutAccuracy: number | null; majorityRate: number; margin: number; supportVectors: number } | null;
+    /** s(h_r) before orientation, and its norm ‖h_r‖. */
+    sourceDistance: number | null;
+    hNorm: number;
+    wrap: { index: number; label: number; distance: number }[];
+  };
+  absorption: {
+    mode: AbsorbMode;
+    backprop?: Backprop;
+    candidates: Candidate[];
+    /** Index into candidates of the output. */
+    chosen: number;
+    /** optimize: per iteration. */
+    losses?: { loss: number[]; similarity: number[]; wrapper: number[]; sem: number[] };
+  };
+  baseline: { distance: number; similarity: number; sem: number } | null;
+  /** Preservation of the output against the input: MSE, SSIM over the whole image. */
+  preservation: { mse: number; ssim: number };
+  /** Seconds per stage. */
+  timings: Record<EraseStage | 'total', number>;
+  seeds: { neighbours: number; svm: number; walk: number; baseline: number; decode: number };
+  /** ISO time the report was written. */
+  finishedAt: string;
+}
+
+/** What eraseIdentity returns. Dispose it (or each tensor) when done; report is plain data. */
+export interface EraseResult {
+  /** The output Dec(ĥ_r) (the chosen candidate), [1, 3, H, W] in [-1, 1]. */
+  image: Tensor;
+  /** The DDIM reconstruction Dec(h_r), [1, 3, H, W]. */
+  reconstruction: Tensor;
+  /** The random-direction baseline's image, when run. */
+  baseline: Tensor | null;
+  /** Every candidate's image, [N, 3, H, W], in report.absorption.candidates order. */
+  candidates: Tensor;
+  report: EraseReport;
+  dispose(): void;
+}
