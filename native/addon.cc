@@ -61,6 +61,8 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   // The black hole: Gram matrix, boundary normal and signed distances on h-space codes
   exports.Set("gram", Napi::Function::New<Gram>(env, "gram"));
   exports.Set("imageLosses", Napi::Function::New<ImageLossesJs>(env, "imageLosses"));
+  exports.Set("offsetCodes", Napi::Function::New<OffsetCodes>(env, "offsetCodes"));
+  exports.Set("takeRows", Napi::Function::New<TakeRows>(env, "takeRows"));
   exports.Set("sampleNeighbours", Napi::Function::New<SampleNeighbours>(env, "sampleNeighbours"));
   exports.Set("linearCombination", Napi::Function::New<LinearCombination>(env, "linearCombination"));
   exports.Set("signedDistance", Napi::Function::New<SignedDistance>(env, "signedDistance"));

@@ -17,8 +17,14 @@ Napi::Value LinearCombination(const Napi::CallbackInfo& info);
 Napi::Value SignedDistance(const Napi::CallbackInfo& info);
 // (w, scale, jobOpts) -> Promise<Tensor float64 scale·w/‖w‖, same shape and device>
 Napi::Value UnitDirection(const Napi::CallbackInfo& info);
-// (hR [1?, C, H, W], n, alphaMax (relative to ‖h_r‖), seed, jobOpts)
+// (hR [1?, C, H, W], n, alphaMax (relative to ‖h_r‖), seed, targets [P, C, H, W] | null, jobOpts)
 //   -> Promise<{codes: Tensor [n, C, H, W], alphas: Float64Array (absolute step lengths)}>
+// targets null: isotropic directions; else u_j = unit(targets[j mod P] − h_r) (manifold).
 Napi::Value SampleNeighbours(const Napi::CallbackInfo& info);
+// (base [N, ...] | one code, rows number[] | null, direction | null, steps Float64Array | null, jobOpts)
+//   -> Promise<Tensor [M, ...]>: base[rows[m]] + steps[m]·direction
+Napi::Value OffsetCodes(const Napi::CallbackInfo& info);
+// (parts Tensor[], picks [part, row, part, row, ...], jobOpts) -> Promise<Tensor> the picked rows stacked
+Napi::Value TakeRows(const Napi::CallbackInfo& info);
 
 }  // namespace bia

@@ -2,6 +2,7 @@
  * The diffusion half of BIA: the DDPM UNet with its h-space, DDIM inversion (x0 → x_lat, h_r)
  * and decoding (x_lat, ĥ → x0) in the four injection modes of docs/METHOD.md.
  */
+import { resolve as resolvePath } from 'node:path';
 import { invalidArgument } from './errors';
 import { callNative, runJob, type JobOptions } from './jobs';
 import { NativeModel, tensorHandle } from './model';
@@ -198,7 +199,9 @@ export async function loadDiffusion(
   const { device, dtype, channelsLast, autocast } = checkModelOptions(opts);
   if (opts?.strict !== undefined && typeof opts.strict !== 'boolean') throw invalidArgument('strict must be a boolean');
   const n = await runJob(opts, (j) => loadAddon().loadDiffusion(path, c, device, dtype, channelsLast, autocast, opts?.strict ?? true, j));
-  return new DiffusionModel(n);
+  const m = new DiffusionModel(n);
+  m.source = resolvePath(path);
+  return m;
 }
 
 /** The config object of a preset. */

@@ -3,6 +3,7 @@
  * (`model_ir_se50.pth`), insightface's iresnet r18/r34/r50/r100 (`backbone.pth`) and
  * MobileFaceNet. Embeddings are L2-normalised; sim(a, b) is their cosine.
  */
+import { resolve as resolvePath } from 'node:path';
 import { invalidArgument } from './errors';
 import { runJob, type JobOptions } from './jobs';
 import { NativeModel, tensorHandle } from './model';
@@ -102,7 +103,9 @@ export async function loadIdentityEncoder(path: string, opts?: EncoderOptions & 
   if (typeof path !== 'string' || path.length === 0) throw invalidArgument('path must be a non-empty string');
   const arch = opts?.arch === undefined ? null : checkArch(opts.arch);
   const { device, dtype } = checkEncoderOptions(opts);
-  return new IdentityEncoder(await runJob(opts, (j) => loadAddon().loadIdentityEncoder(path, arch, device, dtype, opts?.strict ?? true, j)));
+  const m = new IdentityEncoder(await runJob(opts, (j) => loadAddon().loadIdentityEncoder(path, arch, device, dtype, opts?.strict ?? true, j)));
+  m.source = resolvePath(path);
+  return m;
 }
 
 /**

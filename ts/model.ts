@@ -24,6 +24,8 @@ export function tensorHandle(t: unknown, what: string): NativeTensor {
 export abstract class NativeModel<N extends NativeModule> implements Disposable {
   #native: N | null;
   readonly #kind: string;
+  /** The file the weights were loaded from (absolute), or null for models built in memory. */
+  source: string | null = null;
 
   /** @internal */
   constructor(native: N, kind: string) {

@@ -178,7 +178,9 @@ export interface NativeAddon {
   ): Promise<NativeDiffusion>;
   diffusionPreset(name: string): NativeUNetConfig;
   imageLosses(a: NativeTensor, b: NativeTensor, opts?: NativeJobOptions): Promise<{ mse: Float64Array; ssim: Float64Array; gradL1: Float64Array; perceptual: Float64Array }>;
-  sampleNeighbours(hR: NativeTensor, n: number, alphaMax: number, seed: number, opts?: NativeJobOptions): Promise<{ codes: NativeTensor; alphas: Float64Array }>;
+  sampleNeighbours(hR: NativeTensor, n: number, alphaMax: number, seed: number, targets: NativeTensor | null, opts?: NativeJobOptions): Promise<{ codes: NativeTensor; alphas: Float64Array }>;
+  offsetCodes(base: NativeTensor, rows: number[] | null, direction: NativeTensor | null, steps: Float64Array | null, opts?: NativeJobOptions): Promise<NativeTensor>;
+  takeRows(parts: NativeTensor[], picks: number[], opts?: NativeJobOptions): Promise<NativeTensor>;
   IdentityEncoder: new (...args: never[]) => NativeEncoder;
   createIdentityEncoder(arch: string, width: number, embeddingSize: number, seed: number, device: string, dtype: NativeDtype, opts?: NativeJobOptions): Promise<NativeEncoder>;
   loadIdentityEncoder(path: string, arch: string | null, device: string, dtype: NativeDtype, strict: boolean, opts?: NativeJobOptions): Promise<NativeEncoder>;

@@ -10,7 +10,8 @@ import { similarity } from '../identity';
 import { runJob, type JobOptions } from '../jobs';
 import { loadAddon } from '../native';
 import { checkInt } from '../options';
-import { Tensor } from '../tensor';
+import { randn, Tensor } from '../tensor';
+import type { Device } from '../options';
 
 export interface NeighbourOptions extends JobOptions {
   /** How many neighbours (default 128, the released code's n). */
@@ -19,6 +20,11 @@ export interface NeighbourOptions extends JobOptions {
   alphaMax?: number;
   /** Seed of the directions and step lengths (default 909090). */
   seed?: number;
+  /**
+   * `manifold` directions: u_j = unit(targets[j mod P] − h_r), with targets the h of random generated
+   * samples (see manifoldTargets). Without targets: `isotropic` directions drawn from N(0, I).
+   */
+  targets?: Tensor;
 }
 
 export interface Neighbours {
@@ -28,7 +34,10 @@ export interface Neighbours {
   alphas: Float64Array;
 }
 
-/** `isotropic` neighbours: u_j = unit(N(0, I)) directions, α_j ~ U[0, alphaMax·‖h_r‖] (seeded). */
+/**
+ * Neighbours h_j = h_r + α_j·u_j with α_j ~ U[0, alphaMax·‖h_r‖] (seeded): `isotropic` directions
+ * u_j = unit(N(0, I)), or `manifold` ones towards opts.targets.
+ */
 export async function sampleNeighbours(hR: Tensor, opts?: NeighbourOptions): Promise<Neighbours> {
   if (!(hR instanceof Tensor)) throw invalidArgument('hR must be a Tensor');
   const n = checkInt(opts?.n ?? 128, 'n', 1, 65536);
@@ -36,8 +45,45 @@ export async function sampleNeighbours(hR: Tensor, opts?: NeighbourOptions): Pro
   if (!(typeof alphaMax === 'number' && alphaMax > 0 && Number.isFinite(alphaMax))) throw invalidArgument(`alphaMax must be a positive number, got ${JSON.stringify(alphaMax)}`);
   const seed = checkInt(opts?.seed ?? 909090, 'seed', 0, 2 ** 52);
   const h = hR.handle;
-  const r = await runJob(opts, (j) => loadAddon().sampleNeighbours(h, n, alphaMax, seed, j));
+  if (opts?.targets !== undefined && !(opts.targets instanceof Tensor)) throw invalidArgument('targets must be a Tensor');
+  const targets = opts?.targets?.handle ?? null;
+  const r = await runJob(opts, (j) => loadAddon().sampleNeighbours(h, n, alphaMax, seed, targets, j));
   return { codes: new Tensor(r.codes), alphas: r.alphas };
+}
+
+export interface ManifoldOptions extends JobOptions {
+  /** How many random samples (default 16). */
+  pool?: number;
+  /** Inversion depth and steps, as for h_r (defaults 500, 40). */
+  t0?: number;
+  steps?: number;
+  /** Seed of x_T (default 909090). */
+  seed?: number;
+  /** Images per batch (default 16). */
+  batchSize?: number;
+}
+
+/**
+ * The h of random samples, for `manifold` neighbours (METHOD.md step 3, GUIDE-style): x_T ~ N(0, I)
+ * (seeded) → DDIM generation from t = 999 (η = 0, `steps` steps) → x0 → the same inversion as x_r's →
+ * h of the last inversion call. h_ran is so measured exactly where h_r is. Costs 2·steps − 1 UNet
+ * calls per sample. Returns [pool, C, H, W].
+ */
+export async function manifoldTargets(diffusion: DiffusionModel, opts?: ManifoldOptions): Promise<Tensor> {
+  const pool = checkInt(opts?.pool ?? 16, 'pool', 1, 4096);
+  const seed = checkInt(opts?.seed ?? 909090, 'seed', 0, 2 ** 52);
+  const c = diffusion.config;
+  const xT = await randn([pool, c.inChannels, c.resolution, c.resolution], { seed, device: diffusion.device as Device, dtype: 'float32' });
+  let x0: Tensor | null = null;
+  try {
+    x0 = await diffusion.decode(xT, null, { t0: 999, steps: opts?.steps, eta: 0, batchSize: opts?.batchSize, signal: opts?.signal, onProgress: opts?.onProgress });
+    const inv = await diffusion.invert(x0, { t0: opts?.t0, steps: opts?.steps, signal: opts?.signal, onProgress: opts?.onProgress });
+    inv.xLat.dispose();
+    return inv.hR;
+  } finally {
+    xT.dispose();
+    x0?.dispose();
+  }
 }
 
 export interface LabelOptions extends JobOptions {
@@ -47,6 +93,8 @@ export interface LabelOptions extends JobOptions {
   eta?: number;
   t0?: number;
   steps?: number;
+  /** every-step / asyrp: edit only while t ≥ tEdit (default 0). */
+  tEdit?: number;
   /** Identity threshold: label 1 (same identity) when sim > threshold (default 0.35). */
   threshold?: number;
   /** Encoder input protocol (default 'bia'). */
@@ -80,6 +128,7 @@ export async function labelNeighbours(
     eta: opts?.eta ?? 0,
     t0: opts?.t0,
     steps: opts?.steps,
+    tEdit: opts?.tEdit,
     hRef: latent.hR,
     batchSize: opts?.batchSize,
     signal: opts?.signal,
@@ -112,39 +161,61 @@ export interface Neighbourhood extends Neighbours, Labelled {
   rounds: { alphaMax: number; share: number }[];
 }
 
+export interface NeighbourhoodAttempt extends Neighbourhood {
+  /** false: no round gave a share in range; codes and labels are then those of the last round. */
+  found: boolean;
+  /** Why not found, quoting every share seen. */
+  message?: string;
+}
+
 /**
  * Sample, decode and label neighbours, calibrating α_max (×2 when too many keep the identity,
- * ×0.5 when too few) until the share of label 1 lies in `shareRange`. Fails with BIA_NO_BOUNDARY,
- * quoting every share seen, when no round gives both classes in range.
+ * ×0.5 when too few) until the share of label 1 lies in `shareRange`. When no round does, the
+ * last round is returned with found = false (the pipeline goes on with `optimize` absorption).
  */
-export async function formNeighbourhood(
+export async function tryFormNeighbourhood(
   diffusion: DiffusionModel,
   encoder: IdentityEncoder,
   latent: { xLat: Tensor; hR: Tensor; fR: Tensor },
   opts?: NeighbourhoodOptions & JobOptions,
-): Promise<Neighbourhood> {
+): Promise<NeighbourhoodAttempt> {
   const [lo, hi] = opts?.shareRange ?? [0.2, 0.8];
   if (!(lo >= 0 && hi <= 1 && lo < hi)) throw invalidArgument(`shareRange must be [lo, hi] with 0 <= lo < hi <= 1, got ${JSON.stringify(opts?.shareRange)}`);
   const maxRounds = checkInt(opts?.maxRounds ?? 6, 'maxRounds', 1, 64);
   checkThreshold(opts?.threshold ?? 0.35);
   let alphaMax = opts?.alphaMax ?? 1;
   const rounds: { alphaMax: number; share: number }[] = [];
-  for (let r = 0; r < maxRounds; r++) {
+  for (let r = 0; ; r++) {
     const nb = await sampleNeighbours(latent.hR, { ...opts, alphaMax, seed: (opts?.seed ?? 909090) + r });
     let keep = false;
     try {
       const lab = await labelNeighbours(diffusion, encoder, latent, nb.codes, opts);
       const share = lab.labels.reduce((a, b) => a + b, 0) / lab.labels.length;
       rounds.push({ alphaMax, share });
-      if (share >= lo && share <= hi) {
+      const found = share >= lo && share <= hi;
+      if (found || r + 1 === maxRounds) {
         keep = true;
-        return { ...nb, ...lab, alphaMax, rounds };
+        if (found) return { ...nb, ...lab, alphaMax, rounds, found };
+        const seen = rounds.map((x) => `α_max ${x.alphaMax.toPrecision(3)}·‖h_r‖ → ${(x.share * 100).toFixed(0)}% label 1`).join(', ');
+        const message = `no boundary: no α_max gave a share of label-1 neighbours in [${lo}, ${hi}] after ${rounds.length} rounds (${seen})`;
+        return { ...nb, ...lab, alphaMax, rounds, found, message };
       }
       alphaMax = share > hi ? alphaMax * 2 : alphaMax / 2;
     } finally {
       if (!keep) nb.codes.dispose();
     }
   }
-  const seen = rounds.map((x) => `α_max ${x.alphaMax.toPrecision(3)}·‖h_r‖ → ${(x.share * 100).toFixed(0)}% label 1`).join(', ');
-  throw new BiaError('BIA_NO_BOUNDARY', `no boundary: no α_max gave a share of label-1 neighbours in [${lo}, ${hi}] after ${rounds.length} rounds (${seen})`);
+}
+
+/** As tryFormNeighbourhood, but "no boundary" is an error: BIA_NO_BOUNDARY quoting every share seen. */
+export async function formNeighbourhood(
+  diffusion: DiffusionModel,
+  encoder: IdentityEncoder,
+  latent: { xLat: Tensor; hR: Tensor; fR: Tensor },
+  opts?: NeighbourhoodOptions & JobOptions,
+): Promise<Neighbourhood> {
+  const r = await tryFormNeighbourhood(diffusion, encoder, latent, opts);
+  if (r.found) return r;
+  r.codes.dispose();
+  throw new BiaError('BIA_NO_BOUNDARY', r.message ?? 'no boundary');
 }

@@ -257,8 +257,8 @@ export interface Boundary extends Disposable {
   dispose(): void;
 }
 
-/** A small seeded PRNG (mulberry32) for the split. */
-function prng(seed: number): () => number {
+/** A small seeded PRNG (mulberry32): uniform numbers in [0, 1). */
+export function prng(seed: number): () => number {
   let a = (seed % 0x100000000 ^ Math.floor(seed / 0x100000000)) >>> 0;
   return () => {
     a = (a + 0x6d2b79f5) >>> 0;
