@@ -92,6 +92,10 @@ export {
   sampleNeighbours,
   labelNeighbours,
   formNeighbourhood,
+  tryFormNeighbourhood,
+  manifoldTargets,
+  type ManifoldOptions,
+  type NeighbourhoodAttempt,
   type Labelled,
   type LabelOptions,
   type Neighbourhood,
@@ -99,6 +103,11 @@ export {
   type NeighbourOptions,
   type Neighbours,
 } from './blackhole/neighbours';
+export { offsetCodes, takeRows, randomDirection, type OffsetOptions } from './blackhole/codes';
+export { eraseIdentity, formBlackHole, absorbIdentity, walkBaseline, type Absorption, type BlackHole, type EraseCall, type EraseModels } from './erase/pipeline';
+export { saveBlackHole, loadBlackHole } from './erase/blackhole-io';
+export { ERASE_DEFAULTS, resolveEraseOptions, type ResolvedEraseOptions } from './erase/options';
+export type { AbsorbMode, Backprop, Candidate, EraseOptions, EraseProgress, EraseReport, EraseResult, EraseStage, NeighbourMode } from './erase/types';
 export { imageLosses, PERCEPTUAL_SUBSTITUTE, type ImageLosses } from './losses';
 export { loadAddon, addonCandidates } from './native';
 export { VERSION } from './version';

@@ -17,7 +17,7 @@ import type { DiffusionModel } from '../diffusion';
 import { BiaError, invalidArgument } from '../errors';
 import type { IdentityEncoder } from '../identity';
 import { similarity } from '../identity';
-import type { JobOptions } from '../jobs';
+import type { JobOptions, ProgressEvent } from '../jobs';
 import { imageLosses } from '../losses';
 import type { PerceptualModel } from '../perceptual';
 import { Tensor } from '../tensor';
@@ -413,7 +413,7 @@ async function optimize(bh: BlackHole, models: EraseModels, o: ResolvedEraseOpti
     lr: o.lr,
     startDistance,
     signal: job.signal,
-    onProgress: (ev) => clock.emit(ev.step, ev.total, ev.stage),
+    onProgress: (ev: ProgressEvent) => clock.emit(ev.step, ev.total, ev.stage),
   });
   try {
     const m = await measureCandidates(bh, models, r.h, r.image, o, job);

@@ -1,0 +1,173 @@
+// The erase job end to end on tiny random models (CPU): formation, walk absorption, the random
+// baseline, the report, determinism, abort, bad input, and black-hole save/load.
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import t from 'tap';
+import {
+  absorbIdentity,
+  createDiffusion,
+  createIdentityEncoder,
+  eraseIdentity,
+  formBlackHole,
+  labelNeighbours,
+  liveTensors,
+  loadBlackHole,
+  randn,
+  sampleNeighbours,
+  saveBlackHole,
+  signedDistance,
+  tensor,
+  type DiffusionModel,
+  type EraseProgress,
+  type IdentityEncoder,
+  type Tensor,
+} from '../ts/index';
+import { gc } from './helpers';
+
+const BASE = { t0: 100, steps: 6, protocol: 'resize' as const, inject: 'every-step' as const, neighbours: 16, wrapSize: 4, walkStepUnit: 'relative' as const, walkStep: [0.5, 0.6] as [number, number], fidelityThreshold: 10 };
+
+let diffusion: DiffusionModel;
+let encoder: IdentityEncoder;
+let image: Tensor;
+let threshold: number;
+
+t.before(async () => {
+  diffusion = await createDiffusion('tiny', { seed: 1 });
+  encoder = await createIdentityEncoder('iresnet18', { width: 0.125, embeddingSize: 32, seed: 2 });
+  image = await randn([1, 3, 16, 16], { seed: 5 });
+  // Random networks have no notion of identity: put the threshold at the median similarity of
+  // neighbours at α_max = 1 so that both labels occur (what calibration would look for).
+  const { xLat, hR } = await diffusion.invert(image, { t0: BASE.t0, steps: BASE.steps });
+  const fR = await encoder.embed(image, { protocol: 'resize' });
+  const nb = await sampleNeighbours(hR, { n: BASE.neighbours, alphaMax: 1, seed: 909090 });
+  const lab = await labelNeighbours(diffusion, encoder, { xLat, hR, fR }, nb.codes, { t0: BASE.t0, steps: BASE.steps, protocol: 'resize', mode: 'every-step' });
+  const s = Array.from(lab.similarities).sort((a, b) => a - b);
+  threshold = (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
+  for (const x of [xLat, hR, fR, nb.codes]) x.dispose();
+});
+
+t.test('eraseIdentity (walk): report, candidates, choice, baseline, progress', async (t) => {
+  gc();
+  const live = liveTensors();
+  const events: EraseProgress[] = [];
+  const r = await eraseIdentity(image, { diffusion, encoder, ...BASE, threshold, onStage: (p) => events.push(p) });
+  const rep = r.report;
+  t.equal(rep.blackHole.found, true, 'a boundary at the median threshold');
+  t.ok(rep.blackHole.labelShare! >= 0.2 && rep.blackHole.labelShare! <= 0.8);
+  t.equal(rep.blackHole.similarities.length, BASE.neighbours);
+  t.equal(rep.blackHole.wrap.length, 4);
+  t.ok(rep.blackHole.svm!.trainAccuracy >= 0.5);
+  const c = rep.absorption.candidates;
+  t.equal(c.length, 5, 'h_r and the K wrap points');
+  t.equal(c[0].from, 'source');
+  // h_r's walk starts |s(h_r)| + Δ beyond: it leaves the black hole (negative side after orientation).
+  const sR = rep.blackHole.sourceDistance!;
+  const src = c[0];
+  const step = src.distance * rep.blackHole.hNorm;
+  t.ok(Math.abs(Math.abs(src.signedDistance - sR) - step) < 1e-3 * (1 + step), `moved along the unit normal: |Δs| ${Math.abs(src.signedDistance - sR).toFixed(4)} = step ${step.toFixed(4)}`);
+  t.ok(Math.sign(src.signedDistance) !== Math.sign(sR) || src.trials! > 1, 'the first trial crosses the boundary');
+  // The output is the accepted candidate of lowest identity similarity.
+  const accepted = c.filter((x) => x.accepted);
+  t.ok(accepted.length > 0);
+  const best = Math.min(...accepted.map((x) => x.similarity));
+  t.equal(c[rep.absorption.chosen].similarity, best);
+  t.equal(rep.sid.after, best);
+  t.ok(rep.sid.reconstruction > 0.9, `reconstruction SID ${rep.sid.reconstruction.toFixed(4)}`);
+  // Baseline: same length, random direction.
+  t.equal(rep.baseline!.distance, c[rep.absorption.chosen].distance);
+  t.equal(rep.sid.baseline, rep.baseline!.similarity);
+  t.same(r.image.shape, [1, 3, 16, 16]);
+  t.same(r.candidates.shape, [5, 3, 16, 16]);
+  t.same(r.baseline!.shape, [1, 3, 16, 16]);
+  t.same(Array.from(await r.image.data()), Array.from((await r.candidates.data()).slice(rep.absorption.chosen * 768, (rep.absorption.chosen + 1) * 768)), 'the output is the chosen candidate');
+  t.ok(rep.preservation.ssim <= 1 && rep.preservation.mse >= 0);
+  t.equal(rep.models.perceptual.includes('substitute'), true);
+  t.equal(rep.options.seed, 909090);
+  t.equal(rep.seeds.walk, 909091);
+  for (const k of ['invert', 'neighbours', 'boundary', 'absorb', 'baseline', 'evaluate', 'total'] as const) t.ok(rep.timings[k] > 0, `timing ${k}`);
+  t.same(JSON.parse(JSON.stringify(rep)).sid, rep.sid, 'JSON-serialisable');
+  // Progress: stages in order, fraction monotone, ends at 1.
+  const order = ['load', 'invert', 'neighbours', 'boundary', 'absorb', 'baseline', 'evaluate'];
+  let last = -1;
+  let lastStage = 0;
+  for (const e of events) {
+    t.ok(e.fraction >= last, 'fraction never goes back');
+    last = e.fraction;
+    const si = order.indexOf(e.stage);
+    if (si < lastStage) t.fail(`stage ${e.stage} after ${order[lastStage]}`);
+    lastStage = si;
+  }
+  t.equal(events.at(-1)!.fraction, 1);
+  r.dispose();
+  gc();
+  t.equal(liveTensors(), live, 'no tensor left behind');
+});
+
+t.test('same seed, same result; another seed, another', async (t) => {
+  const a = await eraseIdentity(image, { diffusion, encoder, ...BASE, threshold, baseline: false });
+  const b = await eraseIdentity(image, { diffusion, encoder, ...BASE, threshold, baseline: false });
+  const c = await eraseIdentity(image, { diffusion, encoder, ...BASE, threshold, baseline: false, seed: 7 });
+  t.same(a.report.absorption, b.report.absorption);
+  t.same(Array.from(await a.image.data()), Array.from(await b.image.data()));
+  t.not(JSON.stringify(a.report.blackHole.similarities), JSON.stringify(c.report.blackHole.similarities));
+  t.equal(a.report.baseline, null);
+  t.equal(a.baseline, null);
+  for (const r of [a, b, c]) r.dispose();
+});
+
+t.test('a black hole is formed once, saved, loaded and absorbed again identically', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'bia-bh-'));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  const call = { diffusion, encoder, ...BASE, threshold };
+  const bh = await formBlackHole(image, call);
+  const a = await absorbIdentity(bh, call);
+  await saveBlackHole(bh, dir);
+  const back = await loadBlackHole(dir);
+  t.equal(back.found, bh.found);
+  t.equal(back.boundary!.b, bh.boundary!.b);
+  t.same(Array.from(back.labels), Array.from(bh.labels));
+  t.same(Array.from(await back.boundary!.dq.data()), Array.from(await bh.boundary!.dq.data()));
+  const sBack = await signedDistance(back.hR, back.boundary!.w, back.boundary!.b);
+  t.equal(sBack[0], bh.boundary!.sR, 's(h_r) from the loaded w, b');
+  const b = await absorbIdentity(back, call);
+  t.same(b.candidates, a.candidates, 'the same absorption from the loaded black hole');
+  for (const x of [a, b, bh, back]) x.dispose();
+  await t.rejects(loadBlackHole(join(dir, 'nope')), { code: 'BIA_IO_ERROR' });
+});
+
+t.test('abort stops the job and leaks nothing', async (t) => {
+  gc();
+  const live = liveTensors();
+  const ctl = new AbortController();
+  let n = 0;
+  const p = eraseIdentity(image, {
+    diffusion,
+    encoder,
+    ...BASE,
+    threshold,
+    signal: ctl.signal,
+    onStage: (e) => {
+      if (e.stage === 'neighbours' && ++n === 3) ctl.abort();
+    },
+  });
+  await t.rejects(p, { code: 'BIA_ABORTED' });
+  gc();
+  t.equal(liveTensors(), live);
+});
+
+t.test('bad input: clear errors, nothing run', async (t) => {
+  const ok = { diffusion, encoder, ...BASE, threshold };
+  const wrong = await randn([1, 3, 32, 32], { seed: 1 });
+  await t.rejects(eraseIdentity(wrong, ok), { code: 'BIA_INVALID_ARGUMENT', message: /\[1,3,16,16\]/ });
+  await t.rejects(eraseIdentity(image, { ...ok, threshold: 2 }), { code: 'BIA_INVALID_ARGUMENT', message: /threshold/ });
+  await t.rejects(eraseIdentity(image, { ...ok, neighbours: 0 }), { code: 'BIA_INVALID_ARGUMENT', message: /neighbours/ });
+  await t.rejects(eraseIdentity(image, { ...ok, absorb: 'teleport' as 'walk' }), { code: 'BIA_INVALID_ARGUMENT', message: /absorb/ });
+  await t.rejects(eraseIdentity(image, { ...ok, walkStep: [5, 1] }), { code: 'BIA_INVALID_ARGUMENT', message: /walkStep/ });
+  await t.rejects(eraseIdentity(image, { ...ok, bogus: 1 } as typeof ok), { code: 'BIA_INVALID_ARGUMENT', message: /unknown option 'bogus'/ });
+  await t.rejects(eraseIdentity(image, { ...ok, encoder: undefined as unknown as IdentityEncoder }), { code: 'BIA_INVALID_ARGUMENT', message: /encoder/ });
+  const nan = new Float32Array(768);
+  nan[5] = NaN;
+  await t.rejects(eraseIdentity(await tensor(nan, [1, 3, 16, 16]), ok), { code: 'BIA_INVALID_ARGUMENT', message: /NaN|finite/ });
+  wrong.dispose();
+});
