@@ -37,6 +37,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("setNumThreads", Napi::Function::New<SetNumThreads>(env, "setNumThreads"));
   exports.Set("benchmark", Napi::Function::New<Benchmark>(env, "benchmark"));
   exports.Set("matmul", Napi::Function::New<Matmul>(env, "matmul"));
+  exports.Set("unetStats", Napi::Function::New<UNetStats>(env, "unetStats"));
   exports.Set("emptyCache", Napi::Function::New<EmptyCache>(env, "emptyCache"));
   // Diffusion core
   Napi::Function diffusion = DiffusionHandle::Init(env);

@@ -1,4 +1,5 @@
 #include "engine.h"
+#include "unet.h"
 
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
@@ -228,6 +229,19 @@ Napi::Value Benchmark(const Napi::CallbackInfo& info) {
         return r;
       };
     });
+  });
+}
+
+Napi::Value UNetStats(const Napi::CallbackInfo& info) {
+  return guarded(info.Env(), [&]() -> Napi::Value {
+    const UNetCounters c = unetCounters(info[0].ToBoolean().Value());
+    Napi::Object o = Napi::Object::New(info.Env());
+    o.Set("encodeCalls", static_cast<double>(c.encodeCalls));
+    o.Set("decodeCalls", static_cast<double>(c.decodeCalls));
+    o.Set("encodeImages", static_cast<double>(c.encodeImages));
+    o.Set("decodeImages", static_cast<double>(c.decodeImages));
+    o.Set("seconds", c.seconds);
+    return o;
   });
 }
 

@@ -1,5 +1,8 @@
 #include "unet.h"
 
+#include <chrono>
+#include <mutex>
+
 #include <cmath>
 
 #include "errors.h"
@@ -196,7 +199,45 @@ UNetImpl::UNetImpl(const UNetConfig& config) : config_(config) {
   convOut = register_module("conv_out", conv(blockIn, config_.outChannels, 3, 1, 1));
 }
 
+namespace {
+
+std::mutex countersMutex;
+UNetCounters counters;
+
+// Adds the scope's wall time to the counters.
+class CountScope {
+ public:
+  CountScope(bool encode, int64_t images) : encode_(encode), images_(images), start_(std::chrono::steady_clock::now()) {}
+  ~CountScope() {
+    const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count();
+    std::lock_guard<std::mutex> lock(countersMutex);
+    counters.seconds += s;
+    if (encode_) {
+      counters.encodeCalls++;
+      counters.encodeImages += images_;
+    } else {
+      counters.decodeCalls++;
+      counters.decodeImages += images_;
+    }
+  }
+
+ private:
+  bool encode_;
+  int64_t images_;
+  std::chrono::steady_clock::time_point start_;
+};
+
+}  // namespace
+
+UNetCounters unetCounters(bool reset) {
+  std::lock_guard<std::mutex> lock(countersMutex);
+  UNetCounters c = counters;
+  if (reset) counters = UNetCounters{};
+  return c;
+}
+
 UNetFeatures UNetImpl::encode(const at::Tensor& x, const at::Tensor& t) {
+  CountScope count(true, x.size(0));
   UNetFeatures f;
   at::Tensor temb = timestepEmbedding(t, config_.ch).to(x.scalar_type());
   temb = dense1->forward(swish(dense0->forward(temb)));
@@ -226,6 +267,7 @@ UNetFeatures UNetImpl::encode(const at::Tensor& x, const at::Tensor& t) {
 }
 
 at::Tensor UNetImpl::decode(const at::Tensor& hIn, const UNetFeatures& f) {
+  CountScope count(false, hIn.size(0));
   const int64_t levels = config_.levels();
   size_t next = f.skips.size();
   at::Tensor h = hIn;

@@ -58,6 +58,14 @@ class AttnBlockImpl : public torch::nn::Module {
 };
 TORCH_MODULE(AttnBlock);
 
+// Wall time spent inside UNet encode/decode calls (host time: on CUDA the kernels may still be
+// running when a call returns), counted process-wide so benches can tell UNet time from the rest.
+struct UNetCounters {
+  int64_t encodeCalls = 0, decodeCalls = 0, encodeImages = 0, decodeImages = 0;
+  double seconds = 0;
+};
+UNetCounters unetCounters(bool reset);
+
 // What the encoder hands to the decoder.
 struct UNetFeatures {
   at::Tensor tembAct;            // swish(temb), [B, 4ch]

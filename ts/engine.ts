@@ -1,7 +1,8 @@
 /** What the library runs on, thread control, and measured arithmetic rates. */
 import os from 'node:os';
 import { callNative, runJob, type JobOptions } from './jobs';
-import { loadAddon, loadedAddonPath, type NativeBenchmarkSpec, type NativeRuntimeInfo } from './native';
+import { loadAddon, loadedAddonPath, type NativeBenchmarkSpec, type NativeRuntimeInfo, type UNetStats } from './native';
+export type { UNetStats } from './native';
 import { checkDevice, checkDtype, checkInt, COMPUTE_DTYPES, type ComputeDtype, type Device } from './options';
 import { invalidArgument } from './errors';
 import { VERSION } from './version';
@@ -123,4 +124,12 @@ export function setThreads(n: number): number {
 
 export function getThreads(): number {
   return runtimeInfo().threads;
+}
+
+/**
+ * Wall time spent inside UNet calls (encode = down path + middle block, decode = up path) since
+ * the last reset, process-wide. Host time: on CUDA, synchronise before reading it.
+ */
+export function unetStats(opts?: { reset?: boolean }): UNetStats {
+  return callNative(() => loadAddon().unetStats(opts?.reset ?? false));
 }

@@ -11,6 +11,15 @@ export type NativeDtype = 'float32' | 'float16' | 'bfloat16' | 'float64' | 'uint
 /** What tensors read back as (float16/bfloat16 → Float32Array, bool → Uint8Array, int64 → Float64Array). */
 export type NativeArray = Float32Array | Float64Array | Uint8Array | Int32Array;
 
+/** Wall time inside UNet encode/decode calls since the last reset (host time). */
+export interface UNetStats {
+  encodeCalls: number;
+  decodeCalls: number;
+  encodeImages: number;
+  decodeImages: number;
+  seconds: number;
+}
+
 export interface NativeProgress {
   step: number;
   total: number;
@@ -155,6 +164,7 @@ export interface NativeAddon {
   setNumThreads(n: number): number;
   benchmark(spec: NativeBenchmarkSpec, opts?: NativeJobOptions): Promise<NativeBenchmarkResult>;
   matmul(a: NativeTensor, b: NativeTensor, opts?: NativeJobOptions): Promise<NativeTensor>;
+  unetStats(reset: boolean): UNetStats;
   emptyCache(): void;
   DiffusionModel: new (...args: never[]) => NativeDiffusion;
   createDiffusion(
