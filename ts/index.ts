@@ -99,6 +99,7 @@ export {
   type NeighbourOptions,
   type Neighbours,
 } from './blackhole/neighbours';
-export { imageLosses, PERCEPTUAL_SUBSTITUTE, type ImageLosses } from './losses';
+export { imageLosses, PERCEPTUAL_SUBSTITUTE, type ImageLosses, type ImageLossesOptions } from './losses';
+export { PerceptualModel, createPerceptual, loadPerceptual, VGG16_PERCEPTUAL, type PerceptualOptions } from './perceptual';
 export { loadAddon, addonCandidates } from './native';
 export { VERSION } from './version';
