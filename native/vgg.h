@@ -22,6 +22,11 @@
 // computed in the net's dtype, the distance is reduced in float32 (float64 for a float64 net) and
 // returned on a's device.
 //
+// Weights: the released code loads torchvision's IMAGENET1K_FEATURES (vgg16_features-amdegroot-88682ab5.pth,
+// trained on 0–255 inputs minus the mean, its classifier NaN) yet normalises with ImageNet's mean/std
+// as here. That file has the same keys and loads too (the classifier is ignored); vgg16-397923af.pth
+// is the one whose training matches this normalisation.
+//
 // Checkpoints (loadVgg16Weights): torchvision's `vgg16-397923af.pth` (a bare state dict: features.*,
 // classifier.*), the same keys in safetensors (what save() writes), or a features-only state dict
 // (`vgg16().features.state_dict()`: keys "0.weight", …). Only features.0–14 are used; the later
