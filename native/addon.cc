@@ -12,6 +12,7 @@
 #include "losses.h"
 #include "job.h"
 #include "tensor.h"
+#include "vgg.h"
 
 namespace bia {
 
@@ -58,6 +59,12 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("createIdentityEncoder", Napi::Function::New<CreateIdentityEncoder>(env, "createIdentityEncoder"));
   exports.Set("loadIdentityEncoder", Napi::Function::New<LoadIdentityEncoder>(env, "loadIdentityEncoder"));
   exports.Set("cosineSimilarity", Napi::Function::New<CosineSimilarity>(env, "cosineSimilarity"));
+  // The VGG16 perceptual distance (L_perc)
+  Napi::Function perceptual = PerceptualHandle::Init(env);
+  data->perceptualCtor = Napi::Persistent(perceptual);
+  exports.Set("PerceptualModel", perceptual);
+  exports.Set("createPerceptual", Napi::Function::New<CreatePerceptual>(env, "createPerceptual"));
+  exports.Set("loadPerceptual", Napi::Function::New<LoadPerceptual>(env, "loadPerceptual"));
 
   // The black hole: Gram matrix, boundary normal and signed distances on h-space codes
   exports.Set("gram", Napi::Function::New<Gram>(env, "gram"));

@@ -12,6 +12,7 @@ struct AddonData {
   Napi::FunctionReference cancelTokenCtor;
   Napi::FunctionReference diffusionCtor;
   Napi::FunctionReference encoderCtor;
+  Napi::FunctionReference perceptualCtor;
   // Set when this environment (the main thread's, or a worker thread's) is torn down.
   std::shared_ptr<std::atomic<bool>> stopping = std::make_shared<std::atomic<bool>>(false);
   static AddonData& get(Napi::Env env) { return *env.GetInstanceData<AddonData>(); }

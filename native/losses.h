@@ -37,7 +37,8 @@ at::Tensor perceptualLoss(const at::Tensor& a, const at::Tensor& b, PerceptualNe
 // The name of the L_perc that perceptualLoss(…, net) computes.
 std::string perceptualName(const PerceptualNet* net);
 
-// (a, b, jobOpts) → Promise<{mse, ssim, gradL1, perceptual}: Float64Array each>
+// (a, b, perceptual: PerceptualModel handle | null, jobOpts) → Promise<{mse, ssim, gradL1, perceptual:
+// Float64Array each, perceptualName: string}>; with a handle, `perceptual` is its distance.
 Napi::Value ImageLossesJs(const Napi::CallbackInfo& info);
 
 }  // namespace bia

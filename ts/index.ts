@@ -108,6 +108,7 @@ export { eraseIdentity, formBlackHole, absorbIdentity, walkBaseline, type Absorp
 export { saveBlackHole, loadBlackHole } from './erase/blackhole-io';
 export { ERASE_DEFAULTS, resolveEraseOptions, type ResolvedEraseOptions } from './erase/options';
 export type { AbsorbMode, Backprop, Candidate, EraseOptions, EraseProgress, EraseReport, EraseResult, EraseStage, NeighbourMode } from './erase/types';
-export { imageLosses, PERCEPTUAL_SUBSTITUTE, type ImageLosses } from './losses';
+export { imageLosses, PERCEPTUAL_SUBSTITUTE, type ImageLosses, type ImageLossesOptions } from './losses';
+export { PerceptualModel, createPerceptual, loadPerceptual, VGG16_PERCEPTUAL, type PerceptualOptions } from './perceptual';
 export { loadAddon, addonCandidates } from './native';
 export { VERSION } from './version';

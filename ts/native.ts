@@ -149,6 +149,24 @@ export interface NativeEncoder {
   save(path: string, metadata: Record<string, string>, opts?: NativeJobOptions): Promise<void>;
 }
 
+export interface NativePerceptual {
+  readonly name: string;
+  readonly parameterCount: number;
+  readonly device: string;
+  readonly dtype: NativeDtype;
+  readonly disposed: boolean;
+  dispose(): void;
+  stateDict(): [string, NativeTensor][];
+  /** Takes torchvision's whole-model keys (features.*, classifier.* ignored) or features-only keys. */
+  loadStateDict(entries: [string, NativeTensor][], strict: boolean, opts?: NativeJobOptions): Promise<void>;
+  save(path: string, metadata: Record<string, string>, opts?: NativeJobOptions): Promise<void>;
+  /** Per image, float64. */
+  distance(a: NativeTensor, b: NativeTensor, opts?: NativeJobOptions): Promise<Float64Array>;
+  /** The distance and ∂(Σ_i distance_i)/∂a (a's shape, dtype and device). */
+  gradient(a: NativeTensor, b: NativeTensor, opts?: NativeJobOptions): Promise<{ distance: Float64Array; gradient: NativeTensor }>;
+  /** [relu1_2, relu2_2, relu3_3] in the model's dtype, on its device. */
+  features(x: NativeTensor, opts?: NativeJobOptions): Promise<NativeTensor[]>;
+}
 
 export interface NativeAddon {
   abiVersion: number;
@@ -187,7 +205,13 @@ export interface NativeAddon {
     opts?: NativeJobOptions,
   ): Promise<NativeDiffusion>;
   diffusionPreset(name: string): NativeUNetConfig;
-  imageLosses(a: NativeTensor, b: NativeTensor, opts?: NativeJobOptions): Promise<{ mse: Float64Array; ssim: Float64Array; gradL1: Float64Array; perceptual: Float64Array }>;
+  /** With a perceptual model, `perceptual` is its distance instead of the weight-free substitute. */
+  imageLosses(
+    a: NativeTensor,
+    b: NativeTensor,
+    perceptual: NativePerceptual | null,
+    opts?: NativeJobOptions,
+  ): Promise<{ mse: Float64Array; ssim: Float64Array; gradL1: Float64Array; perceptual: Float64Array; perceptualName: string }>;
   sampleNeighbours(hR: NativeTensor, n: number, alphaMax: number, seed: number, targets: NativeTensor | null, opts?: NativeJobOptions): Promise<{ codes: NativeTensor; alphas: Float64Array }>;
   offsetCodes(base: NativeTensor, rows: number[] | null, direction: NativeTensor | null, steps: Float64Array | null, opts?: NativeJobOptions): Promise<NativeTensor>;
   takeRows(parts: NativeTensor[], picks: number[], opts?: NativeJobOptions): Promise<NativeTensor>;
@@ -195,6 +219,9 @@ export interface NativeAddon {
   createIdentityEncoder(arch: string, width: number, embeddingSize: number, seed: number, device: string, dtype: NativeDtype, opts?: NativeJobOptions): Promise<NativeEncoder>;
   loadIdentityEncoder(path: string, arch: string | null, device: string, dtype: NativeDtype, strict: boolean, opts?: NativeJobOptions): Promise<NativeEncoder>;
   cosineSimilarity(a: NativeTensor, b: NativeTensor, matrix: boolean, opts?: NativeJobOptions): Promise<NativeTensor>;
+  PerceptualModel: new (...args: never[]) => NativePerceptual;
+  createPerceptual(seed: number, device: string, dtype: NativeDtype, opts?: NativeJobOptions): Promise<NativePerceptual>;
+  loadPerceptual(path: string, device: string, dtype: NativeDtype, opts?: NativeJobOptions): Promise<NativePerceptual>;
   /** torch.save files (zip, legacy) and safetensors; progress events count bytes read. */
   readCheckpoint(path: string, opts?: NativeJobOptions): Promise<NativeCheckpoint>;
   /** Writes to a temporary file in the same folder, then renames it over `path`. */

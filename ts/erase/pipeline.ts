@@ -18,7 +18,7 @@ import { BiaError, invalidArgument } from '../errors';
 import type { IdentityEncoder } from '../identity';
 import { similarity } from '../identity';
 import type { JobOptions, ProgressEvent } from '../jobs';
-import { imageLosses } from '../losses';
+import { imageLosses, PERCEPTUAL_SUBSTITUTE } from '../losses';
 import type { PerceptualModel } from '../perceptual';
 import { Tensor } from '../tensor';
 import { VERSION } from '../version';
@@ -531,7 +531,7 @@ export async function eraseIdentity(image: Tensor, call: EraseCall): Promise<Era
         diffusion: { path: models.diffusion.source, sha256: dHash, config: { ...models.diffusion.config } },
         encoder: { path: models.encoder.source, sha256: eHash, arch: models.encoder.arch },
         ...(models.secondEncoder ? { secondEncoder: { path: models.secondEncoder.source, sha256: sHash, arch: models.secondEncoder.arch } } : {}),
-        perceptual: models.perceptual ? models.perceptual.name : PERCEPTUAL_SUBSTITUTE_NAME,
+        perceptual: models.perceptual ? models.perceptual.name : PERCEPTUAL_SUBSTITUTE,
       },
       options: o,
       device: models.diffusion.device,
@@ -594,5 +594,3 @@ export async function eraseIdentity(image: Tensor, call: EraseCall): Promise<Era
     scope.dispose();
   }
 }
-
-const PERCEPTUAL_SUBSTITUTE_NAME = '(1 - SSIM) + image-gradient L1 (weight-free substitute for VGG16)';
