@@ -19,7 +19,7 @@ import { loadDiffusion, INJECT_MODES, UNET_PRESETS, type DiffusionModel, type UN
 import type { AbsorbMode, Backprop, EraseOptions, EraseProgress, EraseReport, EraseResult, NeighbourMode } from '../erase/types';
 import { BiaError, invalidArgument } from '../errors';
 import { INPUT_PROTOCOLS, loadIdentityEncoder, type IdentityEncoder } from '../identity';
-import { comparisonGrid, readImage, writeImage } from '../images';
+import { comparisonGrid, describeImage, readImage, writeImage } from '../images';
 import { checkDevice, type Device } from '../options';
 import { renderReportHtml, summarize, type ReportEntry, type ReportSummary } from '../report/html';
 import type { Tensor } from '../tensor';
@@ -486,10 +486,12 @@ export interface EraseSummary {
   files: { report: string | null; html: string | null; errors: string | null };
 }
 
+/** An error's code: a BiaError's (or Node's, e.g. ENOENT), else its name (Error, TypeError, …). */
 function errorInfo(e: unknown): { code: string; message: string } {
   const code = (e as { code?: unknown })?.code;
+  const name = (e as { name?: unknown })?.name;
   return {
-    code: typeof code === 'string' ? code : 'BIA_NATIVE_ERROR',
+    code: typeof code === 'string' ? code : typeof name === 'string' && name ? name : 'Error',
     message: e instanceof Error ? e.message : String(e),
   };
 }
@@ -545,9 +547,8 @@ interface RunContext {
 }
 
 /** Erase one image and write its folder; report.json last. */
-async function eraseOne(ctx: RunContext, models: Models, input: string, dir: string): Promise<EraseReport> {
+async function eraseOne(ctx: RunContext, models: Models, input: string, sha: string, dir: string): Promise<EraseReport> {
   const { args, deps, view, signal } = ctx;
-  const sha = await sha256File(input);
   const resolution = models.diffusion.config.resolution;
   const image = await readImage(input, { size: resolution, fit: 'cover', device: args.device, signal });
   let result: EraseResult | undefined;
@@ -643,7 +644,7 @@ export async function runErase(argv: string[], deps: EraseDeps): Promise<number>
 
 async function runBatch(ctx: RunContext, stdout: ProgressStream, stderr: ProgressStream): Promise<number> {
   const { args, deps, view, signal } = ctx;
-  const fail = (e: unknown, what: string): number => {
+  const fatal = (e: unknown, what: string): number => {
     view.close();
     const info = errorInfo(e);
     stderr.write(`bia erase: ${what}${info.message} [${info.code}]\n`);
@@ -653,16 +654,23 @@ async function runBatch(ctx: RunContext, stdout: ProgressStream, stderr: Progres
   try {
     await fsp.mkdir(out, { recursive: true });
   } catch (e) {
-    return fail(ioError(`cannot create the output folder ${out}`, e), '');
+    return fatal(ioError(`cannot create the output folder ${out}`, e), '');
   }
   const expanded = await expandInputs(args.inputs);
   for (const d of expanded.empty) view.message(`warning: ${d} holds no .png/.jpg/.jpeg/.webp file`);
   if (expanded.images.length === 0 && expanded.failed.length === 0) {
-    return fail(new BiaError('BIA_INVALID_ARGUMENT', `no image found in ${args.inputs.join(', ')}`), '');
+    return fatal(new BiaError('BIA_INVALID_ARGUMENT', `no image found in ${args.inputs.join(', ')}`), '');
   }
 
-  const outcomes: ImageOutcome[] = expanded.failed.map((f) => ({ input: f.input, dir: null, status: 'failed', error: errorInfo(f.error) }));
-  for (const f of expanded.failed) stderr.write(`✗ ${f.input}  ${f.error.message} [${f.error.code}]\n`);
+  const outcomes: ImageOutcome[] = [];
+  /** One image failed: recorded for errors.json, said on stderr (even with --json), and the batch goes on. */
+  const imageFailed = (input: string, dir: string | null, label: string, e: unknown, seconds?: number) => {
+    const info = errorInfo(e);
+    outcomes.push({ input, dir, status: 'failed', error: info, seconds });
+    view.close();
+    stderr.write(`✗ ${label}  ${info.message} [${info.code}]\n`);
+  };
+  for (const f of expanded.failed) imageFailed(f.input, null, f.input, f.error);
   const dirs = imageDirs(expanded.images);
   const finished: Array<{ report: EraseReport; dir: string }> = [];
   const count = expanded.images.length;
@@ -684,6 +692,17 @@ async function runBatch(ctx: RunContext, stdout: ProgressStream, stderr: Progres
           continue;
         }
       }
+      // The file is read and its header checked before the models load: a batch whose only
+      // unfinished images are unreadable never loads them.
+      let sha: string;
+      try {
+        sha = await sha256File(input);
+        // The face-input contract (square, not tiny): said, not enforced.
+        for (const warning of (await describeImage(input)).warnings) view.message(`! ${label}  ${warning}`);
+      } catch (e) {
+        imageFailed(input, dir, label, e);
+        continue;
+      }
       if (!models) {
         view.update({ stage: 'load', step: 0, total: 1, fraction: 0, message: 'loading the models' });
         try {
@@ -700,11 +719,11 @@ async function runBatch(ctx: RunContext, stdout: ProgressStream, stderr: Progres
             interrupted = true;
             break;
           }
-          return fail(e, 'cannot load the models: ');
+          return fatal(e, 'cannot load the models: ');
         }
       }
       try {
-        const report = await eraseOne(ctx, models, input, dir);
+        const report = await eraseOne(ctx, models, input, sha, dir);
         const seconds = view.elapsed() / 1000;
         finished.push({ report, dir });
         outcomes.push({ input, dir, status: 'done', sid: { reconstruction: report.sid.reconstruction, after: report.sid.after, baseline: report.sid.baseline }, noBoundary: !report.blackHole.found, seconds });
@@ -714,10 +733,7 @@ async function runBatch(ctx: RunContext, stdout: ProgressStream, stderr: Progres
           interrupted = true;
           break;
         }
-        const info = errorInfo(e);
-        outcomes.push({ input, dir, status: 'failed', error: info, seconds: view.elapsed() / 1000 });
-        view.close();
-        stderr.write(`✗ ${label}  ${info.message} [${info.code}]\n`);
+        imageFailed(input, dir, label, e, view.elapsed() / 1000);
       }
     }
   } finally {
@@ -733,7 +749,7 @@ async function runBatch(ctx: RunContext, stdout: ProgressStream, stderr: Progres
     failed: failedOutcomes.length,
   };
   const files: EraseSummary['files'] = { report: null, html: null, errors: null };
-  let code = interrupted ? EXIT.interrupted : exitFor(failedOutcomes.map((o) => o.error?.code ?? 'BIA_NATIVE_ERROR'));
+  let code = interrupted ? EXIT.interrupted : exitFor(failedOutcomes.map((o) => o.error?.code ?? 'Error'));
 
   if (!interrupted) {
     try {
@@ -759,14 +775,14 @@ async function runBatch(ctx: RunContext, stdout: ProgressStream, stderr: Progres
       files.html = htmlPath;
       const errorsPath = nodePath.join(out, 'errors.json');
       if (failedOutcomes.length > 0) {
-        const errors = failedOutcomes.map((o) => ({ input: o.input, dir: o.dir, code: o.error?.code, message: o.error?.message }));
+            const errors = failedOutcomes.map((o) => ({ input: o.input, dir: o.dir, code: o.error?.code, message: o.error?.message }));
         await writeFileAtomic(errorsPath, `${JSON.stringify(errors, null, 2)}\n`);
         files.errors = errorsPath;
       } else {
         await fsp.rm(errorsPath, { force: true });
       }
     } catch (e) {
-      code = fail(e, 'cannot write the batch report: ');
+      code = fatal(e, 'cannot write the batch report: ');
     }
   }
 

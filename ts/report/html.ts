@@ -141,7 +141,7 @@ function axes(f: Frame, x: { lo: number; hi: number; ticks: number[]; label: str
  * should a bin ever hold both), with the threshold drawn as a vertical line (class "threshold").
  */
 export function histogramSvg(similarities: readonly number[], threshold: number, opts?: { width?: number; height?: number; bins?: number }): string {
-  const f: Frame = { width: opts?.width ?? 460, height: opts?.height ?? 220, left: 44, right: 12, top: 22, bottom: 36 };
+  const f: Frame = { width: opts?.width ?? 460, height: opts?.height ?? 230, left: 44, right: 12, top: 38, bottom: 36 };
   const values = similarities.filter((v) => Number.isFinite(v));
   const binsWanted = opts?.bins ?? 24;
   let lo = values.reduce((a, b) => Math.min(a, b), threshold);
@@ -193,10 +193,13 @@ export function histogramSvg(similarities: readonly number[], threshold: number,
     }
   });
   const tx = plotX(f, axisLo, axisHi, threshold);
-  parts.push(`<line class="threshold" data-value="${tickLabel(threshold)}" x1="${c(tx)}" y1="${c(f.top - 6)}" x2="${c(tx)}" y2="${c(f.height - f.bottom)}" />`);
-  parts.push(`<text class="threshold-label" x="${c(tx + 4)}" y="${c(f.top + 4)}">threshold ${esc(num(threshold, 2))}</text>`);
-  parts.push(`<rect class="legend label1" x="${c(f.width - f.right - 170)}" y="4" width="10" height="10" /><text class="legend-label" x="${c(f.width - f.right - 156)}" y="13">label 1 (same identity)</text>`);
-  parts.push(`<rect class="legend label0" x="${c(f.width - f.right - 170)}" y="18" width="10" height="10" /><text class="legend-label" x="${c(f.width - f.right - 156)}" y="27">label 0 (other)</text>`);
+  const right = tx > f.width - f.right - 90; // the label goes left of a line near the right edge
+  parts.push(`<line class="threshold" data-value="${tickLabel(threshold)}" x1="${c(tx)}" y1="${c(f.top - 14)}" x2="${c(tx)}" y2="${c(f.height - f.bottom)}" />`);
+  parts.push(
+    `<text class="threshold-label" x="${c(right ? tx - 4 : tx + 4)}" y="${c(f.top - 4)}" text-anchor="${right ? 'end' : 'start'}">threshold ${esc(num(threshold, 2))}</text>`,
+  );
+  parts.push(`<rect class="legend label0" x="${f.left}" y="4" width="10" height="10" /><text class="legend-label" x="${f.left + 14}" y="13">label 0 (other identity)</text>`);
+  parts.push(`<rect class="legend label1" x="${f.left + 160}" y="4" width="10" height="10" /><text class="legend-label" x="${f.left + 174}" y="13">label 1 (same identity)</text>`);
   parts.push('</svg>');
   return parts.join('');
 }
