@@ -1,16 +1,17 @@
 #!/usr/bin/env node
 /** The `bia` command line. It only parses, calls the library and prints. */
 import { parseArgs } from 'node:util';
+import { loadEraseModels, runErase, type Eraser } from './cli/erase';
 import { BiaError } from './errors';
 import { CONVERT_ARCHS, convertOnnx, type ConvertArch, type ConvertResult } from './convert';
 import { info, type Info } from './engine';
 import { VERSION } from './version';
 
 /** Errors that mean "your input is bad" (exit 3), as opposed to a failure of the program (exit 1). */
-const INPUT_ERRORS = new Set<string>(['BIA_INVALID_ARGUMENT', 'BIA_IO_ERROR', 'BIA_CHECKPOINT_ERROR', 'BIA_CHECKPOINT_MISMATCH', 'BIA_IMAGE_ERROR', 'BIA_IMAGE_TOO_LARGE']);
+export const INPUT_ERRORS: ReadonlySet<string> = new Set<string>(['BIA_INVALID_ARGUMENT', 'BIA_IO_ERROR', 'BIA_CHECKPOINT_ERROR', 'BIA_CHECKPOINT_MISMATCH', 'BIA_IMAGE_ERROR', 'BIA_IMAGE_TOO_LARGE']);
 
-/** Exit codes: 0 success, 1 failure, 2 usage error, 3 input error. */
-export const EXIT = { ok: 0, failure: 1, usage: 2, input: 3 } as const;
+/** Exit codes: 0 success, 1 failure, 2 usage error, 3 input error, 130 interrupted (SIGINT). */
+export const EXIT = { ok: 0, failure: 1, usage: 2, input: 3, interrupted: 130 } as const;
 
 const HELP = `bia ${VERSION} — Black Hole-Driven Identity Absorbing on LibTorch
 
@@ -19,8 +20,16 @@ Usage:
   bia convert <model.onnx> <out.safetensors> [--arch mobilefacenet] [--source TEXT] [--map] [--json]
                                      an ONNX MobileFaceNet → safetensors under TreB1eN's state_dict names
                                      (--map prints which ONNX nodes became which layer)
+  bia erase <images or folders...> --diffusion <ckpt> --encoder <ckpt> --out <dir> [--second-encoder <ckpt>]
+            [--config <preset|file.json>] [--device cpu|cuda] [--force] [--json] [erase options]
+                                     erase the identity of each face image; per image <out>/<stem>/ gets output.png,
+                                     reconstruction.png, baseline.png, grid.png, report.json (finished images are
+                                     skipped on a re-run unless --force); then <out>/report.json and report.html.
+                                     'bia erase --help' lists every erase option (--t0, --steps, --inject, --absorb, …)
   bia --version
   bia help
+
+Exit codes: 0 ok, 1 failure, 2 usage error, 3 input error (bad image, checkpoint, file), 130 interrupted
 
 Environment:
   BIA_NUM_THREADS   intra-op threads (default: all cores)
@@ -65,6 +74,9 @@ export function formatConvert(r: ConvertResult, from: string, to: string, map: b
   return lines.join('\n');
 }
 
+/** The erase job of ts/erase/pipeline.ts, loaded on first use. */
+const pipelineEraser: Eraser = (image, opts) => (require('./erase/pipeline') as { eraseIdentity: Eraser }).eraseIdentity(image, opts);
+
 async function main(argv: string[]): Promise<number> {
   const [command, ...rest] = argv;
   if (command === undefined || command === 'help' || command === '--help' || command === '-h') {
@@ -100,6 +112,7 @@ async function main(argv: string[]): Promise<number> {
     process.stdout.write(values.json ? `${JSON.stringify(r, null, 2)}\n` : `${formatConvert(r, from, to, values.map ?? false)}\n`);
     return EXIT.ok;
   }
+  if (command === 'erase') return runErase(rest, { eraser: pipelineEraser, loadModels: loadEraseModels });
   process.stderr.write(`bia: unknown command '${command}'\n\n${HELP}`);
   return EXIT.usage;
 }
