@@ -1,7 +1,8 @@
 #!/usr/bin/env node
 /** The `bia` command line. It only parses, calls the library and prints. */
 import { parseArgs } from 'node:util';
-import { loadEraseModels, runErase, type Eraser } from './cli/erase';
+import { loadEraseModels, runErase } from './cli/erase';
+import { eraseIdentity } from './erase/pipeline';
 import { BiaError } from './errors';
 import { CONVERT_ARCHS, convertOnnx, type ConvertArch, type ConvertResult } from './convert';
 import { info, type Info } from './engine';
@@ -74,8 +75,6 @@ export function formatConvert(r: ConvertResult, from: string, to: string, map: b
   return lines.join('\n');
 }
 
-/** The erase job of ts/erase/pipeline.ts, loaded on first use. */
-const pipelineEraser: Eraser = (image, opts) => (require('./erase/pipeline') as { eraseIdentity: Eraser }).eraseIdentity(image, opts);
 
 async function main(argv: string[]): Promise<number> {
   const [command, ...rest] = argv;
@@ -112,7 +111,7 @@ async function main(argv: string[]): Promise<number> {
     process.stdout.write(values.json ? `${JSON.stringify(r, null, 2)}\n` : `${formatConvert(r, from, to, values.map ?? false)}\n`);
     return EXIT.ok;
   }
-  if (command === 'erase') return runErase(rest, { eraser: pipelineEraser, loadModels: loadEraseModels });
+  if (command === 'erase') return runErase(rest, { eraser: eraseIdentity, loadModels: loadEraseModels });
   process.stderr.write(`bia: unknown command '${command}'\n\n${HELP}`);
   return EXIT.usage;
 }

@@ -9,6 +9,7 @@
  * The erase job and the model loading come in through `EraseDeps`, so that the command line wires
  * the real pipeline (ts/erase/pipeline.ts) and tests can drive the runner with their own.
  */
+import type { EraseCall } from '../erase/pipeline';
 import { createHash, randomBytes } from 'node:crypto';
 import { createReadStream } from 'node:fs';
 import * as fsp from 'node:fs/promises';
@@ -29,15 +30,8 @@ import { EraseProgressView, formatDuration, type ProgressStream } from './progre
 // ---------------------------------------------------------------------------------------------------
 // the dependency seam
 
-/** What the erase job gets besides its options (the signature of eraseIdentity in ts/erase/pipeline.ts). */
-export interface EraserOptions extends EraseOptions {
-  diffusion: DiffusionModel;
-  encoder: IdentityEncoder;
-  secondEncoder?: IdentityEncoder;
-  inputName?: string;
-  inputSha256?: string;
-  onStage?: (p: EraseProgress) => void;
-}
+/** What the erase job gets besides its options (eraseIdentity's). */
+export type EraserOptions = EraseCall;
 
 /** The erase job: one image [1,3,H,W] in [-1,1] at the model's resolution → images and report. */
 export type Eraser = (image: Tensor, opts: EraserOptions) => Promise<EraseResult>;
