@@ -639,7 +639,7 @@ async function encode(rgb: Rgb, format: ImageFormat, quality: number): Promise<B
  * Write bytes so that the file appears whole or not at all: a temporary file in the same folder,
  * synced, then renamed over `path`. On failure the temporary file is removed.
  */
-async function writeFileAtomic(path: string, bytes: Buffer, what: string): Promise<void> {
+export async function writeFileAtomic(path: string, bytes: Buffer | string, what = 'file'): Promise<void> {
   const dir = nodePath.dirname(nodePath.resolve(path));
   const tmp = nodePath.join(dir, `.${nodePath.basename(path)}.${process.pid}.${randomBytes(6).toString('hex')}.tmp`);
   let fh: fsp.FileHandle | undefined;

@@ -10,6 +10,7 @@
  * the real pipeline (ts/erase/pipeline.ts) and tests can drive the runner with their own.
  */
 import type { EraseCall } from '../erase/pipeline';
+import { loadPerceptual, type PerceptualModel } from '../perceptual';
 import { createHash, randomBytes } from 'node:crypto';
 import { createReadStream } from 'node:fs';
 import * as fsp from 'node:fs/promises';
@@ -20,7 +21,7 @@ import { loadDiffusion, INJECT_MODES, UNET_PRESETS, type DiffusionModel, type UN
 import type { AbsorbMode, Backprop, EraseOptions, EraseProgress, EraseReport, EraseResult, NeighbourMode } from '../erase/types';
 import { BiaError, invalidArgument } from '../errors';
 import { INPUT_PROTOCOLS, loadIdentityEncoder, type IdentityEncoder } from '../identity';
-import { comparisonGrid, describeImage, readImage, writeImage } from '../images';
+import { comparisonGrid, describeImage, readImage, writeFileAtomic, writeImage } from '../images';
 import { checkDevice, type Device } from '../options';
 import { renderReportHtml, summarize, type ReportEntry, type ReportSummary } from '../report/html';
 import type { Tensor } from '../tensor';
@@ -46,6 +47,8 @@ export interface Models {
   diffusion: DiffusionModel;
   encoder: IdentityEncoder;
   secondEncoder?: IdentityEncoder;
+  /** VGG16 weights for L_perc (else the weight-free substitute). */
+  perceptual?: PerceptualModel;
   /** The files, with their hashes: filled into each report where the job left path/sha256 null. */
   files?: { diffusion?: ModelFile; encoder?: ModelFile; secondEncoder?: ModelFile };
   /** Release the models (called once, when the batch ends). */
@@ -56,6 +59,8 @@ export interface LoadModelsOptions {
   diffusion: string;
   encoder: string;
   secondEncoder?: string;
+  /** VGG16 checkpoint for L_perc (--perceptual). */
+  perceptual?: string;
   /** The UNet config (--config): a preset or a config object; undefined: the checkpoint's own. */
   config?: UNetPreset | Partial<UNetConfig>;
   device: Device;
@@ -105,10 +110,16 @@ export async function loadEraseModels(opts: LoadModelsOptions): Promise<Models> 
       loaded.push(model);
       second = { model, hash };
     }
+    let perceptual: PerceptualModel | undefined;
+    if (opts.perceptual !== undefined) {
+      perceptual = await loadPerceptual(opts.perceptual, { device: opts.device, signal: opts.signal });
+      loaded.push(perceptual);
+    }
     return {
       diffusion,
       encoder,
       secondEncoder: second?.model,
+      perceptual,
       files: {
         diffusion: { path: opts.diffusion, sha256: dHash },
         encoder: { path: opts.encoder, sha256: eHash },
@@ -182,6 +193,8 @@ Files and run:
   --diffusion <ckpt>         the DDPM UNet checkpoint (torch.save or safetensors)
   --encoder <ckpt>           the identity encoder checkpoint
   --second-encoder <ckpt>    an independent recognizer for a second SID
+  --perceptual <ckpt>        VGG16 weights (torchvision vgg16-397923af.pth) for L_perc;
+                             without them the weight-free substitute (1 − SSIM) + gradient L1
   --config <preset|file>     the UNet config: ${UNET_PRESETS.join(', ')}, or a .json file (default: the checkpoint's)
   --out <dir>                output folder
   --device <cpu|cuda|cuda:N> default cpu
@@ -212,6 +225,8 @@ export interface EraseArgs {
   diffusion: string;
   encoder: string;
   secondEncoder?: string;
+  /** VGG16 weights (torchvision vgg16-397923af.pth) for L_perc. */
+  perceptual?: string;
   /** A preset name, or the path of a JSON config file (read when the models load). */
   config?: string;
   device: Device;
@@ -240,6 +255,7 @@ export function parseEraseArgs(argv: string[]): EraseArgs {
     diffusion: { type: 'string' },
     encoder: { type: 'string' },
     'second-encoder': { type: 'string' },
+    perceptual: { type: 'string' },
     config: { type: 'string' },
     out: { type: 'string', short: 'o' },
     device: { type: 'string' },
@@ -303,6 +319,7 @@ export function parseEraseArgs(argv: string[]): EraseArgs {
     diffusion: str('diffusion') as string,
     encoder: str('encoder') as string,
     secondEncoder: str('second-encoder'),
+    perceptual: str('perceptual'),
     config,
     device,
     force: values.force === true,
@@ -332,23 +349,6 @@ function ioError(what: string, e: unknown): BiaError {
   return new BiaError('BIA_IO_ERROR', `${what}: ${why}`, { cause: e });
 }
 
-/** Write a file so that it appears whole or not at all (temporary file in the same folder, fsync, rename). */
-export async function writeFileAtomic(path: string, data: string | Buffer): Promise<void> {
-  const tmp = nodePath.join(nodePath.dirname(path), `.${nodePath.basename(path)}.${process.pid}.${randomBytes(6).toString('hex')}.tmp`);
-  let fh: fsp.FileHandle | undefined;
-  try {
-    fh = await fsp.open(tmp, 'wx');
-    await fh.writeFile(data);
-    await fh.sync();
-    await fh.close();
-    fh = undefined;
-    await fsp.rename(tmp, path);
-  } catch (e) {
-    await fh?.close().catch(() => undefined);
-    await fsp.rm(tmp, { force: true }).catch(() => undefined);
-    throw ioError(`cannot write ${path}`, e);
-  }
-}
 
 interface Expanded {
   images: string[];
@@ -552,6 +552,7 @@ async function eraseOne(ctx: RunContext, models: Models, input: string, sha: str
       diffusion: models.diffusion,
       encoder: models.encoder,
       secondEncoder: models.secondEncoder,
+      perceptual: models.perceptual,
       inputName: input,
       inputSha256: sha,
       signal,
@@ -704,6 +705,7 @@ async function runBatch(ctx: RunContext, stdout: ProgressStream, stderr: Progres
             diffusion: args.diffusion,
             encoder: args.encoder,
             secondEncoder: args.secondEncoder,
+            perceptual: args.perceptual,
             config: await resolveConfig(args.config),
             device: args.device,
             signal,

@@ -4,10 +4,11 @@
  * numbers, wrap indices) and `blackhole.safetensors` (x_lat, h_r, f_r, the reconstruction, the wrap
  * codes, w and dq). Both are written atomically, the JSON last.
  */
-import { mkdir, readFile, rename, writeFile } from 'node:fs/promises';
+import { mkdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { readCheckpoint, saveSafetensors } from '../checkpoint';
 import { BiaError, invalidArgument } from '../errors';
+import { writeFileAtomic } from '../images';
 import type { JobOptions } from '../jobs';
 import type { Device } from '../options';
 import type { Tensor } from '../tensor';
@@ -61,9 +62,7 @@ export async function saveBlackHole(bh: BlackHole, dir: string, opts?: JobOption
     options: bh.options,
   };
   const jsonPath = join(dir, 'blackhole.json');
-  const tmp = `${jsonPath}.${process.pid}.tmp`;
-  await writeFile(tmp, JSON.stringify(saved, null, 1));
-  await rename(tmp, jsonPath);
+  await writeFileAtomic(jsonPath, JSON.stringify(saved, null, 1), 'black hole');
   return { json: jsonPath, tensors: tensorsPath };
 }
 
