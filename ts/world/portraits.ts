@@ -47,8 +47,11 @@ export const PORTRAIT_SIZE = 64;
 export const MAX_PORTRAIT_SIZE = 1024;
 /** The smallest. */
 export const MIN_PORTRAIT_SIZE = 8;
-/** Portraits rasterised in one SVG document (measured fastest on 2 cores; bigger strips get slower). */
-const STRIP = 16;
+/**
+ * Portraits rasterised in one SVG document: 16 at 64 px was fastest on 2 cores (bigger strips get
+ * slower: libvips renders the whole document once per region); fewer for big portraits (≤ 1 MP a strip).
+ */
+const stripLength = (size: number) => Math.max(1, Math.min(16, Math.floor(2 ** 20 / (size * size))));
 
 let sharpCache: Sharp | undefined;
 
@@ -539,6 +542,7 @@ async function render(resolved: Resolved[], s: Settings): Promise<Float32Array> 
   const { size } = s;
   const per = 3 * size * size;
   const pixels = new Float32Array(resolved.length * per);
+  const STRIP = stripLength(size);
   const strips = Math.ceil(resolved.length / STRIP);
   let next = 0;
   const worker = async () => {
