@@ -99,6 +99,19 @@ export {
   type NeighbourOptions,
   type Neighbours,
 } from './blackhole/neighbours';
+export {
+  absorbLoss,
+  optimizeAbsorption,
+  BACKPROPS,
+  type AbsorbHistory,
+  type AbsorbLatents,
+  type AbsorbLoss,
+  type AbsorbLossOptions,
+  type AbsorbTerms,
+  type Absorption,
+  type Backprop,
+  type OptimizeAbsorptionOptions,
+} from './blackhole/optimize';
 export { imageLosses, PERCEPTUAL_SUBSTITUTE, type ImageLosses } from './losses';
 export { loadAddon, addonCandidates } from './native';
 export { VERSION } from './version';
