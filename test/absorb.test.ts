@@ -6,9 +6,11 @@ import {
   absorbLoss,
   createDiffusion,
   createIdentityEncoder,
+  emptyCache,
   liveTensors,
   optimizeAbsorption,
   randn,
+  runtimeInfo,
   sampleNeighbours,
   similarity,
   tensor,
@@ -199,6 +201,35 @@ t.test('checkpointed full backprop equals plain autograd through the unrolled de
   const o: AbsorbLossOptions = { ...O, mode: 'every-step', tEdit: 10, tauM: -0.5 };
   const e = await relErr((await absorbLoss(diffusion, encoder, latents, hHat, o)).grad, (await absorbLoss(diffusion, encoder, latents, hHat, { ...o, checkpoint: false })).grad);
   t.ok(e < 1e-5, `every-step with tEdit 10: ${e.toExponential(2)}`);
+});
+
+const noCache = () => (runtimeInfo().cpuCache.enabled ? false : 'the caching CPU allocator is disabled (BIA_CPU_CACHE_MB=0): no peak to read');
+
+t.test('checkpointing keeps one step of activations: the peak does not grow with the steps', { skip: noCache() }, async (t) => {
+  // 96² so that activations are ≥ 1 MiB blocks, which the caching allocator tracks: after
+  // emptyCache(), cached + live bytes at the end of a job are its peak of large blocks.
+  const diffusion = await createDiffusion({ ch: 32, chMult: [1, 2], numResBlocks: 1, attnResolutions: [], resolution: 96 }, { seed: 1 });
+  const { encoder } = await setup();
+  const x = await randn([1, 3, 96, 96], { seed: 5 });
+  const { xLat, hR } = await diffusion.invert(x, { t0: 40, steps: 3 });
+  const fR = await encoder.embed(x, { protocol: 'resize' });
+  const wrap = (await sampleNeighbours(hR, { n: 2, alphaMax: 1, seed: 7 })).codes;
+  const hHat = (await sampleNeighbours(hR, { n: 1, alphaMax: 0.5, seed: 8 })).codes;
+  const latents = { xLat, hR, fR, wrap };
+  const run = async (steps: number, checkpoint: boolean) => {
+    emptyCache();
+    const L = await absorbLoss(diffusion, encoder, latents, hHat, { t0: 40, steps, protocol: 'resize', mode: 'every-step', checkpoint });
+    const c = runtimeInfo().cpuCache;
+    return { peak: (c.cachedBytes + c.liveBytes) / 2 ** 20, grad: L.grad };
+  };
+  const ck3 = await run(3, true);
+  const ck6 = await run(6, true);
+  const un6 = await run(6, false);
+  t.ok(ck6.peak <= ck3.peak * 1.15, `checkpointed: ${ck3.peak.toFixed(0)} MiB at 3 steps, ${ck6.peak.toFixed(0)} MiB at 6`);
+  t.ok(un6.peak >= 2 * ck6.peak, `unrolled 6 steps: ${un6.peak.toFixed(0)} MiB vs checkpointed ${ck6.peak.toFixed(0)} MiB`);
+  const e = await relErr(ck6.grad, un6.grad);
+  t.ok(e < 1e-5, `same gradient at 96² (${e.toExponential(2)})`);
+  diffusion.dispose();
 });
 
 t.test('optimisation: the loss goes down, deterministic, progress in order', async (t) => {
