@@ -571,6 +571,7 @@ Napi::Value AbsorbOptimize(const Napi::CallbackInfo& info) {
         Evaluation e = a.evaluate(h, ctx);
         if (!std::isfinite(e.loss) || !at::isfinite(e.grad).all().item<bool>()) {
           if (i == 0) throw BiaError(ErrorCode::Other, "the absorption loss or its gradient is not finite at the start point");
+          ctx.progress(static_cast<double>(o.iterations), static_cast<double>(o.iterations), "absorb", bestLoss);
           break;  // keep what was found so far
         }
         if (e.loss < bestLoss) {
