@@ -2,6 +2,7 @@
 // for TypeScript in exactly one place: ts/native.ts.
 #include <napi.h>
 
+#include "absorb.h"
 #include "addon_data.h"
 #include "allocator.h"
 #include "blackhole.h"
@@ -75,6 +76,10 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("linearCombination", Napi::Function::New<LinearCombination>(env, "linearCombination"));
   exports.Set("signedDistance", Napi::Function::New<SignedDistance>(env, "signedDistance"));
   exports.Set("unitDirection", Napi::Function::New<UnitDirection>(env, "unitDirection"));
+
+  // Absorption (optimize): L_wrapper + λ_sem·L_sem backpropagated through Dec and E
+  exports.Set("absorbLoss", Napi::Function::New<AbsorbLoss>(env, "absorbLoss"));
+  exports.Set("absorbOptimize", Napi::Function::New<AbsorbOptimize>(env, "absorbOptimize"));
 
   exports.Set("abiVersion", Napi::Number::New(env, 1));
   return exports;

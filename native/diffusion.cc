@@ -173,6 +173,13 @@ Napi::Object DiffusionHandle::Wrap(Napi::Env env, std::shared_ptr<DiffusionState
   return AddonData::get(env).diffusionCtor.New({ext});
 }
 
+std::shared_ptr<DiffusionState> DiffusionHandle::From(Napi::Value value, const char* what) {
+  if (!value.IsObject() || !value.As<Napi::Object>().InstanceOf(AddonData::get(value.Env()).diffusionCtor.Value())) {
+    invalidArgument(std::string(what) + " must be a DiffusionModel");
+  }
+  return Unwrap(value.As<Napi::Object>())->state(what);
+}
+
 std::shared_ptr<DiffusionState> DiffusionHandle::state(const char* what) const {
   if (!state_) throw BiaError(ErrorCode::Disposed, std::string(what) + " was used after dispose()");
   return state_;

@@ -25,6 +25,9 @@ class DiffusionHandle : public Napi::ObjectWrap<DiffusionHandle> {
   static Napi::Function Init(Napi::Env env);
   static Napi::Object Wrap(Napi::Env env, std::shared_ptr<DiffusionState> state);
   explicit DiffusionHandle(const Napi::CallbackInfo& info);
+  // The model behind a JS DiffusionModel handle (BIA_INVALID_ARGUMENT for anything else,
+  // BIA_DISPOSED after dispose()).
+  static std::shared_ptr<DiffusionState> From(Napi::Value value, const char* what = "diffusion model");
 
  private:
   std::shared_ptr<DiffusionState> state(const char* what = "diffusion model") const;

@@ -206,6 +206,13 @@ Napi::Object EncoderHandle::Wrap(Napi::Env env, std::shared_ptr<EncoderState> st
   return AddonData::get(env).encoderCtor.New({ext});
 }
 
+std::shared_ptr<EncoderState> EncoderHandle::From(Napi::Value value, const char* what) {
+  if (!value.IsObject() || !value.As<Napi::Object>().InstanceOf(AddonData::get(value.Env()).encoderCtor.Value())) {
+    invalidArgument(std::string(what) + " must be an IdentityEncoder");
+  }
+  return Unwrap(value.As<Napi::Object>())->state();
+}
+
 std::shared_ptr<EncoderState> EncoderHandle::state() const {
   if (!state_) throw BiaError(ErrorCode::Disposed, "identity encoder was used after dispose()");
   return state_;

@@ -41,6 +41,9 @@ class EncoderHandle : public Napi::ObjectWrap<EncoderHandle> {
   static Napi::Function Init(Napi::Env env);
   static Napi::Object Wrap(Napi::Env env, std::shared_ptr<EncoderState> state);
   explicit EncoderHandle(const Napi::CallbackInfo& info);
+  // The encoder behind a JS IdentityEncoder handle (BIA_INVALID_ARGUMENT for anything else,
+  // BIA_DISPOSED after dispose()).
+  static std::shared_ptr<EncoderState> From(Napi::Value value, const char* what = "identity encoder");
 
  private:
   std::shared_ptr<EncoderState> state() const;

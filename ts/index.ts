@@ -161,5 +161,17 @@ export {
   type PortraitStreamOptions,
   type RenderedPortraits,
 } from './world/portraits';
+export {
+  absorbLoss,
+  optimizeAbsorption,
+  BACKPROPS,
+  type AbsorbHistory,
+  type AbsorbLatents,
+  type AbsorbLoss,
+  type AbsorbLossOptions,
+  type AbsorbTerms,
+  type Absorption as OptimizedAbsorption,
+  type OptimizeAbsorptionOptions,
+} from './blackhole/optimize';
 export { loadAddon, addonCandidates } from './native';
 export { VERSION } from './version';

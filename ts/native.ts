@@ -168,6 +168,58 @@ export interface NativePerceptual {
   features(x: NativeTensor, opts?: NativeJobOptions): Promise<NativeTensor[]>;
 }
 
+/** The inputs of the `optimize` absorption (METHOD.md step 8). */
+export interface NativeAbsorbTensors {
+  xLat: NativeTensor;
+  hR: NativeTensor;
+  fR: NativeTensor;
+  wrap: NativeTensor;
+  dq?: NativeTensor;
+}
+
+export interface NativeAbsorbOptions {
+  mode?: string;
+  t0?: number;
+  steps?: number;
+  tEdit?: number;
+  backprop?: 'full' | 'one-step';
+  tauM?: number;
+  mu?: number;
+  lambdaId?: number;
+  lambdaSem?: number;
+  lambdaPerc?: number;
+  protocol?: string;
+  /** Tests: false backpropagates through the unrolled decode in one graph (default true). */
+  checkpoint?: boolean;
+  /** Tests: float64 copies of both networks (default false). */
+  float64?: boolean;
+  /** absorbOptimize only. */
+  iterations?: number;
+  lr?: number;
+  startDistance?: number;
+}
+
+/** One evaluation of L: the terms (sim raw; wrapper and loss weighted; pull, sem, mse, perc unweighted). */
+export interface NativeAbsorbTerms {
+  loss: number;
+  sim: number;
+  wrapper: number;
+  pull: number;
+  sem: number;
+  mse: number;
+  perc: number;
+}
+
+export interface NativeAbsorbHistory {
+  loss: Float64Array;
+  sim: Float64Array;
+  wrapper: Float64Array;
+  pull: Float64Array;
+  sem: Float64Array;
+  mse: Float64Array;
+  perc: Float64Array;
+}
+
 export interface NativeAddon {
   abiVersion: number;
   Tensor: new (...args: never[]) => NativeTensor;
@@ -234,6 +286,25 @@ export interface NativeAddon {
   signedDistance(codes: NativeTensor, w: NativeTensor, b: number, opts?: NativeJobOptions): Promise<Float64Array>;
   /** scale·w/‖w‖ in float64. */
   unitDirection(w: NativeTensor, scale: number, opts?: NativeJobOptions): Promise<NativeTensor>;
+  /** L and ∂L/∂ĥ at one ĥ (grad: like hHat, float32; float64 with the hidden float64 option). perceptual: null = the weight-free substitute. */
+  absorbLoss(
+    diffusion: NativeDiffusion,
+    encoder: NativeEncoder,
+    perceptual: NativePerceptual | null,
+    tensors: NativeAbsorbTensors,
+    options: NativeAbsorbOptions,
+    hHat: NativeTensor,
+    opts?: NativeJobOptions,
+  ): Promise<NativeAbsorbTerms & { grad: NativeTensor; perceptual: string; backprop: 'full' | 'one-step' }>;
+  /** Adam on ĥ from h_r + startDistance·dq; progress stage 'absorb' per iteration; lr: the absolute Adam step used. */
+  absorbOptimize(
+    diffusion: NativeDiffusion,
+    encoder: NativeEncoder,
+    perceptual: NativePerceptual | null,
+    tensors: NativeAbsorbTensors,
+    options: NativeAbsorbOptions,
+    opts?: NativeJobOptions,
+  ): Promise<{ h: NativeTensor; image: NativeTensor; history: NativeAbsorbHistory; best: number; iterations: number; perceptual: string; backprop: 'full' | 'one-step'; lr: number }>;
 }
 
 export const ADDON_ABI_VERSION = 1;
