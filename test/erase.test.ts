@@ -8,6 +8,7 @@ import {
   absorbIdentity,
   createDiffusion,
   createIdentityEncoder,
+  createPerceptual,
   eraseIdentity,
   formBlackHole,
   labelNeighbours,
@@ -16,6 +17,7 @@ import {
   randn,
   sampleNeighbours,
   saveBlackHole,
+  setThreads,
   signedDistance,
   tensor,
   type DiffusionModel,
@@ -33,6 +35,7 @@ let image: Tensor;
 let threshold: number;
 
 t.before(async () => {
+  setThreads(1); // tiny models gain nothing from a second thread, and it spins against other work on a shared machine
   diffusion = await createDiffusion('tiny', { seed: 1 });
   encoder = await createIdentityEncoder('iresnet18', { width: 0.125, embeddingSize: 32, seed: 2 });
   image = await randn([1, 3, 16, 16], { seed: 5 });
@@ -65,8 +68,8 @@ t.test('eraseIdentity (walk): report, candidates, choice, baseline, progress', a
   const sR = rep.blackHole.sourceDistance!;
   const src = c[0];
   const step = src.distance * rep.blackHole.hNorm;
-  t.ok(Math.abs(Math.abs(src.signedDistance - sR) - step) < 1e-3 * (1 + step), `moved along the unit normal: |Δs| ${Math.abs(src.signedDistance - sR).toFixed(4)} = step ${step.toFixed(4)}`);
-  t.ok(Math.sign(src.signedDistance) !== Math.sign(sR) || src.trials! > 1, 'the first trial crosses the boundary');
+  t.ok(Math.abs(Math.abs(src.signedDistance! - sR) - step) < 1e-3 * (1 + step), `moved along the unit normal: |Δs| ${Math.abs(src.signedDistance! - sR).toFixed(4)} = step ${step.toFixed(4)}`);
+  t.ok(Math.sign(src.signedDistance!) !== Math.sign(sR) || src.trials! > 1, 'the first trial crosses the boundary');
   // The output is the accepted candidate of lowest identity similarity.
   const accepted = c.filter((x) => x.accepted);
   t.ok(accepted.length > 0);
@@ -134,6 +137,43 @@ t.test('a black hole is formed once, saved, loaded and absorbed again identicall
   t.same(b.candidates, a.candidates, 'the same absorption from the loaded black hole');
   for (const x of [a, b, bh, back]) x.dispose();
   await t.rejects(loadBlackHole(join(dir, 'nope')), { code: 'BIA_IO_ERROR' });
+});
+
+t.test('no boundary: reported, and absorbed by optimize (with VGG16 and a second recognizer)', async (t) => {
+  const perceptual = await createPerceptual({ seed: 3 });
+  const second = await createIdentityEncoder('ir_se50', { width: 0.125, embeddingSize: 16, seed: 4 });
+  // threshold −1: every neighbour keeps the identity, at any α_max.
+  const r = await eraseIdentity(image, { diffusion, encoder, secondEncoder: second, perceptual, ...BASE, threshold: -1, calibrationRounds: 2, iterations: 3, backprop: 'one-step' });
+  const rep = r.report;
+  t.equal(rep.blackHole.found, false);
+  t.match(rep.blackHole.message, /no boundary: .*2 rounds.*100% label 1/);
+  t.equal(rep.blackHole.rounds.length, 2);
+  t.equal(rep.blackHole.rounds[1].alphaMax, 2, 'α_max doubled when everything kept the identity');
+  t.equal(rep.blackHole.svm, null);
+  t.equal(rep.absorption.mode, 'optimize');
+  t.equal(rep.absorption.backprop, 'one-step');
+  t.equal(rep.absorption.losses!.loss.length, 3);
+  t.equal(rep.absorption.candidates.length, 1);
+  t.equal(rep.absorption.candidates[0].signedDistance, null, 'no boundary, no signed distance');
+  t.equal(rep.models.perceptual, perceptual.name);
+  t.equal(rep.models.secondEncoder!.arch, 'ir_se50');
+  t.ok(rep.sid.second && Number.isFinite(rep.sid.second.after) && Number.isFinite(rep.sid.second.baseline!));
+  t.same(r.image.shape, [1, 3, 16, 16]);
+  r.dispose();
+  perceptual.dispose();
+  second.dispose();
+});
+
+t.test('optimize with a boundary starts beyond it and keeps the best iterate', async (t) => {
+  const r = await eraseIdentity(image, { diffusion, encoder, ...BASE, threshold, absorb: 'optimize', iterations: 3, backprop: 'full', margin: 0.1 });
+  const rep = r.report;
+  t.equal(rep.blackHole.found, true);
+  t.equal(rep.absorption.mode, 'optimize');
+  const l = rep.absorption.losses!.loss;
+  t.equal(l.length, 3);
+  t.equal(rep.absorption.candidates[0].fidelity, Math.min(...l), 'the output is the iterate of lowest loss');
+  t.ok(rep.absorption.candidates[0].distance > 0.05, `ĥ moved ${rep.absorption.candidates[0].distance.toFixed(3)}·‖h_r‖ from h_r`);
+  r.dispose();
 });
 
 t.test('abort stops the job and leaks nothing', async (t) => {

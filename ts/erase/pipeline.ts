@@ -165,19 +165,21 @@ export async function formBlackHole(image: Tensor, call: EraseCall, clock = new 
   let boundary: Boundary | null = null;
   try {
     clock.begin('invert');
-    const inv = await diffusion.invert(image, { t0: o.t0, steps: o.steps, signal: job.signal, onProgress: clock.sub(0, 2) });
+    const invertProgress = clock.sub(2);
+    const inv = await diffusion.invert(image, { t0: o.t0, steps: o.steps, signal: job.signal, onProgress: invertProgress });
     const xLat = scope.add(inv.xLat);
     const hR = scope.add(inv.hR);
-    const reconstruction = scope.add(await diffusion.decode(xLat, null, { t0: o.t0, steps: o.steps, eta: 0, signal: job.signal, onProgress: clock.sub(1, 2) }));
+    const reconstruction = scope.add(await diffusion.decode(xLat, null, { t0: o.t0, steps: o.steps, eta: 0, signal: job.signal, onProgress: invertProgress }));
     const fR = scope.add(await encoder.embed(image, { protocol: o.protocol, signal: job.signal }));
     const [reconstructionSimilarity] = await sims(encoder, reconstruction, fR, o, job);
     const g = scope.add(await gram(hR, job));
     const hNorm = Math.sqrt((await g.data())[0]);
 
     clock.begin('neighbours');
+    const neighbourProgress = clock.sub((o.neighbourMode === 'manifold' ? 2 : 0) + o.calibrationRounds);
     const targets =
       o.neighbourMode === 'manifold'
-        ? scope.add(await manifoldTargets(diffusion, { pool: Math.min(o.neighbours, o.manifoldPool), t0: o.t0, steps: o.steps, seed: o.seed, batchSize: o.batchSize, signal: job.signal, onProgress: clock.sub() }))
+        ? scope.add(await manifoldTargets(diffusion, { pool: Math.min(o.neighbours, o.manifoldPool), t0: o.t0, steps: o.steps, seed: o.seed, batchSize: o.batchSize, signal: job.signal, onProgress: neighbourProgress }))
         : undefined;
     const nb = await tryFormNeighbourhood(diffusion, encoder, { xLat, hR, fR }, {
       n: o.neighbours,
@@ -195,7 +197,7 @@ export async function formBlackHole(image: Tensor, call: EraseCall, clock = new 
       shareRange: o.shareRange,
       maxRounds: o.calibrationRounds,
       signal: job.signal,
-      onProgress: clock.sub(),
+      onProgress: neighbourProgress,
     });
     const codes = scope.add(nb.codes);
 
@@ -353,7 +355,7 @@ async function walk(bh: BlackHole, models: EraseModels, o: ResolvedEraseOptions,
       const candidates: Candidate[] = state.map((s, i) => ({
         from: i === 0 ? 'source' : bh.wrap.indices[i - 1],
         distance: m.distance[i],
-        signedDistance: m.signed[i] as number,
+        signedDistance: m.signed[i],
         similarity: m.similarity[i],
         sem: m.sem[i],
         fidelity: s.fid,
@@ -421,7 +423,7 @@ async function optimize(bh: BlackHole, models: EraseModels, o: ResolvedEraseOpti
       {
         from: 'source',
         distance: m.distance[0],
-        signedDistance: m.signed[0] as number,
+        signedDistance: m.signed[0],
         similarity: m.similarity[0],
         sem: m.sem[0],
         fidelity: r.history.loss[r.best],

@@ -29,10 +29,18 @@ export class StageClock {
     this.emit(0, 1, message);
   }
 
-  /** A progress callback for native jobs inside the running stage (step/total of that job). */
-  sub(part = 0, parts = 1): (ev: ProgressEvent) => void {
+  /**
+   * A progress callback for the native jobs of the running stage, which may be several in a row
+   * (`parts`): a job whose step count restarts is taken as the next part.
+   */
+  sub(parts = 1): (ev: ProgressEvent) => void {
+    let part = 0;
+    let last = -1;
     return (ev) => {
-      if (ev.total > 0) this.emit(part + ev.step / ev.total, parts, ev.stage);
+      if (!(ev.total > 0)) return;
+      if (ev.step < last) part = Math.min(part + 1, parts - 1);
+      last = ev.step;
+      this.emit(part * ev.total + ev.step, parts * ev.total, ev.stage);
     };
   }
 

@@ -101,8 +101,8 @@ export interface Candidate {
   from: 'source' | number;
   /** ‖ĥ − h_r‖ / ‖h_r‖. */
   distance: number;
-  /** Signed distance to the boundary after the step (negative: outside the black hole). */
-  signedDistance: number;
+  /** Signed distance to the boundary after the step (negative: outside the black hole); null without a boundary. */
+  signedDistance: number | null;
   /** Identity similarity of Dec(ĥ) to f_r. */
   similarity: number;
   /** L_sem to the reconstruction Dec(h_r): MSE + λ_perc·L_perc. */
