@@ -12,6 +12,7 @@
 #include "losses.h"
 #include "job.h"
 #include "tensor.h"
+#include "train.h"
 #include "vgg.h"
 
 namespace bia {
@@ -75,6 +76,18 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("linearCombination", Napi::Function::New<LinearCombination>(env, "linearCombination"));
   exports.Set("signedDistance", Napi::Function::New<SignedDistance>(env, "signedDistance"));
   exports.Set("unitDirection", Napi::Function::New<UnitDirection>(env, "unitDirection"));
+
+  // Training: the Trainer, the ArcFace logits, the attribute estimator
+  Napi::Function trainer = TrainerHandle::Init(env);
+  data->trainerCtor = Napi::Persistent(trainer);
+  exports.Set("Trainer", trainer);
+  exports.Set("createTrainer", Napi::Function::New<CreateTrainer>(env, "createTrainer"));
+  exports.Set("arcfaceLogits", Napi::Function::New<ArcfaceLogits>(env, "arcfaceLogits"));
+  Napi::Function attributes = AttributeHandle::Init(env);
+  data->attributeCtor = Napi::Persistent(attributes);
+  exports.Set("AttributeEstimator", attributes);
+  exports.Set("createAttributeEstimator", Napi::Function::New<CreateAttributeEstimator>(env, "createAttributeEstimator"));
+  exports.Set("loadAttributeEstimator", Napi::Function::New<LoadAttributeEstimator>(env, "loadAttributeEstimator"));
 
   exports.Set("abiVersion", Napi::Number::New(env, 1));
   return exports;
