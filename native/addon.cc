@@ -13,6 +13,7 @@
 #include "losses.h"
 #include "job.h"
 #include "tensor.h"
+#include "train.h"
 #include "vgg.h"
 
 namespace bia {
@@ -80,6 +81,17 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   // Absorption (optimize): L_wrapper + λ_sem·L_sem backpropagated through Dec and E
   exports.Set("absorbLoss", Napi::Function::New<AbsorbLoss>(env, "absorbLoss"));
   exports.Set("absorbOptimize", Napi::Function::New<AbsorbOptimize>(env, "absorbOptimize"));
+  // Training: the Trainer, the ArcFace logits, the attribute estimator
+  Napi::Function trainer = TrainerHandle::Init(env);
+  data->trainerCtor = Napi::Persistent(trainer);
+  exports.Set("Trainer", trainer);
+  exports.Set("createTrainer", Napi::Function::New<CreateTrainer>(env, "createTrainer"));
+  exports.Set("arcfaceLogits", Napi::Function::New<ArcfaceLogits>(env, "arcfaceLogits"));
+  Napi::Function attributes = AttributeHandle::Init(env);
+  data->attributeCtor = Napi::Persistent(attributes);
+  exports.Set("AttributeEstimator", attributes);
+  exports.Set("createAttributeEstimator", Napi::Function::New<CreateAttributeEstimator>(env, "createAttributeEstimator"));
+  exports.Set("loadAttributeEstimator", Napi::Function::New<LoadAttributeEstimator>(env, "loadAttributeEstimator"));
 
   exports.Set("abiVersion", Napi::Number::New(env, 1));
   return exports;

@@ -13,6 +13,8 @@ struct AddonData {
   Napi::FunctionReference diffusionCtor;
   Napi::FunctionReference encoderCtor;
   Napi::FunctionReference perceptualCtor;
+  Napi::FunctionReference attributeCtor;
+  Napi::FunctionReference trainerCtor;
   // Set when this environment (the main thread's, or a worker thread's) is torn down.
   std::shared_ptr<std::atomic<bool>> stopping = std::make_shared<std::atomic<bool>>(false);
   static AddonData& get(Napi::Env env) { return *env.GetInstanceData<AddonData>(); }

@@ -175,3 +175,26 @@ export {
 } from './blackhole/optimize';
 export { loadAddon, addonCandidates } from './native';
 export { VERSION } from './version';
+export {
+  Trainer,
+  createTrainer,
+  arcfaceLogits,
+  checkTrainerOptions,
+  TRAIN_TARGETS,
+  type Batch,
+  type StepResult,
+  type TargetModels,
+  type TargetSpecs,
+  type TrainerInfo,
+  type TrainerOptions,
+  type TrainTarget,
+} from './train/trainer';
+export { train, progressLine, type DataSource, type TrainHistoryEntry, type TrainLoopOptions, type TrainProgress, type TrainResult } from './train/loop';
+export { constant, cosineSchedule, linearRamp, piecewise, type Schedule } from './train/schedules';
+export {
+  AttributeEstimator,
+  createAttributeEstimator,
+  loadAttributeEstimator,
+  ATTRIBUTE_DEFAULTS,
+  type AttributeConfig,
+} from './train/attributes';

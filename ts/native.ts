@@ -220,6 +220,92 @@ export interface NativeAbsorbHistory {
   perc: Float64Array;
 }
 
+export type NativeTrainTarget = 'diffusion' | 'encoder' | 'attributes';
+
+/** One batch as the native trainer takes it. */
+export interface NativeTrainBatch {
+  images: NativeTensor;
+  labels?: NativeTensor;
+  targets?: NativeTensor;
+}
+
+export interface NativeStepResult {
+  loss: number;
+  parts: Record<string, number>;
+  seconds: number;
+  /** Optimiser steps done after this call. */
+  step: number;
+  images: number;
+}
+
+export interface NativeTrainerOptions {
+  lr?: number;
+  weightDecay?: number;
+  betas?: [number, number];
+  eps?: number;
+  emaDecay?: number;
+  emaWarmup?: boolean;
+  channelsLast?: boolean;
+  seed?: number;
+  gradClip?: number;
+  classes?: number;
+  auxDim?: number;
+  auxWeight?: number;
+  scale?: number;
+  flip?: boolean;
+  blur?: number;
+  blurProb?: number;
+  noise?: number;
+  device?: string;
+}
+
+/** What createTrainer builds the network from (weights are copied). */
+export interface NativeTrainerModel {
+  config?: Partial<NativeUNetConfig> | Partial<NativeAttributeConfig>;
+  arch?: string;
+  width?: number;
+  embeddingSize?: number;
+  weights?: [string, NativeTensor][];
+}
+
+export interface NativeTrainer {
+  readonly target: NativeTrainTarget;
+  /** Optimiser steps done (as of the last finished job). */
+  readonly step: number;
+  /** JSON: {target, model, options, parameterCount, headParameterCount, device}. */
+  readonly info: string;
+  readonly disposed: boolean;
+  dispose(): void;
+  trainStep(batch: NativeTrainBatch, o: { lr?: number; margin?: number }, opts?: NativeJobOptions): Promise<NativeStepResult>;
+  evaluate(batch: NativeTrainBatch, o: { margin?: number; seed?: number }, opts?: NativeJobOptions): Promise<NativeStepResult>;
+  /** Resolves to the step count written. */
+  save(path: string, metadata: Record<string, string>, opts?: NativeJobOptions): Promise<number>;
+  load(path: string, opts?: NativeJobOptions): Promise<{ step: number; metadata: Record<string, string> }>;
+  model(o: { ema?: boolean }, opts?: NativeJobOptions): Promise<NativeDiffusion | NativeEncoder | NativeAttributes>;
+  /** Copies of everything a checkpoint holds, under the checkpoint's names. */
+  snapshot(opts?: NativeJobOptions): Promise<[string, NativeTensor][]>;
+}
+
+export interface NativeAttributeConfig {
+  inChannels: number;
+  outputs: number;
+  width: number;
+  stages: number;
+}
+
+export interface NativeAttributes {
+  readonly config: NativeAttributeConfig;
+  readonly parameterCount: number;
+  readonly device: string;
+  readonly dtype: NativeDtype;
+  readonly disposed: boolean;
+  dispose(): void;
+  stateDict(): [string, NativeTensor][];
+  loadStateDict(entries: [string, NativeTensor][], strict: boolean, opts?: NativeJobOptions): Promise<void>;
+  predict(x: NativeTensor, opts?: NativeJobOptions): Promise<NativeTensor>;
+  save(path: string, metadata: Record<string, string>, opts?: NativeJobOptions): Promise<void>;
+}
+
 export interface NativeAddon {
   abiVersion: number;
   Tensor: new (...args: never[]) => NativeTensor;
@@ -278,6 +364,13 @@ export interface NativeAddon {
   readCheckpoint(path: string, opts?: NativeJobOptions): Promise<NativeCheckpoint>;
   /** Writes to a temporary file in the same folder, then renames it over `path`. */
   writeSafetensors(path: string, tensors: Array<[string, NativeTensor]>, metadata: Record<string, string> | undefined, opts?: NativeJobOptions): Promise<void>;
+  Trainer: new (...args: never[]) => NativeTrainer;
+  createTrainer(target: NativeTrainTarget, model: NativeTrainerModel, options: NativeTrainerOptions, opts?: NativeJobOptions): Promise<NativeTrainer>;
+  /** s·cos(θ + m·[target]) for embeddings [B, D], weight [C, D], integer labels [B] → [B, C]. */
+  arcfaceLogits(embeddings: NativeTensor, weight: NativeTensor, labels: NativeTensor, margin: number, scale: number, opts?: NativeJobOptions): Promise<NativeTensor>;
+  AttributeEstimator: new (...args: never[]) => NativeAttributes;
+  createAttributeEstimator(config: Partial<NativeAttributeConfig>, seed: number, device: string, dtype: NativeDtype, opts?: NativeJobOptions): Promise<NativeAttributes>;
+  loadAttributeEstimator(path: string, device: string, dtype: NativeDtype, strict: boolean, opts?: NativeJobOptions): Promise<NativeAttributes>;
   /** K = X·Xᵀ in float64 for X = codes.reshape(n, -1); [n, n] on the CPU. */
   gram(codes: NativeTensor, opts?: NativeJobOptions): Promise<NativeTensor>;
   /** Σ coef_i·codes_i in float64, shaped like one code, on the codes' device. */
