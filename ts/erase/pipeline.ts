@@ -42,9 +42,11 @@ export interface EraseCall extends EraseOptions, EraseModels {
   inputSha256?: string;
   /** Stage-level progress (stage, step/total, overall fraction). */
   onStage?: (p: EraseProgress) => void;
+  /** Also return the formed black hole (result.blackHole; disposed with the result), e.g. to walk it further. */
+  keepBlackHole?: boolean;
 }
 
-const MODEL_KEYS = ['diffusion', 'encoder', 'secondEncoder', 'perceptual', 'inputName', 'inputSha256', 'onStage'] as const;
+const MODEL_KEYS = ['diffusion', 'encoder', 'secondEncoder', 'perceptual', 'inputName', 'inputSha256', 'onStage', 'keepBlackHole'] as const;
 
 /** A formed black hole: everything absorption needs, reusable (saveBlackHole / loadBlackHole). */
 export interface BlackHole extends Disposable {
@@ -490,7 +492,7 @@ export async function fileSha256(path: string | null): Promise<string | null> {
  * The whole job for one image [1, 3, H, W] in [-1, 1]: black hole, absorption, baseline and an
  * EraseReport. Abortable (call.signal) between native steps; progress through onStage / onProgress.
  */
-export async function eraseIdentity(image: Tensor, call: EraseCall): Promise<EraseResult> {
+export async function eraseIdentity(image: Tensor, call: EraseCall): Promise<EraseResult & { blackHole?: BlackHole }> {
   const { models, options: o, job } = splitCall(call);
   checkImage(image, models.diffusion);
   const clock = new StageClock(call.onStage, call.onProgress);
@@ -580,18 +582,24 @@ export async function eraseIdentity(image: Tensor, call: EraseCall): Promise<Era
     const reconstruction = scope.add(await takeRows([bh.reconstruction], [[0, 0]], job));
     const candidates = scope.add(await takeRows([ab.images], ab.candidates.map((_, i) => [0, i] as [number, number]), job));
     const keep = [output, reconstruction, candidates, ...(base ? [base.image] : [])].map((t) => scope.keep(t));
+    const kept = call.keepBlackHole ? bh : null;
     return {
       image: keep[0],
       reconstruction: keep[1],
       candidates: keep[2],
       baseline: base ? keep[3] : null,
       report,
+      ...(kept ? { blackHole: kept } : {}),
       dispose() {
         for (const t of keep) t.dispose();
+        kept?.dispose();
       },
     };
+  } catch (e) {
+    if (call.keepBlackHole) bh?.dispose();
+    throw e;
   } finally {
-    bh?.dispose();
+    if (!call.keepBlackHole) bh?.dispose();
     ab?.dispose();
     scope.dispose();
   }
