@@ -289,7 +289,7 @@ class Absorber {
   }
 
   // One DDIM step at seq[k] (decoding runs k = n−1 … 0), η = 0, with ĥ (model form) injected as
-  // the mode says; prevH is the previous step's unedited h (lagged). Mirrors ddimDecode.
+  // the mode says; prevH is the previous step's unedited h (lagged). The same step as ddimDecode's.
   StepOut step(const at::Tensor& x, const at::Tensor& hm, const at::Tensor& prevH, int64_t k) {
     AutocastGuard ac(device_, autocast_);
     const int64_t n = steps();
@@ -297,29 +297,10 @@ class Absorber {
     const int64_t tNext = k > 0 ? seq_[static_cast<size_t>(k - 1)] : -1;
     const bool first = k == n - 1;
     UNetFeatures f = unet_->encode(x, timesOf(x, t));
-    at::Tensor eps, epsDir;
     StepOut out;
-    switch (o_.mode) {
-      case InjectMode::Lagged:
-        eps = unet_->decode(first ? hm : prevH, f);
-        out.h = f.h;
-        break;
-      case InjectMode::FirstStep:
-        eps = unet_->decode(first ? hm : f.h, f);
-        break;
-      case InjectMode::EveryStep:
-        eps = unet_->decode(t >= o_.tEdit ? f.h + (hm - hRModel_) : f.h, f);
-        break;
-      case InjectMode::Asyrp:
-        if (t >= o_.tEdit) {
-          eps = unet_->decode(f.h + (hm - hRModel_), f);  // x̂0 from the edited h
-          epsDir = unet_->decode(f.h, f);                 // direction from the unedited h
-        } else {
-          eps = unet_->decode(f.h, f);
-        }
-        break;
-    }
-    out.x = ddimStep(x, eps, t, tNext, schedule_, 0.0, epsDir);
+    InjectedEps r = injectedEps(unet_, f, o_.mode, first, t >= o_.tEdit, hm, hRModel_, prevH);
+    if (o_.mode == InjectMode::Lagged) out.h = f.h;
+    out.x = ddimStep(x, r.eps, t, tNext, schedule_, 0.0, r.epsDir);
     return out;
   }
 

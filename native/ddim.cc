@@ -55,6 +55,31 @@ const char* injectModeName(InjectMode m) {
   return "?";
 }
 
+InjectedEps injectedEps(UNet& unet, const UNetFeatures& f, InjectMode mode, bool first, bool edit, const at::Tensor& h,
+                        const at::Tensor& hRef, const at::Tensor& prevH) {
+  InjectedEps r;
+  switch (mode) {
+    case InjectMode::Lagged:
+      r.eps = unet->decode(first ? h : prevH, f);
+      break;
+    case InjectMode::FirstStep:
+      r.eps = unet->decode(first ? h : f.h, f);
+      break;
+    case InjectMode::EveryStep:
+      r.eps = unet->decode(edit ? f.h + (h - hRef) : f.h, f);
+      break;
+    case InjectMode::Asyrp:
+      if (edit) {
+        r.eps = unet->decode(f.h + (h - hRef), f);  // x̂0 from the edited h
+        r.epsDir = unet->decode(f.h, f);            // direction from the unedited h
+      } else {
+        r.eps = unet->decode(f.h, f);
+      }
+      break;
+  }
+  return r;
+}
+
 namespace {
 
 at::Tensor timesOf(const at::Tensor& x, int64_t t) {
@@ -95,11 +120,7 @@ at::Tensor ddimDecode(UNet& unet, const at::Tensor& xLat, const at::Tensor& h, c
   const int64_t batch = h.defined() ? h.size(0) : xLat.size(0);
   at::Tensor x = xLat.size(0) == batch ? xLat : xLat.expand({batch, xLat.size(1), xLat.size(2), xLat.size(3)}).contiguous();
   const bool needRef = h.defined() && (o.mode == InjectMode::EveryStep || o.mode == InjectMode::Asyrp);
-  at::Tensor delta;
-  if (needRef) {
-    if (!o.hRef.defined()) invalidArgument(std::string("mode '") + injectModeName(o.mode) + "' needs hRef (h_r from the inversion)");
-    delta = h - o.hRef;  // Δh = ĥ − h_r, broadcast over the batch
-  }
+  if (needRef && !o.hRef.defined()) invalidArgument(std::string("mode '") + injectModeName(o.mode) + "' needs hRef (h_r from the inversion)");
   std::vector<at::Generator> gens;
   if (o.eta > 0) {
     for (int64_t i = 0; i < batch; i++) {
@@ -118,26 +139,10 @@ at::Tensor ddimDecode(UNet& unet, const at::Tensor& xLat, const at::Tensor& h, c
     if (!h.defined()) {
       eps = unet->decode(f.h, f);
     } else {
-      switch (o.mode) {
-        case InjectMode::Lagged:
-          eps = unet->decode(first ? h : prevH, f);
-          prevH = f.h;
-          break;
-        case InjectMode::FirstStep:
-          eps = unet->decode(first ? h : f.h, f);
-          break;
-        case InjectMode::EveryStep:
-          eps = unet->decode(t >= o.tEdit ? f.h + delta : f.h, f);
-          break;
-        case InjectMode::Asyrp:
-          if (t >= o.tEdit) {
-            eps = unet->decode(f.h + delta, f);  // x̂0 from the edited h
-            epsDir = unet->decode(f.h, f);       // direction from the unedited h
-          } else {
-            eps = unet->decode(f.h, f);
-          }
-          break;
-      }
+      InjectedEps r = injectedEps(unet, f, o.mode, first, t >= o.tEdit, h, o.hRef, prevH);
+      eps = r.eps;
+      epsDir = r.epsDir;
+      if (o.mode == InjectMode::Lagged) prevH = f.h;
     }
     at::Tensor noise;
     if (o.eta > 0) {

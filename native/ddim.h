@@ -36,6 +36,15 @@ enum class InjectMode { Lagged, FirstStep, EveryStep, Asyrp };
 InjectMode parseInjectMode(const std::string& name);
 const char* injectModeName(InjectMode m);
 
+// ε of one decoding call with ĥ injected as `mode` says (and, for asyrp while editing, the
+// unedited ε for the direction term). first: the first decoding step; edit: t ≥ tEdit; hRef: h_r
+// (every-step and asyrp add Δh = ĥ − h_r); prevH: lagged's unedited h of the previous call.
+struct InjectedEps {
+  at::Tensor eps, epsDir;
+};
+InjectedEps injectedEps(UNet& unet, const UNetFeatures& f, InjectMode mode, bool first, bool edit, const at::Tensor& h,
+                        const at::Tensor& hRef, const at::Tensor& prevH);
+
 struct InvertResult {
   at::Tensor xLat;             // x at t0
   at::Tensor hR;               // h of the last inversion UNet call

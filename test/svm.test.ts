@@ -2,6 +2,7 @@
 // combination / signed distance, fitBoundary against known answers and against libsvm's own
 // predictions, the exact b, orientation, the wrap set, memory (free()), bad input, and the
 // time of a fit on 128 codes of 512×8×8.
+import { prng } from '../ts/blackhole/svm';
 import t from 'tap';
 import {
   fitBoundary,
@@ -22,16 +23,6 @@ import { gc } from './helpers';
 const SHAPE = [2, 4, 4]; // a 32-d "code"
 const D = 32;
 
-function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let x = a;
-    x = Math.imul(x ^ (x >>> 15), x | 1);
-    x ^= x + Math.imul(x ^ (x >>> 7), x | 61);
-    return ((x ^ (x >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 function gaussian(rand: () => number): () => number {
   return () => Math.sqrt(-2 * Math.log(1 - rand())) * Math.cos(2 * Math.PI * rand());
@@ -58,7 +49,7 @@ function direction(): Float64Array {
  */
 function clouds(opts: { nPerClass: number; sep: number; sigma: number; seed: number; firstLabel?: 0 | 1; mirror?: boolean }) {
   const u = direction();
-  const g = gaussian(mulberry32(opts.seed));
+  const g = gaussian(prng(opts.seed));
   const n = 2 * opts.nPerClass;
   const data = new Float32Array(n * D);
   const labels: (0 | 1)[] = [];

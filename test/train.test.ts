@@ -1,5 +1,6 @@
 // The training machinery: DDPM / ArcFace encoder / attribute trainers, AdamW, EMA, checkpoints and
 // bit-identical resume, the loop's abort and non-finite handling, schedules.
+import { prng } from '../ts/blackhole/svm';
 import { mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -27,21 +28,10 @@ t.teardown(() => rmSync(dir, { recursive: true, force: true }));
 
 const TINY = { ch: 32, chMult: [1, 2], numResBlocks: 1, attnResolutions: [8], resolution: 16, dropout: 0 };
 
-/** Deterministic pseudo-random numbers (mulberry32). */
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let x = a;
-    x = Math.imul(x ^ (x >>> 15), x | 1);
-    x ^= x + Math.imul(x ^ (x >>> 7), x | 61);
-    return ((x ^ (x >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 /** n smooth 3-channel images (sums of two random ramps and a blob), in [-1, 1]. */
 async function smoothImages(n: number, side: number, seed: number): Promise<Tensor> {
-  const r = rng(seed);
+  const r = prng(seed);
   const d = new Float32Array(n * 3 * side * side);
   for (let i = 0; i < n; i++) {
     for (let c = 0; c < 3; c++) {
@@ -60,7 +50,7 @@ async function smoothImages(n: number, side: number, seed: number): Promise<Tens
 /** Coloured squares: class k ∈ {red, green, blue, yellow} at a random place on a noisy grey background. */
 async function squares(n: number, side: number, seed: number): Promise<{ images: Tensor; labels: Int32Array }> {
   const colours = [[1, -1, -1], [-1, 1, -1], [-1, -1, 1], [1, 1, -1]];
-  const r = rng(seed);
+  const r = prng(seed);
   const d = new Float32Array(n * 3 * side * side);
   const labels = new Int32Array(n);
   for (let i = 0; i < n; i++) {

@@ -244,7 +244,9 @@ function checkLimit(limit: unknown): number {
 // ---------------------------------------------------------------------------------------------------
 // errors
 
-function ioError(what: string, e: unknown): BiaError {
+/** A file-system error as BIA_IO_ERROR with a plain reason (a BiaError passes through). */
+export function ioError(what: string, e: unknown): BiaError {
+  if (e instanceof BiaError) return e;
   const err = e as NodeJS.ErrnoException;
   const why =
     err?.code === 'ENOENT' ? 'no such file or folder'

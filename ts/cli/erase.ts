@@ -21,7 +21,7 @@ import { loadDiffusion, INJECT_MODES, UNET_PRESETS, type DiffusionModel, type UN
 import type { AbsorbMode, Backprop, EraseOptions, EraseProgress, EraseReport, EraseResult, NeighbourMode } from '../erase/types';
 import { BiaError, invalidArgument } from '../errors';
 import { INPUT_PROTOCOLS, loadIdentityEncoder, type IdentityEncoder } from '../identity';
-import { comparisonGrid, describeImage, readImage, writeFileAtomic, writeImage } from '../images';
+import { comparisonGrid, describeImage, ioError, readImage, writeFileAtomic, writeImage } from '../images';
 import { checkDevice, type Device } from '../options';
 import { renderReportHtml, summarize, type ReportEntry, type ReportSummary } from '../report/html';
 import type { Tensor } from '../tensor';
@@ -337,17 +337,6 @@ const RESERVED = new Set(['report.json', 'report.html', 'errors.json']);
 /** The files a finished image folder holds (baseline.png only when the baseline ran). */
 const IMAGE_FILES = ['input.png', 'reconstruction.png', 'output.png'] as const;
 
-function ioError(what: string, e: unknown): BiaError {
-  if (e instanceof BiaError) return e;
-  const err = e as NodeJS.ErrnoException;
-  const why =
-    err?.code === 'ENOENT' ? 'no such file or folder'
-    : err?.code === 'EISDIR' ? 'it is a folder'
-    : err?.code === 'EACCES' || err?.code === 'EPERM' ? 'permission denied'
-    : err?.code === 'ENOTDIR' ? 'a part of the path is not a folder'
-    : err?.message ?? String(e);
-  return new BiaError('BIA_IO_ERROR', `${what}: ${why}`, { cause: e });
-}
 
 
 interface Expanded {
