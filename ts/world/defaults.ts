@@ -7,6 +7,7 @@
  * weights in models/ with models/manifest.json (sha256, config, command, data seed, metrics).
  *
  *   node dist/ts/world/defaults.js train <encoder|diffusion|attributes> [--minutes M] [--steps N] [--fresh]
+ *   node dist/ts/world/defaults.js export <encoder|diffusion|attributes>     (the trainer checkpoint → models/)
  *   node dist/ts/world/defaults.js evaluate <encoder|diffusion|attributes>
  */
 import { createHash } from 'node:crypto';
@@ -101,7 +102,8 @@ interface ManifestEntry {
   command: string;
   dataSeed: number;
   steps: number;
-  trainingSeconds: number;
+  /** Wall time of the run that wrote the entry (null for an export of a checkpoint). */
+  trainingSeconds: number | null;
   metrics: Record<string, unknown>;
   trainedAt: string;
 }
@@ -117,7 +119,7 @@ async function writeManifestEntry(name: DefaultModel, e: ManifestEntry): Promise
 }
 
 /** Train (or continue training) one default model for at most `minutes` or until `steps`. */
-export async function trainDefault(model: DefaultModel, opts: { minutes?: number; steps?: number; fresh?: boolean; log?: (s: string) => void } = {}): Promise<void> {
+export async function trainDefault(model: DefaultModel, opts: { minutes?: number; steps?: number; fresh?: boolean; exportOnly?: boolean; log?: (s: string) => void } = {}): Promise<void> {
   const r = RECIPES[model];
   const steps = opts.steps ?? r.steps;
   mkdirSync(CACHE_DIR, { recursive: true });
@@ -139,12 +141,18 @@ export async function trainDefault(model: DefaultModel, opts: { minutes?: number
   const src = prefetching(batchMaker(model));
   const log = opts.log ?? ((s: string) => process.stderr.write(`${s}\n`));
   let res: Awaited<ReturnType<typeof train>> | null = null;
+  const onSigint = () => ctl.abort();
+  process.once('SIGINT', onSigint);
   try {
-    res = await train({ trainer, data: src.data, steps, schedule, checkpoint: { path: ckpt, every: 100 }, resume: !opts.fresh && existsSync(ckpt), disposeBatches: true, signal: ctl.signal, log: true, logEvery: 25 });
+    if (opts.exportOnly) {
+      if (!existsSync(ckpt)) throw invalidArgument(`nothing to export: ${ckpt} does not exist`);
+      await trainer.load(ckpt);
+    } else res = await train({ trainer, data: src.data, steps, schedule, checkpoint: { path: ckpt, every: 100 }, resume: !opts.fresh && existsSync(ckpt), disposeBatches: true, signal: ctl.signal, log: true, logEvery: 25 });
   } catch (e) {
     if ((e as { code?: string }).code !== 'BIA_ABORTED') throw e;
-    log(`${model}: time limit reached; the checkpoint ${ckpt} holds the state for --resume`);
+    log(`${model}: stopped (time limit or Ctrl-C); the checkpoint ${ckpt} holds the state to resume from`);
   } finally {
+    process.removeListener('SIGINT', onSigint);
     if (timer) clearTimeout(timer);
     await src.drain();
   }
@@ -163,7 +171,7 @@ export async function trainDefault(model: DefaultModel, opts: { minutes?: number
     command: `node dist/ts/world/defaults.js train ${model} --steps ${steps}`,
     dataSeed: DATA_SEEDS[model],
     steps: done,
-    trainingSeconds: (prev?.trainingSeconds ?? 0) * (opts.fresh ? 0 : 1) + (res?.seconds ?? 0),
+    trainingSeconds: opts.exportOnly ? null : (opts.fresh ? 0 : (prev?.trainingSeconds ?? 0)) + (res?.seconds ?? 0),
     metrics,
     trainedAt: new Date().toISOString(),
   });
@@ -268,9 +276,10 @@ export async function evaluateDefault(model: DefaultModel, m?: DiffusionModel | 
 async function main(): Promise<void> {
   const { values, positionals } = parseArgs({ allowPositionals: true, options: { minutes: { type: 'string' }, steps: { type: 'string' }, fresh: { type: 'boolean', default: false } } });
   const [cmd, what] = positionals;
-  if (!['encoder', 'diffusion', 'attributes'].includes(what)) throw invalidArgument('usage: defaults.js train|evaluate encoder|diffusion|attributes [--minutes M] [--steps N] [--fresh]');
+  if (!['encoder', 'diffusion', 'attributes'].includes(what)) throw invalidArgument('usage: defaults.js train|export|evaluate encoder|diffusion|attributes [--minutes M] [--steps N] [--fresh]');
   const model = what as DefaultModel;
-  if (cmd === 'train') await trainDefault(model, { minutes: values.minutes ? Number(values.minutes) : undefined, steps: values.steps ? Number(values.steps) : undefined, fresh: values.fresh });
+  if (cmd === 'export') await trainDefault(model, { exportOnly: true, steps: values.steps ? Number(values.steps) : undefined });
+  else if (cmd === 'train') await trainDefault(model, { minutes: values.minutes ? Number(values.minutes) : undefined, steps: values.steps ? Number(values.steps) : undefined, fresh: values.fresh });
   else if (cmd === 'evaluate') console.log(JSON.stringify(await evaluateDefault(model), null, 2));
   else throw invalidArgument(`unknown command '${cmd}'`);
 }
