@@ -35,7 +35,9 @@ std::vector<int64_t> intArray(Napi::Value v, const char* what) {
   return out;
 }
 
-UNetConfig parseConfig(Napi::Value v) {
+}  // namespace
+
+UNetConfig unetConfigFromJs(Napi::Value v) {
   if (v.IsString()) return unetPreset(v.As<Napi::String>());
   Napi::Object o = optObject(v, "config");
   UNetConfig c = o.Has("preset") ? unetPreset(optString(o, "preset", "")) : UNetConfig{};
@@ -51,6 +53,8 @@ UNetConfig parseConfig(Napi::Value v) {
   c.validate();
   return c;
 }
+
+namespace {
 
 Napi::Object configToJs(Napi::Env env, const UNetConfig& c) {
   auto arr = [&](const std::vector<int64_t>& v) {
@@ -74,17 +78,16 @@ Napi::Object configToJs(Napi::Env env, const UNetConfig& c) {
 
 std::string shapeStr(at::IntArrayRef s) { return c10::str(s); }
 
-// The config travels with saved weights as safetensors metadata "bia.unet.config".
-constexpr const char* kConfigKey = "bia.unet.config";
+}  // namespace
 
-std::string configToJson(const UNetConfig& c) {
+std::string unetConfigToJson(const UNetConfig& c) {
   nlohmann::json j = {{"inChannels", c.inChannels}, {"outChannels", c.outChannels}, {"ch", c.ch},
                       {"chMult", c.chMult}, {"numResBlocks", c.numResBlocks}, {"attnResolutions", c.attnResolutions},
                       {"dropout", c.dropout}, {"resampWithConv", c.resampWithConv}, {"resolution", c.resolution}};
   return j.dump();
 }
 
-UNetConfig configFromJson(const std::string& text) {
+UNetConfig unetConfigFromJson(const std::string& text) {
   try {
     auto j = nlohmann::json::parse(text);
     UNetConfig c;
@@ -100,9 +103,11 @@ UNetConfig configFromJson(const std::string& text) {
     c.validate();
     return c;
   } catch (const nlohmann::json::exception& e) {
-    throw BiaError(ErrorCode::Checkpoint, std::string("the checkpoint's ") + kConfigKey + " metadata is not a UNet config: " + e.what());
+    throw BiaError(ErrorCode::Checkpoint, std::string("the checkpoint's ") + kUNetConfigKey + " metadata is not a UNet config: " + e.what());
   }
 }
+
+namespace {
 
 // x must be [B, inCh, H, W] with H, W divisible by 2^(levels-1), and finite.
 void checkImage(const at::Tensor& x, const UNetConfig& c, const char* what) {
@@ -397,12 +402,12 @@ Napi::Value LoadDiffusion(const Napi::CallbackInfo& info) {
   return guardedPromise(info.Env(), [&]() -> Napi::Value {
     const std::string path = pathFromJs(info[0]);
     std::optional<UNetConfig> config;
-    if (!info[1].IsUndefined() && !info[1].IsNull()) config = parseConfig(info[1]);
+    if (!info[1].IsUndefined() && !info[1].IsNull()) config = unetConfigFromJs(info[1]);
     ModelOptions m = parseModelOptions(info, 2);
     const bool strict = info[6].IsUndefined() ? true : info[6].ToBoolean().Value();
     return startJob(info.Env(), info[7], "bia.diffusion.load", [path, config, m, strict](JobContext& ctx) -> Finisher {
       Checkpoint ck = readForLoading(path, ctx);
-      UNetConfig c = config ? *config : (ck.metadata.count(kConfigKey) ? configFromJson(ck.metadata.at(kConfigKey)) : unetPreset("celeba-hq-256"));
+      UNetConfig c = config ? *config : (ck.metadata.count(kUNetConfigKey) ? unetConfigFromJson(ck.metadata.at(kUNetConfigKey)) : unetPreset("celeba-hq-256"));
       UNet unet(c);
       try {
         loadStateDictInto(*unet, ck.tensors, strict);
@@ -423,7 +428,7 @@ Napi::Value DiffusionHandle::Save(const Napi::CallbackInfo& info) {
     auto st = state();
     const std::string path = pathFromJs(info[0]);
     std::map<std::string, std::string> metadata = metadataFromJs(info[1]);
-    metadata[kConfigKey] = configToJson(st->unet->config());
+    metadata[kUNetConfigKey] = unetConfigToJson(st->unet->config());
     metadata["format"] = "pt";
     return startJob(info.Env(), info[2], "bia.diffusion.save", [st, path, metadata](JobContext&) -> Finisher {
       writeSafetensors(path, forSaving(moduleState(*st->unet)), metadata);
@@ -434,7 +439,7 @@ Napi::Value DiffusionHandle::Save(const Napi::CallbackInfo& info) {
 
 Napi::Value CreateDiffusion(const Napi::CallbackInfo& info) {
   return guardedPromise(info.Env(), [&]() -> Napi::Value {
-    UNetConfig c = parseConfig(info[0]);
+    UNetConfig c = unetConfigFromJs(info[0]);
     if (!info[1].IsNumber()) invalidArgument("seed must be a number");
     const uint64_t seed = static_cast<uint64_t>(info[1].As<Napi::Number>().Int64Value());
     ModelOptions m = parseModelOptions(info, 2);

@@ -5,6 +5,7 @@
 
 #include <memory>
 #include <optional>
+#include <string>
 
 #include "unet.h"
 
@@ -46,6 +47,13 @@ class DiffusionHandle : public Napi::ObjectWrap<DiffusionHandle> {
 
   std::shared_ptr<DiffusionState> state_;
 };
+
+// UNet configs across the boundary and in files: a preset name or a (partial) config object from JS,
+// and the JSON that travels with saved weights as safetensors metadata under kUNetConfigKey.
+inline constexpr const char* kUNetConfigKey = "bia.unet.config";
+UNetConfig unetConfigFromJs(Napi::Value v);
+std::string unetConfigToJson(const UNetConfig& c);
+UNetConfig unetConfigFromJson(const std::string& text);  // BIA_CHECKPOINT_ERROR when it is not one
 
 // (config: string preset | object, seed, device, dtype, channelsLast, autocast, jobOpts) → Promise<handle>
 Napi::Value CreateDiffusion(const Napi::CallbackInfo& info);

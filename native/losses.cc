@@ -29,12 +29,13 @@ at::Tensor perImageMean(const at::Tensor& t) { return t.flatten(1).mean(1); }
 }  // namespace
 
 ImageLosses imageLosses(const at::Tensor& a, const at::Tensor& b) {
-  if (a.dim() != 4 || a.sizes() != b.sizes()) {
-    invalidArgument("image losses need two [B, C, H, W] tensors of the same shape, got " + c10::str(a.sizes()) + " and " + c10::str(b.sizes()));
+  const bool sameImage = b.dim() == 4 && b.size(0) == 1 && a.dim() == 4 && a.sizes().slice(1) == b.sizes().slice(1);
+  if (a.dim() != 4 || (a.sizes() != b.sizes() && !sameImage)) {
+    invalidArgument("image losses need two [B, C, H, W] tensors of the same shape (or b one image), got " + c10::str(a.sizes()) + " and " + c10::str(b.sizes()));
   }
   if (a.size(2) < 11 || a.size(3) < 11) invalidArgument("SSIM needs images of at least 11x11");
   const int64_t c = a.size(1);
-  at::Tensor x = a, y = b.to(a.scalar_type());
+  at::Tensor x = a, y = b.to(a.scalar_type()).expand_as(a);
   ImageLosses out;
   out.mse = perImageMean((x - y).pow(2));
   at::Tensor w = gaussianWindow(c, x.options());

@@ -18,7 +18,8 @@ struct ImageLosses {
   at::Tensor perceptual;  // [B] = (1 − ssim) + gradL1
 };
 
-// a, b: [B, C, H, W] (H, W ≥ 11), same shape; results per image.
+// a, b: [B, C, H, W] (H, W ≥ 11), same shape, or b one image [1, C, H, W] compared with each of a;
+// results per image of a.
 ImageLosses imageLosses(const at::Tensor& a, const at::Tensor& b);
 
 // A learned perceptual distance between image batches in [-1, 1] (VGG16 relu1_2 / relu2_2 /

@@ -76,7 +76,7 @@ torch::nn::Module& TrainerState::module() {
 
 std::string TrainerState::modelJson() const {
   switch (target) {
-    case TrainTarget::Diffusion: return unetConfigJson(unet->config());
+    case TrainTarget::Diffusion: return unetConfigToJson(unet->config());
     case TrainTarget::Encoder: return Json{{"arch", arch}, {"width", width}, {"embeddingSize", encoder->embeddingSize()}}.dump();
     case TrainTarget::Attributes: return attributes->config().toJson();
   }
@@ -123,7 +123,7 @@ std::map<std::string, std::string> TrainerState::checkpointMetadata(std::map<std
   Json j{{"target", targetName(target)}, {"step", optimizer->steps()}, {"model", Json::parse(modelJson())}, {"options", Json::parse(optionsJson())}, {"version", 1}};
   user[kTrainerKey] = j.dump();
   switch (target) {
-    case TrainTarget::Diffusion: user["bia.unet.config"] = unetConfigJson(unet->config()); break;
+    case TrainTarget::Diffusion: user[kUNetConfigKey] = unetConfigToJson(unet->config()); break;
     case TrainTarget::Encoder: user["arch"] = arch; break;
     case TrainTarget::Attributes: user["bia.attributes.config"] = attributes->config().toJson(); break;
   }
@@ -212,48 +212,7 @@ StateDict TrainerState::weightsForModel(bool useEma) {
   return out;
 }
 
-// ---------------------------------------------------------------------------------------------
-// Config (de)serialisation shared with diffusion.cc's metadata format ("bia.unet.config").
-
-std::string unetConfigJson(const UNetConfig& c) {
-  Json j = {{"inChannels", c.inChannels}, {"outChannels", c.outChannels}, {"ch", c.ch},
-            {"chMult", c.chMult}, {"numResBlocks", c.numResBlocks}, {"attnResolutions", c.attnResolutions},
-            {"dropout", c.dropout}, {"resampWithConv", c.resampWithConv}, {"resolution", c.resolution}};
-  return j.dump();
-}
-
 namespace {
-
-std::vector<int64_t> intList(Napi::Value v, const char* what) {
-  if (!v.IsArray()) invalidArgument(std::string(what) + " must be an array of integers");
-  Napi::Array a = v.As<Napi::Array>();
-  std::vector<int64_t> out;
-  for (uint32_t i = 0; i < a.Length(); i++) {
-    Napi::Value e = a.Get(i);
-    if (!e.IsNumber() || e.As<Napi::Number>().DoubleValue() != std::floor(e.As<Napi::Number>().DoubleValue())) {
-      invalidArgument(std::string(what) + " must be an array of integers");
-    }
-    out.push_back(e.As<Napi::Number>().Int64Value());
-  }
-  return out;
-}
-
-// A complete UNet config object (DiffusionModel.config, possibly with another dropout).
-UNetConfig unetConfigFromJs(Napi::Value v) {
-  Napi::Object o = optObject(v, "config");
-  UNetConfig c;
-  c.inChannels = optInt(o, "inChannels", c.inChannels, 1, 64);
-  c.outChannels = optInt(o, "outChannels", c.outChannels, 1, 64);
-  c.ch = optInt(o, "ch", c.ch, 1, 4096);
-  if (o.Has("chMult")) c.chMult = intList(o.Get("chMult"), "chMult");
-  c.numResBlocks = optInt(o, "numResBlocks", c.numResBlocks, 1, 16);
-  if (o.Has("attnResolutions")) c.attnResolutions = intList(o.Get("attnResolutions"), "attnResolutions");
-  c.dropout = optNumber(o, "dropout", c.dropout);
-  c.resampWithConv = optBool(o, "resampWithConv", c.resampWithConv);
-  c.resolution = optInt(o, "resolution", c.resolution, 1, 1 << 16);
-  c.validate();
-  return c;
-}
 
 TrainerOptions trainerOptionsFromJs(Napi::Value v, TrainTarget target, bool& emaWarmup) {
   Napi::Object o = optObject(v, "options");

@@ -196,9 +196,6 @@ struct TrainerState {
   StepResult evaluate(const TrainBatch& b, double margin, uint64_t seed);
 };
 
-// "bia.unet.config" metadata, the format diffusion.cc reads back.
-std::string unetConfigJson(const UNetConfig& c);
-
 class TrainerHandle : public Napi::ObjectWrap<TrainerHandle> {
  public:
   static Napi::Function Init(Napi::Env env);

@@ -18,6 +18,22 @@ t.test('MSE, SSIM, gradient L1 and the perceptual substitute match the reference
   t.ok(Math.abs(f32.ssim[1] - L.ssim[1]) < 1e-6, 'float32 inputs are computed in float64 too');
 });
 
+t.test('one reference image is compared with each image of the batch', async (t) => {
+  const E = (await readCheckpoint(path.join(ROOT, 'test', 'fixtures', 'losses', 'losses.safetensors'))).tensors;
+  const a = E.get('a')!;
+  const b = E.get('b')!;
+  const [n, c, h, w] = b.shape;
+  const b0 = await tensor(Float64Array.from((await b.data()).slice(0, c * h * w)), [1, c, h, w]);
+  const one = await imageLosses(a, b0);
+  t.equal(one.mse.length, n);
+  for (let i = 0; i < n; i++) {
+    const ai = await tensor(Float64Array.from((await a.data()).slice(i * c * h * w, (i + 1) * c * h * w)), [1, c, h, w]);
+    const pair = await imageLosses(ai, b0);
+    for (const k of ['mse', 'ssim', 'gradL1', 'perceptual'] as const) t.equal(one[k][i], pair[k][0], `${k}[${i}]`);
+  }
+  await t.rejects(imageLosses(b0, a), { code: 'BIA_INVALID_ARGUMENT', message: /same shape/ });
+});
+
 t.test('bad input', async (t) => {
   await t.rejects(imageLosses(await zeros([1, 3, 8, 8]), await zeros([1, 3, 8, 8])), { code: 'BIA_INVALID_ARGUMENT', message: /11x11/ });
   await t.rejects(imageLosses(await zeros([1, 3, 16, 16]), await zeros([1, 3, 16, 17])), { code: 'BIA_INVALID_ARGUMENT', message: /same shape/ });

@@ -31,12 +31,15 @@ export const PERCEPTUAL_SUBSTITUTE = '(1 - SSIM) + image-gradient L1 (weight-fre
 
 /**
  * Losses between image batches a and b ([B, C, H, W], same shape, H and W at least 11; C = 3 with a
- * perceptual model).
+ * perceptual model). b may also be one image [1, C, H, W], compared with each image of a.
  */
 export async function imageLosses(a: Tensor, b: Tensor, opts?: ImageLossesOptions): Promise<ImageLosses> {
   if (!(a instanceof Tensor) || !(b instanceof Tensor)) throw invalidArgument('imageLosses takes two Tensors');
   const [sa, sb] = [a.shape, b.shape];
-  if (sa.length !== 4 || sa.join() !== sb.join()) throw invalidArgument(`imageLosses needs two [B, C, H, W] tensors of the same shape, got ${JSON.stringify(sa)} and ${JSON.stringify(sb)}`);
+  const oneRef = sb.length === 4 && sb[0] === 1 && sa.slice(1).join() === sb.slice(1).join();
+  if (sa.length !== 4 || (sa.join() !== sb.join() && !oneRef)) {
+    throw invalidArgument(`imageLosses needs two [B, C, H, W] tensors of the same shape (or b one image), got ${JSON.stringify(sa)} and ${JSON.stringify(sb)}`);
+  }
   if (sa[2] < 11 || sa[3] < 11) throw invalidArgument('SSIM needs images of at least 11x11');
   let net = null;
   if (opts?.perceptual !== undefined) {

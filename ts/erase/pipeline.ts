@@ -137,17 +137,10 @@ async function sims(encoder: IdentityEncoder, images: Tensor, fR: Tensor, o: Res
   }
 }
 
-/** L_sem / L_fid per image: MSE + λ_perc·L_perc against `ref` (one image, broadcast, or one per image). */
+/** L_sem / L_fid per image: MSE + λ_perc·L_perc against `ref` (one image, or one per image). */
 async function semantic(images: Tensor, ref: Tensor, o: ResolvedEraseOptions, models: EraseModels, job: JobOptions): Promise<{ sem: Float64Array; mse: Float64Array; ssim: Float64Array }> {
-  const n = images.shape[0];
-  const scope = new Scope();
-  try {
-    const refs = ref.shape[0] === n ? ref : scope.add(await takeRows([ref], Array.from({ length: n }, () => [0, 0] as [number, number]), job));
-    const l = await imageLosses(images, refs, { ...job, perceptual: models.perceptual });
-    return { sem: l.mse.map((m, i) => m + o.lambdaPerc * l.perceptual[i]), mse: l.mse, ssim: l.ssim };
-  } finally {
-    scope.dispose();
-  }
+  const l = await imageLosses(images, ref, { ...job, perceptual: models.perceptual });
+  return { sem: l.mse.map((m, i) => m + o.lambdaPerc * l.perceptual[i]), mse: l.mse, ssim: l.ssim };
 }
 
 function decodeOptions(o: ResolvedEraseOptions, hR: Tensor, job: JobOptions, onProgress?: JobOptions['onProgress']) {
