@@ -18,21 +18,15 @@ import type { BlackHole } from './pipeline';
 
 const FORMAT = 'bia-torch black hole v1';
 
-interface Saved {
+/** The JSON half: the black hole without its tensors (typed arrays as plain arrays). */
+type Saved = Pick<BlackHole, 'hNorm' | 'reconstructionSimilarity' | 'found' | 'message' | 'alphaMax' | 'rounds' | 'options'> & {
   format: string;
   version: string;
-  hNorm: number;
-  reconstructionSimilarity: number;
-  found: boolean;
-  message?: string;
-  alphaMax: number;
-  rounds: { alphaMax: number; share: number }[];
   labels: number[];
   similarities: number[];
   boundary: Omit<NonNullable<BlackHole['boundary']>, 'w' | 'dq'> | null;
-  wrap: { indices: number[]; labels: number[]; distances: (number | null)[] };
-  options: BlackHole['options'];
-}
+  wrap: Omit<BlackHole['wrap'], 'codes'>;
+};
 
 /** Write `dir/blackhole.safetensors` and `dir/blackhole.json`. */
 export async function saveBlackHole(bh: BlackHole, dir: string, opts?: JobOptions): Promise<{ json: string; tensors: string }> {

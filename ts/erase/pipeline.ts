@@ -8,8 +8,7 @@
  */
 import { createHash } from 'node:crypto';
 import { createReadStream, statSync } from 'node:fs';
-import { gram } from '../blackhole/svm';
-import { fitBoundary, orient, signedDistance, wrapSet, prng, type Boundary } from '../blackhole/svm';
+import { fitBoundary, gram, orient, prng, signedDistance, wrapSet, type Boundary } from '../blackhole/svm';
 import { manifoldTargets, tryFormNeighbourhood } from '../blackhole/neighbours';
 import { offsetCodes, randomDirection, takeRows } from '../blackhole/codes';
 import { optimizeAbsorption } from '../blackhole/optimize';
