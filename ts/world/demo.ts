@@ -23,6 +23,7 @@ import { loadIdentityEncoder, similarity, type IdentityEncoder } from '../identi
 import { comparisonGrid, imageToBuffer, writeFileAtomic, writeImage } from '../images';
 import { renderReportHtml } from '../report/html';
 import type { Tensor } from '../tensor';
+import type { ComputeDtype, Device } from '../options';
 import { loadAttributeEstimator, type AttributeEstimator } from '../train/attributes';
 import { ATTRIBUTE_SPEC, attributeNames } from './attributes';
 import { DEFAULT_FILES, readManifest, ROOT, heldOut, type DefaultModel } from './defaults';
@@ -56,7 +57,7 @@ export const DEMO_SETTINGS: EraseOptions = {
 export const FULL_SETTINGS: EraseOptions = { inject: 'every-step', neighbourMode: 'manifold', protocol: 'resize', walkStepUnit: 'relative', walkStep: [1.5, 2], fidelityThreshold: 1 };
 
 /** Load the default models, refusing files whose sha256 differs from the manifest's. */
-export async function loadDefaultModels(): Promise<{ diffusion: DiffusionModel; encoder: IdentityEncoder; attributes: AttributeEstimator; dispose(): void }> {
+export async function loadDefaultModels(opts: { device?: Device; dtype?: ComputeDtype; autocast?: 'bfloat16' | 'float16' } = {}): Promise<{ diffusion: DiffusionModel; encoder: IdentityEncoder; attributes: AttributeEstimator; dispose(): void }> {
   const manifest = readManifest();
   for (const name of ['diffusion', 'encoder', 'attributes'] as DefaultModel[]) {
     const file = DEFAULT_FILES[name];
@@ -64,9 +65,9 @@ export async function loadDefaultModels(): Promise<{ diffusion: DiffusionModel; 
     const h = createHash('sha256').update(readFileSync(file)).digest('hex');
     if (h !== manifest[name].sha256) throw new BiaError('BIA_CHECKPOINT_MISMATCH', `${path.relative(ROOT, file)}: sha256 ${h} differs from the manifest's ${manifest[name].sha256}`);
   }
-  const diffusion = await loadDiffusion(DEFAULT_FILES.diffusion);
-  const encoder = await loadIdentityEncoder(DEFAULT_FILES.encoder);
-  const attributes = await loadAttributeEstimator(DEFAULT_FILES.attributes);
+  const diffusion = await loadDiffusion(DEFAULT_FILES.diffusion, opts);
+  const encoder = await loadIdentityEncoder(DEFAULT_FILES.encoder, { device: opts.device, dtype: opts.autocast ?? opts.dtype });
+  const attributes = await loadAttributeEstimator(DEFAULT_FILES.attributes, { device: opts.device });
   return {
     diffusion,
     encoder,

@@ -1,0 +1,177 @@
+/**
+ * The bench harness's data model: what a suite is, what it measures, and the JSON a run writes
+ * (schema 'bia-bench/1'). Every measurement is a set of wall-clock trials of one case; a case is
+ * identified for comparison by suite, case name, params and the run's config/device/precision/threads.
+ */
+import type { ComputeDtype, Device, DiffusionModel, IdentityEncoder, IdentityArch, InputProtocol } from '../../ts/index';
+
+export const SCHEMA = 'bia-bench/1';
+
+export type ParamValue = string | number | boolean | null;
+
+/** Options of one measured case. */
+export interface CaseOptions {
+  /** Part of the case's identity: a baseline compares only cases with equal params. */
+  params?: Record<string, ParamValue>;
+  /** Images (or other items) processed per trial: gives items/s. */
+  items?: number;
+  /** Floating-point operations per trial, where known: gives GFLOP/s and the fraction of measured peak. */
+  flops?: number;
+  /** The matmul dtype whose measured peak `flops` is compared with (default: the run's compute dtype). */
+  peakDtype?: ComputeDtype;
+  /** Override the run's warm-up / trial counts for this case. */
+  warmup?: number;
+  trials?: number;
+  /**
+   * The same work in a reference implementation (Python eager), run after the addon's trials:
+   * returns seconds per trial. Return null when no reference is available.
+   */
+  reference?: () => Promise<number[] | null>;
+  /** Name of the reference implementation (default 'python-eager'). */
+  referenceName?: string;
+}
+
+export interface Stats {
+  samples: number[];
+  median: number;
+  min: number;
+  max: number;
+  /** Relative spread of the trials: (max − min) / median. */
+  spread: number;
+}
+
+export interface Measurement extends Stats {
+  suite: string;
+  case: string;
+  params: Record<string, ParamValue>;
+  unit: 's';
+  warmup: number;
+  items?: number;
+  /** items / median seconds. */
+  itemsPerSecond?: number;
+  flops?: number;
+  gflops?: number;
+  /** gflops / measured matmul peak of peakDtype on this device. */
+  peakFraction?: number;
+  peakDtype?: ComputeDtype;
+  reference?: Stats & { name: string; /** reference median / addon median: > 1 means the addon is faster. */ speedup: number };
+}
+
+export interface SuiteMemory {
+  /** Peak resident set size of the process during the suite (bytes); the kernel's VmHWM after a reset. */
+  peakRssBytes: number;
+  /** How the peak was isolated: 'reset' (clear_refs), 'process' (own process), or 'lifetime' (since process start). */
+  rssScope: 'reset' | 'process' | 'lifetime';
+  /** Peak bytes allocated by the CUDA caching allocator during the suite (CUDA runs only). */
+  peakCudaAllocatedBytes?: number;
+}
+
+export interface SuiteResult {
+  suite: string;
+  ok: boolean;
+  error?: { code?: string; message: string };
+  seconds: number;
+  measurements: Measurement[];
+  memory: SuiteMemory;
+  /** Suite-specific facts (stage breakdowns, memory-flatness checks, model sizes…). */
+  notes: Record<string, unknown>;
+}
+
+export interface BenchEnvironment {
+  date: string;
+  host: string;
+  cpu: string;
+  cores: number;
+  threads: number;
+  interopThreads: number;
+  blas: { name: string; library: string; config: string };
+  torch: string;
+  cuda: { built: boolean; available: boolean; version?: string | null; cudnn: boolean; gpus: string[] };
+  node: string;
+  addon: string;
+  version: string;
+  git: { commit: string | null; dirty: boolean | null };
+  python: { exe: string; torch: string } | null;
+  /** Measured matmul peak per dtype on the run's device, GFLOP/s. */
+  matmulPeakGflops: Partial<Record<ComputeDtype, number>>;
+}
+
+export interface BenchOptions {
+  suites: string[];
+  config: string;
+  device: Device;
+  /** Weights' dtype. */
+  dtype: ComputeDtype;
+  /** UNet/encoder autocast on CUDA. */
+  autocast: 'bfloat16' | 'float16' | null;
+  warmup: number;
+  trials: number;
+  /** Run each suite in its own process. */
+  isolate: boolean;
+  /** Run the Python eager references where they exist. */
+  python: boolean;
+  /** Smaller problem sizes for a smoke run (CI): seconds, not minutes. */
+  smoke: boolean;
+  threads: number;
+}
+
+export interface BenchRun {
+  schema: typeof SCHEMA;
+  options: BenchOptions;
+  environment: BenchEnvironment;
+  suites: SuiteResult[];
+}
+
+/** A bench configuration: which models, at which sizes, and the erase settings of the pipeline suite. */
+export interface BenchConfig {
+  name: string;
+  description: string;
+  resolution: number;
+  /** Loads the diffusion model and the identity encoder on the device (random weights unless the config has trained ones). */
+  models(device: Device, opts: { dtype: ComputeDtype; autocast: 'bfloat16' | 'float16' | null; channelsLast?: boolean }): Promise<{ diffusion: DiffusionModel; encoder: IdentityEncoder; dispose(): void }>;
+  encoderArch: IdentityArch;
+  encoderWidth: number;
+  protocol: InputProtocol;
+  /** UNet batch sizes of the batch sweep. */
+  batches: number[];
+  /** Erase settings of the pipeline/invert/decode suites. */
+  t0: number;
+  steps: number;
+  neighbours: number;
+  batchSize: number;
+  /** Smoke-run overrides. */
+  smoke: { batches: number[]; steps: number; neighbours: number };
+}
+
+/** What a suite gets: the run's options, the config, measurement and reference helpers. */
+export interface BenchContext {
+  readonly options: BenchOptions;
+  readonly config: BenchConfig;
+  /** Steps / neighbours / batches after smoke overrides. */
+  readonly steps: number;
+  readonly neighbours: number;
+  readonly batches: number[];
+  /** Time `fn` (warm-up, then trials); fn must finish its work (the addon's jobs synchronise the device). */
+  measure(name: string, opts: CaseOptions, fn: () => Promise<unknown>): Promise<Measurement>;
+  /** Record externally timed trials (seconds each), e.g. from a native timing loop. */
+  record(name: string, opts: CaseOptions, samples: number[], warmup?: number): Promise<Measurement>;
+  /** A started Python reference server for a bench/*.py script, or null (no Python torch, or --no-python). */
+  python(script: string): Promise<PythonRef | null>;
+  /** The measured matmul peak of a dtype on the run's device (GFLOP/s), measured once per run. */
+  peakGflops(dtype: ComputeDtype): Promise<number>;
+  /** Attach a suite-specific fact to the suite's result. */
+  note(key: string, value: unknown): void;
+  log(message: string): void;
+}
+
+export interface PythonRef {
+  torch: string;
+  /** Send a JSON request; the script answers {seconds: [...]} (or other fields, returned as is). */
+  request<T = { seconds: number[] }>(body: unknown): Promise<T>;
+}
+
+export interface Suite {
+  name: string;
+  description: string;
+  run(ctx: BenchContext): Promise<void>;
+}
