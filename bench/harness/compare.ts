@@ -141,7 +141,7 @@ const mib = (b: number) => `${(b / 2 ** 20).toFixed(1)} MiB`;
 
 function rows(c: Comparison): string[][] {
   return [
-    ...c.cases.map((x) => [x.key, x.old === null ? '—' : formatSeconds(x.old), x.new === null ? '—' : formatSeconds(x.new), pct(x.change), x.noise === null ? '—' : `±${(100 * x.noise).toFixed(1)}%`, x.verdict]),
+    ...c.cases.map((x) => [x.key, x.old === null ? '—' : formatSeconds(x.old), x.new === null ? '—' : formatSeconds(x.new), pct(x.change), x.noise === null ? "—" : `${(100 * x.noise).toFixed(1)}%`, x.verdict]),
     ...c.memory.map((m) => [`${m.suite} ${m.what === 'peakRssBytes' ? 'peak RSS' : 'peak CUDA allocated'}`, mib(m.old), mib(m.new), pct(m.change), '', m.verdict]),
   ];
 }
