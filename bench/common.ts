@@ -53,13 +53,25 @@ export class PythonServer {
     return this.hello;
   }
 
-  async seconds(request: unknown): Promise<number[]> {
+  /** One JSON request, one JSON answer (requests are answered in order; do not interleave callers). */
+  async request<T>(request: unknown): Promise<T> {
     this.child.stdin.write(`${JSON.stringify(request)}\n`);
-    return ((await this.next()) as { seconds: number[] }).seconds;
+    const answer = (await this.next()) as T & { error?: string };
+    if (answer && typeof answer === 'object' && typeof answer.error === 'string') throw new Error(`Python reference: ${answer.error}`);
+    return answer;
+  }
+
+  async seconds(request: unknown): Promise<number[]> {
+    return (await this.request<{ seconds: number[] }>(request)).seconds;
   }
 
   close(): void {
     this.child.stdin.end();
+  }
+
+  /** Whether the process is still running. */
+  get alive(): boolean {
+    return this.child.exitCode === null && this.child.signalCode === null;
   }
 }
 

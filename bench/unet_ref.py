@@ -10,7 +10,7 @@ import sys
 import torch
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "reference"))
-from ddpm import CELEBA_HQ_256, decode, encode, make_params  # noqa: E402
+from ddpm import ALPHA_BAR, CELEBA_HQ_256, decode, encode, make_params  # noqa: E402
 from server import serve, timed  # noqa: E402
 
 _params = {}
@@ -31,7 +31,35 @@ def params(cfg, channels_last, device, dtype):
     return _params[key]
 
 
+def train(spec):
+    """One training step of the reference UNet: noised images, ε-MSE, backward, AdamW (float32)."""
+    cfg = spec.get("config") or CELEBA_HQ_256
+    device = spec.get("device", "cpu")
+    p = make_params(cfg, torch.Generator().manual_seed(0))
+    P = {k: v.to(device).requires_grad_(True) for k, v in p.items()}
+    opt = torch.optim.AdamW(P.values(), lr=1e-4)
+    b = spec["batch"]
+    x0 = torch.randn(b, cfg["inChannels"], cfg["resolution"], cfg["resolution"], device=device)
+    sync = (lambda: torch.cuda.synchronize()) if device.startswith("cuda") else (lambda: None)
+
+    def step():
+        t = torch.randint(0, 1000, (b,), device=device)
+        a = ALPHA_BAR.to(device)[t].float().view(-1, 1, 1, 1)
+        noise = torch.randn_like(x0)
+        xt = a.sqrt() * x0 + (1 - a).sqrt() * noise
+        h, hs, temb = encode(P, cfg, xt, t.float())
+        eps = decode(P, cfg, h, hs, temb)
+        loss = torch.nn.functional.mse_loss(eps, noise)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+
+    return {"seconds": timed(step, spec.get("warmup", 1), spec.get("iterations", 3), sync)}
+
+
 def run(spec):
+    if spec.get("mode") == "train":
+        return train(spec)
     cfg = spec.get("config") or CELEBA_HQ_256
     cl = bool(spec.get("channelsLast"))
     device = spec.get("device", "cpu")

@@ -11,8 +11,8 @@ import { VERSION } from './version';
 /** Errors that mean "your input is bad" (exit 3), as opposed to a failure of the program (exit 1). */
 export const INPUT_ERRORS: ReadonlySet<string> = new Set<string>(['BIA_INVALID_ARGUMENT', 'BIA_IO_ERROR', 'BIA_CHECKPOINT_ERROR', 'BIA_CHECKPOINT_MISMATCH', 'BIA_IMAGE_ERROR', 'BIA_IMAGE_TOO_LARGE']);
 
-/** Exit codes: 0 success, 1 failure, 2 usage error, 3 input error, 130 interrupted (SIGINT). */
-export const EXIT = { ok: 0, failure: 1, usage: 2, input: 3, interrupted: 130 } as const;
+/** Exit codes: 0 success, 1 failure, 2 usage error, 3 input error, 4 bench regression, 130 interrupted (SIGINT). */
+export const EXIT = { ok: 0, failure: 1, usage: 2, input: 3, regression: 4, interrupted: 130 } as const;
 
 const HELP = `bia ${VERSION} — Black Hole-Driven Identity Absorbing on LibTorch
 
@@ -27,10 +27,16 @@ Usage:
                                      reconstruction.png, baseline.png, grid.png, report.json (finished images are
                                      skipped on a re-run unless --force); then <out>/report.json and report.html.
                                      'bia erase --help' lists every erase option (--t0, --steps, --inject, --absorb, …)
+  bia bench [suites...] [--config tiny|demo|celeba-hq-256] [--device cpu|cuda] [--smoke] [--json FILE]
+            [--baseline old.json --tolerance 10%] [--markdown FILE] [--isolate]
+                                     the performance harness: engine, unet, invert, decode, identity, svm, absorb,
+                                     pipeline; medians, spread, GFLOP/s vs measured peak, Python eager side by side,
+                                     peak memory; exit 4 on a regression ('bia bench --help' for every option)
   bia --version
   bia help
 
-Exit codes: 0 ok, 1 failure, 2 usage error, 3 input error (bad image, checkpoint, file), 130 interrupted
+Exit codes: 0 ok, 1 failure, 2 usage error, 3 input error (bad image, checkpoint, file), 4 bench regression,
+            130 interrupted
 
 Environment:
   BIA_NUM_THREADS   intra-op threads (default: all cores)
@@ -110,6 +116,11 @@ async function main(argv: string[]): Promise<number> {
     const r = await convertOnnx(from, to, { arch: values.arch as ConvertArch | undefined, source: values.source });
     process.stdout.write(values.json ? `${JSON.stringify(r, null, 2)}\n` : `${formatConvert(r, from, to, values.map ?? false)}\n`);
     return EXIT.ok;
+  }
+  if (command === 'bench') {
+    // The harness lives in bench/ (shipped in dist/bench); loaded only when asked for.
+    const { runBenchCli } = await import('../bench/harness/cli');
+    return runBenchCli(rest);
   }
   if (command === 'erase') return runErase(rest, { eraser: eraseIdentity, loadModels: loadEraseModels });
   process.stderr.write(`bia: unknown command '${command}'\n\n${HELP}`);

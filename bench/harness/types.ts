@@ -113,6 +113,12 @@ export interface BenchOptions {
   /** Smaller problem sizes for a smoke run (CI): seconds, not minutes. */
   smoke: boolean;
   threads: number;
+  /** Overrides of the config's sizes (steps, neighbours, UNet batch sweep). */
+  steps?: number;
+  neighbours?: number;
+  batches?: number[];
+  /** Pipeline suite: images erased (default 3; smoke 2). */
+  images?: number;
 }
 
 export interface BenchRun {

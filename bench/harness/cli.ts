@@ -1,0 +1,248 @@
+/**
+ * `bia bench [suites] [--config tiny|demo|celeba-hq-256] [--device cpu|cuda] [--json file]
+ *            [--baseline old.json --tolerance 10%] [--markdown file] …` — see HELP.
+ * Also the worker entry of an isolated suite (--worker-out).
+ */
+import { mkdirSync, readFileSync } from 'node:fs';
+import path from 'node:path';
+import { parseArgs } from 'node:util';
+import { BiaError, getThreads, setThreads, type ComputeDtype, type Device } from '../../ts/index';
+import { writeFileAtomic } from '../../ts/images';
+import { table } from '../common';
+import { BENCH_CONFIGS } from './configs';
+import { asBenchRun, compareRuns, formatComparison, markdownComparison, parseTolerance } from './compare';
+import { closeHooks, defaultHooks, formatSeconds, ROOT, runBench, runSuiteHere } from './run';
+import { SUITES } from '../suites/index';
+import type { BenchOptions, BenchRun } from './types';
+
+export const BENCH_HELP = `Usage: bia bench [suites...] [options]
+
+Suites (default: all, in this order): ${Object.keys(SUITES).join(', ')}
+
+Options:
+  --config NAME       ${Object.keys(BENCH_CONFIGS).join(' | ')} (default tiny)
+  --device DEV        cpu | cuda | cuda:N (default cpu)
+  --dtype T           weights' dtype: float32 | bfloat16 | float16 (default float32)
+  --autocast T        bfloat16 | float16: UNet autocast and encoders in T (CUDA)
+  --warmup N          untimed runs before the trials (default 1)
+  --trials N          timed trials per case (default 5; --smoke: 2)
+  --smoke             small sizes, seconds in all (CI keeps the harness from rotting with it)
+  --isolate           run each suite in its own process (clean peak memory, no shared caches)
+  --no-python         skip the Python eager references
+  --threads N         intra-op threads (default: BIA_NUM_THREADS or all cores)
+  --steps N, --neighbours N, --batches 1,4,16, --images N
+                      override the config's sizes (DDIM steps, black-hole neighbours, UNet batch sweep,
+                      pipeline images)
+  --json FILE         write the run (schema bia-bench/1); default bench/out/bench-<config>-<device>-<date>.json
+  --baseline FILE     compare with an earlier run: like with like, a change counts when it is beyond
+                      --tolerance (default 10%) and beyond the measured spread of both runs
+  --tolerance P       e.g. 10% or 0.1
+  --markdown FILE     also write a markdown summary (of the comparison when --baseline is given)
+  --list              list the suites and configs
+
+Exit codes: 0 ok, 1 a suite failed, 2 usage error, 4 a regression against the baseline
+`;
+
+export const BENCH_EXIT = { ok: 0, failure: 1, usage: 2, regression: 4 } as const;
+
+function positiveInt(v: string | undefined, name: string, lo = 1): number | undefined {
+  if (v === undefined) return undefined;
+  const n = Number(v);
+  if (!Number.isInteger(n) || n < lo) throw new BiaError('BIA_INVALID_ARGUMENT', `--${name} must be an integer ≥ ${lo}, got '${v}'`);
+  return n;
+}
+
+function oneOf<T extends string>(v: string, name: string, allowed: readonly T[]): T {
+  if (!(allowed as readonly string[]).includes(v)) throw new BiaError('BIA_INVALID_ARGUMENT', `--${name} must be one of ${allowed.join(', ')}, got '${v}'`);
+  return v as T;
+}
+
+const OPTIONS = {
+  config: { type: 'string', default: 'tiny' },
+  device: { type: 'string', default: 'cpu' },
+  dtype: { type: 'string', default: 'float32' },
+  autocast: { type: 'string' },
+  warmup: { type: 'string' },
+  trials: { type: 'string' },
+  smoke: { type: 'boolean', default: false },
+  isolate: { type: 'boolean', default: false },
+  'no-python': { type: 'boolean', default: false },
+  threads: { type: 'string' },
+  steps: { type: 'string' },
+  neighbours: { type: 'string' },
+  batches: { type: 'string' },
+  images: { type: 'string' },
+  json: { type: 'string' },
+  baseline: { type: 'string' },
+  tolerance: { type: 'string', default: '10%' },
+  markdown: { type: 'string' },
+  list: { type: 'boolean', default: false },
+  help: { type: 'boolean', default: false },
+  'worker-out': { type: 'string' },
+  'worker-options': { type: 'string' },
+} as const;
+
+/** Parse `bia bench` arguments into run options (throws coded errors on bad values). */
+export function parseBenchArgs(argv: string[]): { options: BenchOptions; values: ReturnType<typeof parseArgs<{ args: string[]; options: typeof OPTIONS; allowPositionals: true }>>['values'] } {
+  const { values, positionals } = parseArgs({ args: argv, options: OPTIONS, allowPositionals: true });
+  const suites = positionals.length ? positionals.flatMap((p) => p.split(',')).filter(Boolean) : Object.keys(SUITES);
+  for (const s of suites) if (!SUITES[s]) throw new BiaError('BIA_INVALID_ARGUMENT', `unknown suite '${s}' (suites: ${Object.keys(SUITES).join(', ')})`);
+  oneOf(values.config, 'config', Object.keys(BENCH_CONFIGS));
+  if (!/^(cpu|cuda(:\d+)?)$/.test(values.device)) throw new BiaError('BIA_INVALID_ARGUMENT', `--device must be cpu, cuda or cuda:N, got '${values.device}'`);
+  const dtype = oneOf(values.dtype, 'dtype', ['float32', 'bfloat16', 'float16'] as const);
+  const autocast = values.autocast === undefined ? null : oneOf(values.autocast, 'autocast', ['bfloat16', 'float16'] as const);
+  if (autocast && values.device === 'cpu') throw new BiaError('BIA_INVALID_ARGUMENT', '--autocast needs --device cuda');
+  const smoke = values.smoke;
+  const batches = values.batches?.split(',').map((b) => positiveInt(b, 'batches')!);
+  const options: BenchOptions = {
+    suites,
+    config: values.config,
+    device: values.device as Device,
+    dtype: dtype as ComputeDtype,
+    autocast,
+    warmup: positiveInt(values.warmup, 'warmup', 0) ?? 1,
+    trials: positiveInt(values.trials, 'trials') ?? (smoke ? 2 : 5),
+    isolate: values.isolate,
+    python: !values['no-python'],
+    smoke,
+    threads: positiveInt(values.threads, 'threads') ?? getThreads(),
+    steps: positiveInt(values.steps, 'steps', 2),
+    neighbours: positiveInt(values.neighbours, 'neighbours', 4),
+    batches,
+    images: positiveInt(values.images, 'images', 2),
+  };
+  for (const k of ['steps', 'neighbours', 'batches', 'images'] as const) if (options[k] === undefined) delete options[k];
+  if (values.baseline !== undefined) parseTolerance(values.tolerance);
+  return { options, values };
+}
+
+const mib = (b: number) => `${(b / 2 ** 20).toFixed(0)} MiB`;
+
+/** The run's results as one table (plus the suites' memory and failures). */
+export function formatRun(run: BenchRun): string {
+  const rows = run.suites.flatMap((s) =>
+    s.measurements.map((m) => [
+      `${m.suite}/${m.case}`,
+      Object.entries(m.params).map(([k, v]) => `${k}=${v}`).join(' '),
+      formatSeconds(m.median),
+      `±${(50 * m.spread).toFixed(1)}%`,
+      m.itemsPerSecond === undefined ? '' : m.itemsPerSecond.toFixed(m.itemsPerSecond < 10 ? 2 : 1),
+      m.gflops === undefined ? '' : m.gflops.toFixed(0),
+      m.peakFraction === undefined ? '' : `${(100 * m.peakFraction).toFixed(1)}%`,
+      m.reference ? formatSeconds(m.reference.median) : '',
+      m.reference ? `${m.reference.speedup.toFixed(2)}×` : '',
+    ]),
+  );
+  const lines = [table(['case', 'params', 'median', 'spread', 'items/s', 'GFLOP/s', 'of peak', 'python', 'speedup'], rows)];
+  lines.push(
+    table(
+      ['suite', 'ok', 'seconds', 'peak RSS', 'peak CUDA allocated'],
+      run.suites.map((s) => [s.suite, s.ok ? 'yes' : `NO: ${s.error?.message ?? ''}`, s.seconds.toFixed(1), `${mib(s.memory.peakRssBytes)} (${s.memory.rssScope})`, s.memory.peakCudaAllocatedBytes === undefined ? '' : mib(s.memory.peakCudaAllocatedBytes)]),
+    ),
+  );
+  return lines.join('\n\n');
+}
+
+/** A markdown table of a run (no baseline). */
+export function markdownRun(run: BenchRun): string {
+  const e = run.environment;
+  const out = [
+    `## bia bench: ${run.options.config} on ${run.options.device} (${e.cuda.gpus.length ? e.cuda.gpus.join(', ') : e.cpu}, ${e.threads} threads, LibTorch ${e.torch})`,
+    '',
+    '| case | params | median | spread | items/s | GFLOP/s | of peak | python eager | speedup |',
+    '|---|---|---|---|---|---|---|---|---|',
+  ];
+  for (const s of run.suites) {
+    for (const m of s.measurements) {
+      out.push(`| ${m.suite}/${m.case} | ${Object.entries(m.params).map(([k, v]) => `${k}=${v}`).join(' ')} | ${formatSeconds(m.median)} | ±${(50 * m.spread).toFixed(1)}% | ${m.itemsPerSecond?.toFixed(2) ?? ''} | ${m.gflops?.toFixed(0) ?? ''} | ${m.peakFraction === undefined ? '' : `${(100 * m.peakFraction).toFixed(1)}%`} | ${m.reference ? formatSeconds(m.reference.median) : ''} | ${m.reference ? `${m.reference.speedup.toFixed(2)}×` : ''} |`);
+    }
+  }
+  return `${out.join('\n')}\n`;
+}
+
+/** `bia bench …`: returns the exit code. */
+export async function runBenchCli(
+  argv: string[],
+  out: (s: string) => void = (s) => process.stdout.write(s),
+  err: (s: string) => void = (s) => process.stderr.write(s),
+): Promise<number> {
+  let parsed: ReturnType<typeof parseBenchArgs>;
+  try {
+    parsed = parseBenchArgs(argv);
+  } catch (e) {
+    const parse = e instanceof TypeError && (e as { code?: string }).code?.startsWith('ERR_PARSE_ARGS');
+    if (!parse && !(e instanceof BiaError && e.code === 'BIA_INVALID_ARGUMENT')) throw e;
+    err(`bia bench: ${(e as Error).message}\n\n${BENCH_HELP}`);
+    return BENCH_EXIT.usage;
+  }
+  const { options, values } = parsed;
+  if (values.help) {
+    out(BENCH_HELP);
+    return BENCH_EXIT.ok;
+  }
+  if (values.list) {
+    out(`${Object.values(SUITES).map((s) => `${s.name.padEnd(10)} ${s.description}`).join('\n')}\n\n${Object.values(BENCH_CONFIGS).map((c) => `${c.name.padEnd(14)} ${c.description}`).join('\n')}\n`);
+    return BENCH_EXIT.ok;
+  }
+  // Read the baseline first: a bad file is a usage error before minutes of benchmarking.
+  const baseline = values.baseline === undefined ? null : asBenchRun(readJson(values.baseline), values.baseline);
+  const run = await runBench(options);
+  const file = values.json ?? path.join(ROOT, 'bench', 'out', `bench-${options.config}-${options.device.replace(':', '')}-${run.environment.date.replace(/[:.]/g, '-')}.json`);
+  mkdirSync(path.dirname(path.resolve(file)), { recursive: true });
+  await writeFileAtomic(file, `${JSON.stringify(run, null, 2)}\n`, 'bench result');
+  out(`${formatRun(run)}\n\nwrote ${file}\n`);
+  let code: number = run.suites.every((s) => s.ok) ? BENCH_EXIT.ok : BENCH_EXIT.failure;
+  if (baseline) {
+    const c = compareRuns(baseline, run, parseTolerance(values.tolerance));
+    out(`\nagainst ${values.baseline}:\n${formatComparison(c, table)}\n`);
+    if (values.markdown) await writeFileAtomic(values.markdown, markdownComparison(c, run), 'markdown summary');
+    if (c.incomparable.length) code = Math.max(code, BENCH_EXIT.usage);
+    else if (c.regressions > 0) code = BENCH_EXIT.regression;
+  } else if (values.markdown) {
+    await writeFileAtomic(values.markdown, markdownRun(run), 'markdown summary');
+  }
+  return code;
+}
+
+function readJson(file: string): unknown {
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch (e) {
+    throw new BiaError('BIA_IO_ERROR', `cannot read ${file}: ${(e as Error).message}`);
+  }
+  try {
+    return JSON.parse(text);
+  } catch (e) {
+    throw new BiaError('BIA_INVALID_ARGUMENT', `${file} is not JSON: ${(e as Error).message}`);
+  }
+}
+
+/** Worker mode: run one suite here and write its SuiteResult (with the peaks measured) to a file. */
+async function worker(argv: string[]): Promise<void> {
+  const { values, positionals } = parseArgs({ args: argv, options: OPTIONS, allowPositionals: true });
+  const options = JSON.parse(values['worker-options']!) as BenchOptions;
+  setThreads(options.threads);
+  const hooks = defaultHooks(options, (m) => process.stderr.write(`${m}\n`));
+  try {
+    const r = await runSuiteHere(positionals[0], options, hooks);
+    await writeFileAtomic(values['worker-out']!, JSON.stringify({ ...r, peaks: hooks.peaks }), 'suite result');
+  } finally {
+    closeHooks(hooks);
+  }
+}
+
+if (require.main === module) {
+  const argv = process.argv.slice(2);
+  const job = argv.includes('--worker-out') ? worker(argv).then(() => 0) : runBenchCli(argv);
+  job.then(
+    (code) => {
+      process.exitCode = code;
+    },
+    (e: unknown) => {
+      const usage = (e instanceof TypeError && (e as { code?: string }).code?.startsWith('ERR_PARSE_ARGS')) || (e instanceof BiaError && e.code === 'BIA_INVALID_ARGUMENT');
+      process.stderr.write(`bia bench: ${(e as Error).message}${e instanceof BiaError ? ` [${e.code}]` : ''}\n`);
+      process.exitCode = usage ? BENCH_EXIT.usage : BENCH_EXIT.failure;
+    },
+  );
+}

@@ -1,0 +1,340 @@
+/**
+ * The bench runner: environment record, warm-up + trials per case, medians and spreads, GFLOP/s
+ * against the measured matmul peak, Python eager references side by side, peak memory per suite,
+ * and (optionally) each suite in its own process.
+ */
+import { spawn, spawnSync } from 'node:child_process';
+import { readFileSync, rmSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { benchmark, BiaError, getThreads, info, setThreads, type ComputeDtype, type Device } from '../../ts/index';
+import * as lib from '../../ts/index';
+import { findPython, PythonServer, settle } from '../common';
+import { benchConfig } from './configs';
+import { SUITES } from '../suites/index';
+import {
+  SCHEMA,
+  type BenchContext,
+  type BenchEnvironment,
+  type BenchOptions,
+  type BenchRun,
+  type CaseOptions,
+  type Measurement,
+  type PythonRef,
+  type Stats,
+  type SuiteMemory,
+  type SuiteResult,
+} from './types';
+
+export const ROOT = path.resolve(__dirname, '..', '..', '..');
+
+export function stats(samples: number[]): Stats {
+  if (samples.length === 0) throw new BiaError('BIA_INVALID_ARGUMENT', 'no samples to summarise');
+  const s = [...samples].sort((a, b) => a - b);
+  const m = s.length >> 1;
+  const median = s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
+  return { samples, median, min: s[0], max: s[s.length - 1], spread: median > 0 ? (s[s.length - 1] - s[0]) / median : 0 };
+}
+
+// ---- memory ------------------------------------------------------------------------------------
+
+function procStatusKiB(field: 'VmHWM' | 'VmRSS'): number | null {
+  try {
+    const m = readFileSync('/proc/self/status', 'utf8').match(new RegExp(`${field}:\\s+(\\d+) kB`));
+    return m ? Number(m[1]) : null;
+  } catch {
+    return null;
+  }
+}
+
+/** Reset the kernel's peak-RSS mark (Linux clear_refs 5); false where that is not possible. */
+export function resetPeakRss(): boolean {
+  try {
+    writeFileSync('/proc/self/clear_refs', '5');
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** Peak resident set size since the last reset (or process start), bytes. */
+export function peakRssBytes(): number {
+  const hwm = procStatusKiB('VmHWM');
+  return hwm !== null ? hwm * 1024 : process.resourceUsage().maxRSS * 1024;
+}
+
+export function rssBytes(): number {
+  const rss = procStatusKiB('VmRSS');
+  return rss !== null ? rss * 1024 : process.memoryUsage().rss;
+}
+
+type CudaMemoryFn = (o?: { reset?: boolean }) => { peakAllocatedBytes: number } | null;
+const cudaMemory = (lib as unknown as { cudaMemory?: CudaMemoryFn }).cudaMemory;
+
+// ---- environment -------------------------------------------------------------------------------
+
+function git(args: string[]): string | null {
+  const r = spawnSync('git', args, { cwd: ROOT, encoding: 'utf8', timeout: 10_000 });
+  return r.status === 0 ? r.stdout.trim() : null;
+}
+
+export async function environment(options: BenchOptions, python: { exe: string; torch: string } | null): Promise<BenchEnvironment> {
+  const i = await info({ measure: false });
+  const commit = git(['rev-parse', 'HEAD']);
+  const status = commit ? git(['status', '--porcelain', '--untracked-files=no']) : null;
+  return {
+    date: new Date().toISOString(),
+    host: os.hostname(),
+    cpu: i.cpu,
+    cores: i.cores,
+    threads: getThreads(),
+    interopThreads: i.interopThreads,
+    blas: { name: i.blas.name, library: i.blas.library, config: i.blas.config },
+    torch: i.torchVersion,
+    cuda: {
+      built: i.cuda.built,
+      available: i.cuda.available,
+      version: (i.cuda as { version?: string | null }).version ?? null,
+      cudnn: i.cuda.cudnn,
+      gpus: i.cuda.devices.map((d) => d.name),
+    },
+    node: i.node,
+    addon: i.addon,
+    version: i.version,
+    git: { commit, dirty: status === null ? null : status.length > 0 },
+    python,
+    matmulPeakGflops: {},
+  };
+}
+
+/** The measured matmul rate of a dtype on a device (GFLOP/s): the median of timed square products. */
+export async function measurePeak(device: Device, dtype: ComputeDtype, smoke: boolean): Promise<number> {
+  const gpu = device !== 'cpu';
+  const m = gpu ? 8192 : smoke ? 1024 : 2048;
+  const r = await benchmark({ op: 'sgemm', m, device, dtype, warmup: gpu ? 3 : 1, iterations: gpu ? 20 : smoke ? 5 : 8 });
+  return r.gflops;
+}
+
+// ---- the context a suite runs in ---------------------------------------------------------------
+
+export interface RunHooks {
+  log(message: string): void;
+  /** Python reference servers, shared by the suites of one process. */
+  pythons: Map<string, PythonServer | null>;
+  pythonExe: string | null;
+  peaks: Partial<Record<ComputeDtype, number>>;
+}
+
+class Context implements BenchContext {
+  readonly measurements: Measurement[] = [];
+  readonly notes: Record<string, unknown> = {};
+  readonly steps: number;
+  readonly neighbours: number;
+  readonly batches: number[];
+
+  constructor(
+    readonly suiteName: string,
+    readonly options: BenchOptions,
+    readonly config: ReturnType<typeof benchConfig>,
+    private readonly hooks: RunHooks,
+  ) {
+    const c = config;
+    this.steps = options.steps ?? (options.smoke ? c.smoke.steps : c.steps);
+    this.neighbours = options.neighbours ?? (options.smoke ? c.smoke.neighbours : c.neighbours);
+    this.batches = options.batches ?? (options.smoke ? c.smoke.batches : c.batches);
+  }
+
+  log(message: string): void {
+    this.hooks.log(`  ${this.suiteName}: ${message}`);
+  }
+
+  note(key: string, value: unknown): void {
+    this.notes[key] = value;
+  }
+
+  async peakGflops(dtype: ComputeDtype): Promise<number> {
+    if (this.hooks.peaks[dtype] === undefined) this.hooks.peaks[dtype] = await measurePeak(this.options.device, dtype, this.options.smoke);
+    return this.hooks.peaks[dtype]!;
+  }
+
+  async python(script: string): Promise<PythonRef | null> {
+    if (!this.options.python || !this.hooks.pythonExe) return null;
+    if (!this.hooks.pythons.has(script)) {
+      const server = new PythonServer(this.hooks.pythonExe, script, this.options.threads);
+      try {
+        await server.start();
+        this.hooks.pythons.set(script, server);
+      } catch (e) {
+        this.log(`Python reference ${script} did not start: ${(e as Error).message}`);
+        this.hooks.pythons.set(script, null);
+      }
+    }
+    const s = this.hooks.pythons.get(script);
+    if (!s || !s.alive) return null;
+    return { torch: s.hello!.torch, request: <T>(body: unknown) => s.request<T>(body) };
+  }
+
+  async measure(name: string, opts: CaseOptions, fn: () => Promise<unknown>): Promise<Measurement> {
+    const warmup = opts.warmup ?? this.options.warmup;
+    const trials = opts.trials ?? this.options.trials;
+    await settle(this.options.device);
+    for (let i = 0; i < warmup; i++) await fn();
+    const samples: number[] = [];
+    for (let i = 0; i < trials; i++) {
+      const t = process.hrtime.bigint();
+      await fn();
+      samples.push(Number(process.hrtime.bigint() - t) / 1e9);
+    }
+    return this.record(name, opts, samples, warmup);
+  }
+
+  async record(name: string, opts: CaseOptions, samples: number[], warmup = 0): Promise<Measurement> {
+    if (!samples.length || samples.some((s) => !(s >= 0) || !Number.isFinite(s))) {
+      throw new BiaError('BIA_INVALID_ARGUMENT', `${this.suiteName}/${name}: trial times must be finite and non-negative, got ${JSON.stringify(samples)}`);
+    }
+    const st = stats(samples);
+    const m: Measurement = { suite: this.suiteName, case: name, params: opts.params ?? {}, unit: 's', warmup, ...st };
+    if (opts.items !== undefined) {
+      m.items = opts.items;
+      m.itemsPerSecond = opts.items / st.median;
+    }
+    if (opts.flops !== undefined) {
+      const dtype = opts.peakDtype ?? this.options.autocast ?? this.options.dtype;
+      m.flops = opts.flops;
+      m.gflops = opts.flops / st.median / 1e9;
+      m.peakDtype = dtype;
+      m.peakFraction = m.gflops / (await this.peakGflops(dtype));
+    }
+    if (opts.reference) {
+      await settle(this.options.device);
+      let ref: number[] | null = null;
+      try {
+        ref = await opts.reference();
+      } catch (e) {
+        this.log(`reference of ${name} failed: ${(e as Error).message}`);
+      }
+      if (ref && ref.length) {
+        const rs = stats(ref);
+        m.reference = { name: opts.referenceName ?? 'python-eager', ...rs, speedup: rs.median / st.median };
+      }
+      await settle(this.options.device);
+    }
+    this.measurements.push(m);
+    this.log(formatMeasurement(m));
+    return m;
+  }
+}
+
+export function formatSeconds(s: number): string {
+  if (s >= 100) return `${s.toFixed(0)} s`;
+  if (s >= 1) return `${s.toFixed(2)} s`;
+  if (s >= 1e-3) return `${(s * 1e3).toFixed(2)} ms`;
+  return `${(s * 1e6).toFixed(1)} µs`;
+}
+
+function formatParams(p: Measurement['params']): string {
+  const e = Object.entries(p);
+  return e.length ? ` [${e.map(([k, v]) => `${k}=${v}`).join(' ')}]` : '';
+}
+
+export function formatMeasurement(m: Measurement): string {
+  const parts = [`${m.case}${formatParams(m.params)}: ${formatSeconds(m.median)} ±${(m.spread * 50).toFixed(1)}% (n=${m.samples.length})`];
+  if (m.itemsPerSecond !== undefined) parts.push(`${m.itemsPerSecond.toFixed(m.itemsPerSecond < 10 ? 2 : 1)}/s`);
+  if (m.gflops !== undefined) parts.push(`${m.gflops.toFixed(1)} GFLOP/s (${(100 * m.peakFraction!).toFixed(1)}% of ${m.peakDtype} matmul)`);
+  if (m.reference) parts.push(`${m.reference.name} ${formatSeconds(m.reference.median)} → ${m.reference.speedup.toFixed(2)}×`);
+  return parts.join(', ');
+}
+
+// ---- running suites ----------------------------------------------------------------------------
+
+/** Run one suite in this process. */
+export async function runSuiteHere(name: string, options: BenchOptions, hooks: RunHooks): Promise<SuiteResult> {
+  const suite = SUITES[name];
+  if (!suite) throw new BiaError('BIA_INVALID_ARGUMENT', `unknown suite '${name}' (suites: ${Object.keys(SUITES).join(', ')})`);
+  const config = benchConfig(options.config);
+  const ctx = new Context(name, options, config, hooks);
+  const gpuIndex = options.device === 'cpu' ? null : Number(options.device.split(':')[1] ?? 0);
+  global.gc?.();
+  const scoped = resetPeakRss();
+  if (gpuIndex !== null) cudaMemory?.({ reset: true });
+  const t = performance.now();
+  let error: SuiteResult['error'];
+  try {
+    await suite.run(ctx);
+  } catch (e) {
+    error = { code: e instanceof BiaError ? e.code : undefined, message: (e as Error).message };
+    hooks.log(`  ${name}: FAILED${error.code ? ` [${error.code}]` : ''}: ${error.message}`);
+  }
+  const memory: SuiteMemory = { peakRssBytes: peakRssBytes(), rssScope: scoped ? 'reset' : 'lifetime' };
+  if (gpuIndex !== null) {
+    const c = cudaMemory?.();
+    if (c) memory.peakCudaAllocatedBytes = c.peakAllocatedBytes;
+  }
+  return { suite: name, ok: !error, error, seconds: (performance.now() - t) / 1000, measurements: ctx.measurements, memory, notes: ctx.notes };
+}
+
+/** Run one suite in a child process (the same CLI with --worker-out); its peaks are passed in. */
+async function runSuiteIsolated(name: string, options: BenchOptions, hooks: RunHooks): Promise<SuiteResult> {
+  const out = path.join(os.tmpdir(), `bia-bench-${process.pid}-${name}-${Date.now()}.json`);
+  const args = [path.join(__dirname, 'cli.js'), name, '--worker-out', out, '--worker-options', JSON.stringify(options)];
+  const env = { ...process.env, BIA_BENCH_PEAKS: JSON.stringify(hooks.peaks) };
+  const code = await new Promise<number>((resolve) => {
+    const child = spawn(process.execPath, ['--expose-gc', ...args], { stdio: ['ignore', 'inherit', 'inherit'], env });
+    child.on('exit', (c, sig) => resolve(c ?? (sig ? 128 : 1)));
+    child.on('error', () => resolve(1));
+  });
+  try {
+    const r = JSON.parse(readFileSync(out, 'utf8')) as SuiteResult & { peaks?: RunHooks['peaks'] };
+    Object.assign(hooks.peaks, r.peaks ?? {});
+    delete r.peaks;
+    r.memory.rssScope = r.memory.rssScope === 'reset' ? 'reset' : 'process';
+    return r;
+  } catch {
+    return {
+      suite: name, ok: false, error: { message: `the suite's process exited with code ${code} and wrote no result` },
+      seconds: 0, measurements: [], memory: { peakRssBytes: 0, rssScope: 'process' }, notes: {},
+    };
+  } finally {
+    rmSync(out, { force: true });
+  }
+}
+
+export function defaultHooks(options: BenchOptions, log: (m: string) => void): RunHooks {
+  const peaks = process.env.BIA_BENCH_PEAKS ? (JSON.parse(process.env.BIA_BENCH_PEAKS) as RunHooks['peaks']) : {};
+  return { log, pythons: new Map(), pythonExe: options.python ? findPython() : null, peaks };
+}
+
+export function closeHooks(hooks: RunHooks): void {
+  for (const s of hooks.pythons.values()) s?.close();
+}
+
+/** A whole run: environment, then each suite (here or in its own process), in order. */
+export async function runBench(options: BenchOptions, log: (m: string) => void = (m) => process.stderr.write(`${m}\n`)): Promise<BenchRun> {
+  for (const s of options.suites) if (!SUITES[s]) throw new BiaError('BIA_INVALID_ARGUMENT', `unknown suite '${s}' (suites: ${Object.keys(SUITES).join(', ')})`);
+  benchConfig(options.config);
+  setThreads(options.threads);
+  const hooks = defaultHooks(options, log);
+  let python: BenchEnvironment['python'] = null;
+  if (hooks.pythonExe) {
+    const r = spawnSync(hooks.pythonExe, ['-c', 'import torch; print(torch.__version__)'], { encoding: 'utf8', timeout: 60_000 });
+    if (r.status === 0) python = { exe: hooks.pythonExe, torch: r.stdout.trim() };
+  }
+  const env = await environment(options, python);
+  const dtypes = [...new Set<ComputeDtype>([options.dtype, ...(options.autocast ? [options.autocast] : [])])];
+  for (const d of dtypes) hooks.peaks[d] ??= await measurePeak(options.device, d, options.smoke);
+  log(`bia bench: ${options.suites.join(', ')} — config ${options.config} on ${options.device} (${options.dtype}${options.autocast ? `, autocast ${options.autocast}` : ''}), ` +
+    `${env.threads} threads, ${env.blas.name}, LibTorch ${env.torch}${env.cuda.gpus.length ? `, ${env.cuda.gpus.join(', ')}` : ''}; ` +
+    `matmul peak ${dtypes.map((d) => `${d} ${hooks.peaks[d]!.toFixed(0)} GFLOP/s`).join(', ')}` +
+    `${python ? `; reference: Python eager torch ${python.torch}` : '; no Python reference'}${options.smoke ? ' [smoke]' : ''}`);
+  const suites: SuiteResult[] = [];
+  try {
+    for (const name of options.suites) {
+      log(`• ${name}`);
+      suites.push(options.isolate ? await runSuiteIsolated(name, options, hooks) : await runSuiteHere(name, options, hooks));
+    }
+  } finally {
+    closeHooks(hooks);
+  }
+  env.matmulPeakGflops = { ...hooks.peaks };
+  return { schema: SCHEMA, options, environment: env, suites };
+}

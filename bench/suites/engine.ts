@@ -1,0 +1,50 @@
+/**
+ * Suite engine: sgemm and conv2d through the addon's native timing loop, next to the same
+ * operations in Python eager torch (bench/engine_ref.py): the floor every model inherits.
+ */
+import { benchmark, type BenchmarkSpec } from '../../ts/index';
+import type { Suite } from '../harness/types';
+
+export function engineFlops(s: BenchmarkSpec): number {
+  return s.op === 'sgemm'
+    ? 2 * s.m! * (s.n ?? s.m!) * (s.k ?? s.m!)
+    : 2 * s.batch! * s.inChannels! * (s.outChannels ?? s.inChannels!) * s.height! * (s.width ?? s.height!) * (s.kernel ?? 3) ** 2;
+}
+
+export const suite: Suite = {
+  name: 'engine',
+  description: 'sgemm and conv2d GFLOP/s (addon vs Python eager), the rate the models inherit',
+  async run(ctx) {
+    const { device, smoke } = ctx.options;
+    const dtype = ctx.options.autocast ?? ctx.options.dtype;
+    const gpu = device !== 'cpu';
+    const n = (cpu: number, cuda: number) => Math.max(2, Math.round((gpu ? cuda : cpu) * (smoke ? 0.25 : 1)));
+    const cases: { name: string; spec: BenchmarkSpec }[] = smoke
+      ? [
+          { name: 'sgemm', spec: { op: 'sgemm', m: 256 } },
+          { name: 'conv2d', spec: { op: 'conv2d', batch: 1, inChannels: 32, height: 32 } },
+        ]
+      : [
+          { name: 'sgemm', spec: { op: 'sgemm', m: 1024 } },
+          { name: 'sgemm', spec: { op: 'sgemm', m: gpu ? 8192 : 2048 } },
+          { name: 'conv2d', spec: { op: 'conv2d', batch: 1, inChannels: 128, height: 64 } },
+          { name: 'conv2d', spec: { op: 'conv2d', batch: 1, inChannels: 128, height: 64, channelsLast: true } },
+          { name: 'conv2d', spec: { op: 'conv2d', batch: 4, inChannels: 256, height: 32 } },
+          { name: 'conv2d', spec: { op: 'conv2d', batch: gpu ? 16 : 4, inChannels: 512, height: 16 } },
+        ];
+    const ref = await ctx.python('engine_ref.py');
+    for (const c of cases) {
+      const iterations = c.spec.op === 'sgemm' ? n(c.spec.m! > 1024 ? 6 : 20, 100) : n(10, 200);
+      const spec: BenchmarkSpec = { ...c.spec, device, dtype, warmup: 2, iterations };
+      // One native timing loop gives every trial (no per-call JS overhead in the numbers).
+      const r = await benchmark(spec);
+      const { op, warmup: _w, iterations: _i, device: _d, dtype: _t, ...shape } = spec;
+      await ctx.record(c.name, {
+        params: { ...shape, channelsLast: spec.channelsLast ?? false, dtype } as Record<string, number | string | boolean>,
+        flops: engineFlops(spec),
+        peakDtype: dtype,
+        reference: ref ? async () => (await ref.request<{ seconds: number[] }>(spec)).seconds : undefined,
+      }, r.seconds, 2);
+    }
+  },
+};

@@ -1,0 +1,129 @@
+/**
+ * Suite pipeline: the whole erase job per image (`eraseIdentity`, walk mode, the config's
+ * neighbours and steps): time per image and per stage, UNet image-calls/s, the share of wall time
+ * outside UNet calls (the orchestration's cost), and whether memory stays flat across repeated runs.
+ * Random weights (tiny, celeba-hq-256) have no identities, so the identity threshold is set to the
+ * median neighbour similarity of a probe: every stage, SVM and walk included, then runs.
+ */
+import {
+  eraseIdentity,
+  labelNeighbours,
+  randn,
+  sampleNeighbours,
+  unetStats,
+  type EraseReport,
+  type Tensor,
+} from '../../ts/index';
+import * as lib from '../../ts/index';
+import { calibratedThreshold } from '../../ts/world/demo';
+import { rssBytes } from '../harness/run';
+import type { Suite } from '../harness/types';
+
+const STAGES = ['invert', 'neighbours', 'boundary', 'absorb', 'baseline', 'evaluate'] as const;
+type CudaMemoryFn = (o?: { reset?: boolean }) => { allocatedBytes: number } | null;
+
+/** Least-squares slope of ys over 0..n-1. */
+export function slope(ys: number[]): number {
+  const n = ys.length;
+  if (n < 2) return 0;
+  const mx = (n - 1) / 2;
+  const my = ys.reduce((a, b) => a + b, 0) / n;
+  let num = 0;
+  let den = 0;
+  ys.forEach((y, i) => {
+    num += (i - mx) * (y - my);
+    den += (i - mx) ** 2;
+  });
+  return num / den;
+}
+
+export const suite: Suite = {
+  name: 'pipeline',
+  description: 'whole erase per image (walk mode): stages, UNet share, memory flat across runs',
+  async run(ctx) {
+    const { device, dtype, autocast, smoke } = ctx.options;
+    const cfg = ctx.config;
+    const models = await cfg.models(device, { dtype, autocast });
+    const { diffusion, encoder } = models;
+    const res = diffusion.config.resolution;
+    const common = { t0: cfg.t0, steps: ctx.steps, protocol: cfg.protocol, batchSize: cfg.batchSize };
+    const images = ctx.options.images ?? (smoke ? 3 : 4);
+    const cudaMemory = device === 'cpu' ? undefined : (lib as unknown as { cudaMemory?: CudaMemoryFn }).cudaMemory;
+    const owned: Tensor[] = [];
+    try {
+      // The threshold: the trained default encoder's calibrated one, else the probe's median similarity.
+      let threshold = cfg.name === 'demo' ? calibratedThreshold() : null;
+      const probe = await randn([1, 3, res, res], { seed: 100, device });
+      owned.push(probe);
+      if (threshold === null) {
+        const { xLat, hR } = await diffusion.invert(probe, { t0: cfg.t0, steps: ctx.steps });
+        const fR = await encoder.embed(probe, { protocol: cfg.protocol });
+        const nb = await sampleNeighbours(hR, { n: Math.max(4, Math.min(ctx.neighbours, 16)), alphaMax: 1 });
+        const lab = await labelNeighbours(diffusion, encoder, { xLat, hR, fR }, nb.codes, common);
+        const s = Array.from(lab.similarities).sort((a, b) => a - b);
+        threshold = (s[(s.length >> 1) - 1] + s[s.length >> 1]) / 2;
+        for (const t of [xLat, hR, fR, nb.codes]) t.dispose();
+      }
+      ctx.note('threshold', threshold);
+      const runs: { total: number; unet: number; report: EraseReport; rss: number; cudaAllocated: number | null }[] = [];
+      const trial = async (i: number) => {
+        const x = await randn([1, 3, res, res], { seed: 100 + i, device });
+        unetStats({ reset: true });
+        const t = performance.now();
+        const r = await eraseIdentity(x, {
+          diffusion,
+          encoder,
+          ...common,
+          neighbours: ctx.neighbours,
+          threshold: threshold!,
+          absorb: 'walk',
+          walkStepUnit: 'relative',
+          walkStep: [0.5, 0.6],
+          fidelityThreshold: 10,
+          seed: 909090 + i,
+        });
+        const total = (performance.now() - t) / 1000;
+        const u = unetStats({ reset: true });
+        const report = r.report;
+        r.dispose();
+        x.dispose();
+        global.gc?.();
+        runs.push({ total, unet: u.seconds, report, rss: rssBytes(), cudaAllocated: cudaMemory?.()?.allocatedBytes ?? null });
+        ctx.log(`image ${i}: ${total.toFixed(2)} s, ${(100 * (1 - u.seconds / total)).toFixed(2)}% outside UNet, ${((u.encodeImages + u.decodeImages) / u.seconds).toFixed(1)} UNet image-calls/s`);
+        return u;
+      };
+      const first = await trial(0); // warm-up: allocator caches, cuDNN plans
+      const samples: number[] = [];
+      let calls = first.encodeImages + first.decodeImages;
+      for (let i = 1; i < images; i++) {
+        const u = await trial(i);
+        calls = u.encodeImages + u.decodeImages;
+        samples.push(runs[runs.length - 1].total);
+      }
+      const timed = runs.slice(1);
+      const med = (xs: number[]) => [...xs].sort((a, b) => a - b)[xs.length >> 1];
+      await ctx.record('erase', { params: { neighbours: ctx.neighbours, steps: ctx.steps, t0: cfg.t0, absorb: 'walk' }, items: 1 }, samples, 1);
+      ctx.note('stages', Object.fromEntries(STAGES.map((s) => [s, med(timed.map((r) => r.report.timings[s]))])));
+      ctx.note('outsideUNetShare', med(timed.map((r) => 1 - r.unet / r.total)));
+      ctx.note('unetImageCallsPerSecond', med(timed.map((r) => calls / r.unet)));
+      ctx.note('unetImageCallsPerImage', calls);
+      ctx.note('imagesPerHour', 3600 / med(samples));
+      ctx.note('found', timed.map((r) => r.report.blackHole.found));
+      // Memory across repeated runs (after the warm-up run): RSS (and CUDA allocated) after each.
+      const rss = timed.map((r) => r.rss);
+      const growth = slope(rss);
+      const flat = { rssAfterRunBytes: rss, rssGrowthPerRunBytes: growth, flat: growth < 8 * 2 ** 20 } as Record<string, unknown>;
+      if (timed.some((r) => r.cudaAllocated !== null)) {
+        const c = timed.map((r) => r.cudaAllocated ?? 0);
+        flat.cudaAllocatedAfterRunBytes = c;
+        flat.cudaGrowthPerRunBytes = slope(c);
+        flat.flat = (flat.flat as boolean) && slope(c) < 2 ** 20;
+      }
+      ctx.note('memoryAcrossRuns', flat);
+      ctx.log(`memory across ${rss.length} runs: RSS ${(growth / 2 ** 20).toFixed(2)} MiB/run${flat.cudaGrowthPerRunBytes !== undefined ? `, CUDA ${((flat.cudaGrowthPerRunBytes as number) / 2 ** 20).toFixed(2)} MiB/run` : ''} → ${flat.flat ? 'flat' : 'GROWING'}`);
+    } finally {
+      for (const t of owned) t.dispose();
+      models.dispose();
+    }
+  },
+};

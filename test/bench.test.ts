@@ -1,0 +1,199 @@
+// The bench harness: statistics, the baseline comparison's verdicts, and a smoke run of every suite
+// through `bia bench` (tiny config, seconds) — the run CI makes so the harness never rots. Real
+// numbers are not asserted; shapes, exit codes and the comparison logic are.
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import t from 'tap';
+import { BiaError, setThreads } from '../ts/index';
+import { compareRuns, caseKey, parseTolerance, asBenchRun } from '../bench/harness/compare';
+import { runBench, stats } from '../bench/harness/run';
+import { SUITES } from '../bench/suites/index';
+import { findPython } from '../bench/common';
+import type { BenchOptions, BenchRun, Measurement, SuiteResult } from '../bench/harness/types';
+import { runCli } from './helpers';
+
+setThreads(1);
+const dir = mkdtempSync(join(tmpdir(), 'bia-bench-'));
+t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+const ENV = { BIA_NUM_THREADS: '1' };
+
+t.test('stats: median, extremes and relative spread', async (t) => {
+  const s = stats([3, 1, 2, 10]);
+  t.equal(s.median, 2.5);
+  t.equal(s.min, 1);
+  t.equal(s.max, 10);
+  t.equal(s.spread, 9 / 2.5);
+  t.equal(stats([4]).spread, 0);
+  t.throws(() => stats([]), { code: 'BIA_INVALID_ARGUMENT' });
+});
+
+t.test('parseTolerance', async (t) => {
+  t.equal(parseTolerance('10%'), 0.1);
+  t.equal(parseTolerance('0.1'), 0.1);
+  t.equal(parseTolerance('15'), 0.15);
+  for (const bad of ['abc', '0%', '-5%', '']) t.throws(() => parseTolerance(bad), { code: 'BIA_INVALID_ARGUMENT' }, bad);
+});
+
+function measurement(name: string, samples: number[], params: Measurement['params'] = {}): Measurement {
+  return { suite: 's', case: name, params, unit: 's', warmup: 0, ...stats(samples) };
+}
+
+function fakeRun(ms: Measurement[], opts: Partial<BenchOptions> = {}, memory: Partial<SuiteResult['memory']> = {}): BenchRun {
+  const options: BenchOptions = { suites: ['s'], config: 'tiny', device: 'cpu', dtype: 'float32', autocast: null, warmup: 1, trials: 3, isolate: false, python: false, smoke: false, threads: 1, ...opts };
+  const environment = {
+    date: '', host: 'h', cpu: 'c', cores: 2, threads: 1, interopThreads: 1, blas: { name: 'OpenBLAS', library: '', config: '' }, torch: '1.13',
+    cuda: { built: false, available: false, cudnn: false, gpus: [] }, node: 'v20', addon: '', version: '0', git: { commit: 'abc', dirty: false }, python: null, matmulPeakGflops: {},
+  };
+  return { schema: 'bia-bench/1', options, environment, suites: [{ suite: 's', ok: true, seconds: 1, measurements: ms, memory: { peakRssBytes: 100 * 2 ** 20, rssScope: 'reset', ...memory }, notes: {} }] };
+}
+
+t.test('compareRuns: like with like, verdicts beyond tolerance and measured spread', async (t) => {
+  const base = fakeRun([
+    measurement('slower', [1.0, 1.01, 0.99]),
+    measurement('noisy', [1.0, 0.5, 1.5]),
+    measurement('same', [1.0, 1.0, 1.0]),
+    measurement('faster', [1.0, 1.0, 1.0]),
+    measurement('gone', [1.0]),
+    measurement('p', [1.0], { batch: 1 }),
+  ]);
+  const now = fakeRun([
+    measurement('slower', [1.3, 1.31, 1.29]),
+    measurement('noisy', [1.3, 0.6, 2.0]),
+    measurement('same', [1.05, 1.05, 1.05]),
+    measurement('faster', [0.5, 0.5, 0.5]),
+    measurement('added', [1.0]),
+    measurement('p', [5.0], { batch: 4 }), // other params: not the same case
+  ], {}, { peakRssBytes: 300 * 2 ** 20 });
+  const c = compareRuns(base, now, 0.1);
+  const v = Object.fromEntries(c.cases.map((x) => [x.key, x.verdict]));
+  t.same(v, {
+    's/slower': 'regression',
+    's/noisy': 'noisy',
+    's/same': 'unchanged',
+    's/faster': 'improvement',
+    's/added': 'new',
+    's/p{batch=4}': 'new',
+    's/gone': 'missing',
+    's/p{batch=1}': 'missing',
+  });
+  t.equal(c.cases.find((x) => x.key === 's/slower')!.change!.toFixed(3), '0.300');
+  t.same(c.memory.map((m) => [m.what, m.verdict]), [['peakRssBytes', 'regression']], 'RSS ×3 (+200 MiB) is a memory regression');
+  t.equal(c.regressions, 2);
+  t.equal(c.improvements, 1);
+  t.equal(c.incomparable.length, 0);
+  // A wider tolerance absorbs the 30%.
+  t.equal(compareRuns(base, now, 0.5).cases.find((x) => x.key === 's/slower')!.verdict, 'unchanged');
+  // Different config / threads: nothing compared.
+  const other = compareRuns(base, fakeRun(now.suites[0].measurements, { config: 'demo', threads: 2 }), 0.1);
+  t.equal(other.cases.length, 0);
+  t.match(other.incomparable.join(';'), /config.*threads/);
+  t.equal(caseKey({ suite: 'a', case: 'b', params: { z: 1, a: 'x' } }), 'a/b{a=x,z=1}', 'params in sorted order');
+  t.throws(() => asBenchRun({ schema: 'other' }, 'f.json'), { code: 'BIA_INVALID_ARGUMENT' });
+});
+
+t.test('a failing suite is reported and the others keep their results', async (t) => {
+  const reg = SUITES as Record<string, (typeof SUITES)[string]>;
+  reg.boom = { name: 'boom', description: 'fails', async run() { throw new BiaError('BIA_INVALID_ARGUMENT', 'planted failure'); } };
+  try {
+    const logs: string[] = [];
+    const run = await runBench({ suites: ['boom', 'engine'], config: 'tiny', device: 'cpu', dtype: 'float32', autocast: null, warmup: 1, trials: 2, isolate: false, python: false, smoke: true, threads: 1 }, (m) => logs.push(m));
+    t.equal(run.suites[0].ok, false);
+    t.same(run.suites[0].error, { code: 'BIA_INVALID_ARGUMENT', message: 'planted failure' });
+    t.equal(run.suites[1].ok, true);
+    t.ok(run.suites[1].measurements.length >= 2);
+    t.match(logs.join('\n'), /boom: FAILED \[BIA_INVALID_ARGUMENT\]/);
+  } finally {
+    delete reg.boom;
+  }
+});
+
+t.test('bia bench --smoke: every suite on the tiny config, JSON and markdown', async (t) => {
+  const json = join(dir, 'smoke.json');
+  const md = join(dir, 'smoke.md');
+  const r = runCli(['bench', '--smoke', '--config', 'tiny', '--json', json, '--markdown', md], ENV);
+  t.equal(r.status, 0, r.stderr);
+  const run = JSON.parse(readFileSync(json, 'utf8')) as BenchRun;
+  t.equal(run.schema, 'bia-bench/1');
+  t.same(run.suites.map((s) => s.suite), Object.keys(SUITES), 'all suites, in order');
+  t.ok(Object.keys(SUITES).length >= 4);
+  for (const s of run.suites) {
+    t.ok(s.ok, `${s.suite} ok ${s.error?.message ?? ''}`);
+    t.ok(s.measurements.length > 0, `${s.suite} measured something`);
+    t.ok(s.memory.peakRssBytes > 50 * 2 ** 20, `${s.suite} peak RSS recorded`);
+    for (const m of s.measurements) {
+      t.ok(m.median > 0 && m.min <= m.median && m.median <= m.max, `${s.suite}/${m.case} stats`);
+      if (m.flops !== undefined) t.ok(m.gflops! > 0 && m.peakFraction! > 0, `${s.suite}/${m.case} GFLOP/s vs peak`);
+    }
+  }
+  const e = run.environment;
+  t.ok(e.cores >= 1 && e.threads === 1 && e.blas.name && e.torch && e.cpu);
+  t.match(e.git.commit ?? '', /^[0-9a-f]{40}$/);
+  t.ok(e.matmulPeakGflops.float32! > 0);
+  const unet = run.suites.find((s) => s.suite === 'unet')!;
+  const fwd = unet.measurements.filter((m) => m.case === 'forward');
+  t.same(fwd.map((m) => m.params.batch), [1, 4], 'the smoke batch sweep');
+  t.equal(fwd[0].samples.length, 2, 'smoke trials');
+  if (findPython()) t.ok(fwd.every((m) => m.reference && m.reference.speedup > 0), 'the Python eager reference ran side by side');
+  const pipe = run.suites.find((s) => s.suite === 'pipeline')!;
+  const flat = pipe.notes.memoryAcrossRuns as { rssAfterRunBytes: number[]; flat: boolean };
+  t.equal(flat.rssAfterRunBytes.length, 2, 'RSS after each timed pipeline run');
+  t.type(flat.flat, 'boolean');
+  t.ok((pipe.notes.outsideUNetShare as number) > 0 && (pipe.notes.outsideUNetShare as number) < 1);
+  t.match(readFileSync(md, 'utf8'), /\| unet\/forward \| batch=1/);
+  t.match(r.stdout, /pipeline\/erase/);
+});
+
+t.test('--baseline: exit 4 on a regression, 0 on an improvement, 2 when not comparable', async (t) => {
+  const json = join(dir, 'engine.json');
+  t.equal(runCli(['bench', 'engine', '--smoke', '--no-python', '--json', json], ENV).status, 0);
+  const run = JSON.parse(readFileSync(json, 'utf8')) as BenchRun;
+  const scaled = (k: number) => ({
+    ...run,
+    suites: run.suites.map((s) => ({ ...s, measurements: s.measurements.map((m) => ({ ...m, ...stats(m.samples.map(() => m.median * k)) })) })),
+  });
+  const fast = join(dir, 'fast.json');
+  writeFileSync(fast, JSON.stringify(scaled(1 / 20)));
+  const md = join(dir, 'cmp.md');
+  const r = runCli(['bench', 'engine', '--smoke', '--no-python', '--baseline', fast, '--tolerance', '10%', '--markdown', md], ENV);
+  t.equal(r.status, 4, 'a 20× faster baseline makes this run a regression');
+  t.match(r.stdout, /regression/);
+  t.match(readFileSync(md, 'utf8'), /\*\*regression\*\*/);
+  const slow = join(dir, 'slow.json');
+  writeFileSync(slow, JSON.stringify(scaled(20)));
+  const r2 = runCli(['bench', 'engine', '--smoke', '--no-python', '--baseline', slow], ENV);
+  t.equal(r2.status, 0, r2.stderr);
+  t.match(r2.stdout, /improvement/);
+  const other = join(dir, 'other.json');
+  writeFileSync(other, JSON.stringify({ ...run, options: { ...run.options, config: 'demo' } }));
+  const r3 = runCli(['bench', 'engine', '--smoke', '--no-python', '--baseline', other], ENV);
+  t.equal(r3.status, 2);
+  t.match(r3.stdout, /not comparable.*config/);
+});
+
+t.test('--isolate runs a suite in its own process', async (t) => {
+  const json = join(dir, 'iso.json');
+  const r = runCli(['bench', 'engine', '--smoke', '--no-python', '--isolate', '--json', json], ENV);
+  t.equal(r.status, 0, r.stderr);
+  const run = JSON.parse(readFileSync(json, 'utf8')) as BenchRun;
+  t.ok(run.suites[0].ok);
+  t.ok(['reset', 'process'].includes(run.suites[0].memory.rssScope));
+  t.ok(run.environment.matmulPeakGflops.float32! > 0);
+});
+
+t.test('bad arguments: usage errors and input errors, with messages', async (t) => {
+  const bad = runCli(['bench', 'nosuch'], ENV);
+  t.equal(bad.status, 2);
+  t.match(bad.stderr, /unknown suite 'nosuch'/);
+  t.equal(runCli(['bench', '--config', 'huge'], ENV).status, 2);
+  t.equal(runCli(['bench', '--tolerance', 'lots', '--baseline', 'x.json'], ENV).status, 2);
+  t.equal(runCli(['bench', '--autocast', 'bfloat16'], ENV).status, 2, 'autocast needs CUDA');
+  const notJson = join(dir, 'bad.json');
+  writeFileSync(notJson, '{ not json');
+  const r = runCli(['bench', 'engine', '--smoke', '--baseline', notJson], ENV);
+  t.equal(r.status, 3);
+  t.match(r.stderr, /not JSON/);
+  const missing = runCli(['bench', 'engine', '--smoke', '--baseline', join(dir, 'missing.json')], ENV);
+  t.equal(missing.status, 3);
+  t.match(missing.stderr, /BIA_IO_ERROR/);
+});
