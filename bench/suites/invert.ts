@@ -9,6 +9,7 @@
  */
 import { BiaError, randn, type UNetConfig } from '../../ts/index';
 import type { BenchContext, Suite } from '../harness/types';
+import { referenceConfig } from './unet';
 
 export interface UNetPassFlops {
   /** conv_in, the down path and the middle block (up to h). */
@@ -78,12 +79,6 @@ export function unetPassFlops(c: UNetConfig, resolution = c.resolution): UNetPas
   }
   conv(blockIn, c.outChannels, 3, side);
   return { encoder, decoder: f };
-}
-
-/** The UNet config without the derived hShape (the Python reference takes the architecture only). */
-export function referenceConfig(c: UNetConfig): Omit<UNetConfig, 'hShape'> {
-  const { hShape: _h, ...rest } = c;
-  return rest;
 }
 
 /** What the Python side needs to run the same model as the addon's. */
