@@ -11,6 +11,7 @@
 #include "engine.h"
 #include "identity.h"
 #include "losses.h"
+#include "profile.h"
 #include "job.h"
 #include "tensor.h"
 #include "train.h"
@@ -21,6 +22,7 @@ namespace bia {
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
   installShutdownHandler();
   installCpuAllocator();
+  applyCudnnBenchmarkEnv();  // BIA_CUDNN_BENCHMARK=1
   auto* data = new AddonData();
   env.SetInstanceData<AddonData>(data);
   Napi::Function tensor = TensorHandle::Init(env);
@@ -42,6 +44,11 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("matmul", Napi::Function::New<Matmul>(env, "matmul"));
   exports.Set("unetStats", Napi::Function::New<UNetStats>(env, "unetStats"));
   exports.Set("emptyCache", Napi::Function::New<EmptyCache>(env, "emptyCache"));
+  exports.Set("cudaMemoryStats", Napi::Function::New<CudaMemoryStatsJs>(env, "cudaMemoryStats"));
+  exports.Set("setCudnnBenchmark", Napi::Function::New<SetCudnnBenchmark>(env, "setCudnnBenchmark"));
+  exports.Set("getCudnnBenchmark", Napi::Function::New<GetCudnnBenchmark>(env, "getCudnnBenchmark"));
+  exports.Set("opProfileStart", Napi::Function::New<OpProfileStart>(env, "opProfileStart"));
+  exports.Set("opProfileStop", Napi::Function::New<OpProfileStop>(env, "opProfileStop"));
   // Diffusion core
   Napi::Function diffusion = DiffusionHandle::Init(env);
   data->diffusionCtor = Napi::Persistent(diffusion);

@@ -22,6 +22,7 @@
 #include "device.h"
 #include "errors.h"
 #include "job.h"
+#include "profile.h"
 #include "tensor.h"
 
 namespace bia {
@@ -265,6 +266,75 @@ Napi::Value Matmul(const Napi::CallbackInfo& info) {
       synchronize(r.device());
       return [r](Napi::Env env) { return TensorHandle::Wrap(env, r); };
     });
+  });
+}
+
+Napi::Value CudaMemoryStatsJs(const Napi::CallbackInfo& info) {
+  return guarded(info.Env(), [&]() -> Napi::Value {
+    Napi::Env env = info.Env();
+    int device = 0;
+    if (!info[0].IsUndefined()) {
+      if (!info[0].IsNumber()) invalidArgument("device must be a non-negative integer");
+      const double d = info[0].As<Napi::Number>().DoubleValue();
+      if (!(d >= 0) || d > 1023 || d != static_cast<double>(static_cast<int>(d))) invalidArgument("device must be an integer in [0, 1023]");
+      device = static_cast<int>(d);
+    }
+    const bool reset = info[1].ToBoolean().Value();
+    if (torch::cuda::is_available()) {
+      const int count = static_cast<int>(torch::cuda::device_count());
+      if (device >= count) {
+        throw BiaError(ErrorCode::DeviceUnavailable, "CUDA device " + std::to_string(device) + " requested, but only " + std::to_string(count) + " CUDA device(s) exist");
+      }
+    }
+    const std::optional<CudaMemoryStats> s = cudaMemoryStats(device, reset);
+    if (!s) return env.Null();
+    Napi::Object o = Napi::Object::New(env);
+    o.Set("allocatedBytes", static_cast<double>(s->allocatedBytes));
+    o.Set("peakAllocatedBytes", static_cast<double>(s->peakAllocatedBytes));
+    o.Set("reservedBytes", static_cast<double>(s->reservedBytes));
+    o.Set("peakReservedBytes", static_cast<double>(s->peakReservedBytes));
+    return o;
+  });
+}
+
+Napi::Value SetCudnnBenchmark(const Napi::CallbackInfo& info) {
+  return guarded(info.Env(), [&]() -> Napi::Value {
+    if (!info[0].IsBoolean()) invalidArgument("cuDNN benchmark mode must be a boolean");
+    return Napi::Boolean::New(info.Env(), setCudnnBenchmark(info[0].As<Napi::Boolean>().Value()));
+  });
+}
+
+Napi::Value GetCudnnBenchmark(const Napi::CallbackInfo& info) {
+  return Napi::Boolean::New(info.Env(), cudnnBenchmark());
+}
+
+Napi::Value OpProfileStart(const Napi::CallbackInfo& info) {
+  return guarded(info.Env(), [&]() -> Napi::Value {
+    Napi::Object o = optObject(info[0], "profile options");
+    const bool sync = optBool(o, "sync", false);
+    if (!opProfileStart(sync)) invalidArgument("an op profile is already running; stop it first (opProfileStop)");
+    return info.Env().Undefined();
+  });
+}
+
+Napi::Value OpProfileStop(const Napi::CallbackInfo& info) {
+  return guarded(info.Env(), [&]() -> Napi::Value {
+    Napi::Env env = info.Env();
+    const std::optional<OpProfile> p = opProfileStop();
+    if (!p) invalidArgument("no op profile is running; start one first (opProfileStart)");
+    Napi::Array ops = Napi::Array::New(env, p->ops.size());
+    for (size_t i = 0; i < p->ops.size(); i++) {
+      Napi::Object op = Napi::Object::New(env);
+      op.Set("name", p->ops[i].name);
+      op.Set("calls", static_cast<double>(p->ops[i].calls));
+      op.Set("seconds", p->ops[i].seconds);
+      ops.Set(static_cast<uint32_t>(i), op);
+    }
+    Napi::Object o = Napi::Object::New(env);
+    o.Set("ops", ops);
+    o.Set("totalSeconds", p->totalSeconds);
+    o.Set("wallSeconds", p->wallSeconds);
+    return o;
   });
 }
 

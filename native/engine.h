@@ -17,5 +17,12 @@ Napi::Value Matmul(const Napi::CallbackInfo& info);
 // (reset: boolean) → {encodeCalls, decodeCalls, encodeImages, decodeImages, seconds} inside UNet calls
 Napi::Value UNetStats(const Napi::CallbackInfo& info);
 Napi::Value EmptyCache(const Napi::CallbackInfo& info);    // release the CPU allocator's cached blocks        // (a, b, jobOpts) -> Promise<Tensor>
+// Where the time and memory go (profile.h):
+// (device, reset) → {allocatedBytes, peakAllocatedBytes, reservedBytes, peakReservedBytes} | null
+Napi::Value CudaMemoryStatsJs(const Napi::CallbackInfo& info);
+Napi::Value SetCudnnBenchmark(const Napi::CallbackInfo& info);  // (on) → previous value
+Napi::Value GetCudnnBenchmark(const Napi::CallbackInfo& info);  // () → boolean
+Napi::Value OpProfileStart(const Napi::CallbackInfo& info);     // ({sync}) → undefined
+Napi::Value OpProfileStop(const Napi::CallbackInfo& info);      // () → {ops: [{name, calls, seconds}], totalSeconds, wallSeconds}
 
 }  // namespace bia

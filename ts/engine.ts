@@ -1,8 +1,8 @@
 /** What the library runs on, thread control, and measured arithmetic rates. */
 import os from 'node:os';
 import { callNative, runJob, type JobOptions } from './jobs';
-import { loadAddon, loadedAddonPath, type NativeBenchmarkSpec, type NativeRuntimeInfo, type UNetStats } from './native';
-export type { UNetStats } from './native';
+import { loadAddon, loadedAddonPath, type CudaMemoryStats, type NativeBenchmarkSpec, type NativeRuntimeInfo, type UNetStats } from './native';
+export type { CudaMemoryStats, UNetStats } from './native';
 import { checkDevice, checkDtype, checkInt, COMPUTE_DTYPES, type ComputeDtype, type Device } from './options';
 import { invalidArgument } from './errors';
 import { VERSION } from './version';
@@ -132,4 +132,83 @@ export function getThreads(): number {
  */
 export function unetStats(opts?: { reset?: boolean }): UNetStats {
   return callNative(() => loadAddon().unetStats(opts?.reset ?? false));
+}
+
+/**
+ * The CUDA caching allocator's memory statistics for a device (default 0): bytes allocated to
+ * tensors and reserved from the driver, now and at their peaks since the last reset. With
+ * `reset: true` the peaks restart from the current values after this reading. null on a
+ * CPU-only build or when no GPU is visible.
+ */
+export function cudaMemory(opts?: { device?: number; reset?: boolean }): CudaMemoryStats | null {
+  const device = opts?.device === undefined ? 0 : checkInt(opts.device, 'device', 0, 1023);
+  if (opts?.reset !== undefined && typeof opts.reset !== 'boolean') throw invalidArgument('reset must be a boolean');
+  return callNative(() => loadAddon().cudaMemoryStats(device, opts?.reset ?? false));
+}
+
+/**
+ * cuDNN benchmark mode: convolutions try each algorithm once per input shape and keep the
+ * fastest (faster when shapes repeat, slower on the first call of each shape). Process-wide;
+ * off by default (BIA_CUDNN_BENCHMARK=1 turns it on when the addon loads). Returns the previous value.
+ */
+export function setCudnnBenchmark(on: boolean): boolean {
+  if (typeof on !== 'boolean') throw invalidArgument('setCudnnBenchmark takes a boolean');
+  return callNative(() => loadAddon().setCudnnBenchmark(on));
+}
+
+export function getCudnnBenchmark(): boolean {
+  return callNative(() => loadAddon().getCudnnBenchmark());
+}
+
+export interface OpTime {
+  /** The ATen operator, e.g. 'aten::conv2d'. */
+  name: string;
+  calls: number;
+  seconds: number;
+  /** seconds / totalSeconds. */
+  share: number;
+}
+
+export interface OpProfileResult<T> {
+  result: T;
+  /** Top-level ops only (an op's inner ops count towards it), sorted by seconds, descending. */
+  ops: OpTime[];
+  /** Sum of ops[].seconds. */
+  totalSeconds: number;
+  /** Wall time of fn as seen from JavaScript. */
+  wallSeconds: number;
+}
+
+/**
+ * Where the time goes: run fn and count the time of every top-level ATen op that runs in the
+ * process meanwhile (on any thread; one profile at a time). Host wall time per op; with
+ * `sync: true` on CUDA each op synchronises the device so its time is device time (slower).
+ * The profile stops when fn settles, also when it throws.
+ */
+export async function profileOps<T>(fn: () => Promise<T>, opts?: { sync?: boolean }): Promise<OpProfileResult<T>> {
+  if (typeof fn !== 'function') throw invalidArgument('profileOps needs a function that returns a Promise');
+  if (opts?.sync !== undefined && typeof opts.sync !== 'boolean') throw invalidArgument('sync must be a boolean');
+  const addon = loadAddon();
+  callNative(() => addon.opProfileStart({ sync: opts?.sync ?? false }));
+  const t0 = performance.now();
+  let result: T;
+  try {
+    result = await fn();
+  } catch (e) {
+    try {
+      addon.opProfileStop();
+    } catch {
+      // fn's error is the one to report
+    }
+    throw e;
+  }
+  const wallSeconds = (performance.now() - t0) / 1000;
+  const p = callNative(() => addon.opProfileStop());
+  const total = p.totalSeconds;
+  return {
+    result,
+    ops: p.ops.map((o) => ({ name: o.name, calls: o.calls, seconds: o.seconds, share: total > 0 ? o.seconds / total : 0 })),
+    totalSeconds: total,
+    wallSeconds,
+  };
 }

@@ -20,6 +20,22 @@ export interface UNetStats {
   seconds: number;
 }
 
+/** The CUDA caching allocator's aggregate statistics for one device (peaks since the last reset). */
+export interface CudaMemoryStats {
+  allocatedBytes: number;
+  peakAllocatedBytes: number;
+  reservedBytes: number;
+  peakReservedBytes: number;
+}
+
+/** Wall time (device time with sync on CUDA) of top-level ATen ops between opProfileStart and opProfileStop. */
+export interface NativeOpProfile {
+  /** Sorted by seconds, descending. */
+  ops: { name: string; calls: number; seconds: number }[];
+  totalSeconds: number;
+  wallSeconds: number;
+}
+
 export interface NativeProgress {
   step: number;
   total: number;
@@ -322,6 +338,15 @@ export interface NativeAddon {
   matmul(a: NativeTensor, b: NativeTensor, opts?: NativeJobOptions): Promise<NativeTensor>;
   unetStats(reset: boolean): UNetStats;
   emptyCache(): void;
+  /** null on a CPU-only build or with no GPU visible. */
+  cudaMemoryStats(device: number, reset: boolean): CudaMemoryStats | null;
+  /** Returns the previous value. */
+  setCudnnBenchmark(on: boolean): boolean;
+  getCudnnBenchmark(): boolean;
+  /** Throws BIA_INVALID_ARGUMENT when a profile is already running. */
+  opProfileStart(opts: { sync: boolean }): void;
+  /** Throws BIA_INVALID_ARGUMENT when no profile is running. */
+  opProfileStop(): NativeOpProfile;
   DiffusionModel: new (...args: never[]) => NativeDiffusion;
   createDiffusion(
     config: string | Partial<NativeUNetConfig>,

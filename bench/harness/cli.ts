@@ -30,9 +30,10 @@ Options:
   --isolate           run each suite in its own process (clean peak memory, no shared caches)
   --no-python         skip the Python eager references
   --threads N         intra-op threads (default: BIA_NUM_THREADS or all cores)
-  --steps N, --neighbours N, --batches 1,4,16, --images N
+  --steps N, --neighbours N, --batches 1,4,16, --images N, --batch-size N
                       override the config's sizes (DDIM steps, black-hole neighbours, UNet batch sweep,
-                      pipeline images)
+                      pipeline images of which the first is a warm-up, images per UNet call when decoding
+                      neighbours)
   --json FILE         write the run (schema bia-bench/1); default bench/out/bench-<config>-<device>-<date>.json
   --baseline FILE     compare with an earlier run: like with like, a change counts when it is beyond
                       --tolerance (default 10%) and beyond the measured spread of both runs
@@ -72,6 +73,7 @@ const OPTIONS = {
   neighbours: { type: 'string' },
   batches: { type: 'string' },
   images: { type: 'string' },
+  'batch-size': { type: 'string' },
   json: { type: 'string' },
   baseline: { type: 'string' },
   tolerance: { type: 'string', default: '10%' },
@@ -110,8 +112,9 @@ export function parseBenchArgs(argv: string[]): { options: BenchOptions; values:
     neighbours: positiveInt(values.neighbours, 'neighbours', 4),
     batches,
     images: positiveInt(values.images, 'images', 2),
+    batchSize: positiveInt(values['batch-size'], 'batch-size'),
   };
-  for (const k of ['steps', 'neighbours', 'batches', 'images'] as const) if (options[k] === undefined) delete options[k];
+  for (const k of ['steps', 'neighbours', 'batches', 'images', 'batchSize'] as const) if (options[k] === undefined) delete options[k];
   if (values.baseline !== undefined) parseTolerance(values.tolerance);
   return { options, values };
 }

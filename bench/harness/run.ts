@@ -131,6 +131,7 @@ class Context implements BenchContext {
   readonly steps: number;
   readonly neighbours: number;
   readonly batches: number[];
+  readonly batchSize: number;
 
   constructor(
     readonly suiteName: string,
@@ -142,6 +143,7 @@ class Context implements BenchContext {
     this.steps = options.steps ?? (options.smoke ? c.smoke.steps : c.steps);
     this.neighbours = options.neighbours ?? (options.smoke ? c.smoke.neighbours : c.neighbours);
     this.batches = options.batches ?? (options.smoke ? c.smoke.batches : c.batches);
+    this.batchSize = options.batchSize ?? c.batchSize;
   }
 
   log(message: string): void {

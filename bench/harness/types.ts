@@ -117,8 +117,10 @@ export interface BenchOptions {
   steps?: number;
   neighbours?: number;
   batches?: number[];
-  /** Pipeline suite: images erased (default 3; smoke 2). */
+  /** Pipeline suite: images erased, the first untimed (default 4; smoke 3). */
   images?: number;
+  /** Images per UNet call when decoding neighbours (default: the config's, 16). */
+  batchSize?: number;
 }
 
 export interface BenchRun {
@@ -157,6 +159,8 @@ export interface BenchContext {
   readonly steps: number;
   readonly neighbours: number;
   readonly batches: number[];
+  /** Images per UNet call when decoding many codes (neighbours, wrap points). */
+  readonly batchSize: number;
   /** Time `fn` (warm-up, then trials); fn must finish its work (the addon's jobs synchronise the device). */
   measure(name: string, opts: CaseOptions, fn: () => Promise<unknown>): Promise<Measurement>;
   /** Record externally timed trials (seconds each), e.g. from a native timing loop. */

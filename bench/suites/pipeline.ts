@@ -46,7 +46,7 @@ export const suite: Suite = {
     const models = await cfg.models(device, { dtype, autocast });
     const { diffusion, encoder } = models;
     const res = diffusion.config.resolution;
-    const common = { t0: cfg.t0, steps: ctx.steps, protocol: cfg.protocol, batchSize: cfg.batchSize };
+    const common = { t0: cfg.t0, steps: ctx.steps, protocol: cfg.protocol, batchSize: ctx.batchSize };
     const images = ctx.options.images ?? (smoke ? 3 : 4);
     const cudaMemory = device === 'cpu' ? undefined : (lib as unknown as { cudaMemory?: CudaMemoryFn }).cudaMemory;
     const owned: Tensor[] = [];
@@ -102,7 +102,7 @@ export const suite: Suite = {
       }
       const timed = runs.slice(1);
       const med = (xs: number[]) => [...xs].sort((a, b) => a - b)[xs.length >> 1];
-      await ctx.record('erase', { params: { neighbours: ctx.neighbours, steps: ctx.steps, t0: cfg.t0, absorb: 'walk' }, items: 1 }, samples, 1);
+      await ctx.record('erase', { params: { neighbours: ctx.neighbours, steps: ctx.steps, t0: cfg.t0, absorb: 'walk', batchSize: ctx.batchSize }, items: 1 }, samples, 1);
       ctx.note('stages', Object.fromEntries(STAGES.map((s) => [s, med(timed.map((r) => r.report.timings[s]))])));
       ctx.note('outsideUNetShare', med(timed.map((r) => 1 - r.unet / r.total)));
       ctx.note('unetImageCallsPerSecond', med(timed.map((r) => calls / r.unet)));
