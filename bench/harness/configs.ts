@@ -21,8 +21,8 @@ function randomModels(preset: 'tiny' | 'celeba-hq-256', arch: 'iresnet18' | 'ir_
 export const BENCH_CONFIGS: Record<string, BenchConfig> = {
   tiny: {
     name: 'tiny',
-    description: "the 'tiny' UNet preset (32², random weights) and an iresnet18 at width 0.125",
-    resolution: 32,
+    description: "the 'tiny' UNet preset (16², random weights) and an iresnet18 at width 0.125",
+    resolution: 16,
     models: randomModels('tiny', 'iresnet18', 0.125),
     encoderArch: 'iresnet18',
     encoderWidth: 0.125,

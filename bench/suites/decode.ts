@@ -12,7 +12,8 @@
  */
 import { BiaError, randn, sampleNeighbours, type InjectMode, type Tensor } from '../../ts/index';
 import type { BenchContext, Suite } from '../harness/types';
-import { referenceModel, unetPassFlops } from './invert';
+import { referenceModel } from './invert';
+import { unetPassFlops } from './unet';
 
 /** Decoder passes per DDIM step when ĥ is injected (tEdit = 0). */
 const DECODER_PASSES: Partial<Record<InjectMode, number>> = { asyrp: 2, 'every-step': 1 };

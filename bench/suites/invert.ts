@@ -9,77 +9,8 @@
  */
 import { BiaError, randn, type UNetConfig } from '../../ts/index';
 import type { BenchContext, Suite } from '../harness/types';
-import { referenceConfig } from './unet';
+import { referenceConfig, unetPassFlops } from './unet';
 
-export interface UNetPassFlops {
-  /** conv_in, the down path and the middle block (up to h). */
-  encoder: number;
-  /** The up path (with its skip concatenations), norm_out and conv_out, from h. */
-  decoder: number;
-}
-
-/**
- * Convolution and attention FLOPs (2·MACs) of one UNet pass per image at `resolution`, split at h.
- * Attention blocks sit where the *config's* resolution puts them (the model is built for
- * config.resolution and is fully convolutional), while the spatial sizes follow `resolution`; so the
- * tiny preset (config 16²) run on 32² images has its attention at 16² feature maps, 4× the pixels.
- * Time embedding and normalisation are not counted (< 0.1 %).
- */
-export function unetPassFlops(c: UNetConfig, resolution = c.resolution): UNetPassFlops {
-  let f = 0;
-  const conv = (cin: number, cout: number, k: number, side: number) => (f += 2 * cin * cout * k * k * side * side);
-  const attn = (ch: number, side: number) => {
-    for (let i = 0; i < 4; i++) conv(ch, ch, 1, side); // q, k, v, proj_out
-    f += 2 * 2 * ch * (side * side) ** 2; // q·k and w·v
-  };
-  const res = (cin: number, cout: number, side: number) => {
-    conv(cin, cout, 3, side);
-    conv(cout, cout, 3, side);
-    if (cin !== cout) conv(cin, cout, 1, side);
-  };
-  const mult = [1, ...c.chMult];
-  const levels = c.chMult.length;
-  let side = resolution;
-  let cfgSide = c.resolution;
-  let blockIn = c.ch;
-  conv(c.inChannels, c.ch, 3, side);
-  const skips: number[] = [c.ch];
-  for (let L = 0; L < levels; L++) {
-    blockIn = c.ch * mult[L];
-    for (let i = 0; i < c.numResBlocks; i++) {
-      res(blockIn, c.ch * c.chMult[L], side);
-      blockIn = c.ch * c.chMult[L];
-      if (c.attnResolutions.includes(cfgSide)) attn(blockIn, side);
-      skips.push(blockIn);
-    }
-    if (L !== levels - 1) {
-      conv(blockIn, blockIn, 3, side / 2); // stride-2 downsample: output side / 2
-      side /= 2;
-      cfgSide /= 2;
-      skips.push(blockIn);
-    }
-  }
-  res(blockIn, blockIn, side);
-  attn(blockIn, side);
-  res(blockIn, blockIn, side);
-  const encoder = f;
-  f = 0;
-  for (let L = levels - 1; L >= 0; L--) {
-    for (let i = 0; i <= c.numResBlocks; i++) {
-      const skip = skips.pop()!;
-      res(blockIn + skip, c.ch * c.chMult[L], side);
-      blockIn = c.ch * c.chMult[L];
-      if (c.attnResolutions.includes(cfgSide)) attn(blockIn, side);
-    }
-    if (L !== 0) {
-      side *= 2;
-      cfgSide *= 2;
-      conv(blockIn, blockIn, 3, side);
-    }
-  }
-  conv(blockIn, c.outChannels, 3, side);
-  return { encoder, decoder: f };
-}
 
 /** What the Python side needs to run the same model as the addon's. */
 export function referenceModel(ctx: BenchContext, c: UNetConfig) {

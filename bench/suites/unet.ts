@@ -8,12 +8,25 @@ import { createTrainer, randn, type UNetConfig } from '../../ts/index';
 import * as lib from '../../ts/index';
 import type { BenchContext, Suite } from '../harness/types';
 
-/** Convolution FLOPs of one forward pass per image (2·MACs), by walking the official architecture. */
-export function unetFlops(c: { ch: number; chMult: number[]; numResBlocks: number; attnResolutions: number[]; resolution: number; inChannels: number; outChannels: number }): number {
+export interface UNetPassFlops {
+  /** conv_in, the down path and the middle block (up to h). */
+  encoder: number;
+  /** The up path (with its skip concatenations), norm_out and conv_out, from h. */
+  decoder: number;
+}
+
+/**
+ * Convolution and attention FLOPs (2·MACs) of one UNet pass per image at `resolution`, split at h.
+ * Attention blocks sit where the *config's* resolution puts them (the model is built for
+ * config.resolution and is fully convolutional), while the spatial sizes follow `resolution`; so the
+ * tiny preset (config 16²) run on 32² images has its attention at 16² feature maps, 4× the pixels.
+ * Time embedding and normalisation are not counted (< 0.1 %).
+ */
+export function unetPassFlops(c: UNetConfig, resolution = c.resolution): UNetPassFlops {
   let f = 0;
   const conv = (cin: number, cout: number, k: number, side: number) => (f += 2 * cin * cout * k * k * side * side);
   const attn = (ch: number, side: number) => {
-    for (let i = 0; i < 4; i++) conv(ch, ch, 1, side);
+    for (let i = 0; i < 4; i++) conv(ch, ch, 1, side); // q, k, v, proj_out
     f += 2 * 2 * ch * (side * side) ** 2; // q·k and w·v
   };
   const res = (cin: number, cout: number, side: number) => {
@@ -22,41 +35,53 @@ export function unetFlops(c: { ch: number; chMult: number[]; numResBlocks: numbe
     if (cin !== cout) conv(cin, cout, 1, side);
   };
   const mult = [1, ...c.chMult];
-  let side = c.resolution;
+  const levels = c.chMult.length;
+  let side = resolution;
+  let cfgSide = c.resolution;
   let blockIn = c.ch;
   conv(c.inChannels, c.ch, 3, side);
   const skips: number[] = [c.ch];
-  for (let L = 0; L < c.chMult.length; L++) {
+  for (let L = 0; L < levels; L++) {
     blockIn = c.ch * mult[L];
     for (let i = 0; i < c.numResBlocks; i++) {
       res(blockIn, c.ch * c.chMult[L], side);
       blockIn = c.ch * c.chMult[L];
-      if (c.attnResolutions.includes(side)) attn(blockIn, side);
+      if (c.attnResolutions.includes(cfgSide)) attn(blockIn, side);
       skips.push(blockIn);
     }
-    if (L !== c.chMult.length - 1) {
-      conv(blockIn, blockIn, 3, side / 2);
+    if (L !== levels - 1) {
+      conv(blockIn, blockIn, 3, side / 2); // stride-2 downsample: output side / 2
       side /= 2;
+      cfgSide /= 2;
       skips.push(blockIn);
     }
   }
   res(blockIn, blockIn, side);
   attn(blockIn, side);
   res(blockIn, blockIn, side);
-  for (let L = c.chMult.length - 1; L >= 0; L--) {
+  const encoder = f;
+  f = 0;
+  for (let L = levels - 1; L >= 0; L--) {
     for (let i = 0; i <= c.numResBlocks; i++) {
       const skip = skips.pop()!;
       res(blockIn + skip, c.ch * c.chMult[L], side);
       blockIn = c.ch * c.chMult[L];
-      if (c.attnResolutions.includes(side)) attn(blockIn, side);
+      if (c.attnResolutions.includes(cfgSide)) attn(blockIn, side);
     }
     if (L !== 0) {
       side *= 2;
+      cfgSide *= 2;
       conv(blockIn, blockIn, 3, side);
     }
   }
   conv(blockIn, c.outChannels, 3, side);
-  return f;
+  return { encoder, decoder: f };
+}
+
+/** FLOPs of one whole UNet forward per image (encoder + decoder). */
+export function unetFlops(c: UNetConfig, resolution = c.resolution): number {
+  const p = unetPassFlops(c, resolution);
+  return p.encoder + p.decoder;
 }
 
 
