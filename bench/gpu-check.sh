@@ -31,21 +31,21 @@ export BIA_TORCH_ADDON=$PWD/build-cuda/Release/bia_torch.node
 export BIA_CUDNN_BENCHMARK=${BIA_CUDNN_BENCHMARK:-1}
 node dist/ts/cli.js info || exit 1
 has() { [[ " $STAGES " == *" $1 "* ]]; }
-bench() { node dist/ts/cli.js bench --config celeba-hq-256 --device cuda "$@"; }
+BENCH="node dist/ts/cli.js bench --config celeba-hq-256 --device cuda"
 stage() { echo "== $1 ($(date +%T))"; }
 if has smoke; then stage smoke; timeout 120 node dist/bench/gpu-smoke.js 2>&1 | tee "$OUT/gpu-smoke.log" || exit 1; fi
 # Engine, UNet (forward sweep 1/4/16 with the op breakdown, training step) and encoders at bf16 autocast.
-if has core; then stage core; timeout 240 bench engine unet identity --autocast bfloat16 --trials 5 --json "$OUT/bench-core-bf16.json"; fi
+if has core; then stage core; timeout 240 $BENCH engine unet identity --autocast bfloat16 --trials 5 --json "$OUT/bench-core-bf16.json"; fi
 # The whole default erasure: 128 neighbours, 40 steps, walk; the first image is the warm-up.
-if has pipeline; then stage pipeline; timeout 300 bench pipeline --autocast bfloat16 --images ${IMAGES:-3} --batch-size ${BATCH:-32} --json "$OUT/bench-pipeline-bf16.json"; fi
+if has pipeline; then stage pipeline; timeout 300 $BENCH pipeline --autocast bfloat16 --images ${IMAGES:-3} --batch-size ${BATCH:-32} --json "$OUT/bench-pipeline-bf16.json"; fi
 # The UNet forward in float32 (TF32 convolutions), with bf16 weights and with fp16 autocast (no references).
 if has variants; then
   stage variants
-  timeout 100 bench unet --trials 5 --no-python --batches 1,16 --json "$OUT/bench-unet-fp32.json"
-  timeout 100 bench unet --dtype bfloat16 --trials 5 --no-python --batches 16,32 --json "$OUT/bench-unet-bf16w.json"
-  timeout 100 bench unet --autocast float16 --trials 5 --no-python --batches 16 --json "$OUT/bench-unet-fp16.json"
+  timeout 100 $BENCH unet --trials 5 --no-python --batches 1,16 --json "$OUT/bench-unet-fp32.json"
+  timeout 100 $BENCH unet --dtype bfloat16 --trials 5 --no-python --batches 16,32 --json "$OUT/bench-unet-bf16w.json"
+  timeout 100 $BENCH unet --autocast float16 --trials 5 --no-python --batches 16 --json "$OUT/bench-unet-fp16.json"
 fi
 # DDIM inversion and decoding (40 steps), the SVM fit, and the optimize absorption per iteration.
-if has ddim; then stage ddim; timeout 300 bench invert decode svm absorb --autocast bfloat16 --trials 2 --batches 1,16 --json "$OUT/bench-ddim-bf16.json"; fi
+if has ddim; then stage ddim; timeout 300 $BENCH invert decode svm absorb --autocast bfloat16 --trials 2 --batches 1,16 --json "$OUT/bench-ddim-bf16.json"; fi
 stage done
 true

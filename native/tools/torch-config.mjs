@@ -68,6 +68,24 @@ function torchCxxFlags(cmakeDir) {
   return m ? m[1].split(/\s+/).filter(Boolean) : [];
 }
 
+/**
+ * The folder holding cuda_runtime.h, which c10/cuda's headers include: CUDA_HOME / CUDA_PATH, the
+ * usual toolkit folders, or the NVIDIA runtime wheel beside a pip torch. null when none is found.
+ */
+function cudaIncludeDir(root) {
+  const homes = [process.env.CUDA_HOME, process.env.CUDA_PATH, '/usr/local/cuda'].filter(Boolean);
+  try {
+    homes.push(...readdirSync('/usr/local').filter((d) => /^cuda-\d/.test(d)).map((d) => path.join('/usr/local', d)));
+  } catch { /* no /usr/local */ }
+  const candidates = homes.flatMap((h) => [path.join(h, 'include'), path.join(h, 'targets', `${process.arch === 'arm64' ? 'sbsa' : 'x86_64'}-linux`, 'include')]);
+  const nvidia = path.join(root, '..', 'nvidia'); // site-packages/nvidia/* next to site-packages/torch
+  try {
+    for (const d of readdirSync(nvidia)) candidates.push(path.join(nvidia, d, 'include'));
+  } catch { /* not a pip torch */ }
+  candidates.push('/usr/include');
+  return candidates.find((d) => existsSync(path.join(d, 'cuda_runtime.h'))) ?? null;
+}
+
 function describeRoot(root, source) {
   const libDir = libDirFor(root);
   if (!libDir) return { error: `${root}: no lib/libtorch.so` };
@@ -76,7 +94,11 @@ function describeRoot(root, source) {
   const cmakeDir = cmakeDirFor(root, libDir);
   const cuda = existsSync(path.join(libDir, 'libtorch_cuda.so'));
   const libs = ['torch', 'torch_cpu', 'c10'];
-  if (cuda) libs.push('torch_cuda', 'c10_cuda');
+  if (cuda) {
+    libs.push('torch_cuda', 'c10_cuda');
+    const inc = cudaIncludeDir(root);
+    if (inc) includeDirs.push(inc);
+  }
   return {
     source,
     root,
