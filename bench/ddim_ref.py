@@ -20,32 +20,17 @@ all `steps` timesteps down to t = 0; per step one encoder pass, then
               (two decoder passes);
   every-step: one decoder pass with f.h + (ĥ − h_r).
 """
-import json
 import os
 import sys
 
 import torch
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "reference"))
-from ddpm import abar, ddim_step, decode, encode, make_params, seq  # noqa: E402,F401
+from ddpm import DTYPES, abar, ddim_step, decode, encode, make_params, params, seq  # noqa: E402,F401
 from server import serve, timed  # noqa: E402
 
-DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 MODES = ("asyrp", "every-step")
 
-_params = {}
-
-
-def params(cfg, channels_last, device, dtype):
-    key = (json.dumps(cfg, sort_keys=True), channels_last, device, dtype)
-    if key not in _params:
-        _params.clear()
-        p = make_params(cfg, torch.Generator().manual_seed(0))
-        p = {k: v.to(device=device, dtype=DTYPES[dtype]) for k, v in p.items()}
-        if channels_last:
-            p = {k: (v.contiguous(memory_format=torch.channels_last) if v.dim() == 4 else v) for k, v in p.items()}
-        _params[key] = p
-    return _params[key]
 
 
 def image(gen, shape, device, dtype, channels_last):

@@ -3,32 +3,15 @@
 weights) timed the same way. Server mode: prints {"torch": version, "threads": n}, then answers
 each JSON line {"config": {...}, "batch": B, "channelsLast": bool, "warmup": w, "iterations": n}
 with one line {"seconds": [...]}."""
-import json
 import os
 import sys
 
 import torch
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "reference"))
-from ddpm import ALPHA_BAR, CELEBA_HQ_256, decode, encode, make_params  # noqa: E402
+from ddpm import ALPHA_BAR, CELEBA_HQ_256, DTYPES, decode, encode, make_params, params  # noqa: E402
 from server import serve, timed  # noqa: E402
 
-_params = {}
-
-
-DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
-
-
-def params(cfg, channels_last, device, dtype):
-    key = (json.dumps(cfg, sort_keys=True), channels_last, device, dtype)
-    if key not in _params:
-        _params.clear()
-        p = make_params(cfg, torch.Generator().manual_seed(0))
-        p = {k: v.to(device=device, dtype=DTYPES[dtype]) for k, v in p.items()}
-        if channels_last:
-            p = {k: (v.contiguous(memory_format=torch.channels_last) if v.dim() == 4 else v) for k, v in p.items()}
-        _params[key] = p
-    return _params[key]
 
 
 def train(spec):

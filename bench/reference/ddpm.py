@@ -159,6 +159,24 @@ def decode(P, cfg, h, hs, temb):
     return conv2d(P, "conv_out", swish(group_norm(P, "norm_out", h)), padding=1)
 
 
+DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
+_cached = {}
+
+
+def params(cfg, channels_last, device, dtype):
+    """make_params(cfg, seed 0) on a device and dtype (conv kernels channels_last when asked), cached
+    for the last (cfg, layout, device, dtype): the benches' Python sides reuse one model per request kind."""
+    key = (json.dumps(cfg, sort_keys=True), channels_last, device, dtype)
+    if key not in _cached:
+        _cached.clear()
+        p = make_params(cfg, torch.Generator().manual_seed(0))
+        p = {k: v.to(device=device, dtype=DTYPES[dtype]) for k, v in p.items()}
+        if channels_last:
+            p = {k: (v.contiguous(memory_format=torch.channels_last) if v.dim() == 4 else v) for k, v in p.items()}
+        _cached[key] = p
+    return _cached[key]
+
+
 # ---------------------------------------------------------------- DDIM
 BETAS = torch.linspace(1e-4, 2e-2, 1000, dtype=torch.float64)
 ALPHA_BAR = torch.cumprod(1 - BETAS, 0)
