@@ -1,7 +1,8 @@
 // The bench harness: statistics, the baseline comparison's verdicts, and a smoke run of every suite
 // through `bia bench` (tiny config, seconds) — the run CI makes so the harness never rots. Real
 // numbers are not asserted; shapes, exit codes and the comparison logic are.
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { spawn } from 'node:child_process';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import t from 'tap';
@@ -11,7 +12,7 @@ import { runBench, stats } from '../bench/harness/run';
 import { SUITES } from '../bench/suites/index';
 import { findPython } from '../bench/common';
 import type { BenchOptions, BenchRun, Measurement, SuiteResult } from '../bench/harness/types';
-import { runCli } from './helpers';
+import { CLI, runCli } from './helpers';
 
 setThreads(1);
 const dir = mkdtempSync(join(tmpdir(), 'bia-bench-'));
@@ -45,7 +46,7 @@ function fakeRun(ms: Measurement[], opts: Partial<BenchOptions> = {}, memory: Pa
     date: '', host: 'h', cpu: 'c', cores: 2, threads: 1, interopThreads: 1, blas: { name: 'OpenBLAS', library: '', config: '' }, torch: '1.13',
     cuda: { built: false, available: false, cudnn: false, gpus: [] }, node: 'v20', addon: '', version: '0', git: { commit: 'abc', dirty: false }, python: null, matmulPeakGflops: {},
   };
-  return { schema: 'bia-bench/1', options, environment, suites: [{ suite: 's', ok: true, seconds: 1, measurements: ms, memory: { peakRssBytes: 100 * 2 ** 20, rssScope: 'reset', ...memory }, notes: {} }] };
+  return { schema: 'bia-bench/1', complete: true, options, environment, suites: [{ suite: 's', ok: true, seconds: 1, measurements: ms, memory: { peakRssBytes: 100 * 2 ** 20, rssScope: 'reset', ...memory }, notes: {} }] };
 }
 
 t.test('compareRuns: like with like, verdicts beyond tolerance and measured spread', async (t) => {
@@ -115,6 +116,7 @@ t.test('bia bench --smoke: every suite on the tiny config, JSON and markdown', a
   t.equal(r.status, 0, r.stderr);
   const run = JSON.parse(readFileSync(json, 'utf8')) as BenchRun;
   t.equal(run.schema, 'bia-bench/1');
+  t.equal(run.complete, true);
   t.same(run.suites.map((s) => s.suite), Object.keys(SUITES), 'all suites, in order');
   t.ok(Object.keys(SUITES).length >= 4);
   for (const s of run.suites) {
@@ -196,4 +198,25 @@ t.test('bad arguments: usage errors and input errors, with messages', async (t) 
   const missing = runCli(['bench', 'engine', '--smoke', '--baseline', join(dir, 'missing.json')], ENV);
   t.equal(missing.status, 3);
   t.match(missing.stderr, /BIA_IO_ERROR/);
+});
+
+t.test('a run keeps its finished suites: the file is rewritten after each suite, and Ctrl-C exits 130', async (t) => {
+  const json = join(dir, 'partial.json');
+  const child = spawn(process.execPath, [CLI, 'bench', 'engine', 'svm', 'unet', 'decode', 'pipeline', '--smoke', '--no-python', '--trials', '30', '--json', json], { env: { ...process.env, ...ENV }, stdio: ['ignore', 'pipe', 'pipe'] });
+  let stderr = '';
+  child.stderr.on('data', (d) => (stderr += d));
+  const exited = new Promise<number | null>((r) => child.on('exit', (code) => r(code)));
+  const deadline = Date.now() + 120_000;
+  while (!existsSync(json) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
+  t.ok(existsSync(json), 'the partial file appeared after the first suite');
+  const partial = JSON.parse(readFileSync(json, 'utf8')) as BenchRun;
+  t.equal(partial.complete, false);
+  t.ok(partial.suites.length >= 1 && partial.suites.length < 5);
+  t.equal(partial.suites[0].suite, 'engine');
+  child.kill('SIGINT');
+  t.equal(await exited, 130);
+  t.match(stderr, /interrupted; \d+ finished suite\(s\) are in/);
+  const after = JSON.parse(readFileSync(json, 'utf8')) as BenchRun;
+  t.equal(after.complete, false, 'the file still holds the finished suites');
+  t.ok(after.suites.length >= partial.suites.length);
 });

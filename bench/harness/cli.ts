@@ -189,10 +189,26 @@ export async function runBenchCli(
   }
   // Read the baseline first: a bad file is a usage error before minutes of benchmarking.
   const baseline = values.baseline === undefined ? null : asBenchRun(readJson(values.baseline), values.baseline);
-  const run = await runBench(options);
-  const file = values.json ?? path.join(ROOT, 'bench', 'out', `bench-${options.config}-${options.device.replace(':', '')}-${run.environment.date.replace(/[:.]/g, '-')}.json`);
+  const file = values.json ?? path.join(ROOT, 'bench', 'out', `bench-${options.config}-${options.device.replace(':', '')}-${new Date().toISOString().replace(/[:.]/g, '-')}.json`);
   mkdirSync(path.dirname(path.resolve(file)), { recursive: true });
-  await writeFileAtomic(file, `${JSON.stringify(run, null, 2)}\n`, 'bench result');
+  const save = (r: BenchRun) => writeFileAtomic(file, `${JSON.stringify(r, null, 2)}\n`, 'bench result');
+  // Ctrl-C keeps the suites already finished (the file is rewritten after each suite).
+  let saved = 0;
+  const onInterrupt = () => {
+    err(`\nbia bench: interrupted; ${saved} finished suite(s) are in ${file} (complete: false)\n`);
+    process.exit(130);
+  };
+  process.once('SIGINT', onInterrupt);
+  let run: BenchRun;
+  try {
+    run = await runBench(options, undefined, async (partial) => {
+      await save(partial);
+      saved = partial.suites.length;
+    });
+  } finally {
+    process.removeListener('SIGINT', onInterrupt);
+  }
+  await save(run);
   out(`${formatRun(run)}\n\nwrote ${file}\n`);
   let code: number = run.suites.every((s) => s.ok) ? BENCH_EXIT.ok : BENCH_EXIT.failure;
   if (baseline) {

@@ -5,7 +5,7 @@
  */
 import { createDiffusion, createIdentityEncoder, type ComputeDtype, type Device } from '../../ts/index';
 import { invalidArgument } from '../../ts/errors';
-import { loadDefaultModels } from '../../ts/world/demo';
+import { DEMO_SETTINGS, loadDefaultModels } from '../../ts/world/demo';
 import type { BenchConfig } from './types';
 
 type ModelOpts = { dtype: ComputeDtype; autocast: 'bfloat16' | 'float16' | null; channelsLast?: boolean };
@@ -49,8 +49,10 @@ export const BENCH_CONFIGS: Record<string, BenchConfig> = {
     t0: 500,
     steps: 20,
     neighbours: 48,
-    batchSize: 16,
+    batchSize: 48,
     smoke: { batches: [1, 4], steps: 4, neighbours: 8 },
+    // What `npm run demo` runs (manifold neighbours, every-step injection, relative walk; ts/world/demo.ts).
+    erase: DEMO_SETTINGS,
   },
   'celeba-hq-256': {
     name: 'celeba-hq-256',

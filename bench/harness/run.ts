@@ -311,17 +311,27 @@ export function closeHooks(hooks: RunHooks): void {
 }
 
 /** A whole run: environment, then each suite (here or in its own process), in order. */
-export async function runBench(options: BenchOptions, log: (m: string) => void = (m) => process.stderr.write(`${m}\n`)): Promise<BenchRun> {
+export async function runBench(
+  options: BenchOptions,
+  log: (m: string) => void = (m) => process.stderr.write(`${m}\n`),
+  /** Called with the partial run after each suite (complete: false), so a long run keeps finished suites. */
+  onSuite?: (partial: BenchRun) => Promise<void>,
+): Promise<BenchRun> {
   for (const s of options.suites) if (!SUITES[s]) throw new BiaError('BIA_INVALID_ARGUMENT', `unknown suite '${s}' (suites: ${Object.keys(SUITES).join(', ')})`);
   benchConfig(options.config);
   setThreads(options.threads);
   const hooks = defaultHooks(options, log);
   let python: BenchEnvironment['python'] = null;
   if (hooks.pythonExe) {
-    const r = spawnSync(hooks.pythonExe, ['-c', 'import torch; print(torch.__version__)'], { encoding: 'utf8', timeout: 60_000 });
-    if (r.status === 0) python = { exe: hooks.pythonExe, torch: r.stdout.trim() };
+    const r = spawnSync(hooks.pythonExe, ['-c', 'import torch; print(torch.__version__); print(torch.version.cuda or "")'], { encoding: 'utf8', timeout: 60_000 });
+    if (r.status === 0) {
+      const [torch, cuda] = r.stdout.trim().split('\n');
+      python = { exe: hooks.pythonExe, torch, cuda: cuda || null };
+    }
   }
   const env = await environment(options, python);
+  // The addon's LibTorch names no CUDA version; a CUDA build comes from the Python torch beside it (torch-config).
+  if (env.cuda.built && python?.cuda) env.cuda.version = `${python.cuda} (of Python's torch ${python.torch})`;
   const dtypes = [...new Set<ComputeDtype>([options.dtype, ...(options.autocast ? [options.autocast] : [])])];
   for (const d of dtypes) hooks.peaks[d] ??= await measurePeak(options.device, d, options.smoke);
   log(`bia bench: ${options.suites.join(', ')} — config ${options.config} on ${options.device} (${options.dtype}${options.autocast ? `, autocast ${options.autocast}` : ''}), ` +
@@ -329,14 +339,15 @@ export async function runBench(options: BenchOptions, log: (m: string) => void =
     `matmul peak ${dtypes.map((d) => `${d} ${hooks.peaks[d]!.toFixed(0)} GFLOP/s`).join(', ')}` +
     `${python ? `; reference: Python eager torch ${python.torch}` : '; no Python reference'}${options.smoke ? ' [smoke]' : ''}`);
   const suites: SuiteResult[] = [];
+  const snapshot = (complete: boolean): BenchRun => ({ schema: SCHEMA, complete, options, environment: { ...env, matmulPeakGflops: { ...hooks.peaks } }, suites: [...suites] });
   try {
     for (const name of options.suites) {
       log(`• ${name}`);
       suites.push(options.isolate ? await runSuiteIsolated(name, options, hooks) : await runSuiteHere(name, options, hooks));
+      if (onSuite && suites.length < options.suites.length) await onSuite(snapshot(false));
     }
   } finally {
     closeHooks(hooks);
   }
-  env.matmulPeakGflops = { ...hooks.peaks };
-  return { schema: SCHEMA, options, environment: env, suites };
+  return snapshot(true);
 }

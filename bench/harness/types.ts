@@ -3,7 +3,7 @@
  * (schema 'bia-bench/1'). Every measurement is a set of wall-clock trials of one case; a case is
  * identified for comparison by suite, case name, params and the run's config/device/precision/threads.
  */
-import type { ComputeDtype, Device, DiffusionModel, IdentityEncoder, IdentityArch, InputProtocol } from '../../ts/index';
+import type { ComputeDtype, Device, DiffusionModel, EraseOptions, IdentityEncoder, IdentityArch, InputProtocol } from '../../ts/index';
 
 export const SCHEMA = 'bia-bench/1';
 
@@ -91,7 +91,7 @@ export interface BenchEnvironment {
   addon: string;
   version: string;
   git: { commit: string | null; dirty: boolean | null };
-  python: { exe: string; torch: string } | null;
+  python: { exe: string; torch: string; cuda?: string | null } | null;
   /** Measured matmul peak per dtype on the run's device, GFLOP/s. */
   matmulPeakGflops: Partial<Record<ComputeDtype, number>>;
 }
@@ -125,6 +125,8 @@ export interface BenchOptions {
 
 export interface BenchRun {
   schema: typeof SCHEMA;
+  /** False while suites are still to run (a partial file written after each suite, or an interrupted run). */
+  complete: boolean;
   options: BenchOptions;
   environment: BenchEnvironment;
   suites: SuiteResult[];
@@ -149,6 +151,8 @@ export interface BenchConfig {
   batchSize: number;
   /** Smoke-run overrides. */
   smoke: { batches: number[]; steps: number; neighbours: number };
+  /** The pipeline suite's erase options for this config (steps, neighbours and batch size come from the run). */
+  erase?: EraseOptions;
 }
 
 /** What a suite gets: the run's options, the config, measurement and reference helpers. */

@@ -59,7 +59,7 @@ export const suite: Suite = {
         const { xLat, hR } = await diffusion.invert(probe, { t0: cfg.t0, steps: ctx.steps });
         const fR = await encoder.embed(probe, { protocol: cfg.protocol });
         const nb = await sampleNeighbours(hR, { n: Math.max(4, Math.min(ctx.neighbours, 16)), alphaMax: 1 });
-        const lab = await labelNeighbours(diffusion, encoder, { xLat, hR, fR }, nb.codes, common);
+        const lab = await labelNeighbours(diffusion, encoder, { xLat, hR, fR }, nb.codes, { ...common, mode: cfg.erase?.inject });
         const s = Array.from(lab.similarities).sort((a, b) => a - b);
         threshold = (s[(s.length >> 1) - 1] + s[s.length >> 1]) / 2;
         for (const t of [xLat, hR, fR, nb.codes]) t.dispose();
@@ -73,13 +73,12 @@ export const suite: Suite = {
         const r = await eraseIdentity(x, {
           diffusion,
           encoder,
+          absorb: 'walk',
+          // random weights: steps relative to ‖h_r‖ and a loose fidelity gate, so the walk accepts a candidate
+          ...(cfg.erase ?? { walkStepUnit: 'relative', walkStep: [0.5, 0.6], fidelityThreshold: 10 }),
           ...common,
           neighbours: ctx.neighbours,
           threshold: threshold!,
-          absorb: 'walk',
-          walkStepUnit: 'relative',
-          walkStep: [0.5, 0.6],
-          fidelityThreshold: 10,
           seed: 909090 + i,
         });
         const total = (performance.now() - t) / 1000;
@@ -102,7 +101,7 @@ export const suite: Suite = {
       }
       const timed = runs.slice(1);
       const med = (xs: number[]) => [...xs].sort((a, b) => a - b)[xs.length >> 1];
-      await ctx.record('erase', { params: { neighbours: ctx.neighbours, steps: ctx.steps, t0: cfg.t0, absorb: 'walk', batchSize: ctx.batchSize }, items: 1 }, samples, 1);
+      await ctx.record('erase', { params: { neighbours: ctx.neighbours, steps: ctx.steps, t0: cfg.t0, absorb: 'walk', batchSize: ctx.batchSize, settings: cfg.erase ? cfg.name : 'default' }, items: 1 }, samples, 1);
       ctx.note('stages', Object.fromEntries(STAGES.map((s) => [s, med(timed.map((r) => r.report.timings[s]))])));
       ctx.note('outsideUNetShare', med(timed.map((r) => 1 - r.unet / r.total)));
       ctx.note('unetImageCallsPerSecond', med(timed.map((r) => calls / r.unet)));
