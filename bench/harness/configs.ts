@@ -6,6 +6,7 @@
 import { createDiffusion, createIdentityEncoder, type ComputeDtype, type Device } from '../../ts/index';
 import { invalidArgument } from '../../ts/errors';
 import { DEMO_SETTINGS, loadDefaultModels } from '../../ts/world/demo';
+import { heldOut } from '../../ts/world/defaults';
 import type { BenchConfig } from './types';
 
 type ModelOpts = { dtype: ComputeDtype; autocast: 'bfloat16' | 'float16' | null; channelsLast?: boolean };
@@ -53,6 +54,14 @@ export const BENCH_CONFIGS: Record<string, BenchConfig> = {
     smoke: { batches: [1, 4], steps: 4, neighbours: 8 },
     // What `npm run demo` runs (manifold neighbours, every-step injection, relative walk; ts/world/demo.ts).
     erase: DEMO_SETTINGS,
+    // held-out portraits of the synthetic world (the demo's own seed)
+    async inputs(count, device) {
+      const p = await heldOut(count, 1, 21);
+      if (device === 'cpu') return p.images;
+      const moved = await p.images.to({ device });
+      p.images.dispose();
+      return moved;
+    },
   },
   'celeba-hq-256': {
     name: 'celeba-hq-256',

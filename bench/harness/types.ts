@@ -3,7 +3,7 @@
  * (schema 'bia-bench/1'). Every measurement is a set of wall-clock trials of one case; a case is
  * identified for comparison by suite, case name, params and the run's config/device/precision/threads.
  */
-import type { ComputeDtype, Device, DiffusionModel, EraseOptions, IdentityEncoder, IdentityArch, InputProtocol } from '../../ts/index';
+import type { ComputeDtype, Device, DiffusionModel, EraseOptions, IdentityEncoder, IdentityArch, InputProtocol, Tensor } from '../../ts/index';
 
 export const SCHEMA = 'bia-bench/1';
 
@@ -151,6 +151,8 @@ export interface BenchConfig {
   batchSize: number;
   /** Smoke-run overrides. */
   smoke: { batches: number[]; steps: number; neighbours: number };
+  /** The pipeline suite's input images [count, 3, R, R] (default: seeded noise images). */
+  inputs?(count: number, device: Device): Promise<Tensor>;
   /** The pipeline suite's erase options for this config (steps, neighbours and batch size come from the run). */
   erase?: EraseOptions;
 }

@@ -7,6 +7,7 @@
  */
 import {
   eraseIdentity,
+  takeRows,
   labelNeighbours,
   randn,
   sampleNeighbours,
@@ -66,8 +67,10 @@ export const suite: Suite = {
       }
       ctx.note('threshold', threshold);
       const runs: { total: number; unet: number; report: EraseReport; rss: number; cudaAllocated: number | null }[] = [];
+      const inputs = cfg.inputs ? await cfg.inputs(images, device) : null;
+      if (inputs) owned.push(inputs);
       const trial = async (i: number) => {
-        const x = await randn([1, 3, res, res], { seed: 100 + i, device });
+        const x = inputs ? await takeRows([inputs], [[0, i]]) : await randn([1, 3, res, res], { seed: 100 + i, device });
         unetStats({ reset: true });
         const t = performance.now();
         const r = await eraseIdentity(x, {
