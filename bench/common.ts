@@ -1,6 +1,5 @@
-/** Shared pieces of the benches: the Python reference process, statistics, result files. */
+/** Shared pieces of the benches: finding Python, the Python reference server, settling, tables. */
 import { spawn, spawnSync, type ChildProcessByStdio } from 'node:child_process';
-import { mkdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { createInterface } from 'node:readline';
 import type { Readable, Writable } from 'node:stream';
@@ -25,11 +24,6 @@ export function settle(device: string): Promise<void> {
   return new Promise((r) => setTimeout(r, device === 'cpu' ? 150 : 0));
 }
 
-export function median(xs: number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  const m = s.length >> 1;
-  return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
-}
 
 /** A Python reference script in server mode: a hello line, then one JSON answer per JSON request. */
 export class PythonServer {
@@ -75,13 +69,6 @@ export class PythonServer {
   }
 }
 
-/** Write a bench result as JSON (default bench/out/<name>-<date>.json); returns the path. */
-export function writeResult(name: string, result: { date: string }, file?: string): string {
-  const out = file ?? path.join(BENCH_DIR, 'out', `${name}-${result.date.replace(/[:.]/g, '-')}.json`);
-  mkdirSync(path.dirname(out), { recursive: true });
-  writeFileSync(out, `${JSON.stringify(result, null, 2)}\n`);
-  return out;
-}
 
 /** A plain-text table. */
 export function table(header: string[], rows: string[][]): string {
