@@ -37,7 +37,7 @@ if has smoke; then stage smoke; timeout 120 node dist/bench/gpu-smoke.js 2>&1 | 
 # Engine, UNet (forward sweep 1/4/16 with the op breakdown, training step) and encoders at bf16 autocast.
 if has core; then stage core; timeout 240 $BENCH engine unet identity --autocast bfloat16 --trials 5 --json "$OUT/bench-core-bf16.json"; fi
 # The whole default erasure: 128 neighbours, 40 steps, walk; the first image is the warm-up.
-if has pipeline; then stage pipeline; timeout 300 $BENCH pipeline --autocast bfloat16 --images ${IMAGES:-3} --batch-size ${BATCH:-32} --json "$OUT/bench-pipeline-bf16.json"; fi
+if has pipeline; then stage pipeline; timeout 300 $BENCH pipeline ${PIPELINE_PRECISION:---autocast bfloat16} --images ${IMAGES:-3} --batch-size ${BATCH:-32} --json "$OUT/bench-pipeline-bf16.json"; fi
 # The UNet forward in float32 (TF32 convolutions), with bf16 weights and with fp16 autocast (no references).
 if has variants; then
   stage variants
