@@ -1,31 +1,24 @@
 /** What every model handle shares: weights in and out, saving, disposal. */
 import { BiaError, invalidArgument } from './errors';
 import { callNative, runJob, type JobOptions } from './jobs';
-import type { NativeDtype, NativeJobOptions, NativeTensor } from './native';
+import type { NativeModule, NativeTensor } from './native';
 import type { ComputeDtype } from './options';
 import { Tensor } from './tensor';
 
-/** The native side of a model handle (DiffusionModel, IdentityEncoder). */
-export interface NativeModule {
-  readonly parameterCount: number;
-  readonly device: string;
-  readonly dtype: NativeDtype;
-  dispose(): void;
-  stateDict(): [string, NativeTensor][];
-  loadStateDict(entries: [string, NativeTensor][], strict: boolean, opts?: NativeJobOptions): Promise<void>;
-  save(path: string, metadata: Record<string, string>, opts?: NativeJobOptions): Promise<void>;
-}
+export type { NativeModule } from './native';
 
 export function tensorHandle(t: unknown, what: string): NativeTensor {
   if (!(t instanceof Tensor)) throw invalidArgument(`${what} must be a Tensor`);
   return t.handle;
 }
 
-export abstract class NativeModel<N extends NativeModule> implements Disposable {
+/**
+ * A JS object owning one native handle: `native` throws BIA_DISPOSED after dispose(); dispose() is
+ * idempotent and releases the handle now (queued work keeps its own reference until done).
+ */
+export abstract class NativeHandle<N extends { dispose(): void }> implements Disposable {
   #native: N | null;
   readonly #kind: string;
-  /** The file the weights were loaded from (absolute), or null for models built in memory. */
-  source: string | null = null;
 
   /** @internal */
   constructor(native: N, kind: string) {
@@ -39,6 +32,26 @@ export abstract class NativeModel<N extends NativeModule> implements Disposable 
     return this.#native;
   }
 
+  get disposed(): boolean {
+    return this.#native === null;
+  }
+
+  dispose(): void {
+    if (this.#native) {
+      this.#native.dispose();
+      this.#native = null;
+    }
+  }
+
+  [Symbol.dispose](): void {
+    this.dispose();
+  }
+}
+
+export abstract class NativeModel<N extends NativeModule> extends NativeHandle<N> {
+  /** The file the weights were loaded from (absolute), or null for models built in memory. */
+  source: string | null = null;
+
   get parameterCount(): number {
     return this.native.parameterCount;
   }
@@ -47,9 +60,6 @@ export abstract class NativeModel<N extends NativeModule> implements Disposable 
   }
   get dtype(): ComputeDtype {
     return this.native.dtype as ComputeDtype;
-  }
-  get disposed(): boolean {
-    return this.#native === null;
   }
 
   /** The weights under their official names (tensors sharing the model's memory). */
@@ -73,17 +83,5 @@ export abstract class NativeModel<N extends NativeModule> implements Disposable 
     const metadata = opts?.metadata ?? {};
     for (const [k, v] of Object.entries(metadata)) if (typeof v !== 'string') throw invalidArgument(`metadata['${k}'] must be a string`);
     await runJob(opts, (j) => n.save(path, metadata, j));
-  }
-
-  /** Release the weights now (queued work keeps its own reference until done). Idempotent. */
-  dispose(): void {
-    if (this.#native) {
-      this.#native.dispose();
-      this.#native = null;
-    }
-  }
-
-  [Symbol.dispose](): void {
-    this.dispose();
   }
 }

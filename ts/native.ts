@@ -2,6 +2,8 @@
  * The one typed seam to the compiled addon: the only place that describes the `.node` file's
  * shape, and the loader that finds it.
  */
+import type { AbsorbTerms } from './blackhole/optimize';
+import type { TrainerOptions } from './train/trainer';
 import { existsSync, readFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -129,8 +131,8 @@ export interface NativeUNetConfig {
   hShape: number[];
 }
 
-export interface NativeDiffusion {
-  readonly config: NativeUNetConfig;
+/** What every native model handle has (networks are ObjectWraps over a LibTorch module). */
+export interface NativeModule {
   readonly parameterCount: number;
   readonly device: string;
   readonly dtype: NativeDtype;
@@ -139,6 +141,10 @@ export interface NativeDiffusion {
   save(path: string, metadata: Record<string, string>, opts?: NativeJobOptions): Promise<void>;
   stateDict(): [string, NativeTensor][];
   loadStateDict(entries: [string, NativeTensor][], strict: boolean, opts?: NativeJobOptions): Promise<void>;
+}
+
+export interface NativeDiffusion extends NativeModule {
+  readonly config: NativeUNetConfig;
   forward(x: NativeTensor, t: number[], o: { h?: NativeTensor; hDelta?: NativeTensor }, opts?: NativeJobOptions): Promise<{ eps: NativeTensor; h: NativeTensor }>;
   invert(x: NativeTensor, o: { t0?: number; steps?: number; keepAll?: boolean }, opts?: NativeJobOptions): Promise<{ xLat: NativeTensor; hR: NativeTensor; hs: NativeTensor[]; ts: number[] }>;
   decode(
@@ -149,33 +155,17 @@ export interface NativeDiffusion {
   ): Promise<NativeTensor>;
 }
 
-export interface NativeEncoder {
+export interface NativeEncoder extends NativeModule {
   readonly arch: string;
   readonly width: number;
   readonly embeddingSize: number;
-  readonly parameterCount: number;
-  readonly device: string;
-  readonly dtype: NativeDtype;
-  readonly disposed: boolean;
   readonly inputNormalisation: string;
-  dispose(): void;
-  stateDict(): [string, NativeTensor][];
-  loadStateDict(entries: [string, NativeTensor][], strict: boolean, opts?: NativeJobOptions): Promise<void>;
   embed(x: NativeTensor, o: { protocol?: string; normalize?: boolean }, opts?: NativeJobOptions): Promise<NativeTensor>;
-  save(path: string, metadata: Record<string, string>, opts?: NativeJobOptions): Promise<void>;
 }
 
-export interface NativePerceptual {
+/** loadStateDict takes torchvision's whole-model keys (features.*, classifier.* ignored) or features-only keys. */
+export interface NativePerceptual extends NativeModule {
   readonly name: string;
-  readonly parameterCount: number;
-  readonly device: string;
-  readonly dtype: NativeDtype;
-  readonly disposed: boolean;
-  dispose(): void;
-  stateDict(): [string, NativeTensor][];
-  /** Takes torchvision's whole-model keys (features.*, classifier.* ignored) or features-only keys. */
-  loadStateDict(entries: [string, NativeTensor][], strict: boolean, opts?: NativeJobOptions): Promise<void>;
-  save(path: string, metadata: Record<string, string>, opts?: NativeJobOptions): Promise<void>;
   /** Per image, float64. */
   distance(a: NativeTensor, b: NativeTensor, opts?: NativeJobOptions): Promise<Float64Array>;
   /** The distance and ∂(Σ_i distance_i)/∂a (a's shape, dtype and device). */
@@ -215,26 +205,11 @@ export interface NativeAbsorbOptions {
   startDistance?: number;
 }
 
-/** One evaluation of L: the terms (sim raw; wrapper and loss weighted; pull, sem, mse, perc unweighted). */
-export interface NativeAbsorbTerms {
-  loss: number;
-  sim: number;
-  wrapper: number;
-  pull: number;
-  sem: number;
-  mse: number;
-  perc: number;
-}
+/** One evaluation of L (the public AbsorbTerms: sim raw; wrapper and loss weighted; pull, sem, mse, perc unweighted). */
+export type NativeAbsorbTerms = AbsorbTerms;
 
-export interface NativeAbsorbHistory {
-  loss: Float64Array;
-  sim: Float64Array;
-  wrapper: Float64Array;
-  pull: Float64Array;
-  sem: Float64Array;
-  mse: Float64Array;
-  perc: Float64Array;
-}
+/** Each term per iteration. */
+export type NativeAbsorbHistory = { [K in keyof AbsorbTerms]: Float64Array };
 
 export type NativeTrainTarget = 'diffusion' | 'encoder' | 'attributes';
 
@@ -254,26 +229,8 @@ export interface NativeStepResult {
   images: number;
 }
 
-export interface NativeTrainerOptions {
-  lr?: number;
-  weightDecay?: number;
-  betas?: [number, number];
-  eps?: number;
-  emaDecay?: number;
-  emaWarmup?: boolean;
-  channelsLast?: boolean;
-  seed?: number;
-  gradClip?: number;
-  classes?: number;
-  auxDim?: number;
-  auxWeight?: number;
-  scale?: number;
-  flip?: boolean;
-  blur?: number;
-  blurProb?: number;
-  noise?: number;
-  device?: string;
-}
+/** TrainerOptions as the addon takes them: `dropout` goes into the model's config instead. */
+export type NativeTrainerOptions = Omit<TrainerOptions, 'dropout'>;
 
 /** What createTrainer builds the network from (weights are copied). */
 export interface NativeTrainerModel {
@@ -309,17 +266,9 @@ export interface NativeAttributeConfig {
   stages: number;
 }
 
-export interface NativeAttributes {
+export interface NativeAttributes extends NativeModule {
   readonly config: NativeAttributeConfig;
-  readonly parameterCount: number;
-  readonly device: string;
-  readonly dtype: NativeDtype;
-  readonly disposed: boolean;
-  dispose(): void;
-  stateDict(): [string, NativeTensor][];
-  loadStateDict(entries: [string, NativeTensor][], strict: boolean, opts?: NativeJobOptions): Promise<void>;
   predict(x: NativeTensor, opts?: NativeJobOptions): Promise<NativeTensor>;
-  save(path: string, metadata: Record<string, string>, opts?: NativeJobOptions): Promise<void>;
 }
 
 export interface NativeAddon {

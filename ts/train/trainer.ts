@@ -8,13 +8,14 @@
  * 'encoder' cross-entropy of s·cos(θ + m·[target]) (ArcFace; m = 0: normalised softmax) on integer
  * labels, plus auxWeight·MSE(Linear(ê), targets); 'attributes' MSE(net(x), targets).
  */
-import { BiaError, invalidArgument } from '../errors';
+import { invalidArgument } from '../errors';
 import { callNative, runJob, type JobOptions } from '../jobs';
 import { DiffusionModel, createDiffusion, type UNetConfig, type UNetPreset, UNET_PRESETS } from '../diffusion';
 import { IdentityEncoder, createIdentityEncoder, IDENTITY_ARCHS, type IdentityArch } from '../identity';
 import { loadAddon, type NativeDiffusion, type NativeEncoder, type NativeAttributes, type NativeTensor, type NativeTrainBatch, type NativeTrainer, type NativeTrainerModel, type NativeTrainerOptions } from '../native';
 import { checkDevice, checkInt, type Device } from '../options';
 import { Tensor } from '../tensor';
+import { NativeHandle } from '../model';
 import { AttributeEstimator, createAttributeEstimator, checkAttributeConfig, type AttributeConfig } from './attributes';
 
 export type TrainTarget = 'diffusion' | 'encoder' | 'attributes';
@@ -187,18 +188,10 @@ function nativeBatch(batch: Batch): { native: NativeTrainBatch; temporaries: Nat
   return { native: { images, labels, targets }, temporaries };
 }
 
-export class Trainer<T extends TrainTarget = TrainTarget> implements Disposable {
-  #native: NativeTrainer | null;
-
+export class Trainer<T extends TrainTarget = TrainTarget> extends NativeHandle<NativeTrainer> {
   /** @internal */
   constructor(native: NativeTrainer) {
-    this.#native = native;
-  }
-
-  /** @internal */
-  get native(): NativeTrainer {
-    if (!this.#native) throw new BiaError('BIA_DISPOSED', 'Trainer was used after dispose()');
-    return this.#native;
+    super(native, 'Trainer');
   }
 
   get target(): T {
@@ -210,9 +203,6 @@ export class Trainer<T extends TrainTarget = TrainTarget> implements Disposable 
   }
   get info(): TrainerInfo {
     return JSON.parse(this.native.info) as TrainerInfo;
-  }
-  get disposed(): boolean {
-    return this.#native === null;
   }
 
   /** One optimiser step on a batch with this step's learning rate and (encoder) ArcFace margin. */
@@ -280,16 +270,6 @@ export class Trainer<T extends TrainTarget = TrainTarget> implements Disposable 
     return new Map(entries.map(([k, v]) => [k, new Tensor(v)]));
   }
 
-  dispose(): void {
-    if (this.#native) {
-      this.#native.dispose();
-      this.#native = null;
-    }
-  }
-
-  [Symbol.dispose](): void {
-    this.dispose();
-  }
 }
 
 /**
