@@ -7,8 +7,7 @@ import { spawn, spawnSync } from 'node:child_process';
 import { readFileSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { benchmark, BiaError, getThreads, info, setThreads, type ComputeDtype, type Device } from '../../ts/index';
-import * as lib from '../../ts/index';
+import { benchmark, BiaError, cudaMemory, getThreads, info, setThreads, type ComputeDtype, type Device } from '../../ts/index';
 import { findPython, PythonServer, settle } from '../common';
 import { benchConfig } from './configs';
 import { SUITES } from '../suites/index';
@@ -68,8 +67,6 @@ export function rssBytes(): number {
   return rss !== null ? rss * 1024 : process.memoryUsage().rss;
 }
 
-type CudaMemoryFn = (o?: { reset?: boolean }) => { peakAllocatedBytes: number } | null;
-const cudaMemory = (lib as unknown as { cudaMemory?: CudaMemoryFn }).cudaMemory;
 
 // ---- environment -------------------------------------------------------------------------------
 
@@ -258,7 +255,7 @@ export async function runSuiteHere(name: string, options: BenchOptions, hooks: R
   const gpuIndex = options.device === 'cpu' ? null : Number(options.device.split(':')[1] ?? 0);
   global.gc?.();
   const scoped = resetPeakRss();
-  if (gpuIndex !== null) cudaMemory?.({ reset: true });
+  if (gpuIndex !== null) cudaMemory({ device: gpuIndex, reset: true });
   const t = performance.now();
   let error: SuiteResult['error'];
   try {
@@ -269,7 +266,7 @@ export async function runSuiteHere(name: string, options: BenchOptions, hooks: R
   }
   const memory: SuiteMemory = { peakRssBytes: peakRssBytes(), rssScope: scoped ? 'reset' : 'lifetime' };
   if (gpuIndex !== null) {
-    const c = cudaMemory?.();
+    const c = cudaMemory({ device: gpuIndex });
     if (c) memory.peakCudaAllocatedBytes = c.peakAllocatedBytes;
   }
   return { suite: name, ok: !error, error, seconds: (performance.now() - t) / 1000, measurements: ctx.measurements, memory, notes: ctx.notes };

@@ -6,6 +6,7 @@
  * median neighbour similarity of a probe: every stage, SVM and walk included, then runs.
  */
 import {
+  cudaMemory,
   eraseIdentity,
   takeRows,
   labelNeighbours,
@@ -15,13 +16,11 @@ import {
   type EraseReport,
   type Tensor,
 } from '../../ts/index';
-import * as lib from '../../ts/index';
 import { calibratedThreshold } from '../../ts/world/demo';
-import { rssBytes } from '../harness/run';
+import { rssBytes, stats } from '../harness/run';
 import type { Suite } from '../harness/types';
 
 const STAGES = ['invert', 'neighbours', 'boundary', 'absorb', 'baseline', 'evaluate'] as const;
-type CudaMemoryFn = (o?: { reset?: boolean }) => { allocatedBytes: number } | null;
 
 /** Least-squares slope of ys over 0..n-1. */
 export function slope(ys: number[]): number {
@@ -49,24 +48,22 @@ export const suite: Suite = {
     const res = diffusion.config.resolution;
     const common = { t0: cfg.t0, steps: ctx.steps, protocol: cfg.protocol, batchSize: ctx.batchSize };
     const images = ctx.options.images ?? (smoke ? 3 : 4);
-    const cudaMemory = device === 'cpu' ? undefined : (lib as unknown as { cudaMemory?: CudaMemoryFn }).cudaMemory;
     const owned: Tensor[] = [];
     try {
       // The threshold: the trained default encoder's calibrated one, else the probe's median similarity.
       let threshold = cfg.name === 'demo' ? calibratedThreshold() : null;
-      const probe = await randn([1, 3, res, res], { seed: 100, device });
-      owned.push(probe);
       if (threshold === null) {
+        const probe = await randn([1, 3, res, res], { seed: 100, device });
+        owned.push(probe);
         const { xLat, hR } = await diffusion.invert(probe, { t0: cfg.t0, steps: ctx.steps });
         const fR = await encoder.embed(probe, { protocol: cfg.protocol });
         const nb = await sampleNeighbours(hR, { n: Math.max(4, Math.min(ctx.neighbours, 16)), alphaMax: 1 });
         const lab = await labelNeighbours(diffusion, encoder, { xLat, hR, fR }, nb.codes, { ...common, mode: cfg.erase?.inject });
-        const s = Array.from(lab.similarities).sort((a, b) => a - b);
-        threshold = (s[(s.length >> 1) - 1] + s[s.length >> 1]) / 2;
+        threshold = stats(Array.from(lab.similarities)).median;
         for (const t of [xLat, hR, fR, nb.codes]) t.dispose();
       }
       ctx.note('threshold', threshold);
-      const runs: { total: number; unet: number; report: EraseReport; rss: number; cudaAllocated: number | null }[] = [];
+      const runs: { total: number; unet: number; calls: number; report: EraseReport; rss: number; cudaAllocated: number | null }[] = [];
       const inputs = cfg.inputs ? await cfg.inputs(images, device) : null;
       if (inputs) owned.push(inputs);
       const trial = async (i: number) => {
@@ -90,25 +87,20 @@ export const suite: Suite = {
         r.dispose();
         x.dispose();
         global.gc?.();
-        runs.push({ total, unet: u.seconds, report, rss: rssBytes(), cudaAllocated: cudaMemory?.()?.allocatedBytes ?? null });
-        ctx.log(`image ${i}: ${total.toFixed(2)} s, ${(100 * (1 - u.seconds / total)).toFixed(2)}% outside UNet, ${((u.encodeImages + u.decodeImages) / u.seconds).toFixed(1)} UNet image-calls/s`);
-        return u;
+        const calls = u.encodeImages + u.decodeImages;
+        runs.push({ total, unet: u.seconds, calls, report, rss: rssBytes(), cudaAllocated: device === 'cpu' ? null : (cudaMemory()?.allocatedBytes ?? null) });
+        ctx.log(`image ${i}: ${total.toFixed(2)} s, ${(100 * (1 - u.seconds / total)).toFixed(2)}% outside UNet, ${(calls / u.seconds).toFixed(1)} UNet image-calls/s`);
       };
-      const first = await trial(0); // warm-up: allocator caches, cuDNN plans
-      const samples: number[] = [];
-      let calls = first.encodeImages + first.decodeImages;
-      for (let i = 1; i < images; i++) {
-        const u = await trial(i);
-        calls = u.encodeImages + u.decodeImages;
-        samples.push(runs[runs.length - 1].total);
-      }
+      // The first image is the warm-up (allocator caches, cuDNN plans); the others are timed.
+      for (let i = 0; i < images; i++) await trial(i);
       const timed = runs.slice(1);
-      const med = (xs: number[]) => [...xs].sort((a, b) => a - b)[xs.length >> 1];
+      const samples = timed.map((r) => r.total);
+      const med = (xs: number[]) => stats(xs).median;
       await ctx.record('erase', { params: { neighbours: ctx.neighbours, steps: ctx.steps, t0: cfg.t0, absorb: 'walk', batchSize: ctx.batchSize, settings: cfg.erase ? cfg.name : 'default' }, items: 1 }, samples, 1);
       ctx.note('stages', Object.fromEntries(STAGES.map((s) => [s, med(timed.map((r) => r.report.timings[s]))])));
       ctx.note('outsideUNetShare', med(timed.map((r) => 1 - r.unet / r.total)));
-      ctx.note('unetImageCallsPerSecond', med(timed.map((r) => calls / r.unet)));
-      ctx.note('unetImageCallsPerImage', calls);
+      ctx.note('unetImageCallsPerSecond', med(timed.map((r) => r.calls / r.unet)));
+      ctx.note('unetImageCallsPerImage', med(timed.map((r) => r.calls)));
       ctx.note('imagesPerHour', 3600 / med(samples));
       ctx.note('found', timed.map((r) => r.report.blackHole.found));
       // Memory across repeated runs (after the warm-up run): RSS (and CUDA allocated) after each.

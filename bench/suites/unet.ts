@@ -4,8 +4,7 @@
  * same run — with effective GFLOP/s against the measured matmul peak, and (where the addon has the
  * op profiler) where the forward pass's time goes, op by op.
  */
-import { createTrainer, randn, type UNetConfig } from '../../ts/index';
-import * as lib from '../../ts/index';
+import { createTrainer, profileOps, randn, type UNetConfig } from '../../ts/index';
 import type { BenchContext, Suite } from '../harness/types';
 
 export interface UNetPassFlops {
@@ -85,8 +84,6 @@ export function unetFlops(c: UNetConfig, resolution = c.resolution): number {
 }
 
 
-type OpProfile = { ops: { name: string; calls: number; seconds: number; share: number }[]; totalSeconds: number; wallSeconds: number };
-type ProfileOps = <T>(fn: () => Promise<T>, o?: { sync?: boolean }) => Promise<{ result: T } & OpProfile>;
 
 /** The UNet config as the Python reference takes it. */
 export function referenceConfig(c: UNetConfig): Record<string, unknown> {
@@ -106,38 +103,28 @@ export const suite: Suite = {
       const channelsLast = device === 'cpu';
       const perImage = unetFlops(config);
       ctx.note('gflopPerImage', perImage / 1e9);
+      const largest = Math.max(...ctx.batches);
       for (const batch of ctx.batches) {
         const x = await randn([batch, config.inChannels, config.resolution, config.resolution], { seed: 1, device, dtype });
+        const forward = async () => {
+          const r = await diffusion.forward(x, 500);
+          r.eps.dispose();
+          r.h.dispose();
+        };
         try {
-          const trials = ctx.options.trials;
-          const warmup = ctx.options.warmup;
+          const { trials, warmup } = ctx.options;
           await ctx.measure('forward', {
             params: { batch, layout: channelsLast ? 'channels_last' : 'NCHW' },
             items: batch,
             flops: perImage * batch,
             reference: ref ? async () => (await ref.request<{ seconds: number[] }>({ config: referenceConfig(config), batch, channelsLast, warmup, iterations: trials, device, dtype, autocast })).seconds : undefined,
-          }, async () => {
-            const r = await diffusion.forward(x, 500);
-            r.eps.dispose();
-            r.h.dispose();
-          });
-        } finally {
-          x.dispose();
-        }
-      }
-      // Where the forward pass's time goes (largest batch), when the addon has the op profiler.
-      const profileOps = (lib as unknown as { profileOps?: ProfileOps }).profileOps;
-      if (profileOps) {
-        const batch = Math.max(...ctx.batches);
-        const x = await randn([batch, config.inChannels, config.resolution, config.resolution], { seed: 1, device, dtype });
-        try {
-          const p = await profileOps(async () => {
-            const r = await diffusion.forward(x, 500);
-            r.eps.dispose();
-            r.h.dispose();
-          }, { sync: true });
-          ctx.note('forwardOps', { batch, wallSeconds: p.wallSeconds, totalSeconds: p.totalSeconds, ops: p.ops.slice(0, 20) });
-          ctx.log(`where the forward's time goes (batch ${batch}): ${p.ops.slice(0, 6).map((o) => `${o.name} ${(100 * o.share).toFixed(1)}%`).join(', ')}`);
+          }, forward);
+          if (batch === largest) {
+            // Where the forward's time goes: each top-level op timed (and synchronised on a GPU).
+            const p = await profileOps(forward, { sync: true });
+            ctx.note('forwardOps', { batch, wallSeconds: p.wallSeconds, totalSeconds: p.totalSeconds, ops: p.ops.slice(0, 20) });
+            ctx.log(`where the forward's time goes (batch ${batch}): ${p.ops.slice(0, 6).map((o) => `${o.name} ${(100 * o.share).toFixed(1)}%`).join(', ')}`);
+          }
         } finally {
           x.dispose();
         }
