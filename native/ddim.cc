@@ -22,7 +22,14 @@ std::vector<int64_t> timestepSequence(int64_t t0, int64_t steps) {
   if (t0 < 1 || t0 > 999) invalidArgument("t0 must be in [1, 999], got " + std::to_string(t0));
   if (steps < 2 || steps > t0 + 1) invalidArgument("steps must be in [2, t0 + 1], got " + std::to_string(steps));
   std::vector<int64_t> seq(static_cast<size_t>(steps));
-  for (int64_t k = 0; k < steps; k++) seq[static_cast<size_t>(k)] = k * t0 / (steps - 1);
+  // The released code's sequence: int(np.linspace(0, 1, steps)[k] * t0). numpy forms linspace as
+  // k * (1 / (steps - 1)) with the last element set to 1 exactly; the product with t0 is truncated, so a
+  // value that is an integer in exact arithmetic can land one below it (t0 700, 50 steps: 499, not 500).
+  const double step = 1.0 / static_cast<double>(steps - 1);
+  for (int64_t k = 0; k < steps; k++) {
+    const double u = k == steps - 1 ? 1.0 : static_cast<double>(k) * step;
+    seq[static_cast<size_t>(k)] = static_cast<int64_t>(u * static_cast<double>(t0));
+  }
   return seq;
 }
 

@@ -44,7 +44,8 @@ struct AttributeConfig {
 class AttributeNetImpl : public torch::nn::Module {
  public:
   explicit AttributeNetImpl(const AttributeConfig& config);
-  at::Tensor forward(const at::Tensor& x);  // [B, inCh, H, W] in [-1, 1] → [B, outputs]
+  at::Tensor forward(const at::Tensor& x);   // [B, inCh, H, W] in [-1, 1] → [B, outputs]
+  at::Tensor features(const at::Tensor& x);  // the mean-pooled last stage, the head's input → [B, channels]
   const AttributeConfig& config() const { return config_; }
 
  private:
@@ -82,6 +83,8 @@ class AttributeHandle : public Napi::ObjectWrap<AttributeHandle> {
   Napi::Value StateDict(const Napi::CallbackInfo& info);
   Napi::Value LoadStateDict(const Napi::CallbackInfo& info);  // (entries, strict, jobOpts)
   Napi::Value Predict(const Napi::CallbackInfo& info);        // (images, jobOpts) → Tensor [B, outputs]
+  Napi::Value Features(const Napi::CallbackInfo& info);       // (images, jobOpts) → Tensor [B, channels]
+  Napi::Value Run(const Napi::CallbackInfo& info, bool features);
   Napi::Value Save(const Napi::CallbackInfo& info);           // (path, metadata, jobOpts)
   std::shared_ptr<AttributeState> state_;
 };

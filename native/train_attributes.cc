@@ -73,14 +73,16 @@ AttributeNetImpl::AttributeNetImpl(const AttributeConfig& config) : config_(conf
   head_ = register_module("head", torch::nn::Linear(in, config_.outputs));
 }
 
-at::Tensor AttributeNetImpl::forward(const at::Tensor& x) {
+at::Tensor AttributeNetImpl::features(const at::Tensor& x) {
   at::Tensor h = x;
   for (size_t i = 0; i < conv1_.size(); i++) {
     h = at::silu(norm1_[i]->forward(conv1_[i]->forward(h)));
     h = at::silu(norm2_[i]->forward(conv2_[i]->forward(h)));
   }
-  return head_->forward(h.mean({2, 3}));
+  return h.mean({2, 3});
 }
+
+at::Tensor AttributeNetImpl::forward(const at::Tensor& x) { return head_->forward(features(x)); }
 
 std::shared_ptr<AttributeState> makeAttributeState(const AttributeConfig& config, const StateDict* weights, c10::Device device,
                                                    c10::ScalarType dtype) {
@@ -138,6 +140,7 @@ Napi::Function AttributeHandle::Init(Napi::Env env) {
                          InstanceMethod<&AttributeHandle::StateDict>("stateDict"),
                          InstanceMethod<&AttributeHandle::LoadStateDict>("loadStateDict"),
                          InstanceMethod<&AttributeHandle::Predict>("predict"),
+                         InstanceMethod<&AttributeHandle::Features>("features"),
                          InstanceMethod<&AttributeHandle::Save>("save"),
                      });
 }
@@ -207,15 +210,19 @@ Napi::Value AttributeHandle::LoadStateDict(const Napi::CallbackInfo& info) {
   });
 }
 
-Napi::Value AttributeHandle::Predict(const Napi::CallbackInfo& info) {
+Napi::Value AttributeHandle::Predict(const Napi::CallbackInfo& info) { return Run(info, false); }
+Napi::Value AttributeHandle::Features(const Napi::CallbackInfo& info) { return Run(info, true); }
+
+Napi::Value AttributeHandle::Run(const Napi::CallbackInfo& info, bool features) {
   return guardedPromise(info.Env(), [&]() -> Napi::Value {
     auto st = state();
     at::Tensor x = TensorHandle::From(info[0], "images");
     checkImages(x, st->net->config());
-    return startJob(info.Env(), info[1], "bia.attributes.predict", [st, x](JobContext&) -> Finisher {
+    return startJob(info.Env(), info[1], features ? "bia.attributes.features" : "bia.attributes.predict", [st, x, features](JobContext&) -> Finisher {
       c10::InferenceMode guard;
       if (!at::isfinite(x).all().item<bool>()) invalidArgument("images contain NaN or Inf");
-      at::Tensor y = st->net->forward(x.to(st->device, st->dtype)).to(at::kFloat).contiguous();
+      const at::Tensor xin = x.to(st->device, st->dtype);
+      at::Tensor y = (features ? st->net->features(xin) : st->net->forward(xin)).to(at::kFloat).contiguous();
       synchronize(st->device);
       return [y](Napi::Env env) -> Napi::Value { return TensorHandle::Wrap(env, y); };
     });

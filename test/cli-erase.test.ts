@@ -181,7 +181,7 @@ async function tests(): Promise<void> {
       '--neighbours', '64', '--neighbour-mode', 'manifold', '--manifold-pool', '8', '--alpha-max', '1.5', '--calibration-rounds', '3', '--share-range', '0.3,0.7',
       '--threshold', '0.4', '--C', '2', '--holdout', '0', '--wrap-size', '4', '--absorb', 'optimize', '--walk-step', '100,120', '--walk-step-unit', 'relative',
       '--walk-trials', '3', '--fidelity-threshold', '0.5', '--iterations', '10', '--lr', '1e-3', '--margin', '0', '--backprop', 'one-step', '--tau-m', '0.2',
-      '--mu', '2', '--lambda-id', '1', '--lambda-sem', '0.5', '--lambda-perc', '0', '--no-baseline', '--seed', '7',
+      '--mu', '2', '--lambda-id', '1', '--lambda-sem', '0.5', '--lambda-perc', '0', '--no-baseline', '--no-degenerate-baselines', '--seed', '7',
     ]);
     t.same(a.inputs, ['x.png', 'dir']);
     t.same([a.out, a.diffusion, a.encoder, a.secondEncoder, a.config, a.device, a.force, a.json], ['o', 'd.ckpt', 'e.pth', 's.pth', 'tiny', 'cuda:1', true, true]);
@@ -189,14 +189,14 @@ async function tests(): Promise<void> {
       t0: 300, steps: 20, inject: 'lagged', eta: 0.5, tEdit: 200, batchSize: 4, protocol: 'insightface', neighbours: 64, neighbourMode: 'manifold', manifoldPool: 8,
       alphaMax: 1.5, calibrationRounds: 3, shareRange: [0.3, 0.7], threshold: 0.4, C: 2, holdout: 0, wrapSize: 4, absorb: 'optimize', walkStep: [100, 120],
       walkStepUnit: 'relative', walkTrials: 3, fidelityThreshold: 0.5, iterations: 10, lr: 1e-3, margin: 0, backprop: 'one-step', tauM: 0.2, mu: 2,
-      lambdaId: 1, lambdaSem: 0.5, lambdaPerc: 0, baseline: false, seed: 7,
+      lambdaId: 1, lambdaSem: 0.5, lambdaPerc: 0, baseline: false, degenerateBaselines: false, seed: 7,
     }, 'every EraseOptions field has its kebab-case flag');
     t.same(Object.keys(a.options).sort(), Object.keys(ERASE_DEFAULTS).sort(), 'and no field is missing');
     t.same(parseEraseArgs(['x', '--diffusion', 'd', '--encoder', 'e', '--out', 'o']).options, {}, 'no flag: the pipeline defaults');
 
     const help = deps({ calls: [] });
     t.equal(await runErase(['--help'], help), 0);
-    for (const f of ['--walk-step LO,HI', '--no-baseline', '--C N', '--neighbour-mode MODE', '--second-encoder', '--force', '--json']) t.ok(ERASE_HELP.includes(f), f);
+    for (const f of ['--walk-step LO,HI', '--no-baseline', '--no-degenerate-baselines', '--C N', '--neighbour-mode MODE', '--second-encoder', '--force', '--json']) t.ok(ERASE_HELP.includes(f), f);
     t.equal((help.stdout as Capture).text, ERASE_HELP);
 
     // through the real command line: the dispatch hook and the HELP text
@@ -238,7 +238,7 @@ async function tests(): Promise<void> {
 
     for (const stem of ['a', 'b']) {
       const dir = nodePath.join(out, stem);
-      t.same(fs.readdirSync(dir).sort(), ['baseline.png', 'grid.png', 'input.png', 'output.png', 'reconstruction.png', 'report.json']);
+      t.same(fs.readdirSync(dir).sort(), ['baseline.png', 'blur.png', 'fade.png', 'grid.png', 'input.png', 'output.png', 'reconstruction.png', 'report.json']);
       const meta = await sharp(nodePath.join(dir, 'output.png')).metadata();
       t.same([meta.width, meta.height], [16, 16], 'at the model resolution');
       const grid = await sharp(nodePath.join(dir, 'grid.png')).metadata();
@@ -254,6 +254,13 @@ async function tests(): Promise<void> {
       t.same([r.options.t0, r.options.steps, r.options.neighbours, r.options.protocol], [100, 8, 8, 'resize'], 'the flags reached the job');
       t.equal(r.blackHole.similarities.length, 8);
       for (const v of [r.sid.reconstruction, r.sid.after, r.sid.baseline as number]) t.ok(v >= -1.0001 && v <= 1.0001, `a cosine: ${v}`);
+      for (const kind of ['fade', 'blur'] as const) {
+        const d = r.degenerateBaselines![kind];
+        t.ok(d.strength >= 0 && d.strength <= 1 && Number.isFinite(d.similarity), `${kind}: strength ${d.strength}, sim ${d.similarity}`);
+        if (d.reached) t.ok(d.similarity <= r.sid.after, `${kind} reached the output's similarity`);
+        const m = await sharp(nodePath.join(dir, `${kind}.png`)).metadata();
+        t.same([m.width, m.height], [16, 16], `${kind}.png at the model resolution`);
+      }
     }
     t.notOk(fs.existsSync(nodePath.join(out, 'bad')), 'no folder for the image that failed');
     const all = JSON.parse(fs.readFileSync(nodePath.join(out, 'report.json'), 'utf8')) as EraseReport[];
@@ -263,7 +270,9 @@ async function tests(): Promise<void> {
     t.same([errors[0].input, errors[0].code], [bad, 'BIA_IMAGE_ERROR']);
     t.match(errors[0].message, /bad\.png/);
     const html = fs.readFileSync(nodePath.join(out, 'report.html'), 'utf8');
-    t.equal(html.match(/src="data:image\/png;base64,/g)?.length, 8, 'four images each');
+    t.equal(html.match(/src="data:image\/png;base64,/g)?.length, 12, 'six images each');
+    t.equal(html.match(/fade \(equal similarity\)<br \/>/g)?.length, 2, 'the fade figure on each');
+    t.ok(html.includes(fs.readFileSync(nodePath.join(out, 'a', 'blur.png')).toString('base64')), 'the written blur.png, inline');
     t.ok(html.includes(fs.readFileSync(nodePath.join(out, 'a', 'output.png')).toString('base64')), 'the written output.png, inline');
     t.same(tmpFiles(out), [], 'no temporary file left');
     t.same(summary.files, { report: nodePath.join(out, 'report.json'), html: nodePath.join(out, 'report.html'), errors: nodePath.join(out, 'errors.json') });
@@ -288,15 +297,17 @@ async function tests(): Promise<void> {
     t.same(all[0], JSON.parse(aReport));
 
     const f = deps(hooks);
-    t.equal(await runErase([inDir, ...argsFor(w, out), '--force', '--no-baseline'], f), 0, 'all ok');
+    t.equal(await runErase([inDir, ...argsFor(w, out), '--force', '--no-baseline', '--no-degenerate-baselines'], f), 0, 'all ok');
     t.same(hooks.calls.map((c) => nodePath.basename(c)), ['a.png', 'b.jpg']);
     const redone = JSON.parse(fs.readFileSync(nodePath.join(out, 'a', 'report.json'), 'utf8')) as EraseReport;
     t.not(redone.finishedAt, JSON.parse(aReport).finishedAt, 'a new report');
     t.equal(redone.sid.baseline, null);
     t.notOk(fs.existsSync(nodePath.join(out, 'a', 'baseline.png')), 'the stale baseline.png is gone');
+    t.equal(redone.degenerateBaselines, null);
+    t.notOk(fs.existsSync(nodePath.join(out, 'a', 'fade.png')) || fs.existsSync(nodePath.join(out, 'a', 'blur.png')), 'the stale fade.png and blur.png are gone');
     t.notOk(fs.existsSync(nodePath.join(out, 'errors.json')), 'no failure this time: the stale errors.json is gone');
     const html = fs.readFileSync(nodePath.join(out, 'report.html'), 'utf8');
-    t.equal(html.match(/src="data:image\/png;base64,/g)?.length, 6, 'three images each without the baseline');
+    t.equal(html.match(/src="data:image\/png;base64,/g)?.length, 6, 'three images each without the baselines');
   });
 
   t.test('a program error fails its image alone (exit 1); a bad checkpoint is an input error (exit 3)', async (t) => {

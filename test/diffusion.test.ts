@@ -87,6 +87,21 @@ t.test('channels_last and NCHW agree', async (t) => {
   t.ok(d < 1e-4, `max diff ${d}`);
 });
 
+t.test('DDIM: the timestep sequence is the released code\'s truncated float linspace', async (t) => {
+  const m = await createDiffusion('tiny', { seed: 1 });
+  const x = await randn([1, 3, 16, 16], { seed: 5 });
+  // int(np.linspace(0, 1, 50)[35] * 700) is 499 (35/49 rounds down), where floor(35 * 700 / 49) is 500.
+  const inv = await m.invert(x, { t0: 700, steps: 50, keepAll: true });
+  t.same(inv.ts.slice(34, 37), [485, 499, 514]);
+  t.equal(inv.ts[0], 0);
+  const dflt = await m.invert(x, { t0: 500, steps: 40, keepAll: true });
+  t.same(dflt.ts.slice(0, 5), [0, 12, 25, 38, 51], 'the default 500 / 40 is unchanged');
+  t.equal(dflt.ts[38], 487);
+  for (const r of [inv, dflt]) for (const h of [r.xLat, r.hR, ...r.hs]) h.dispose();
+  x.dispose();
+  m.dispose();
+});
+
 t.test('DDIM: inversion then decoding with the unmodified h reconstructs the input', async (t) => {
   const m = await createDiffusion('tiny', { seed: 1 });
   const x = await randn([2, 3, 16, 16], { seed: 5 });

@@ -14,6 +14,7 @@ import {
   labelNeighbours,
   liveTensors,
   loadBlackHole,
+  matchSimilarity,
   randn,
   sampleNeighbours,
   saveBlackHole,
@@ -83,6 +84,20 @@ t.test('eraseIdentity (walk): report, candidates, choice, baseline, progress', a
   t.same(r.image.shape, [1, 3, 16, 16]);
   t.same(r.candidates.shape, [5, 3, 16, 16]);
   t.same(r.baseline!.shape, [1, 3, 16, 16]);
+  // Degenerate baselines: fade and blur of the input's face at the output's similarity.
+  const fR = await encoder.embed(image, { protocol: 'resize' });
+  for (const kind of ['fade', 'blur'] as const) {
+    const d = rep.degenerateBaselines![kind];
+    t.ok(d.strength >= 0 && d.strength <= 1, `${kind}: strength ${d.strength}`);
+    t.ok(d.reached ? d.similarity <= rep.sid.after : d.strength === 1, `${kind}: sim ${d.similarity.toFixed(4)} vs after ${rep.sid.after.toFixed(4)}, reached ${d.reached}`);
+    t.ok(d.preservation.mse >= 0 && d.preservation.ssim <= 1);
+    t.same(r.degenerate![kind].shape, [1, 3, 16, 16]);
+    const again = await matchSimilarity(kind, image, { encoder, fR, target: rep.sid.after, protocol: 'resize' });
+    t.equal(again.strength, d.strength, `${kind}: the report's strength is matchSimilarity's`);
+    t.same(Array.from(await r.degenerate![kind].data()), Array.from(await again.image.data()), `${kind}: and so is the image`);
+    again.image.dispose();
+  }
+  fR.dispose();
   t.same(Array.from(await r.image.data()), Array.from((await r.candidates.data()).slice(rep.absorption.chosen * 768, (rep.absorption.chosen + 1) * 768)), 'the output is the chosen candidate');
   t.ok(rep.preservation.ssim <= 1 && rep.preservation.mse >= 0);
   t.equal(rep.models.perceptual.includes('substitute'), true);
@@ -110,12 +125,16 @@ t.test('eraseIdentity (walk): report, candidates, choice, baseline, progress', a
 t.test('same seed, same result; another seed, another', async (t) => {
   const a = await eraseIdentity(image, { diffusion, encoder, ...BASE, threshold, baseline: false });
   const b = await eraseIdentity(image, { diffusion, encoder, ...BASE, threshold, baseline: false });
-  const c = await eraseIdentity(image, { diffusion, encoder, ...BASE, threshold, baseline: false, seed: 7 });
+  const c = await eraseIdentity(image, { diffusion, encoder, ...BASE, threshold, baseline: false, seed: 7, degenerateBaselines: false });
   t.same(a.report.absorption, b.report.absorption);
   t.same(Array.from(await a.image.data()), Array.from(await b.image.data()));
   t.not(JSON.stringify(a.report.blackHole.similarities), JSON.stringify(c.report.blackHole.similarities));
   t.equal(a.report.baseline, null);
   t.equal(a.baseline, null);
+  t.same(a.report.degenerateBaselines, b.report.degenerateBaselines, 'the degenerate baselines are deterministic too');
+  t.equal(c.report.degenerateBaselines, null, 'degenerateBaselines: false');
+  t.equal(c.degenerate, null);
+  t.equal(c.report.options.degenerateBaselines, false);
   for (const r of [a, b, c]) r.dispose();
 });
 
@@ -204,6 +223,7 @@ t.test('bad input: clear errors, nothing run', async (t) => {
   await t.rejects(eraseIdentity(image, { ...ok, neighbours: 0 }), { code: 'BIA_INVALID_ARGUMENT', message: /neighbours/ });
   await t.rejects(eraseIdentity(image, { ...ok, absorb: 'teleport' as 'walk' }), { code: 'BIA_INVALID_ARGUMENT', message: /absorb/ });
   await t.rejects(eraseIdentity(image, { ...ok, walkStep: [5, 1] }), { code: 'BIA_INVALID_ARGUMENT', message: /walkStep/ });
+  await t.rejects(eraseIdentity(image, { ...ok, degenerateBaselines: 'yes' as unknown as boolean }), { code: 'BIA_INVALID_ARGUMENT', message: /degenerateBaselines/ });
   await t.rejects(eraseIdentity(image, { ...ok, bogus: 1 } as typeof ok), { code: 'BIA_INVALID_ARGUMENT', message: /unknown option 'bogus'/ });
   await t.rejects(eraseIdentity(image, { ...ok, encoder: undefined as unknown as IdentityEncoder }), { code: 'BIA_INVALID_ARGUMENT', message: /encoder/ });
   const nan = new Float32Array(768);

@@ -7,7 +7,7 @@ import { escapeHtml, histogramSvg, niceTicks, renderReportHtml, summarize, type 
 
 const EVIL = `<script>alert("x&y")</script> 'q' & <b>.png`;
 
-function report(over: { name?: string; threshold?: number; found?: boolean; sims?: number[]; after?: number; baseline?: number | null; losses?: boolean }): EraseReport {
+function report(over: { name?: string; threshold?: number; found?: boolean; sims?: number[]; after?: number; baseline?: number | null; losses?: boolean; degenerate?: EraseReport['degenerateBaselines'] }): EraseReport {
   const threshold = over.threshold ?? 0.35;
   const sims = over.sims ?? [0.9, 0.8, 0.6, 0.5, 0.36, 0.34, 0.2, 0.1, -0.05, 0.71, 0.12, 0.33];
   const found = over.found ?? true;
@@ -23,7 +23,7 @@ function report(over: { name?: string; threshold?: number; found?: boolean; sims
       t0: 500, steps: 40, inject: 'asyrp', eta: 0, tEdit: 0, batchSize: 16, protocol: 'bia', neighbours: sims.length, neighbourMode: 'isotropic',
       manifoldPool: 16, alphaMax: 1, calibrationRounds: 6, shareRange: [0.2, 0.8], threshold, C: 1, holdout: 0.25, wrapSize: 8, absorb: found ? 'walk' : 'optimize',
       walkStep: [100, 120], walkStepUnit: 'absolute', walkTrials: 5, fidelityThreshold: 0.35, iterations: 50, lr: 0.01, margin: 0.05, backprop: 'full',
-      tauM: 0.25, mu: 1, lambdaId: 1, lambdaSem: 1, lambdaPerc: 0.5, baseline: over.baseline !== null, seed: 909090,
+      tauM: 0.25, mu: 1, lambdaId: 1, lambdaSem: 1, lambdaPerc: 0.5, baseline: over.baseline !== null, degenerateBaselines: over.degenerate !== null && over.degenerate !== undefined, seed: 909090,
     },
     device: 'cpu',
     sid: { reconstruction: 0.93, after: over.after ?? 0.12, baseline: over.baseline === undefined ? 0.64 : over.baseline },
@@ -49,6 +49,7 @@ function report(over: { name?: string; threshold?: number; found?: boolean; sims
       losses: over.losses ? { loss: [2, 1.5, 1.1, 0.9, 0.8, 0.75], similarity: [0.9, 0.7, 0.5, 0.4, 0.3, 0.25], wrapper: [1, 0.8, 0.6, 0.5, 0.4, 0.4], sem: [0, 0.1, 0.15, 0.2, 0.2, 0.21] } : undefined,
     },
     baseline: over.baseline === null ? null : { distance: 0.3, similarity: over.baseline ?? 0.64, sem: 0.06 },
+    degenerateBaselines: over.degenerate ?? null,
     preservation: { mse: 0.004, ssim: 0.91 },
     timings: { load: 0.1, invert: 1, neighbours: 5, boundary: 0.5, absorb: 3, baseline: 1, evaluate: 0.2, total: 10.8 },
     seeds: { neighbours: 909090, svm: 909090, walk: 909091, baseline: 909092, decode: 909090 },
@@ -177,4 +178,38 @@ t.test('"no boundary" is shown prominently; the summary numbers', async (t) => {
   const empty = renderReportHtml([]);
   t.match(empty, /No image was processed/);
   t.ok(checkNesting(empty).ok);
+});
+
+t.test('the degenerate baselines: fade and blur beside the output, labelled, with their similarity', async (t) => {
+  const images = { input: await png('red'), reconstruction: await png('green'), output: await png('blue'), baseline: await png('white'), fade: await png('gray'), blur: await png('yellow') };
+  const degenerate = {
+    fade: { strength: 0.4375, similarity: 0.118, reached: true, preservation: { mse: 0.0321, ssim: 0.71 } },
+    blur: { strength: 1, similarity: 0.52, reached: false, preservation: { mse: 0.0123, ssim: 0.82 } },
+  };
+  const withThem = report({ name: 'd.png', after: 0.12, degenerate });
+  const off = report({ name: 'off.png' }); // degenerateBaselines: null, and no images for them
+  const old = report({ name: 'old.png' });
+  delete (old as Partial<EraseReport>).degenerateBaselines; // a report written before the field existed
+  const html = renderReportHtml([
+    { report: withThem, images },
+    { report: off, images: { ...images, fade: undefined, blur: undefined } },
+    { report: old, images: { ...images, fade: undefined, blur: undefined } },
+  ]);
+  t.ok(checkNesting(html).ok, checkNesting(html).why);
+  t.equal(html.match(/src="data:image\/png;base64,/g)?.length, 6 + 4 + 4, 'six figures for the image with them, four for the others');
+  t.ok(html.includes(`data:image/png;base64,${images.fade.toString('base64')}`), 'fade.png inline');
+  t.ok(html.includes(`data:image/png;base64,${images.blur.toString('base64')}`), 'blur.png inline');
+  t.match(html, /alt="fade baseline"[^>]*\/><figcaption>fade \(equal similarity\)<br \/>sim <span class="erased">0\.118<\/span> <span class="muted">strength 0\.438<\/span>/);
+  t.match(html, /alt="blur baseline"[^>]*\/><figcaption>blur \(equal similarity\)<br \/>sim <span class="kept">0\.520<\/span> <span class="muted">strength 1, target not reached<\/span>/);
+  // figure order: output, random baseline, fade, blur
+  const section = html.slice(html.indexOf('id="image-0"'), html.indexOf('id="image-1"'));
+  const order = ['alt="BIA output"', 'alt="random baseline"', 'alt="fade baseline"', 'alt="blur baseline"'].map((a) => section.indexOf(a));
+  t.ok(order.every((v, i) => v > 0 && (i === 0 || v > order[i - 1])), `in a row after the output: ${order}`);
+  t.match(section, /<th>fade \(equal similarity\)<\/th><td>strength 0\.438, sim 0\.118, MSE 0\.0321, SSIM 0\.710<\/td>/);
+  t.match(section, /<th>blur \(equal similarity\)<\/th><td>strength 1\.000, sim 0\.520 \(target not reached\), MSE 0\.0123, SSIM 0\.820<\/td>/);
+  const rest = html.slice(html.indexOf('id="image-1"'));
+  t.notMatch(rest, /equal similarity/, 'nothing for a report without them (off, or older)');
+  // an image without the report numbers is not shown, even if its PNG is there
+  const stray = renderReportHtml([{ report: off, images }]);
+  t.notMatch(stray, /fade baseline/);
 });

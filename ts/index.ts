@@ -108,7 +108,18 @@ export { offsetCodes, takeRows, randomDirection, type OffsetOptions } from './bl
 export { eraseIdentity, formBlackHole, absorbIdentity, walkBaseline, type Absorption, type BlackHole, type EraseCall, type EraseModels } from './erase/pipeline';
 export { saveBlackHole, loadBlackHole } from './erase/blackhole-io';
 export { ERASE_DEFAULTS, resolveEraseOptions, type ResolvedEraseOptions } from './erase/options';
-export type { AbsorbMode, Backprop, Candidate, EraseOptions, EraseProgress, EraseReport, EraseResult, EraseStage, NeighbourMode } from './erase/types';
+export {
+  FACE_ELLIPSE,
+  DEGENERATE_KINDS,
+  faceMask,
+  fadeFace,
+  blurFace,
+  matchSimilarity,
+  type DegenerateKind,
+  type MatchedBaseline,
+  type MatchSimilarityOptions,
+} from './erase/degenerate';
+export type { AbsorbMode, Backprop, Candidate, DegenerateBaseline, EraseOptions, EraseProgress, EraseReport, EraseResult, EraseStage, NeighbourMode } from './erase/types';
 export { imageLosses, PERCEPTUAL_SUBSTITUTE, type ImageLosses, type ImageLossesOptions } from './losses';
 export { PerceptualModel, createPerceptual, loadPerceptual, VGG16_PERCEPTUAL, type PerceptualOptions } from './perceptual';
 export {

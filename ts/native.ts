@@ -268,6 +268,7 @@ export interface NativeAttributeConfig {
 
 export interface NativeAttributes extends NativeModule {
   readonly config: NativeAttributeConfig;
+  features(x: NativeTensor, opts?: NativeJobOptions): Promise<NativeTensor>;
   predict(x: NativeTensor, opts?: NativeJobOptions): Promise<NativeTensor>;
 }
 

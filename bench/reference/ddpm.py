@@ -187,7 +187,8 @@ def abar(t):
 
 
 def seq(t0, steps):
-    return [k * t0 // (steps - 1) for k in range(steps)]
+    # The released code's int(np.linspace(0, 1, steps)[k] * t0), written without numpy.
+    return [int((1.0 if k == steps - 1 else k * (1.0 / (steps - 1))) * t0) for k in range(steps)]
 
 
 def ddim_step(x, eps, t, t_next, eta=0.0, eps_dir=None, noise=None):

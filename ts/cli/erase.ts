@@ -2,7 +2,7 @@
  * `bia erase`: the batch runner. It parses the flags, expands folders to their images, loads the
  * models once (only when some image needs work), runs the erase job on each image and writes into
  * <out>/<stem>/: input.png (what the pipeline saw), output.png, reconstruction.png, baseline.png,
- * grid.png and, last, report.json — its presence means the image is finished, so a re-run skips it
+ * fade.png, blur.png (the degenerate baselines), grid.png and, last, report.json — its presence means the image is finished, so a re-run skips it
  * unless --force. Then <out>/report.json (every report, earlier runs' included), <out>/report.html
  * and, when an image failed, <out>/errors.json. One image failing does not stop the others.
  *
@@ -179,6 +179,7 @@ const OPTION_FLAGS: { [K in OptionKey]: { flag: string; help: string } & FlagKin
   lambdaSem: { flag: 'lambda-sem', kind: 'number', min: 0, max: Number.MAX_VALUE, help: 'λ_sem (1)' },
   lambdaPerc: { flag: 'lambda-perc', kind: 'number', min: 0, max: Number.MAX_VALUE, help: 'λ_perc inside L_sem and L_fid (0.5)' },
   baseline: { flag: 'no-baseline', kind: 'negate', help: 'skip the random-direction baseline' },
+  degenerateBaselines: { flag: 'no-degenerate-baselines', kind: 'negate', help: 'skip the fade/blur baselines at equal identity similarity' },
   seed: { flag: 'seed', kind: 'int', min: 0, max: 2 ** 52, help: 'seed of everything random (909090)' },
 };
 
@@ -186,8 +187,8 @@ export const ERASE_HELP = `Usage: bia erase <images or folders...> --diffusion <
 
 Erases the identity of each face image (docs/METHOD.md). Folders give their .png/.jpg/.jpeg/.webp
 files (sorted, not recursive). Per image, <out>/<stem>/ gets input.png, output.png,
-reconstruction.png, baseline.png, grid.png and, last, report.json; a re-run skips images whose
-report.json exists. Then <out>/report.json, <out>/report.html and, on failures, <out>/errors.json.
+reconstruction.png, baseline.png, fade.png, blur.png (the face faded / blurred to the output's
+identity similarity), grid.png and, last, report.json; a re-run skips images whose report.json exists. Then <out>/report.json, <out>/report.html and, on failures, <out>/errors.json.
 
 Files and run:
   --diffusion <ckpt>         the DDPM UNet checkpoint (torch.save or safetensors)
@@ -561,6 +562,11 @@ async function eraseOne(ctx: RunContext, models: Models, input: string, sha: str
     await writeImage(result.reconstruction, nodePath.join(dir, 'reconstruction.png'));
     if (result.baseline) await writeImage(result.baseline, nodePath.join(dir, 'baseline.png'));
     else await fsp.rm(nodePath.join(dir, 'baseline.png'), { force: true });
+    for (const kind of ['fade', 'blur'] as const) {
+      const t = result.degenerate?.[kind];
+      if (t) await writeImage(t, nodePath.join(dir, `${kind}.png`));
+      else await fsp.rm(nodePath.join(dir, `${kind}.png`), { force: true });
+    }
     const row = [
       { tensor: image, label: 'input' },
       { tensor: result.reconstruction, label: `reconstruction ${fmt(report.sid.reconstruction)}` },
@@ -745,6 +751,10 @@ async function runBatch(ctx: RunContext, stdout: ProgressStream, stderr: Progres
       for (const f of finished) {
         const read = (name: string) => fsp.readFile(nodePath.join(f.dir, name));
         const baselinePath = nodePath.join(f.dir, 'baseline.png');
+        const degenerate = async (kind: 'fade' | 'blur') => {
+          const p = nodePath.join(f.dir, `${kind}.png`);
+          return f.report.degenerateBaselines && (await exists(p)) ? await fsp.readFile(p) : undefined;
+        };
         entries.push({
           report: f.report,
           images: {
@@ -752,6 +762,8 @@ async function runBatch(ctx: RunContext, stdout: ProgressStream, stderr: Progres
             reconstruction: await read('reconstruction.png'),
             output: await read('output.png'),
             baseline: f.report.sid.baseline !== null && (await exists(baselinePath)) ? await fsp.readFile(baselinePath) : undefined,
+            fade: await degenerate('fade'),
+            blur: await degenerate('blur'),
           },
         });
       }

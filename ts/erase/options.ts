@@ -43,6 +43,7 @@ export const ERASE_DEFAULTS: Readonly<ResolvedEraseOptions> = Object.freeze({
   lambdaSem: 1,
   lambdaPerc: 0.5,
   baseline: true,
+  degenerateBaselines: true,
   seed: 909090,
 } as ResolvedEraseOptions);
 
@@ -113,6 +114,7 @@ export function resolveEraseOptions(opts: EraseOptions | undefined, extraKeys: r
   o.lambdaSem = num(o.lambdaSem, 'lambdaSem', 0, 1e6);
   o.lambdaPerc = num(o.lambdaPerc, 'lambdaPerc', 0, 1e6);
   if (typeof o.baseline !== 'boolean') throw invalidArgument(`baseline must be a boolean, got ${JSON.stringify(o.baseline)}`);
+  if (typeof o.degenerateBaselines !== 'boolean') throw invalidArgument(`degenerateBaselines must be a boolean, got ${JSON.stringify(o.degenerateBaselines)}`);
   o.seed = checkInt(o.seed, 'seed', 0, 2 ** 52 - 16);
   return o;
 }

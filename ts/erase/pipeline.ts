@@ -21,9 +21,10 @@ import { imageLosses, PERCEPTUAL_SUBSTITUTE } from '../losses';
 import type { PerceptualModel } from '../perceptual';
 import { Tensor } from '../tensor';
 import { VERSION } from '../version';
+import { matchSimilarity, type MatchedBaseline } from './degenerate';
 import { resolveEraseOptions, type ResolvedEraseOptions } from './options';
 import { StageClock } from './progress';
-import type { Candidate, EraseOptions, EraseProgress, EraseReport, EraseResult } from './types';
+import type { Candidate, DegenerateBaseline, EraseOptions, EraseProgress, EraseReport, EraseResult } from './types';
 
 export interface EraseModels {
   diffusion: DiffusionModel;
@@ -481,8 +482,9 @@ export async function fileSha256(path: string | null): Promise<string | null> {
 }
 
 /**
- * The whole job for one image [1, 3, H, W] in [-1, 1]: black hole, absorption, baseline and an
- * EraseReport. Abortable (call.signal) between native steps; progress through onStage / onProgress.
+ * The whole job for one image [1, 3, H, W] in [-1, 1]: black hole, absorption, baseline, the
+ * degenerate baselines (fade / blur of the face at the output's similarity) and an EraseReport.
+ * Abortable (call.signal) between native steps; progress through onStage / onProgress.
  */
 export async function eraseIdentity(image: Tensor, call: EraseCall): Promise<EraseResult & { blackHole?: BlackHole }> {
   const { models, options: o, job } = splitCall(call);
@@ -518,6 +520,23 @@ export async function eraseIdentity(image: Tensor, call: EraseCall): Promise<Era
       second = { reconstruction: s2[0], after: s2[1], baseline: base ? s2[2] : null };
     }
     const pres = await imageLosses(output, image, job);
+    // The degenerate baselines: fade and blur of the input's face region at the output's similarity.
+    let degenerate: { fade: MatchedBaseline; blur: MatchedBaseline } | null = null;
+    let degenerateReport: EraseReport['degenerateBaselines'] = null;
+    if (o.degenerateBaselines) {
+      const match = { encoder: models.encoder, fR: bh.fR, target: chosen.similarity, protocol: o.protocol, signal: job.signal };
+      clock.emit(0, 2, 'fade baseline at equal similarity');
+      const fade = await matchSimilarity('fade', image, match);
+      scope.add(fade.image);
+      clock.emit(1, 2, 'blur baseline at equal similarity');
+      const blur = await matchSimilarity('blur', image, match);
+      scope.add(blur.image);
+      degenerate = { fade, blur };
+      const both = scope.add(await takeRows([fade.image, blur.image], [[0, 0], [1, 0]], job));
+      const dp = await imageLosses(both, image, job);
+      const entry = (m: MatchedBaseline, i: number): DegenerateBaseline => ({ strength: m.strength, similarity: m.similarity, reached: m.reached, preservation: { mse: dp.mse[i], ssim: dp.ssim[i] } });
+      degenerateReport = { fade: entry(fade, 0), blur: entry(blur, 1) };
+    }
     const timings = clock.finish();
 
     const report: EraseReport = {
@@ -565,6 +584,7 @@ export async function eraseIdentity(image: Tensor, call: EraseCall): Promise<Era
         ...(ab.losses ? { losses: ab.losses } : {}),
       },
       baseline: base ? { distance: chosen.distance, similarity: base.similarity, sem: base.sem } : null,
+      degenerateBaselines: degenerateReport,
       preservation: { mse: pres.mse[0], ssim: pres.ssim[0] },
       timings,
       seeds: { neighbours: o.seed, svm: o.seed, walk: o.seed + 1, baseline: o.seed + 2, decode: o.seed },
@@ -573,13 +593,14 @@ export async function eraseIdentity(image: Tensor, call: EraseCall): Promise<Era
     // Copies for the result, so that the black hole and the absorption can be released whole.
     const reconstruction = scope.add(await takeRows([bh.reconstruction], [[0, 0]], job));
     const candidates = scope.add(await takeRows([ab.images], ab.candidates.map((_, i) => [0, i] as [number, number]), job));
-    const keep = [output, reconstruction, candidates, ...(base ? [base.image] : [])].map((t) => scope.keep(t));
+    const keep = [output, reconstruction, candidates, ...(base ? [base.image] : []), ...(degenerate ? [degenerate.fade.image, degenerate.blur.image] : [])].map((t) => scope.keep(t));
     const kept = call.keepBlackHole ? bh : null;
     return {
       image: keep[0],
       reconstruction: keep[1],
       candidates: keep[2],
-      baseline: base ? keep[3] : null,
+      baseline: base ? base.image : null,
+      degenerate: degenerate ? { fade: degenerate.fade.image, blur: degenerate.blur.image } : null,
       report,
       ...(kept ? { blackHole: kept } : {}),
       dispose() {

@@ -80,6 +80,12 @@ export interface EraseOptions extends JobOptions {
   // --- evaluation ---
   /** Run the random-direction baseline (default true). */
   baseline?: boolean;
+  /**
+   * Run the degenerate baselines (default true): the input's face region faded towards its mean colour,
+   * and blurred, each at the smallest strength whose identity similarity is at most the BIA output's
+   * (ts/erase/degenerate.ts): what BIA must beat on fidelity at equal identity loss.
+   */
+  degenerateBaselines?: boolean;
   /** Seed of everything random (default 909090). */
   seed?: number;
 }
@@ -112,6 +118,18 @@ export interface Candidate {
   accepted: boolean;
   /** walk: trials used. */
   trials?: number;
+}
+
+/** One degenerate baseline of the report (matchSimilarity's numbers, plus its preservation). */
+export interface DegenerateBaseline {
+  /** The eraser's strength in [0, 1] (fade: blend weight; blur: σ = strength·side/8 pixels). */
+  strength: number;
+  /** Identity similarity of its image to f_r. */
+  similarity: number;
+  /** false: strength 1 stayed above the BIA output's similarity. */
+  reached: boolean;
+  /** Its image against the input: MSE, SSIM over the whole image (as `preservation` for the output). */
+  preservation: { mse: number; ssim: number };
 }
 
 export interface EraseReport {
@@ -159,6 +177,11 @@ export interface EraseReport {
     losses?: { loss: number[]; similarity: number[]; wrapper: number[]; sem: number[] };
   };
   baseline: { distance: number; similarity: number; sem: number } | null;
+  /**
+   * The degenerate baselines at the BIA output's similarity (sid.after): fade and blur of the input's
+   * face region. null when off; absent in reports written before they existed.
+   */
+  degenerateBaselines?: { fade: DegenerateBaseline; blur: DegenerateBaseline } | null;
   /** Preservation of the output against the input: MSE, SSIM over the whole image. */
   preservation: { mse: number; ssim: number };
   /** Seconds per stage. */
@@ -176,6 +199,8 @@ export interface EraseResult {
   reconstruction: Tensor;
   /** The random-direction baseline's image, when run. */
   baseline: Tensor | null;
+  /** The degenerate baselines' images (fade and blur of the face region, [1, 3, H, W]), when run. */
+  degenerate: { fade: Tensor; blur: Tensor } | null;
   /** Every candidate's image, [N, 3, H, W], in report.absorption.candidates order. */
   candidates: Tensor;
   report: EraseReport;

@@ -1,8 +1,9 @@
 /**
  * The HTML report of an erase batch: one self-contained file (inline CSS, images as data: URIs,
  * inline SVG charts, no script, nothing fetched) that a browser opens from disk. A summary over all
- * images first, then per image: input / reconstruction / BIA output / random baseline side by side
- * with their identity similarities, the histogram of the neighbours' similarities with the
+ * images first, then per image: input / reconstruction / BIA output / random baseline / the
+ * degenerate baselines (the face faded and blurred to the output's similarity) side by side with
+ * their identity similarities, the histogram of the neighbours' similarities with the
  * threshold, the loss curve of the optimisation, and the key numbers of the report.
  */
 import type { EraseReport } from '../erase/types';
@@ -14,6 +15,9 @@ export interface ReportImages {
   reconstruction: Buffer;
   output: Buffer;
   baseline?: Buffer;
+  /** The degenerate baselines (report.degenerateBaselines): face faded / blurred at equal similarity. */
+  fade?: Buffer;
+  blur?: Buffer;
 }
 
 export interface ReportEntry {
@@ -330,6 +334,12 @@ function keyNumbers(r: EraseReport, threshold: number): string {
     ),
   );
   if (r.baseline) rows.push(row('baseline', esc(`distance ${num(r.baseline.distance)}·‖h_r‖, sim ${num(r.baseline.similarity)}, L_sem ${num(r.baseline.sem)}`), false));
+  for (const kind of ['fade', 'blur'] as const) {
+    const d = r.degenerateBaselines?.[kind];
+    if (!d) continue;
+    const what = `strength ${num(d.strength)}, sim ${num(d.similarity)}${d.reached ? '' : ' (target not reached)'}, MSE ${num(d.preservation?.mse, 4)}, SSIM ${num(d.preservation?.ssim)}`;
+    rows.push(row(`${kind} (equal similarity)`, esc(what), false));
+  }
   rows.push(row('preservation (output vs input)', esc(`MSE ${num(r.preservation.mse, 4)}, SSIM ${num(r.preservation.ssim)}`), false));
   return `<table class="numbers">${rows.join('')}</table>`;
 }
@@ -389,6 +399,13 @@ function imageSection(e: ReportEntry, i: number): string {
     figure(e.images.output, 'BIA output', `BIA output<br />sim ${simSpan(r.sid.after, threshold)}`),
   ];
   if (e.images.baseline) figs.push(figure(e.images.baseline, 'random baseline', `random baseline<br />sim ${simSpan(r.sid.baseline, threshold)}`));
+  for (const kind of ['fade', 'blur'] as const) {
+    const png = e.images[kind];
+    const d = r.degenerateBaselines?.[kind];
+    if (!png || !d) continue;
+    const note = d.reached ? `strength ${esc(num(d.strength))}` : 'strength 1, target not reached';
+    figs.push(figure(png, `${kind} baseline`, `${kind} (equal similarity)<br />sim ${simSpan(d.similarity, threshold)} <span class="muted">${note}</span>`));
+  }
   parts.push(`<div class="figures">${figs.join('')}</div>`);
   parts.push('<div class="charts">');
   if (r.blackHole.similarities.length > 0) {

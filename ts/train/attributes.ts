@@ -43,6 +43,13 @@ export class AttributeEstimator extends NativeModel<NativeAttributes> {
     const x = tensorHandle(images, 'images');
     return new Tensor(await runJob(opts, (j) => n.predict(x, j)));
   }
+
+  /** The head's input: the last stage's activations averaged over space, [B, channels] (float32). */
+  async features(images: Tensor, opts?: JobOptions): Promise<Tensor> {
+    const n = this.native;
+    const x = tensorHandle(images, 'images');
+    return new Tensor(await runJob(opts, (j) => n.features(x, j)));
+  }
 }
 
 function checkOpts(opts?: { device?: Device; dtype?: ComputeDtype }): { device: Device; dtype: ComputeDtype } {

@@ -27,24 +27,37 @@ import { cosineSchedule, linearRamp, piecewise } from '../train/schedules';
 import { createTrainer, type Batch } from '../train/trainer';
 import { createRng, hashSeed, IDENTITY_NAMES, attributeNames } from './attributes';
 import { HELDOUT_IDENTITIES, portraitBatch, TRAIN_IDENTITIES, type PortraitItem } from './portraits';
+import { QUALITY_OUTPUTS, qualityBatch } from './quality';
 
 export const ROOT = path.resolve(__dirname, '..', '..', '..');
 export const MODELS_DIR = path.join(ROOT, 'models');
 const CACHE_DIR = path.join(ROOT, '.cache', 'train');
 export const MANIFEST = path.join(MODELS_DIR, 'manifest.json');
 
-export type DefaultModel = 'encoder' | 'diffusion' | 'attributes';
+/**
+ * The world's models: the DDPM and the identity encoder used by the erase job, and three networks used
+ * only to measure it (never in a loss): the attribute estimator, the portrait-quality net (validity and
+ * realism, ./quality) and a second recognizer of another architecture and seed.
+ */
+export type DefaultModel = 'encoder' | 'diffusion' | 'attributes' | 'quality' | 'recognizer';
+export const DEFAULT_MODELS: readonly DefaultModel[] = ['diffusion', 'encoder', 'attributes', 'quality', 'recognizer'];
 export const DEFAULT_FILES: Record<DefaultModel, string> = {
   diffusion: path.join(MODELS_DIR, 'portrait-unet.safetensors'),
   encoder: path.join(MODELS_DIR, 'portrait-encoder.safetensors'),
   attributes: path.join(MODELS_DIR, 'portrait-attributes.safetensors'),
+  quality: path.join(MODELS_DIR, 'portrait-quality.safetensors'),
+  recognizer: path.join(MODELS_DIR, 'portrait-recognizer2.safetensors'),
 };
 
 /** The UNet of the official DDPM code at ch 32: ~1.5 M parameters, h = 256×8×8 at 64². */
 export const PORTRAIT_UNET: Partial<UNetConfig> = { ch: 32, chMult: [1, 2, 2, 2], numResBlocks: 1, attnResolutions: [16], resolution: 64, dropout: 0.1 };
 export const PORTRAIT_ENCODER = { arch: 'iresnet18' as const, width: 0.25, embeddingSize: 128 };
+/** The second recognizer: another architecture (MobileFaceNet), width, embedding size and seed. */
+export const PORTRAIT_RECOGNIZER2 = { arch: 'mobilefacenet' as const, width: 0.5, embeddingSize: 96 };
+/** The quality net: the attribute estimator's architecture with the quality outputs. */
+export const PORTRAIT_QUALITY = { outputs: QUALITY_OUTPUTS.length, width: 32, stages: 4 };
 /** Seeds of the training data streams (batch k of model m is drawn from hashSeed(seed, k)). */
-export const DATA_SEEDS: Record<DefaultModel, number> = { encoder: 11, diffusion: 22, attributes: 33 };
+export const DATA_SEEDS: Record<DefaultModel, number> = { encoder: 11, diffusion: 22, attributes: 33, quality: 55, recognizer: 44 };
 
 interface Recipe {
   batch: number;
@@ -55,6 +68,8 @@ export const RECIPES: Record<DefaultModel, Recipe> = {
   encoder: { batch: 64, steps: 2000, lr: 2e-3 },
   diffusion: { batch: 32, steps: 6000, lr: 5e-4 },
   attributes: { batch: 64, steps: 1500, lr: 2e-3 },
+  quality: { batch: 64, steps: 1200, lr: 2e-3 },
+  recognizer: { batch: 64, steps: 2500, lr: 2e-3 },
 };
 
 function itemsFor(model: DefaultModel, batch: number, step: number, range: readonly [number, number]): PortraitItem[] {
@@ -81,9 +96,16 @@ function prefetching(make: (step: number) => Promise<Batch>): { data: (step: num
 
 function batchMaker(model: DefaultModel): (step: number) => Promise<Batch> {
   const { batch } = RECIPES[model];
+  let ddpm: Promise<DiffusionModel> | null = null;
   return async (step) => {
     const b = await portraitBatch(itemsFor(model, batch, step, TRAIN_IDENTITIES));
-    if (model === 'encoder') return { images: b.images, labels: b.identities, targets: b.identityParams };
+    if (model === 'quality') {
+      ddpm ??= loadDiffusion(DEFAULT_FILES.diffusion);
+      const q = await qualityBatch(b.images, await ddpm, hashSeed(DATA_SEEDS.quality, step));
+      b.images.dispose();
+      return { images: q.images, targets: q.targets };
+    }
+    if (model === 'encoder' || model === 'recognizer') return { images: b.images, labels: b.identities, targets: b.identityParams };
     if (model === 'attributes') return { images: b.images, targets: b.attributes };
     return { images: b.images };
   };
@@ -125,15 +147,20 @@ export async function trainDefault(model: DefaultModel, opts: { minutes?: number
   mkdirSync(CACHE_DIR, { recursive: true });
   mkdirSync(MODELS_DIR, { recursive: true });
   const ckpt = path.join(CACHE_DIR, `${model}.safetensors`);
+  const encoderOptions = { lr: r.lr, weightDecay: 5e-4, classes: TRAIN_IDENTITIES[1] - TRAIN_IDENTITIES[0], auxDim: IDENTITY_NAMES.length, auxWeight: 1, blur: 1.0, noise: 0.05, emaDecay: 0.999, emaWarmup: true };
   const trainer =
     model === 'encoder'
-      ? await createTrainer('encoder', PORTRAIT_ENCODER, { lr: r.lr, weightDecay: 5e-4, classes: TRAIN_IDENTITIES[1] - TRAIN_IDENTITIES[0], auxDim: IDENTITY_NAMES.length, auxWeight: 1, blur: 1.0, noise: 0.05, emaDecay: 0.999, emaWarmup: true, seed: 1 })
-      : model === 'diffusion'
-        ? await createTrainer('diffusion', PORTRAIT_UNET, { lr: r.lr, weightDecay: 0, emaDecay: 0.999, emaWarmup: true, gradClip: 1, seed: 1 })
-        : await createTrainer('attributes', { outputs: attributeNames().length, width: 32, stages: 4 }, { lr: r.lr, weightDecay: 1e-4, blur: 0.5, noise: 0.03, seed: 1 });
+      ? await createTrainer('encoder', PORTRAIT_ENCODER, { ...encoderOptions, seed: 1 })
+      : model === 'recognizer'
+        ? await createTrainer('encoder', PORTRAIT_RECOGNIZER2, { ...encoderOptions, seed: 7 })
+        : model === 'diffusion'
+          ? await createTrainer('diffusion', PORTRAIT_UNET, { lr: r.lr, weightDecay: 0, emaDecay: 0.999, emaWarmup: true, gradClip: 1, seed: 1 })
+          : model === 'quality'
+            ? await createTrainer('attributes', PORTRAIT_QUALITY, { lr: r.lr, weightDecay: 1e-4, seed: 5 })
+            : await createTrainer('attributes', { outputs: attributeNames().length, width: 32, stages: 4 }, { lr: r.lr, weightDecay: 1e-4, blur: 0.5, noise: 0.03, seed: 1 });
   const half = Math.floor(steps / 2);
   const schedule =
-    model === 'encoder'
+    model === 'encoder' || model === 'recognizer'
       ? { lr: cosineSchedule(r.lr, Math.min(100, Math.floor(steps / 4)), steps, r.lr * 0.02), margin: piecewise([0, 0], [half, linearRamp(0, 0.3, half, steps)]) }
       : { lr: cosineSchedule(r.lr, Math.min(200, Math.floor(steps / 4)), steps, r.lr * 0.05) };
   const ctl = new AbortController();
@@ -157,7 +184,7 @@ export async function trainDefault(model: DefaultModel, opts: { minutes?: number
     await src.drain();
   }
   const done = trainer.stepCount;
-  const m = await trainer.model({ ema: model !== 'attributes' });
+  const m = await trainer.model({ ema: model !== 'attributes' && model !== 'quality' });
   const file = DEFAULT_FILES[model];
   await (m as { save(p: string, o?: { metadata?: Record<string, string> }): Promise<void> }).save(file, { metadata: { 'bia.trained.steps': String(done) } });
   const prev = readManifest()[model];
@@ -167,7 +194,7 @@ export async function trainDefault(model: DefaultModel, opts: { minutes?: number
     sha256: await sha256(file),
     bytes: readFileSync(file).length,
     parameters: m.parameterCount,
-    config: model === 'diffusion' ? (m as DiffusionModel).config : model === 'encoder' ? PORTRAIT_ENCODER : (m as AttributeEstimator).config,
+    config: model === 'diffusion' ? (m as DiffusionModel).config : model === 'encoder' ? PORTRAIT_ENCODER : model === 'recognizer' ? PORTRAIT_RECOGNIZER2 : (m as AttributeEstimator).config,
     command: `node dist/ts/world/defaults.js train ${model} --steps ${steps}`,
     dataSeed: DATA_SEEDS[model],
     steps: done,
@@ -178,6 +205,59 @@ export async function trainDefault(model: DefaultModel, opts: { minutes?: number
   log(`${model}: ${done} steps; ${JSON.stringify(metrics)}`);
   m.dispose();
   trainer.dispose();
+}
+
+/**
+ * Continue training the default DDPM from its exported weights (`init`, default models/portrait-unet.safetensors)
+ * at a constant learning rate, resumable (.cache/train/diffusion-continue.safetensors), writing an EMA snapshot
+ * every `snapshotEvery` steps to .cache/train/diffusion-snapshots/step-<N>.safetensors (N counts from the init's
+ * own steps), so sample realism can be tracked against steps. Data batches are drawn from a stream offset by
+ * 1,000,000 so the continuation sees batches the first run did not.
+ */
+export async function continueDiffusion(opts: { init?: string; steps: number; snapshotEvery?: number; minutes?: number; lr?: number; log?: (s: string) => void }): Promise<{ step: number; snapshots: string[] }> {
+  const log = opts.log ?? ((s: string) => process.stderr.write(`${s}\n`));
+  const every = opts.snapshotEvery ?? 400;
+  const lr = opts.lr ?? 2e-4;
+  const snapDir = path.join(CACHE_DIR, 'diffusion-snapshots');
+  mkdirSync(snapDir, { recursive: true });
+  const ckpt = path.join(CACHE_DIR, 'diffusion-continue.safetensors');
+  const initFile = opts.init ?? DEFAULT_FILES.diffusion;
+  const init = await loadDiffusion(initFile);
+  const base = Number((readManifest().diffusion?.steps as number | undefined) ?? 0);
+  const trainer = await createTrainer('diffusion', init, { lr, weightDecay: 0, emaDecay: 0.999, emaWarmup: true, gradClip: 1, seed: 2 });
+  init.dispose();
+  const make = batchMaker('diffusion');
+  const src = prefetching((step) => make(step + 1_000_000));
+  const ctl = new AbortController();
+  const timer = opts.minutes ? setTimeout(() => ctl.abort(), opts.minutes * 60_000) : null;
+  const onSig = () => ctl.abort();
+  process.once('SIGINT', onSig);
+  process.once('SIGTERM', onSig);
+  const snapshots: string[] = [];
+  try {
+    if (existsSync(ckpt)) await trainer.load(ckpt);
+    while (trainer.stepCount < opts.steps && !ctl.signal.aborted) {
+      const target = Math.min(opts.steps, (Math.floor(trainer.stepCount / every) + 1) * every);
+      await train({ trainer, data: src.data, steps: target, schedule: { lr: () => lr }, checkpoint: { path: ckpt, every: 100 }, resume: false, disposeBatches: true, signal: ctl.signal, log: (l) => log(l), logEvery: 50 });
+      const m = await trainer.model({ ema: true });
+      const file = path.join(snapDir, `step-${base + trainer.stepCount}.safetensors`);
+      await m.save(file, { metadata: { 'bia.trained.steps': String(base + trainer.stepCount) } });
+      m.dispose();
+      snapshots.push(file);
+      log(`diffusion: snapshot ${path.relative(ROOT, file)}`);
+    }
+  } catch (e) {
+    if ((e as { code?: string }).code !== 'BIA_ABORTED') throw e;
+    log(`diffusion: stopped at ${trainer.stepCount} continuation steps; ${path.relative(ROOT, ckpt)} holds the state to resume from`);
+  } finally {
+    process.removeListener('SIGINT', onSig);
+    process.removeListener('SIGTERM', onSig);
+    if (timer) clearTimeout(timer);
+    await src.drain();
+  }
+  const step = trainer.stepCount;
+  trainer.dispose();
+  return { step, snapshots };
 }
 
 /** Held-out portraits: `perIdentity` pictures of each of `count` held-out identities. */
@@ -259,13 +339,47 @@ async function evaluateAttributes(a: AttributeEstimator): Promise<Record<string,
   return { heldOutImages: n, meanAbsoluteError: mae, overallMae: Object.values(mae).reduce((x, y) => x + y, 0) / names.length };
 }
 
+/**
+ * The quality net on held-out portraits: mean validity of clean images and of each degradation (at mid
+ * severity, face region and whole picture), and the share of damaged images scored below 0.5.
+ */
+async function evaluateQuality(q: AttributeEstimator): Promise<Record<string, unknown>> {
+  const b = await heldOut(120, 1, 17);
+  const diffusion = await loadDiffusion(DEFAULT_FILES.diffusion);
+  const batch = await qualityBatch(b.images, diffusion, 4242, 0.375);
+  const p = await q.predict(batch.images);
+  const v = await p.data();
+  const k = QUALITY_OUTPUTS.length;
+  const byKind: Record<string, number[]> = { clean: [] };
+  for (let i = 0; i < b.identities.length; i++) {
+    const row = Array.from(batch.targets.subarray(i * k, (i + 1) * k));
+    const kind = row[0] === 1 ? 'clean' : QUALITY_OUTPUTS[row.slice(1).findIndex((x) => x > 0) + 1];
+    (byKind[kind] ??= []).push(v[i * k]);
+  }
+  const mean = (xs: number[]) => xs.reduce((a, x) => a + x, 0) / xs.length;
+  const damaged = Object.entries(byKind).filter(([kk]) => kk !== 'clean').flatMap(([, xs]) => xs);
+  for (const t of [b.images, batch.images, p]) t.dispose();
+  diffusion.dispose();
+  return {
+    heldOutImages: b.identities.length,
+    meanValidity: Object.fromEntries(Object.entries(byKind).map(([kk, xs]) => [kk, mean(xs)])),
+    cleanAtLeast05: byKind.clean.filter((x) => x >= 0.5).length / byKind.clean.length,
+    damagedBelow05: damaged.filter((x) => x < 0.5).length / damaged.length,
+  };
+}
+
 export async function evaluateDefault(model: DefaultModel, m?: DiffusionModel | IdentityEncoder | AttributeEstimator): Promise<Record<string, unknown>> {
   const own = !m;
   const x =
     m ??
-    (model === 'diffusion' ? await loadDiffusion(DEFAULT_FILES.diffusion) : model === 'encoder' ? await loadIdentityEncoder(DEFAULT_FILES.encoder) : await loadAttributeEstimator(DEFAULT_FILES.attributes));
+    (model === 'diffusion'
+      ? await loadDiffusion(DEFAULT_FILES.diffusion)
+      : model === 'encoder' || model === 'recognizer'
+        ? await loadIdentityEncoder(DEFAULT_FILES[model])
+        : await loadAttributeEstimator(DEFAULT_FILES[model]));
   try {
-    if (model === 'encoder') return await evaluateEncoder(x as IdentityEncoder);
+    if (model === 'encoder' || model === 'recognizer') return await evaluateEncoder(x as IdentityEncoder);
+    if (model === 'quality') return await evaluateQuality(x as AttributeEstimator);
     if (model === 'diffusion') return await evaluateDiffusion(x as DiffusionModel);
     return await evaluateAttributes(x as AttributeEstimator);
   } finally {
@@ -274,9 +388,13 @@ export async function evaluateDefault(model: DefaultModel, m?: DiffusionModel | 
 }
 
 async function main(): Promise<void> {
-  const { values, positionals } = parseArgs({ allowPositionals: true, options: { minutes: { type: 'string' }, steps: { type: 'string' }, fresh: { type: 'boolean', default: false } } });
+  const { values, positionals } = parseArgs({ allowPositionals: true, options: { minutes: { type: 'string' }, steps: { type: 'string' }, fresh: { type: 'boolean', default: false }, init: { type: 'string' }, 'snapshot-every': { type: 'string' }, lr: { type: 'string' } } });
   const [cmd, what] = positionals;
-  if (!['encoder', 'diffusion', 'attributes'].includes(what)) throw invalidArgument('usage: defaults.js train|export|evaluate encoder|diffusion|attributes [--minutes M] [--steps N] [--fresh]');
+  if (cmd === 'continue' && what === 'diffusion') {
+    await continueDiffusion({ init: values.init, steps: Number(values.steps ?? 20000), minutes: values.minutes ? Number(values.minutes) : undefined, snapshotEvery: values['snapshot-every'] ? Number(values['snapshot-every']) : undefined, lr: values.lr ? Number(values.lr) : undefined });
+    return;
+  }
+  if (!DEFAULT_MODELS.includes(what as DefaultModel)) throw invalidArgument(`usage: defaults.js train|export|evaluate ${DEFAULT_MODELS.join('|')} [--minutes M] [--steps N] [--fresh]; defaults.js continue diffusion [--steps N] [--minutes M] [--snapshot-every K] [--lr LR] [--init FILE]`);
   const model = what as DefaultModel;
   if (cmd === 'export') await trainDefault(model, { exportOnly: true, steps: values.steps ? Number(values.steps) : undefined });
   else if (cmd === 'train') await trainDefault(model, { minutes: values.minutes ? Number(values.minutes) : undefined, steps: values.steps ? Number(values.steps) : undefined, fresh: values.fresh });
