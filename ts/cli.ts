@@ -32,6 +32,13 @@ Usage:
                                      the performance harness: engine, unet, invert, decode, identity, svm, absorb,
                                      pipeline; medians, spread, GFLOP/s vs measured peak, Python eager side by side,
                                      peak memory; exit 4 on a regression ('bia bench --help' for every option)
+  bia eval [--images 100] [--out out/eval] [--set key=value ...] [--json]
+                                     the erase job on held-out portraits of the synthetic world with the default
+                                     models: identity under two recognizers, realism (FD), validity, attribute
+                                     error per group, beside the reconstruction, the random direction and the
+                                     fade / blur baselines; every target met or not (eval.json, eval.md, grids)
+  bia eval realism | samples [--model FILE ...]
+                                     the realism measure's own check; FD of unconditional DDPM samples
   bia --version
   bia help
 
@@ -123,6 +130,10 @@ async function main(argv: string[]): Promise<number> {
     return runBenchCli(rest);
   }
   if (command === 'erase') return runErase(rest, { eraser: eraseIdentity, loadModels: loadEraseModels });
+  if (command === 'eval') {
+    const { runEvalCli } = await import('./world/eval');
+    return runEvalCli(rest);
+  }
   process.stderr.write(`bia: unknown command '${command}'\n\n${HELP}`);
   return EXIT.usage;
 }

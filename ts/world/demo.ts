@@ -27,6 +27,8 @@ import type { ComputeDtype, Device } from '../options';
 import { loadAttributeEstimator, type AttributeEstimator } from '../train/attributes';
 import { ATTRIBUTE_SPEC, attributeNames } from './attributes';
 import { DEFAULT_FILES, readManifest, ROOT, heldOut, type DefaultModel } from './defaults';
+import { FACE_ELLIPSE } from '../erase/degenerate';
+import { loadMeters, scoreSet, type Meters } from './meters';
 
 /**
  * What the demo changes from the released defaults, and why (measured on this world, see README):
@@ -86,17 +88,18 @@ export function calibratedThreshold(): number | null {
   return typeof t === 'number' ? Math.round(t * 1000) / 1000 : null;
 }
 
-/** Mean |a − b| outside the face: outside the ellipse centred at (0.5, 0.47) with radii (0.3, 0.4) of the side. */
+/** Mean |a − b| outside the face: outside FACE_ELLIPSE (centred at (0.5, 0.47), radii (0.3, 0.4) of the side). */
 export async function outsideFaceChange(a: Tensor, b: Tensor): Promise<number> {
   const [x, y] = [await a.data(), await b.data()];
   const s = a.shape[3];
+  const e = FACE_ELLIPSE;
   let sum = 0;
   let n = 0;
   for (let c = 0; c < 3; c++) {
     for (let i = 0; i < s; i++) {
       for (let j = 0; j < s; j++) {
-        const dy = ((i + 0.5) / s - 0.47) / 0.4;
-        const dx = ((j + 0.5) / s - 0.5) / 0.3;
+        const dy = ((i + 0.5) / s - e.cy) / e.ry;
+        const dx = ((j + 0.5) / s - e.cx) / e.rx;
         if (dx * dx + dy * dy <= 1) continue;
         const k = (c * s + i) * s + j;
         sum += Math.abs(x[k] - y[k]);
@@ -119,6 +122,9 @@ export interface DemoImage {
   /** Mean |estimate − truth| over the continuous non-identity attributes: input, BIA output. */
   attributeError: { input: number; output: number };
   strip: { distances: number[]; bia: number[]; random: number[] };
+  /** The quality net's validity and the second recognizer's similarity per column of the grid (when the meters exist). */
+  validity?: Record<string, number>;
+  similarity2?: Record<string, number>;
   seconds: number;
 }
 
@@ -199,6 +205,12 @@ export async function runDemo(opts: { count?: number; full?: boolean; out?: stri
   const settings: EraseOptions = { ...base, threshold: base.threshold ?? (opts.parityThreshold || calibrated === null ? 0.35 : calibrated) };
   mkdirSync(out, { recursive: true });
   const models = await loadDefaultModels();
+  let meters: Meters | null = null;
+  try {
+    meters = await loadMeters(models.encoder);
+  } catch (e) {
+    log(`(no validity / second-recognizer scores in the grids: ${(e as Error).message})`);
+  }
   const t0 = performance.now();
   const portraits = await heldOut(count, 1, 21);
   const images: DemoImage[] = [];
@@ -236,10 +248,25 @@ export async function runDemo(opts: { count?: number; full?: boolean; out?: stri
         await writeImage(r.reconstruction, path.join(dir, 'reconstruction.png'));
         await writeImage(r.image, path.join(dir, 'output.png'));
         if (r.baseline) await writeImage(r.baseline, path.join(dir, 'baseline.png'));
-        await comparisonGrid(
-          [[{ tensor: x, label: 'input' }, { tensor: r.reconstruction, label: `recon ${rep.sid.reconstruction.toFixed(2)}` }, { tensor: r.image, label: `BIA ${rep.sid.after.toFixed(2)}` }, ...(r.baseline ? [{ tensor: r.baseline, label: `random ${rep.sid.baseline!.toFixed(2)}` }] : [])]],
-          path.join(dir, 'grid.png'),
-        );
+        // input | reconstruction | BIA | random | fade | blur, each labelled with its similarity to the input
+        // (loss encoder / second recognizer) and the quality net's validity.
+        const cols: Array<[string, Tensor | null | undefined]> = [['input', x], ['recon', r.reconstruction], ['BIA', r.image], ['random', r.baseline], ['fade', r.degenerate?.fade], ['blur', r.degenerate?.blur]];
+        const shown = cols.filter((c): c is [string, Tensor] => !!c[1]);
+        let labels = shown.map(([k]) => k);
+        if (meters) {
+          const all = await takeRows(shown.map((c) => c[1]), shown.map((_, k) => [k, 0] as [number, number]));
+          const inputs = await takeRows([x], shown.map(() => [0, 0] as [number, number]));
+          const nA = attributeNames().length;
+          const truth = new Float32Array(shown.length * nA);
+          for (let k = 0; k < shown.length; k++) truth.set(portraits.attributes.subarray(i * nA, (i + 1) * nA), k * nA);
+          const sc = await scoreSet(meters, all, inputs, truth);
+          labels = shown.map(([k], j) => `${k} ${sc.similarity[j].toFixed(2)}/${sc.similarity2[j].toFixed(2)} v${sc.validity[j].toFixed(2)}`);
+          img.validity = Object.fromEntries(shown.map(([k], j) => [k, sc.validity[j]]));
+          img.similarity2 = Object.fromEntries(shown.map(([k], j) => [k, sc.similarity2[j]]));
+          all.dispose();
+          inputs.dispose();
+        }
+        await comparisonGrid([shown.map(([, tensor], j) => ({ tensor, label: labels[j] }))], path.join(dir, 'grid.png'));
         await writeFileAtomic(path.join(dir, 'report.json'), `${JSON.stringify({ ...rep, demo: img }, null, 2)}\n`);
         entries.push({ report: rep, images: { input: await imageToBuffer(x, 'png'), reconstruction: await imageToBuffer(r.reconstruction, 'png'), output: await imageToBuffer(r.image, 'png'), ...(r.baseline ? { baseline: await imageToBuffer(r.baseline, 'png') } : {}) } });
         log(`${name}: similarity ${img.reconstruction.toFixed(3)} (reconstruction) → ${img.bia.toFixed(3)} BIA vs ${img.baseline?.toFixed(3) ?? '-'} random at ${img.distance.toFixed(2)}‖h_r‖${img.found ? '' : ' (no boundary: optimize)'}; outside-face change ${img.outsideFace.toFixed(3)}; ${img.seconds.toFixed(0)} s`);
@@ -250,6 +277,7 @@ export async function runDemo(opts: { count?: number; full?: boolean; out?: stri
     }
   } finally {
     portraits.images.dispose();
+    meters?.dispose();
     models.dispose();
   }
   const mean = (xs: number[]) => (xs.length ? xs.reduce((a, b) => a + b, 0) / xs.length : NaN);
