@@ -122,6 +122,28 @@ t.test('eraseIdentity (walk): report, candidates, choice, baseline, progress', a
   t.equal(liveTensors(), live, 'no tensor left behind');
 });
 
+t.test('line absorption: the shortest erased move along the normal, distances increasing', async (t) => {
+  gc();
+  const live = liveTensors();
+  const eraseTarget = threshold; // reachable on random nets: the median neighbour similarity
+  const r = await eraseIdentity(image, { diffusion, encoder, ...BASE, threshold, absorb: 'line', lineSteps: 5, eraseTarget, baseline: false, degenerateBaselines: false });
+  const a = r.report.absorption;
+  t.equal(a.mode, 'line');
+  t.equal(a.candidates.length, 5, 'one candidate per distance');
+  t.equal(r.candidates.shape[0], 5);
+  for (let i = 1; i < 5; i++) t.ok(a.candidates[i].distance > a.candidates[i - 1].distance, `distance ${i} grows`);
+  for (const c of a.candidates) t.equal(c.from, 'source');
+  const erased = a.candidates.findIndex((c) => c.accepted && c.similarity < eraseTarget);
+  if (erased >= 0) t.equal(a.chosen, erased, 'the first erased, accepted move is chosen');
+  else t.ok(a.candidates.every((c) => !(c.accepted && c.similarity < eraseTarget)), 'none erased: the fallback rule chose');
+  t.equal(r.report.sid.after, a.candidates[a.chosen].similarity);
+  await t.rejects(eraseIdentity(image, { diffusion, encoder, ...BASE, absorb: 'line', lineSteps: 0 }), { code: 'BIA_INVALID_ARGUMENT' });
+  await t.rejects(eraseIdentity(image, { diffusion, encoder, ...BASE, absorb: 'line', eraseTarget: 2 }), { code: 'BIA_INVALID_ARGUMENT' });
+  r.dispose();
+  gc();
+  t.equal(liveTensors(), live, 'no tensors leaked');
+});
+
 t.test('same seed, same result; another seed, another', async (t) => {
   const a = await eraseIdentity(image, { diffusion, encoder, ...BASE, threshold, baseline: false });
   const b = await eraseIdentity(image, { diffusion, encoder, ...BASE, threshold, baseline: false });

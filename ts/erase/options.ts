@@ -29,6 +29,8 @@ export const ERASE_DEFAULTS: Readonly<ResolvedEraseOptions> = Object.freeze({
   holdout: 0.25,
   wrapSize: 8,
   absorb: 'walk',
+  lineSteps: 12,
+  eraseTarget: 0.35,
   walkStep: [100, 120],
   walkStepUnit: 'absolute',
   walkTrials: 5,
@@ -48,7 +50,7 @@ export const ERASE_DEFAULTS: Readonly<ResolvedEraseOptions> = Object.freeze({
 } as ResolvedEraseOptions);
 
 const NEIGHBOUR_MODES: readonly NeighbourMode[] = ['isotropic', 'manifold'];
-const ABSORB_MODES: readonly AbsorbMode[] = ['walk', 'optimize'];
+const ABSORB_MODES: readonly AbsorbMode[] = ['walk', 'optimize', 'line'];
 const BACKPROPS: readonly Backprop[] = ['full', 'one-step'];
 
 function num(v: unknown, name: string, lo: number, hi: number, { openLo = false } = {}): number {
@@ -99,6 +101,8 @@ export function resolveEraseOptions(opts: EraseOptions | undefined, extraKeys: r
   o.holdout = num(o.holdout, 'holdout', 0, 0.9);
   o.wrapSize = checkInt(o.wrapSize, 'wrapSize', 1, 65536);
   o.absorb = oneOf(o.absorb, 'absorb', ABSORB_MODES);
+  o.lineSteps = checkInt(o.lineSteps, 'lineSteps', 1, 256);
+  o.eraseTarget = num(o.eraseTarget, 'eraseTarget', -1, 1);
   o.walkStep = pair(o.walkStep, 'walkStep', 0, 1e9, false);
   if (!(o.walkStep[1] > 0)) throw invalidArgument('walkStep must not be [0, 0]');
   o.walkStepUnit = oneOf(o.walkStepUnit, 'walkStepUnit', ['absolute', 'relative'] as const);

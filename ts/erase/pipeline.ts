@@ -24,7 +24,7 @@ import { VERSION } from '../version';
 import { matchSimilarity, type MatchedBaseline } from './degenerate';
 import { resolveEraseOptions, type ResolvedEraseOptions } from './options';
 import { StageClock } from './progress';
-import type { Candidate, DegenerateBaseline, EraseOptions, EraseProgress, EraseReport, EraseResult } from './types';
+import type { AbsorbMode, Candidate, DegenerateBaseline, EraseOptions, EraseProgress, EraseReport, EraseResult } from './types';
 
 export interface EraseModels {
   diffusion: DiffusionModel;
@@ -265,7 +265,7 @@ export interface Absorption extends Disposable {
   codes: Tensor;
   images: Tensor;
   chosen: number;
-  mode: 'walk' | 'optimize';
+  mode: AbsorbMode;
   backprop?: 'full' | 'one-step';
   losses?: { loss: number[]; similarity: number[]; wrapper: number[]; sem: number[] };
   dispose(): void;
@@ -368,7 +368,42 @@ async function walk(bh: BlackHole, models: EraseModels, o: ResolvedEraseOptions,
   }
 }
 
-function absorption(candidates: Candidate[], codes: Tensor, images: Tensor, mode: 'walk' | 'optimize', extra: Partial<Absorption> = {}): Absorption {
+/**
+ * `line`: h_r moved along dq to |s(h_r)| + Δ_j, Δ_j = walkStep[1]·j/lineSteps (j = 1 … lineSteps, in
+ * walkStepUnit), decoded in one batch. The chosen move is the shortest whose similarity is below
+ * eraseTarget and whose L_fid against the reconstruction is below fidelityThreshold; failing that, the
+ * accepted move with the lowest similarity (then the one with the lowest L_fid).
+ */
+async function line(bh: BlackHole, models: EraseModels, o: ResolvedEraseOptions, job: JobOptions, clock: StageClock): Promise<Absorption> {
+  if (!bh.boundary) throw invalidArgument('line absorption needs a boundary; this image has none (use absorb: "optimize")');
+  const unit = o.walkStepUnit === 'relative' ? bh.hNorm : 1;
+  const steps = Array.from({ length: o.lineSteps }, (_, j) => Math.abs(bh.boundary!.sR) + (o.walkStep[1] * (j + 1) * unit) / o.lineSteps);
+  clock.emit(0, 1, `${steps.length} distances along the normal`);
+  const codes = await offsetCodes(bh.hR, { rows: steps.map(() => 0), direction: bh.boundary.dq, steps, signal: job.signal });
+  let images: Tensor | null = null;
+  try {
+    images = await models.diffusion.decode(bh.xLat, codes, decodeOptions(o, bh.hR, job));
+    const m = await measureCandidates(bh, models, codes, images, o, job);
+    const candidates: Candidate[] = steps.map((_, i) => ({
+      from: 'source',
+      distance: m.distance[i],
+      signedDistance: m.signed[i],
+      similarity: m.similarity[i],
+      sem: m.sem[i],
+      fidelity: m.sem[i],
+      accepted: m.sem[i] < o.fidelityThreshold,
+      trials: 1,
+    }));
+    const first = candidates.findIndex((c) => c.accepted && c.similarity < o.eraseTarget);
+    return absorption(candidates, codes, images, 'line', first >= 0 ? { chosen: first } : {});
+  } catch (e) {
+    codes.dispose();
+    images?.dispose();
+    throw e;
+  }
+}
+
+function absorption(candidates: Candidate[], codes: Tensor, images: Tensor, mode: AbsorbMode, extra: Partial<Absorption> = {}): Absorption {
   return {
     candidates,
     codes,
@@ -441,7 +476,7 @@ export async function absorbIdentity(bh: BlackHole, call: EraseCall, clock = new
   const { models, options, job } = splitCall(call);
   const o = { ...options, ...pickFormation(bh.options) };
   clock.begin('absorb');
-  const r = !bh.found || o.absorb === 'optimize' ? await optimize(bh, models, o, job, clock) : await walk(bh, models, o, job, clock);
+  const r = !bh.found || o.absorb === 'optimize' ? await optimize(bh, models, o, job, clock) : o.absorb === 'line' ? await line(bh, models, o, job, clock) : await walk(bh, models, o, job, clock);
   clock.end();
   return r;
 }

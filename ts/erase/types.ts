@@ -9,7 +9,7 @@ import type { JobOptions } from '../jobs';
 import type { Tensor } from '../tensor';
 
 export type NeighbourMode = 'isotropic' | 'manifold';
-export type AbsorbMode = 'walk' | 'optimize';
+export type AbsorbMode = 'walk' | 'optimize' | 'line';
 /** optimize: backprop through every decoding step (gradient checkpointing) or through x̂0 at t0. */
 export type Backprop = 'full' | 'one-step';
 
@@ -53,8 +53,17 @@ export interface EraseOptions extends JobOptions {
   wrapSize?: number;
 
   // --- absorption (step 8) ---
-  /** Absorption mode (default 'walk'). When the image has no boundary, 'optimize' is used. */
+  /**
+   * Absorption mode (default 'walk'). `line`: h_r moved along the black hole's normal to lineSteps
+   * distances beyond the boundary (up to walkStep[1], in walkStepUnit), keeping the shortest move whose
+   * similarity falls below eraseTarget and whose L_fid passes fidelityThreshold — the least change that
+   * leaves the black hole. When the image has no boundary, 'optimize' is used.
+   */
   absorb?: AbsorbMode;
+  /** line: number of distances tried (default 12), evenly spaced up to walkStep[1]. */
+  lineSteps?: number;
+  /** line: the identity similarity a move must reach to count as erased (default 0.35, the paper's threshold). */
+  eraseTarget?: number;
   /** walk: Δ ~ U[lo, hi] (default [100, 120]). */
   walkStep?: [number, number];
   /** walk: Δ is absolute (default, the released code's) or relative to ‖h_r‖. */

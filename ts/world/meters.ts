@@ -50,7 +50,8 @@ export function groupErrors(pred: ArrayLike<number>, truth: ArrayLike<number>, n
 /** The measuring networks (never used in a loss), with the recognizers' calibrated thresholds. */
 export interface Meters {
   encoder: IdentityEncoder;
-  recognizer: IdentityEncoder;
+  /** null while the second recognizer is not trained yet (similarity2 is then NaN). */
+  recognizer: IdentityEncoder | null;
   attributes: AttributeEstimator;
   quality: AttributeEstimator;
   realism: RealismMeter;
@@ -89,11 +90,12 @@ export async function loadRealism(): Promise<{ quality: AttributeEstimator; real
 }
 
 export async function loadMeters(encoder?: IdentityEncoder): Promise<Meters> {
-  for (const m of ['recognizer', 'quality', 'attributes'] as const) missing(m);
-  const thresholds = { encoder: threshold('encoder'), recognizer: threshold('recognizer') };
+  for (const m of ['quality', 'attributes'] as const) missing(m);
+  const hasRecognizer = existsSync(DEFAULT_FILES.recognizer);
+  const thresholds = { encoder: threshold('encoder'), recognizer: hasRecognizer ? threshold('recognizer') : NaN };
   const own = !encoder;
   const enc = encoder ?? (await loadIdentityEncoder(DEFAULT_FILES.encoder));
-  const recognizer = await loadIdentityEncoder(DEFAULT_FILES.recognizer);
+  const recognizer = hasRecognizer ? await loadIdentityEncoder(DEFAULT_FILES.recognizer) : null;
   const attributes = await loadAttributeEstimator(DEFAULT_FILES.attributes);
   const { quality, realism } = await loadRealism();
   return {
@@ -105,7 +107,7 @@ export async function loadMeters(encoder?: IdentityEncoder): Promise<Meters> {
     thresholds,
     dispose() {
       if (own) enc.dispose();
-      recognizer.dispose();
+      recognizer?.dispose();
       attributes.dispose();
       quality.dispose();
     },
@@ -148,7 +150,7 @@ export async function scoreSet(m: Meters, images: Tensor, inputs: Tensor, truth:
   const n = images.shape[0];
   return {
     similarity: await sims(m.encoder, images, inputs),
-    similarity2: await sims(m.recognizer, images, inputs),
+    similarity2: m.recognizer ? await sims(m.recognizer, images, inputs) : Array.from({ length: n }, () => NaN),
     validity: await validityScores(m.quality, images),
     attributeErrors: Array.from({ length: n }, (_, i) => groupErrors(pv.subarray(i * A, (i + 1) * A), truth.subarray(i * A, (i + 1) * A))),
   };
