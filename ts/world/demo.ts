@@ -28,7 +28,7 @@ import { loadAttributeEstimator, type AttributeEstimator } from '../train/attrib
 import { ATTRIBUTE_SPEC, attributeNames } from './attributes';
 import { DEFAULT_FILES, readManifest, ROOT, heldOut, type DefaultModel } from './defaults';
 import { FACE_ELLIPSE } from '../erase/degenerate';
-import { loadMeters, scoreSet, type Meters } from './meters';
+import { cellLabel, loadMeters, scoreSet, type Meters } from './meters';
 
 /**
  * What the demo changes from the released defaults, and why (measured on this world, see README):
@@ -260,13 +260,13 @@ export async function runDemo(opts: { count?: number; full?: boolean; out?: stri
           const truth = new Float32Array(shown.length * nA);
           for (let k = 0; k < shown.length; k++) truth.set(portraits.attributes.subarray(i * nA, (i + 1) * nA), k * nA);
           const sc = await scoreSet(meters, all, inputs, truth);
-          labels = shown.map(([k], j) => `${k} ${sc.similarity[j].toFixed(2)}/${sc.similarity2[j].toFixed(2)} v${sc.validity[j].toFixed(2)}`);
+          labels = shown.map(([k], j) => cellLabel(k, { similarity: sc.similarity[j], similarity2: sc.similarity2[j], validity: sc.validity[j] }));
           img.validity = Object.fromEntries(shown.map(([k], j) => [k, sc.validity[j]]));
           img.similarity2 = Object.fromEntries(shown.map(([k], j) => [k, sc.similarity2[j]]));
           all.dispose();
           inputs.dispose();
         }
-        await comparisonGrid([shown.map(([, tensor], j) => ({ tensor, label: labels[j] }))], path.join(dir, 'grid.png'));
+        await comparisonGrid([shown.map(([, tensor], j) => ({ tensor, label: labels[j] }))], path.join(dir, 'grid.png'), { cellSize: 128 });
         await writeFileAtomic(path.join(dir, 'report.json'), `${JSON.stringify({ ...rep, demo: img }, null, 2)}\n`);
         entries.push({ report: rep, images: { input: await imageToBuffer(x, 'png'), reconstruction: await imageToBuffer(r.reconstruction, 'png'), output: await imageToBuffer(r.image, 'png'), ...(r.baseline ? { baseline: await imageToBuffer(r.baseline, 'png') } : {}) } });
         log(`${name}: similarity ${img.reconstruction.toFixed(3)} (reconstruction) → ${img.bia.toFixed(3)} BIA vs ${img.baseline?.toFixed(3) ?? '-'} random at ${img.distance.toFixed(2)}‖h_r‖${img.found ? '' : ' (no boundary: optimize)'}; outside-face change ${img.outsideFace.toFixed(3)}; ${img.seconds.toFixed(0)} s`);

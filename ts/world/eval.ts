@@ -26,7 +26,7 @@ import { randn, tensor, type Tensor } from '../tensor';
 import { createRng, hashSeed } from './attributes';
 import { DEFAULT_FILES, heldOut, ROOT } from './defaults';
 import { DEMO_SETTINGS, loadDefaultModels } from './demo';
-import { featuresOf, GROUP_NAMES, loadMeters, loadRealism, scoreSet, type Meters, type SetScores } from './meters';
+import { cellLabel, featuresOf, GROUP_NAMES, loadMeters, loadRealism, scoreSet, type Meters, type SetScores } from './meters';
 import { degrade, DEGRADATIONS, oneStepDenoise, validityScores } from './quality';
 
 const mean = (xs: number[]) => (xs.length ? xs.reduce((a, b) => a + b, 0) / xs.length : NaN);
@@ -70,7 +70,7 @@ function summarise(s: SetScores, fd: number, thr: Meters['thresholds']): SetSumm
     meanSimilarity: mean(s.similarity),
     meanSimilarity2: mean(s.similarity2),
     erased: s.similarity.filter((v) => v < thr.encoder).length / s.similarity.length,
-    erased2: s.similarity2.filter((v) => v < thr.recognizer).length / s.similarity2.length,
+    erased2: Number.isFinite(thr.recognizer) ? s.similarity2.filter((v) => v < thr.recognizer).length / s.similarity2.length : NaN,
     fd,
     meanValidity: mean(s.validity),
     attributeError: Object.fromEntries(GROUP_NAMES.map((g) => [g, mean(s.attributeErrors.map((e) => e[g]))])),
@@ -98,10 +98,6 @@ export function evaluateTargets(sets: Record<SetName, SetSummary>, scores: Recor
     t.push({ name: `attribute error ${g}, BIA − reconstruction`, measured: d, bound: `≤ +${bound}`, met: d <= bound });
   }
   return t;
-}
-
-function cellLabel(kind: string, s: { similarity: number; similarity2: number; validity: number }): string {
-  return `${kind} ${s.similarity.toFixed(2)}/${s.similarity2.toFixed(2)} v${s.validity.toFixed(2)}`;
 }
 
 /** Stack [1, C, H, W] tensors (plain data copies; images are small). */
@@ -158,7 +154,7 @@ export async function runEval(opts: { count?: number; overrides?: EraseOptions; 
       for (let i = 0; i < count; i++) {
         const dir = path.join(out, info[i].name);
         mkdirSync(dir, { recursive: true });
-        await comparisonGrid([SET_NAMES.map((s) => ({ tensor: kept[s][i], label: cellLabel(s === 'reconstruction' ? 'recon' : s === 'bia' ? 'BIA' : s, perImage[i][s]) }))], path.join(dir, 'grid.png'));
+        await comparisonGrid([SET_NAMES.map((s) => ({ tensor: kept[s][i], label: cellLabel(s === 'reconstruction' ? 'recon' : s === 'bia' ? 'BIA' : s, perImage[i][s]) }))], path.join(dir, 'grid.png'), { cellSize: 128 });
       }
     }
     for (const s of SET_NAMES) batches[s].dispose();
@@ -181,7 +177,7 @@ export function formatEval(r: EvalResult): string {
   const sep = `|${'---|'.repeat(7 + GROUP_NAMES.length)}`;
   const rows = SET_NAMES.map((s) => {
     const x = r.sets[s];
-    return `| ${s} | ${f3(x.meanSimilarity)} | ${(100 * x.erased).toFixed(0)}% | ${f3(x.meanSimilarity2)} | ${(100 * x.erased2).toFixed(0)}% | ${x.fd.toFixed(2)} | ${f3(x.meanValidity)} | ${GROUP_NAMES.map((g) => f3(x.attributeError[g])).join(' | ')} |`;
+    return `| ${s} | ${f3(x.meanSimilarity)} | ${(100 * x.erased).toFixed(0)}% | ${f3(x.meanSimilarity2)} | ${Number.isFinite(x.erased2) ? `${(100 * x.erased2).toFixed(0)}%` : '-'} | ${x.fd.toFixed(2)} | ${f3(x.meanValidity)} | ${GROUP_NAMES.map((g) => f3(x.attributeError[g])).join(' | ')} |`;
   });
   const targets = r.targets.map((t) => `| ${t.name} | ${f3(t.measured)} | ${t.bound} | ${t.met ? 'met' : '**not met**'} |`);
   return [

@@ -156,3 +156,8 @@ export async function scoreSet(m: Meters, images: Tensor, inputs: Tensor, truth:
   };
 }
 
+/** A grid label: similarity to the input (loss encoder / second recognizer) and validity. */
+export function cellLabel(kind: string, s: { similarity: number; similarity2: number; validity: number }): string {
+  const f = (v: number) => (Number.isFinite(v) ? v.toFixed(2) : '-');
+  return `${kind} ${f(s.similarity)}/${f(s.similarity2)} v${f(s.validity)}`;
+}
