@@ -129,7 +129,7 @@ at::Tensor ddimDecode(UNet& unet, const at::Tensor& xLat, const at::Tensor& h, c
   const bool needRef = h.defined() && (o.mode == InjectMode::EveryStep || o.mode == InjectMode::Asyrp);
   if (needRef && !o.hRef.defined()) invalidArgument(std::string("mode '") + injectModeName(o.mode) + "' needs hRef (h_r from the inversion)");
   std::vector<at::Generator> gens;
-  if (o.eta > 0) {
+  if (o.eta > 0 || (o.tBoost > 0 && o.etaBoost > 0)) {
     for (int64_t i = 0; i < batch; i++) {
       gens.push_back(at::make_generator<at::CPUGeneratorImpl>(o.seed + 1000003ULL * static_cast<uint64_t>(o.firstIndex + i)));
     }
@@ -151,13 +151,14 @@ at::Tensor ddimDecode(UNet& unet, const at::Tensor& xLat, const at::Tensor& h, c
       epsDir = r.epsDir;
       if (o.mode == InjectMode::Lagged) prevH = f.h;
     }
+    const double eta = t < o.tBoost ? o.etaBoost : o.eta;
     at::Tensor noise;
-    if (o.eta > 0) {
+    if (eta > 0) {
       std::vector<at::Tensor> per;
       for (auto& g : gens) per.push_back(at::randn(x.sizes().slice(1), g, at::TensorOptions().dtype(at::kFloat)));
       noise = at::stack(per).to(x.options());
     }
-    x = ddimStep(x, eps, t, tNext, s, o.eta, epsDir, noise);
+    x = ddimStep(x, eps, t, tNext, s, eta, epsDir, noise);
     ctx.progress(static_cast<double>(n - k), static_cast<double>(n), "decode");
     if (o.stopAfter > 0 && n - k >= o.stopAfter) break;
   }

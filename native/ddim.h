@@ -61,6 +61,9 @@ struct DecodeOptions {
   int64_t t0 = 500;
   int64_t steps = 40;
   int64_t tEdit = 0;        // every-step / asyrp edit only while t >= tEdit
+  // Asyrp's quality boosting: steps with t < tBoost use η = etaBoost instead of eta (0: off).
+  int64_t tBoost = 0;
+  double etaBoost = 1.0;
   // Noise for eta > 0, drawn on the CPU (same on every device) from one generator per image:
   // image i of the whole decode call uses seed + 1000003·i, so results do not depend on how the
   // batch is split.

@@ -322,6 +322,9 @@ Napi::Value DiffusionHandle::Decode(const Napi::CallbackInfo& info) {
     d.steps = optInt(o, "steps", 40, 2, 1000);
     if (d.steps > d.t0 + 1) invalidArgument("steps must be at most t0 + 1");
     d.tEdit = optInt(o, "tEdit", 0, 0, 999);
+    d.tBoost = optInt(o, "tBoost", 0, 0, 1000);
+    d.etaBoost = optNumber(o, "etaBoost", 1.0);
+    if (d.etaBoost < 0 || d.etaBoost > 1) invalidArgument("etaBoost must be in [0, 1]");
     d.stopAfter = optInt(o, "stopAfter", 0, 0, 1000);
     d.seed = static_cast<uint64_t>(optInt(o, "seed", 909090, 0, int64_t{1} << 52));
     const int64_t batchSize = optInt(o, "batchSize", 16, 1, 4096);

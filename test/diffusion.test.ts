@@ -102,6 +102,30 @@ t.test('DDIM: the timestep sequence is the released code\'s truncated float lins
   m.dispose();
 });
 
+t.test('DDIM: quality boosting re-noises only the steps below tBoost', async (t) => {
+  const m = await createDiffusion('tiny', { seed: 1 });
+  const x = await randn([2, 3, 16, 16], { seed: 6 });
+  const inv = await m.invert(x, { t0: 100, steps: 6 }); // 0, 20, 40, 60, 80, 100
+  const plain = (o: object) => m.decode(inv.xLat, null, { t0: 100, steps: 6, eta: 0, ...o });
+  const a = await plain({});
+  const off = await plain({ tBoost: 0, etaBoost: 1 });
+  t.equal(await maxAbsDiff(a, off), 0, 'tBoost 0 is plain DDIM');
+  // Steps at t = 100, 80, 60 are deterministic; the boosted ones (t = 40, 20, 0) add noise.
+  const headA = await plain({ stopAfter: 3 });
+  const headB = await plain({ stopAfter: 3, tBoost: 50 });
+  t.equal(await maxAbsDiff(headA, headB), 0, 'identical above tBoost');
+  const b = await plain({ tBoost: 50 });
+  const b2 = await plain({ tBoost: 50 });
+  t.ok((await maxAbsDiff(a, b)) > 1e-3, 'the boosted steps change the image');
+  t.equal(await maxAbsDiff(b, b2), 0, 'seeded: the same result twice');
+  const c = await plain({ tBoost: 50, etaBoost: 0 });
+  t.equal(await maxAbsDiff(a, c), 0, 'etaBoost 0 is plain DDIM');
+  await t.rejects(plain({ etaBoost: 2 }), { code: 'BIA_INVALID_ARGUMENT' });
+  await t.rejects(plain({ tBoost: -1 }), { code: 'BIA_INVALID_ARGUMENT' });
+  for (const y of [x, inv.xLat, inv.hR, a, off, headA, headB, b, b2, c]) y.dispose();
+  m.dispose();
+});
+
 t.test('DDIM: inversion then decoding with the unmodified h reconstructs the input', async (t) => {
   const m = await createDiffusion('tiny', { seed: 1 });
   const x = await randn([2, 3, 16, 16], { seed: 5 });

@@ -60,6 +60,10 @@ export interface DecodeOptions extends JobOptions {
   steps?: number;
   /** every-step / asyrp: edit only while t ≥ tEdit (default 0). */
   tEdit?: number;
+  /** Asyrp's quality boosting: steps with t < tBoost run with η = etaBoost (default 0: off). */
+  tBoost?: number;
+  /** η of the boosted steps (default 1). */
+  etaBoost?: number;
   /** Seed of the η > 0 noise (default 909090). */
   seed?: number;
   /** h_r, needed by every-step and asyrp (Δh = h − h_r). */
@@ -134,6 +138,10 @@ export class DiffusionModel extends NativeModel<NativeDiffusion> {
     }
     checkSteps(opts?.t0, opts?.steps);
     if (opts?.tEdit !== undefined) checkInt(opts.tEdit, 'tEdit', 0, 999);
+    if (opts?.tBoost !== undefined) checkInt(opts.tBoost, 'tBoost', 0, 1000);
+    if (opts?.etaBoost !== undefined && !(typeof opts.etaBoost === 'number' && opts.etaBoost >= 0 && opts.etaBoost <= 1)) {
+      throw invalidArgument(`etaBoost must be a number in [0, 1], got ${JSON.stringify(opts.etaBoost)}`);
+    }
     if (opts?.seed !== undefined) checkInt(opts.seed, 'seed', 0, 2 ** 52);
     if (opts?.batchSize !== undefined) checkInt(opts.batchSize, 'batchSize', 1, 4096);
     if (opts?.stopAfter !== undefined) checkInt(opts.stopAfter, 'stopAfter', 0, 1000);
@@ -142,7 +150,7 @@ export class DiffusionModel extends NativeModel<NativeDiffusion> {
       throw invalidArgument(`mode '${mode}' needs hRef (h_r from invert()) to form Δh = h − h_r`);
     }
     const native = await runJob(opts, (j) =>
-      n.decode(xl, hh, { mode, eta: opts?.eta, t0: opts?.t0, steps: opts?.steps, tEdit: opts?.tEdit, seed: opts?.seed, hRef, batchSize: opts?.batchSize, stopAfter: opts?.stopAfter }, j),
+      n.decode(xl, hh, { mode, eta: opts?.eta, t0: opts?.t0, steps: opts?.steps, tEdit: opts?.tEdit, tBoost: opts?.tBoost, etaBoost: opts?.etaBoost, seed: opts?.seed, hRef, batchSize: opts?.batchSize, stopAfter: opts?.stopAfter }, j),
     );
     return new Tensor(native);
   }

@@ -150,7 +150,7 @@ export interface NativeDiffusion extends NativeModule {
   decode(
     xLat: NativeTensor,
     h: NativeTensor | null,
-    o: { mode?: string; eta?: number; t0?: number; steps?: number; tEdit?: number; seed?: number; hRef?: NativeTensor; batchSize?: number; stopAfter?: number },
+    o: { mode?: string; eta?: number; t0?: number; steps?: number; tEdit?: number; tBoost?: number; etaBoost?: number; seed?: number; hRef?: NativeTensor; batchSize?: number; stopAfter?: number },
     opts?: NativeJobOptions,
   ): Promise<NativeTensor>;
 }

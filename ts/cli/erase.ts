@@ -152,6 +152,8 @@ const OPTION_FLAGS: { [K in OptionKey]: { flag: string; help: string } & FlagKin
   inject: { flag: 'inject', kind: 'enum', values: INJECT_MODES, help: `how ĥ reaches the decoder: ${INJECT_MODES.join('|')} (asyrp)` },
   eta: { flag: 'eta', kind: 'number', min: 0, max: 1, help: 'DDIM η of decoding (0)' },
   tEdit: { flag: 't-edit', kind: 'int', min: 0, max: 999, help: 'every-step/asyrp: edit while t ≥ this (0)' },
+  tBoost: { flag: 't-boost', kind: 'int', min: 0, max: 1000, help: 'quality boosting: steps with t < this run with η = eta-boost (0: off)' },
+  etaBoost: { flag: 'eta-boost', kind: 'number', min: 0, max: 1, help: 'η of the boosted steps (1)' },
   batchSize: { flag: 'batch-size', kind: 'int', min: 1, max: 4096, help: 'images per decoding batch (16)' },
   protocol: { flag: 'protocol', kind: 'enum', values: INPUT_PROTOCOLS, help: `identity-encoder input: ${INPUT_PROTOCOLS.join('|')} (bia)` },
   neighbours: { flag: 'neighbours', kind: 'int', min: 2, max: 65536, help: 'neighbours of h_r (128)' },

@@ -16,6 +16,8 @@ export const ERASE_DEFAULTS: Readonly<ResolvedEraseOptions> = Object.freeze({
   inject: 'asyrp',
   eta: 0,
   tEdit: 0,
+  tBoost: 0,
+  etaBoost: 1,
   batchSize: 16,
   protocol: 'bia',
   neighbours: 128,
@@ -88,6 +90,8 @@ export function resolveEraseOptions(opts: EraseOptions | undefined, extraKeys: r
   o.inject = oneOf(o.inject, 'inject', INJECT_MODES);
   o.eta = num(o.eta, 'eta', 0, 1);
   o.tEdit = checkInt(o.tEdit, 'tEdit', 0, 999);
+  o.tBoost = checkInt(o.tBoost, 'tBoost', 0, 1000);
+  o.etaBoost = num(o.etaBoost, 'etaBoost', 0, 1);
   o.batchSize = checkInt(o.batchSize, 'batchSize', 1, 4096);
   o.protocol = oneOf(o.protocol, 'protocol', INPUT_PROTOCOLS);
   o.neighbours = checkInt(o.neighbours, 'neighbours', 2, 65536);

@@ -144,7 +144,7 @@ async function semantic(images: Tensor, ref: Tensor, o: ResolvedEraseOptions, mo
 }
 
 function decodeOptions(o: ResolvedEraseOptions, hR: Tensor, job: JobOptions, onProgress?: JobOptions['onProgress']) {
-  return { mode: o.inject, eta: o.eta, t0: o.t0, steps: o.steps, tEdit: o.tEdit, seed: o.seed, hRef: hR, batchSize: o.batchSize, signal: job.signal, onProgress };
+  return { mode: o.inject, eta: o.eta, t0: o.t0, steps: o.steps, tEdit: o.tEdit, tBoost: o.tBoost, etaBoost: o.etaBoost, seed: o.seed, hRef: hR, batchSize: o.batchSize, signal: job.signal, onProgress };
 }
 
 /**

@@ -25,6 +25,13 @@ export interface EraseOptions extends JobOptions {
   eta?: number;
   /** every-step / asyrp: edit only while t ≥ tEdit (default 0). */
   tEdit?: number;
+  /**
+   * Asyrp's quality boosting in the absorption's decodings (candidates and the random baseline; not the
+   * neighbours' labels nor the reconstruction): steps with t < tBoost run with η = etaBoost (default 0: off).
+   */
+  tBoost?: number;
+  /** η of the boosted steps (default 1). */
+  etaBoost?: number;
   /** Images per decoding batch (default 16). */
   batchSize?: number;
   /** Identity-encoder input protocol (default 'bia'). */
