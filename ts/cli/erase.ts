@@ -157,7 +157,7 @@ const OPTION_FLAGS: { [K in OptionKey]: { flag: string; help: string } & FlagKin
   batchSize: { flag: 'batch-size', kind: 'int', min: 1, max: 4096, help: 'images per decoding batch (16)' },
   protocol: { flag: 'protocol', kind: 'enum', values: INPUT_PROTOCOLS, help: `identity-encoder input: ${INPUT_PROTOCOLS.join('|')} (bia)` },
   neighbours: { flag: 'neighbours', kind: 'int', min: 2, max: 65536, help: 'neighbours of h_r (128)' },
-  neighbourMode: { flag: 'neighbour-mode', kind: 'enum', values: ['isotropic', 'manifold'] satisfies NeighbourMode[], help: 'isotropic|manifold (isotropic)' },
+  neighbourMode: { flag: 'neighbour-mode', kind: 'enum', values: ['isotropic', 'manifold', 'others'] satisfies NeighbourMode[], help: 'isotropic|manifold|others (isotropic; others needs --others)' },
   manifoldPool: { flag: 'manifold-pool', kind: 'int', min: 1, max: 65536, help: 'manifold: random samples giving directions (min(n, 16))' },
   alphaMax: { flag: 'alpha-max', kind: 'number', min: 0, max: Number.MAX_VALUE, minExclusive: true, help: 'starting α_max relative to ‖h_r‖ (1)' },
   calibrationRounds: { flag: 'calibration-rounds', kind: 'int', min: 1, max: 64, help: 'α_max calibration rounds (6)' },

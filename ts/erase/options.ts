@@ -51,7 +51,7 @@ export const ERASE_DEFAULTS: Readonly<ResolvedEraseOptions> = Object.freeze({
   seed: 909090,
 } as ResolvedEraseOptions);
 
-const NEIGHBOUR_MODES: readonly NeighbourMode[] = ['isotropic', 'manifold'];
+const NEIGHBOUR_MODES: readonly NeighbourMode[] = ['isotropic', 'manifold', 'others'];
 const ABSORB_MODES: readonly AbsorbMode[] = ['walk', 'optimize', 'line'];
 const BACKPROPS: readonly Backprop[] = ['full', 'one-step'];
 

@@ -33,6 +33,11 @@ export interface EraseModels {
   secondEncoder?: IdentityEncoder;
   /** VGG16 for L_perc; without it the weight-free substitute is used (and named in the report). */
   perceptual?: PerceptualModel;
+  /**
+   * neighbourMode 'others': photos of other people [N, 3, H, W] at the model's resolution, in [-1, 1]; their
+   * inverted h give the neighbours' directions (u_j = unit(h_{j mod N} − h_r)).
+   */
+  others?: Tensor;
 }
 
 export interface EraseCall extends EraseOptions, EraseModels {
@@ -46,7 +51,7 @@ export interface EraseCall extends EraseOptions, EraseModels {
   keepBlackHole?: boolean;
 }
 
-const MODEL_KEYS = ['diffusion', 'encoder', 'secondEncoder', 'perceptual', 'inputName', 'inputSha256', 'onStage', 'keepBlackHole'] as const;
+const MODEL_KEYS = ['diffusion', 'encoder', 'secondEncoder', 'perceptual', 'others', 'inputName', 'inputSha256', 'onStage', 'keepBlackHole'] as const;
 
 /** A formed black hole: everything absorption needs, reusable (saveBlackHole / loadBlackHole). */
 export interface BlackHole extends Disposable {
@@ -102,13 +107,19 @@ class Scope {
 
 function splitCall(call: EraseCall): { models: EraseModels; options: ResolvedEraseOptions; job: JobOptions } {
   if (call === null || typeof call !== 'object') throw invalidArgument('eraseIdentity needs {diffusion, encoder, ...options}');
-  const { diffusion, encoder, secondEncoder, perceptual } = call;
+  const { diffusion, encoder, secondEncoder, perceptual, others } = call;
   if (!diffusion || typeof diffusion.decode !== 'function') throw invalidArgument('diffusion must be a DiffusionModel (loadDiffusion / createDiffusion)');
   if (!encoder || typeof encoder.embed !== 'function') throw invalidArgument('encoder must be an IdentityEncoder (loadIdentityEncoder / createIdentityEncoder)');
   if (secondEncoder !== undefined && typeof secondEncoder?.embed !== 'function') throw invalidArgument('secondEncoder must be an IdentityEncoder');
   if (perceptual !== undefined && typeof perceptual?.distance !== 'function') throw invalidArgument('perceptual must be a PerceptualModel (loadPerceptual)');
   const options = resolveEraseOptions(call, MODEL_KEYS);
-  return { models: { diffusion, encoder, secondEncoder, perceptual }, options, job: { signal: call.signal } };
+  if (options.neighbourMode === 'others') {
+    const c = diffusion.config;
+    if (!(others instanceof Tensor) || others.shape.length !== 4 || others.shape[0] < 1 || others.shape.slice(1).join() !== [c.inChannels, c.resolution, c.resolution].join()) {
+      throw invalidArgument(`neighbourMode 'others' needs others: photos of other people [N, ${c.inChannels}, ${c.resolution}, ${c.resolution}], got ${others instanceof Tensor ? JSON.stringify(others.shape) : typeof others}`);
+    }
+  } else if (others !== undefined && !(others instanceof Tensor)) throw invalidArgument('others must be a Tensor [N, 3, H, W]');
+  return { models: { diffusion, encoder, secondEncoder, perceptual, others }, options, job: { signal: call.signal } };
 }
 
 function checkImage(image: unknown, diffusion: DiffusionModel): Tensor {
@@ -147,6 +158,13 @@ function decodeOptions(o: ResolvedEraseOptions, hR: Tensor, job: JobOptions, onP
   return { mode: o.inject, eta: o.eta, t0: o.t0, steps: o.steps, tEdit: o.tEdit, tBoost: o.tBoost, etaBoost: o.etaBoost, seed: o.seed, hRef: hR, batchSize: o.batchSize, signal: job.signal, onProgress };
 }
 
+/** The h of the other people's photos, inverted exactly as x_r (the last inversion call's h). */
+async function othersTargets(diffusion: DiffusionModel, others: Tensor, o: ResolvedEraseOptions, job: JobOptions, onProgress: JobOptions['onProgress'], scope: Scope): Promise<Tensor> {
+  const inv = await diffusion.invert(others, { t0: o.t0, steps: o.steps, signal: job.signal, onProgress });
+  inv.xLat.dispose();
+  return scope.add(inv.hR);
+}
+
 /**
  * METHOD.md steps 1–7 for one image [1, 3, H, W] in [-1, 1]: inversion, f_r, neighbours with α_max
  * calibration, labels, SVM boundary (precomputed float64 Gram, exact b), orientation, wrap set.
@@ -171,11 +189,13 @@ export async function formBlackHole(image: Tensor, call: EraseCall, clock = new 
     const hNorm = Math.sqrt((await g.data())[0]);
 
     clock.begin('neighbours');
-    const neighbourProgress = clock.sub((o.neighbourMode === 'manifold' ? 2 : 0) + o.calibrationRounds);
+    const neighbourProgress = clock.sub((o.neighbourMode === 'manifold' ? 2 : o.neighbourMode === 'others' ? 1 : 0) + o.calibrationRounds);
     const targets =
       o.neighbourMode === 'manifold'
         ? scope.add(await manifoldTargets(diffusion, { pool: Math.min(o.neighbours, o.manifoldPool), t0: o.t0, steps: o.steps, seed: o.seed, batchSize: o.batchSize, signal: job.signal, onProgress: neighbourProgress }))
-        : undefined;
+        : o.neighbourMode === 'others'
+          ? await othersTargets(diffusion, models.others!, o, job, neighbourProgress, scope)
+          : undefined;
     const nb = await tryFormNeighbourhood(diffusion, encoder, { xLat, hR, fR }, {
       n: o.neighbours,
       alphaMax: o.alphaMax,

@@ -8,7 +8,12 @@ import type { InputProtocol } from '../identity';
 import type { JobOptions } from '../jobs';
 import type { Tensor } from '../tensor';
 
-export type NeighbourMode = 'isotropic' | 'manifold';
+/**
+ * Where neighbour directions point: `isotropic` N(0, I); `manifold` the h of random samples of the DDPM;
+ * `others` the h of given photos of other people (EraseCall.others), inverted like x_r: directions that stay
+ * on the data manifold even when the DDPM's own samples are poor.
+ */
+export type NeighbourMode = 'isotropic' | 'manifold' | 'others';
 export type AbsorbMode = 'walk' | 'optimize' | 'line';
 /** optimize: backprop through every decoding step (gradient checkpointing) or through x̂0 at t0. */
 export type Backprop = 'full' | 'one-step';

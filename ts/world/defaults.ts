@@ -268,6 +268,16 @@ export async function heldOut(count: number, perIdentity: number, seed = 5): Pro
   return portraitBatch(items);
 }
 
+/**
+ * Photos of other people for neighbourMode 'others': one portrait each of `count` training identities
+ * (1999, 1998, …; never a held-out one), with fixed seeds.
+ */
+export async function otherPeople(count = 16): Promise<Tensor> {
+  const rng = createRng(hashSeed(61, 0x07e));
+  const items: PortraitItem[] = Array.from({ length: count }, (_, i) => ({ identity: TRAIN_IDENTITIES[1] - 1 - i, seed: Math.floor(rng() * 2 ** 32) }));
+  return (await portraitBatch(items)).images;
+}
+
 /** Verification metrics from a similarity matrix and labels: AUC, TAR at FAR 1e-2 / 1e-3, the FAR-1e-2 threshold. */
 export function verificationMetrics(sim: Float32Array | Float64Array, ids: Int32Array): { auc: number; tarAtFar1e2: number; tarAtFar1e3: number; thresholdAtFar1e2: number; genuine: number; impostor: number } {
   const n = ids.length;

@@ -26,7 +26,7 @@ import type { Tensor } from '../tensor';
 import type { ComputeDtype, Device } from '../options';
 import { loadAttributeEstimator, type AttributeEstimator } from '../train/attributes';
 import { ATTRIBUTE_SPEC, attributeNames } from './attributes';
-import { DEFAULT_FILES, readManifest, ROOT, heldOut, type DefaultModel } from './defaults';
+import { DEFAULT_FILES, readManifest, ROOT, heldOut, otherPeople, type DefaultModel } from './defaults';
 import { FACE_ELLIPSE } from '../erase/degenerate';
 import { cellLabel, loadMeters, scoreSet, type Meters } from './meters';
 
@@ -213,6 +213,7 @@ export async function runDemo(opts: { count?: number; full?: boolean; out?: stri
   }
   const t0 = performance.now();
   const portraits = await heldOut(count, 1, 21);
+  const others = settings.neighbourMode === 'others' ? await otherPeople() : undefined;
   const images: DemoImage[] = [];
   const entries: Parameters<typeof renderReportHtml>[0][number][] = [];
   const reports: EraseReport[] = [];
@@ -223,7 +224,7 @@ export async function runDemo(opts: { count?: number; full?: boolean; out?: stri
       mkdirSync(dir, { recursive: true });
       const t = performance.now();
       const x = await takeRows([portraits.images], [[0, i]]);
-      const r = await eraseIdentity(x, { diffusion: models.diffusion, encoder: models.encoder, ...settings, inputName: name, keepBlackHole: true });
+      const r = await eraseIdentity(x, { diffusion: models.diffusion, encoder: models.encoder, others, ...settings, inputName: name, keepBlackHole: true });
       try {
         const rep = r.report;
         const chosen = rep.absorption.candidates[rep.absorption.chosen];
@@ -277,6 +278,7 @@ export async function runDemo(opts: { count?: number; full?: boolean; out?: stri
     }
   } finally {
     portraits.images.dispose();
+    others?.dispose();
     meters?.dispose();
     models.dispose();
   }

@@ -24,7 +24,7 @@ import type { EraseOptions } from '../erase/types';
 import { comparisonGrid, writeFileAtomic } from '../images';
 import { randn, tensor, type Tensor } from '../tensor';
 import { createRng, hashSeed } from './attributes';
-import { DEFAULT_FILES, heldOut, ROOT } from './defaults';
+import { DEFAULT_FILES, heldOut, otherPeople, ROOT } from './defaults';
 import { DEMO_SETTINGS, loadDefaultModels } from './demo';
 import { cellLabel, featuresOf, GROUP_NAMES, loadMeters, loadRealism, scoreSet, type Meters, type SetScores } from './meters';
 import { degrade, DEGRADATIONS, oneStepDenoise, validityScores } from './quality';
@@ -121,6 +121,7 @@ export async function runEval(opts: { count?: number; overrides?: EraseOptions; 
   const thr = meters.thresholds;
   const settings: EraseOptions = { ...DEMO_SETTINGS, threshold: Math.round(thr.encoder * 1000) / 1000, ...opts.overrides, degenerateBaselines: true, baseline: true };
   const portraits = await heldOut(count, 1, 21);
+  const others = settings.neighbourMode === 'others' ? await otherPeople() : undefined;
   const kept: Record<SetName, Tensor[]> = { input: [], reconstruction: [], bia: [], random: [], fade: [], blur: [] };
   const info: Array<{ name: string; found: boolean; distance: number; seconds: number }> = [];
   try {
@@ -128,7 +129,7 @@ export async function runEval(opts: { count?: number; overrides?: EraseOptions; 
       const t = performance.now();
       const name = `portrait-${portraits.identities[i]}`;
       const x = await takeRows([portraits.images], [[0, i]]);
-      const r = await eraseIdentity(x, { diffusion: models.diffusion, encoder: models.encoder, ...settings, inputName: name });
+      const r = await eraseIdentity(x, { diffusion: models.diffusion, encoder: models.encoder, others, ...settings, inputName: name });
       const rep = r.report;
       kept.input.push(x);
       kept.reconstruction.push(await takeRows([r.reconstruction], [[0, 0]]));
@@ -165,6 +166,7 @@ export async function runEval(opts: { count?: number; overrides?: EraseOptions; 
   } finally {
     for (const s of SET_NAMES) for (const t of kept[s]) t.dispose();
     portraits.images.dispose();
+    others?.dispose();
     meters.dispose();
     models.dispose();
   }
