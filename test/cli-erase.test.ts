@@ -166,6 +166,7 @@ async function tests(): Promise<void> {
       [[inDir, ...argsFor(w, out), '--config', 'huge'], /--config must be one of/],
       [[inDir, ...argsFor(w, out), '--C', '0'], /--C must be a number > 0/],
       [[inDir, ...argsFor(w, out), '--no-baseline=yes'], /does not take an argument/],
+      [[inDir, ...argsFor(w, out), '--neighbour-mode', 'others'], /--neighbour-mode others needs --others/],
     ];
     for (const [argv, message] of cases) {
       const d = deps({ calls: [] });
@@ -177,17 +178,17 @@ async function tests(): Promise<void> {
 
     const a = parseEraseArgs([
       'x.png', 'dir', '--diffusion', 'd.ckpt', '--encoder', 'e.pth', '--out', 'o', '--second-encoder', 's.pth', '--config', 'tiny', '--device', 'cuda:1',
-      '--force', '--json', '--t0', '300', '--steps', '20', '--inject', 'lagged', '--eta', '0.5', '--t-edit', '200', '--batch-size', '4', '--protocol', 'insightface',
+      '--force', '--json', '--t0', '300', '--steps', '20', '--inject', 'lagged', '--eta', '0.5', '--t-edit', '200', '--t-boost', '100', '--eta-boost', '0.5', '--batch-size', '4', '--protocol', 'insightface',
       '--neighbours', '64', '--neighbour-mode', 'manifold', '--manifold-pool', '8', '--alpha-max', '1.5', '--calibration-rounds', '3', '--share-range', '0.3,0.7',
-      '--threshold', '0.4', '--C', '2', '--holdout', '0', '--wrap-size', '4', '--absorb', 'optimize', '--walk-step', '100,120', '--walk-step-unit', 'relative',
+      '--threshold', '0.4', '--C', '2', '--holdout', '0', '--wrap-size', '4', '--absorb', 'optimize', '--line-steps', '6', '--erase-target', '0.3', '--walk-step', '100,120', '--walk-step-unit', 'relative',
       '--walk-trials', '3', '--fidelity-threshold', '0.5', '--iterations', '10', '--lr', '1e-3', '--margin', '0', '--backprop', 'one-step', '--tau-m', '0.2',
       '--mu', '2', '--lambda-id', '1', '--lambda-sem', '0.5', '--lambda-perc', '0', '--no-baseline', '--no-degenerate-baselines', '--seed', '7',
     ]);
     t.same(a.inputs, ['x.png', 'dir']);
     t.same([a.out, a.diffusion, a.encoder, a.secondEncoder, a.config, a.device, a.force, a.json], ['o', 'd.ckpt', 'e.pth', 's.pth', 'tiny', 'cuda:1', true, true]);
     t.same(a.options, {
-      t0: 300, steps: 20, inject: 'lagged', eta: 0.5, tEdit: 200, batchSize: 4, protocol: 'insightface', neighbours: 64, neighbourMode: 'manifold', manifoldPool: 8,
-      alphaMax: 1.5, calibrationRounds: 3, shareRange: [0.3, 0.7], threshold: 0.4, C: 2, holdout: 0, wrapSize: 4, absorb: 'optimize', walkStep: [100, 120],
+      t0: 300, steps: 20, inject: 'lagged', eta: 0.5, tEdit: 200, tBoost: 100, etaBoost: 0.5, batchSize: 4, protocol: 'insightface', neighbours: 64, neighbourMode: 'manifold', manifoldPool: 8,
+      alphaMax: 1.5, calibrationRounds: 3, shareRange: [0.3, 0.7], threshold: 0.4, C: 2, holdout: 0, wrapSize: 4, absorb: 'optimize', lineSteps: 6, eraseTarget: 0.3, walkStep: [100, 120],
       walkStepUnit: 'relative', walkTrials: 3, fidelityThreshold: 0.5, iterations: 10, lr: 1e-3, margin: 0, backprop: 'one-step', tauM: 0.2, mu: 2,
       lambdaId: 1, lambdaSem: 0.5, lambdaPerc: 0, baseline: false, degenerateBaselines: false, seed: 7,
     }, 'every EraseOptions field has its kebab-case flag');
@@ -204,6 +205,18 @@ async function tests(): Promise<void> {
     t.equal(r.status, 2, r.stderr);
     t.match(r.stderr, /bia erase: Unknown option '--bogus'/);
     t.match(runCli(['help']).stdout, /bia erase <images or folders\.\.\.> --diffusion <ckpt> --encoder <ckpt> --out <dir>/);
+  });
+
+  t.test('--neighbour-mode others reads the --others photos once and erases with them', async (t) => {
+    const o2 = nodePath.join(w.root, 'out-others');
+    const d = deps({ calls: [] });
+    const code = await runErase([nodePath.join(inDir, 'a.png'), ...argsFor(w, o2), '--neighbour-mode', 'others', '--others', inDir, '--no-degenerate-baselines', '--json'], d);
+    t.equal(code, 0, (d.stderr as Capture).text);
+    const rep = JSON.parse(fs.readFileSync(nodePath.join(o2, 'a', 'report.json'), 'utf8')) as EraseReport;
+    t.equal(rep.options.neighbourMode, 'others');
+    const d2 = deps({ calls: [] });
+    t.equal(await runErase([nodePath.join(inDir, 'a.png'), ...argsFor(w, o2), '--force', '--neighbour-mode', 'others', '--others', nodePath.join(w.root, 'nowhere')], d2), 3, 'missing --others folder: an input error');
+    t.match((d2.stderr as Capture).text, /cannot read --others/);
   });
 
   t.test('inputs: folders expand to their images, sorted; folder names are unique and stable', async (t) => {

@@ -25,6 +25,7 @@ import { comparisonGrid, describeImage, ioError, readImage, writeFileAtomic, wri
 import { checkDevice, type Device } from '../options';
 import { renderReportHtml, summarize, type ReportEntry, type ReportSummary } from '../report/html';
 import type { Tensor } from '../tensor';
+import { takeRows } from '../blackhole/codes';
 import { VERSION } from '../version';
 import { EraseProgressView, formatDuration, type ProgressStream } from './progress';
 
@@ -198,6 +199,7 @@ Files and run:
   --diffusion <ckpt>         the DDPM UNet checkpoint (torch.save or safetensors)
   --encoder <ckpt>           the identity encoder checkpoint
   --second-encoder <ckpt>    an independent recognizer for a second SID
+  --others <images|folder>   photos of other people for --neighbour-mode others (repeatable)
   --perceptual <ckpt>        VGG16 weights (torchvision vgg16-397923af.pth) for L_perc;
                              without them the weight-free substitute (1 − SSIM) + gradient L1
   --config <preset|file>     the UNet config: ${UNET_PRESETS.join(', ')}, or a .json file (default: the checkpoint's)
@@ -232,6 +234,8 @@ export interface EraseArgs {
   secondEncoder?: string;
   /** VGG16 weights (torchvision vgg16-397923af.pth) for L_perc. */
   perceptual?: string;
+  /** neighbourMode 'others': images or folders of photos of other people. */
+  others?: string[];
   /** A preset name, or the path of a JSON config file (read when the models load). */
   config?: string;
   device: Device;
@@ -256,7 +260,8 @@ function parseNumber(flag: string, s: string, spec: Extract<FlagKind, { kind: 'n
 
 /** Parse `bia erase` flags (argv without 'erase'). Throws UsageError. */
 export function parseEraseArgs(argv: string[]): EraseArgs {
-  const options: Record<string, { type: 'string' | 'boolean'; short?: string }> = {
+  const options: Record<string, { type: 'string' | 'boolean'; short?: string; multiple?: boolean }> = {
+    others: { type: 'string', multiple: true },
     diffusion: { type: 'string' },
     encoder: { type: 'string' },
     'second-encoder': { type: 'string' },
@@ -269,7 +274,7 @@ export function parseEraseArgs(argv: string[]): EraseArgs {
     help: { type: 'boolean', short: 'h' },
   };
   for (const spec of Object.values(OPTION_FLAGS)) options[spec.flag] = { type: spec.kind === 'negate' ? 'boolean' : 'string' };
-  let parsed: { values: Record<string, string | boolean | undefined>; positionals: string[] };
+  let parsed: { values: Record<string, string | boolean | string[] | undefined>; positionals: string[] };
   try {
     parsed = parseArgs({ args: argv, options, allowPositionals: true, strict: true }) as typeof parsed;
   } catch (e) {
@@ -317,8 +322,11 @@ export function parseEraseArgs(argv: string[]): EraseArgs {
       opts[key] = parseNumber(spec.flag, s, spec);
     }
   }
+  const others = values.others as string[] | undefined;
+  if (opts.neighbourMode === 'others' && !others?.length) throw new UsageError('--neighbour-mode others needs --others <images or folders of other people>');
   return {
     help: false,
+    others,
     inputs: positionals,
     out: str('out') as string,
     diffusion: str('diffusion') as string,
@@ -532,6 +540,22 @@ interface RunContext {
   deps: EraseDeps;
   view: EraseProgressView;
   signal: AbortSignal;
+  /** The --others photos, read once at the model's resolution. */
+  others?: Tensor;
+}
+
+/** Read the --others photos (images or folders) at the model's resolution into one batch. */
+async function readOthers(paths: string[], resolution: number, device: Device, signal: AbortSignal): Promise<Tensor> {
+  const expanded = await expandInputs(paths);
+  if (expanded.failed.length > 0) throw expanded.failed[0].error;
+  if (expanded.images.length === 0) throw new BiaError('BIA_INVALID_ARGUMENT', `--others: no image found in ${paths.join(', ')}`);
+  const images: Tensor[] = [];
+  try {
+    for (const f of expanded.images) images.push(await readImage(f, { size: resolution, fit: 'cover', device, signal }));
+    return await takeRows(images, images.map((_, i) => [i, 0] as [number, number]));
+  } finally {
+    for (const t of images) t.dispose();
+  }
 }
 
 /** Erase one image and write its folder; report.json last. */
@@ -547,6 +571,7 @@ async function eraseOne(ctx: RunContext, models: Models, input: string, sha: str
       encoder: models.encoder,
       secondEncoder: models.secondEncoder,
       perceptual: models.perceptual,
+      others: ctx.others,
       inputName: input,
       inputSha256: sha,
       signal,
@@ -716,6 +741,13 @@ async function runBatch(ctx: RunContext, stdout: ProgressStream, stderr: Progres
           }
           return fatal(e, 'cannot load the models: ');
         }
+        if (args.others?.length) {
+          try {
+            ctx.others = await readOthers(args.others, models.diffusion.config.resolution, args.device, signal);
+          } catch (e) {
+            return fatal(e, 'cannot read --others: ');
+          }
+        }
       }
       try {
         const report = await eraseOne(ctx, models, input, sha, dir);
@@ -732,6 +764,7 @@ async function runBatch(ctx: RunContext, stdout: ProgressStream, stderr: Progres
       }
     }
   } finally {
+    ctx.others?.dispose();
     models?.dispose();
   }
   interrupted ||= signal.aborted;
