@@ -25,7 +25,7 @@ import { comparisonGrid, writeFileAtomic } from '../images';
 import { randn, tensor, type Tensor } from '../tensor';
 import { createRng, hashSeed } from './attributes';
 import { DEFAULT_FILES, heldOut, otherPeople, ROOT } from './defaults';
-import { DEMO_SETTINGS, loadDefaultModels } from './demo';
+import { calibratedThreshold, DEMO_SETTINGS, loadDefaultModels } from './demo';
 import { cellLabel, featuresOf, GROUP_NAMES, loadMeters, loadRealism, scoreSet, type Meters, type SetScores } from './meters';
 import { degrade, DEGRADATIONS, oneStepDenoise, validityScores } from './quality';
 
@@ -117,9 +117,10 @@ export async function runEval(opts: { count?: number; overrides?: EraseOptions; 
   mkdirSync(out, { recursive: true });
   const t0 = performance.now();
   const models = await loadDefaultModels();
-  const meters = await loadMeters(models.encoder);
-  const thr = meters.thresholds;
-  const settings: EraseOptions = { ...DEMO_SETTINGS, threshold: Math.round(thr.encoder * 1000) / 1000, ...opts.overrides, degenerateBaselines: true, baseline: true };
+  const threshold = calibratedThreshold();
+  const settings: EraseOptions = { ...DEMO_SETTINGS, ...(threshold === null ? {} : { threshold }), ...opts.overrides, degenerateBaselines: true, baseline: true };
+  // The meters load after the erasures (a measuring model may still be training meanwhile).
+  let meters: Meters | null = null;
   const portraits = await heldOut(count, 1, 21);
   const others = settings.neighbourMode === 'others' ? await otherPeople() : undefined;
   const kept: Record<SetName, Tensor[]> = { input: [], reconstruction: [], bia: [], random: [], fade: [], blur: [] };
@@ -142,6 +143,8 @@ export async function runEval(opts: { count?: number; overrides?: EraseOptions; 
       r.dispose();
       log(`${name}: similarity ${rep.sid.after.toFixed(3)} (BIA) vs ${rep.sid.baseline?.toFixed(3)} (random) at ${chosen.distance.toFixed(2)}‖h_r‖; ${info[i].seconds.toFixed(0)} s`);
     }
+    meters = await loadMeters(models.encoder);
+    const thr = meters.thresholds;
     const batches = {} as Record<SetName, Tensor>;
     for (const s of SET_NAMES) batches[s] = await stack(kept[s]);
     const scores = {} as Record<SetName, SetScores>;
@@ -167,7 +170,7 @@ export async function runEval(opts: { count?: number; overrides?: EraseOptions; 
     for (const s of SET_NAMES) for (const t of kept[s]) t.dispose();
     portraits.images.dispose();
     others?.dispose();
-    meters.dispose();
+    meters?.dispose();
     models.dispose();
   }
 }
