@@ -7,12 +7,12 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import t from 'tap';
 import { setThreads } from '../ts/index';
-import { DEFAULT_FILES, readManifest, ROOT, verificationMetrics } from '../ts/world/defaults';
+import { DEFAULT_FILES, DEFAULT_MODELS, readManifest, ROOT, verificationMetrics } from '../ts/world/defaults';
 import { DEMO_SETTINGS, formatDemo, loadDefaultModels, runDemo } from '../ts/world/demo';
 
 t.test('manifest: every default model is there with its sha256, config and command', async (t) => {
   const m = readManifest();
-  for (const name of ['diffusion', 'encoder', 'attributes'] as const) {
+  for (const name of DEFAULT_MODELS) {
     const e = m[name];
     t.ok(e, `${name} in models/manifest.json`);
     t.equal(path.join(ROOT, e.file), DEFAULT_FILES[name]);
