@@ -195,6 +195,8 @@ export interface DemoResult {
     meanGap: number;
     meanOutsideFace: number;
     attributeError: { input: number; output: number };
+    /** Mean validity (the quality net) per grid column; null without the measuring models. */
+    validity: Record<string, number> | null;
     seconds: number;
   };
 }
@@ -302,6 +304,7 @@ export async function runDemo(opts: { count?: number; full?: boolean; out?: stri
     meanGap: mean(images.flatMap((m) => (m.baseline === null ? [] : [m.baseline - m.bia]))),
     meanOutsideFace: mean(images.map((m) => m.outsideFace)),
     attributeError: { input: mean(images.map((m) => m.attributeError.input)), output: mean(images.map((m) => m.attributeError.output)) },
+    validity: images.every((m) => m.validity) ? Object.fromEntries(Object.keys(images[0]?.validity ?? {}).map((k) => [k, mean(images.map((m) => m.validity![k]))])) : null,
     seconds: (performance.now() - t0) / 1000,
   };
   await writeFileAtomic(path.join(out, 'report.json'), `${JSON.stringify(reports, null, 2)}\n`);
@@ -320,6 +323,7 @@ export function formatDemo(r: DemoResult): string {
     `reconstruction ≥ 0.95: ${(100 * s.reconstructionAtLeast095).toFixed(0)}%   erased (< threshold ${s.settings.threshold}): ${(100 * s.erasedBelowThreshold).toFixed(0)}%   (< 0.35: ${(100 * s.erasedBelow035).toFixed(0)}%)   no boundary: ${s.noBoundary}`,
     `mean identity similarity: BIA ${s.meanBia.toFixed(3)} vs random ${s.meanBaseline.toFixed(3)} at equal length (gap ${s.meanGap.toFixed(3)})`,
     `outside-face mean |Δ| ${s.meanOutsideFace.toFixed(3)} (on [-1, 1]); attribute error: input ${s.attributeError.input.toFixed(3)}, BIA output ${s.attributeError.output.toFixed(3)}`,
+    ...(s.validity ? [`validity (quality net, 1 clean, 0 damaged): ${Object.entries(s.validity).map(([k, v]) => `${k} ${v.toFixed(2)}`).join(', ')}`] : []),
     `${s.images} portraits in ${s.seconds.toFixed(0)} s`,
   ].join('\n');
 }
