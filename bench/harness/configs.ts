@@ -6,7 +6,7 @@
 import { createDiffusion, createIdentityEncoder, type ComputeDtype, type Device } from '../../ts/index';
 import { invalidArgument } from '../../ts/errors';
 import { DEMO_SETTINGS, loadDefaultModels } from '../../ts/world/demo';
-import { heldOut } from '../../ts/world/defaults';
+import { heldOut, otherPeople } from '../../ts/world/defaults';
 import type { BenchConfig } from './types';
 
 type ModelOpts = { dtype: ComputeDtype; autocast: 'bfloat16' | 'float16' | null; channelsLast?: boolean };
@@ -52,8 +52,15 @@ export const BENCH_CONFIGS: Record<string, BenchConfig> = {
     neighbours: 48,
     batchSize: 48,
     smoke: { batches: [1, 4], steps: 4, neighbours: 8 },
-    // What `npm run demo` runs (manifold neighbours, every-step injection, relative walk; ts/world/demo.ts).
+    // What `npm run demo` runs (line absorption, neighbours towards other people, every-step injection; ts/world/demo.ts).
     erase: DEMO_SETTINGS,
+    async others(device) {
+      const p = await otherPeople();
+      if (device === 'cpu') return p;
+      const moved = await p.to({ device });
+      p.dispose();
+      return moved;
+    },
     // held-out portraits of the synthetic world (the demo's own seed)
     async inputs(count, device) {
       const p = await heldOut(count, 1, 21);

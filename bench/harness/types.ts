@@ -155,6 +155,8 @@ export interface BenchConfig {
   inputs?(count: number, device: Device): Promise<Tensor>;
   /** The pipeline suite's erase options for this config (steps, neighbours and batch size come from the run). */
   erase?: EraseOptions;
+  /** Photos of other people for erase.neighbourMode 'others' [N, 3, R, R]. */
+  others?(device: Device): Promise<Tensor>;
 }
 
 /** What a suite gets: the run's options, the config, measurement and reference helpers. */

@@ -1,5 +1,5 @@
 /**
- * Suite pipeline: the whole erase job per image (`eraseIdentity`, walk mode, the config's
+ * Suite pipeline: the whole erase job per image (`eraseIdentity`, walk mode unless the config's erase settings say otherwise (demo: line), the config's
  * neighbours and steps): time per image and per stage, UNet image-calls/s, the share of wall time
  * outside UNet calls (the orchestration's cost), and whether memory stays flat across repeated runs.
  * Random weights (tiny, celeba-hq-256) have no identities, so the identity threshold is set to the
@@ -39,7 +39,7 @@ export function slope(ys: number[]): number {
 
 export const suite: Suite = {
   name: 'pipeline',
-  description: 'whole erase per image (walk mode): stages, UNet share, memory flat across runs',
+  description: 'whole erase per image (walk, or the config\'s absorption): stages, UNet share, memory flat across runs',
   async run(ctx) {
     const { device, dtype, autocast, smoke } = ctx.options;
     const cfg = ctx.config;
@@ -66,6 +66,8 @@ export const suite: Suite = {
       const runs: { total: number; unet: number; calls: number; report: EraseReport; rss: number; cudaAllocated: number | null }[] = [];
       const inputs = cfg.inputs ? await cfg.inputs(images, device) : null;
       if (inputs) owned.push(inputs);
+      const others = cfg.erase?.neighbourMode === 'others' && cfg.others ? await cfg.others(device) : undefined;
+      if (others) owned.push(others);
       const trial = async (i: number) => {
         const x = inputs ? await takeRows([inputs], [[0, i]]) : await randn([1, 3, res, res], { seed: 100 + i, device });
         unetStats({ reset: true });
@@ -73,6 +75,7 @@ export const suite: Suite = {
         const r = await eraseIdentity(x, {
           diffusion,
           encoder,
+          others,
           absorb: 'walk',
           // random weights: steps relative to ‖h_r‖ and a loose fidelity gate, so the walk accepts a candidate
           ...(cfg.erase ?? { walkStepUnit: 'relative', walkStep: [0.5, 0.6], fidelityThreshold: 10 }),
@@ -96,7 +99,7 @@ export const suite: Suite = {
       const timed = runs.slice(1);
       const samples = timed.map((r) => r.total);
       const med = (xs: number[]) => stats(xs).median;
-      await ctx.record('erase', { params: { neighbours: ctx.neighbours, steps: ctx.steps, t0: cfg.t0, absorb: 'walk', batchSize: ctx.batchSize, settings: cfg.erase ? cfg.name : 'default' }, items: 1 }, samples, 1);
+      await ctx.record('erase', { params: { neighbours: ctx.neighbours, steps: ctx.steps, t0: cfg.t0, absorb: cfg.erase?.absorb ?? 'walk', batchSize: ctx.batchSize, settings: cfg.erase ? cfg.name : 'default' }, items: 1 }, samples, 1);
       ctx.note('stages', Object.fromEntries(STAGES.map((s) => [s, med(timed.map((r) => r.report.timings[s]))])));
       ctx.note('outsideUNetShare', med(timed.map((r) => 1 - r.unet / r.total)));
       ctx.note('unetImageCallsPerSecond', med(timed.map((r) => r.calls / r.unet)));
