@@ -6,7 +6,7 @@ import { loadAttributeEstimator } from '../ts/train/attributes';
 import { attributeNames, createRng } from '../ts/world/attributes';
 import { DEFAULT_FILES, heldOut } from '../ts/world/defaults';
 import { GROUP_NAMES, groupErrors } from '../ts/world/meters';
-import { alphaBar, degrade, ellipseMask, gaussianBlur, qualityFeatures, RealismMeter, validityScores } from '../ts/world/quality';
+import { alphaBar, degrade, ellipseMask, qualityFeatures, RealismMeter, validityScores } from '../ts/world/quality';
 
 t.test('the DDPM schedule: ᾱ_0 = 1 − β_0, decreasing to nearly 0', async (t) => {
   t.ok(Math.abs(alphaBar(0) - (1 - 1e-4)) < 1e-15);
@@ -20,7 +20,7 @@ t.test('face mask, blur and degradations', async (t) => {
   t.equal(m[0], 0, 'corner outside');
   t.equal(m[Math.floor(0.47 * s) * s + s / 2], 1, 'centre inside');
   const flat = new Float32Array(3 * s * s).fill(0.3);
-  gaussianBlur(flat, s, 2);
+  degrade(flat, s, 'blur', 1, createRng(9), false);
   t.ok(flat.every((v) => Math.abs(v - 0.3) < 1e-6), 'a constant image stays constant under blur');
   const rng = createRng(1);
   const img = Float32Array.from({ length: 3 * s * s }, () => rng() * 2 - 1);

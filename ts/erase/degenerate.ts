@@ -54,7 +54,7 @@ export function faceMask(size: number, feather = 1.5): Float32Array {
   return m;
 }
 
-interface Pixels {
+export interface Pixels {
   data: Float32Array;
   shape: [number, number, number, number];
 }
@@ -139,7 +139,7 @@ function gaussian(sigma: number): Float64Array {
 }
 
 /** Separable Gaussian blur of every channel (σ in pixels, reflect padding), blended in by the mask. */
-function blurPixels(p: Pixels, mask: Float32Array, sigma: number): Float32Array {
+export function blurPixels(p: Pixels, mask: Float32Array, sigma: number): Float32Array {
   const [B, C, H, W] = p.shape;
   const n = H * W;
   const out = new Float32Array(p.data.length);

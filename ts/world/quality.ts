@@ -8,6 +8,7 @@
  *   real portraits (realism), projected by PCA fitted on reference portraits.
  */
 import { invalidArgument } from '../errors';
+import { blurPixels, FACE_ELLIPSE } from '../erase/degenerate';
 import type { DiffusionModel } from '../diffusion';
 import { frechetDistance, fitProjection, project, type FeatureSet, type Projection } from '../metrics/frechet';
 import { tensor, type Tensor } from '../tensor';
@@ -19,8 +20,7 @@ export const QUALITY_OUTPUTS = ['validity', 'fade', 'blur', 'noise', 'colour', '
 export type Degradation = Exclude<(typeof QUALITY_OUTPUTS)[number], 'validity'>;
 export const DEGRADATIONS: readonly Degradation[] = ['fade', 'blur', 'noise', 'colour', 'halfDenoised'];
 
-/** The face region of a world portrait: an ellipse in fractions of the side. */
-export const FACE_REGION = { cx: 0.5, cy: 0.47, rx: 0.3, ry: 0.4 };
+
 
 /** ᾱ_t of the DDPM schedule (β linear 1e-4 … 2e-2 over 1,000 steps), float64. */
 export function alphaBar(t: number): number {
@@ -29,8 +29,8 @@ export function alphaBar(t: number): number {
   return prod;
 }
 
-/** A soft ellipse mask [s·s]; jitter moves and scales it (training), none gives FACE_REGION. */
-export function ellipseMask(s: number, e = FACE_REGION, feather = 1.5): Float32Array {
+/** A soft ellipse mask [s·s]; jitter moves and scales it (training), none gives FACE_ELLIPSE. */
+export function ellipseMask(s: number, e = FACE_ELLIPSE, feather = 1.5): Float32Array {
   const m = new Float32Array(s * s);
   for (let i = 0; i < s; i++) {
     for (let j = 0; j < s; j++) {
@@ -42,34 +42,6 @@ export function ellipseMask(s: number, e = FACE_REGION, feather = 1.5): Float32A
     }
   }
   return m;
-}
-
-/** Separable Gaussian blur of one [3, s, s] image in place (reflect padding). */
-export function gaussianBlur(img: Float32Array, s: number, sigma: number, channels = 3): void {
-  if (sigma <= 0) return;
-  const r = Math.max(1, Math.ceil(3 * sigma));
-  const k = Array.from({ length: 2 * r + 1 }, (_, i) => Math.exp(-((i - r) ** 2) / (2 * sigma * sigma)));
-  const ks = k.reduce((a, b) => a + b, 0);
-  for (let i = 0; i < k.length; i++) k[i] /= ks;
-  const refl = (v: number) => {
-    let x = v;
-    while (x < 0 || x >= s) x = x < 0 ? -x - 1 : 2 * s - x - 1;
-    return x;
-  };
-  const tmp = new Float32Array(s * s);
-  for (let c = 0; c < channels; c++) {
-    const o = c * s * s;
-    for (let y = 0; y < s; y++) for (let x = 0; x < s; x++) {
-      let a = 0;
-      for (let t = -r; t <= r; t++) a += k[t + r] * img[o + y * s + refl(x + t)];
-      tmp[y * s + x] = a;
-    }
-    for (let y = 0; y < s; y++) for (let x = 0; x < s; x++) {
-      let a = 0;
-      for (let t = -r; t <= r; t++) a += k[t + r] * tmp[refl(y + t) * s + x];
-      img[o + y * s + x] = a;
-    }
-  }
 }
 
 function gauss(rng: Rng): number {
@@ -87,7 +59,7 @@ function uniform(rng: Rng, lo: number, hi: number): number {
  */
 export function degrade(img: Float32Array, s: number, kind: Degradation, severity: number, rng: Rng, local: boolean, denoised?: Float32Array): void {
   const mask = local
-    ? ellipseMask(s, { cx: FACE_REGION.cx + uniform(rng, -0.05, 0.05), cy: FACE_REGION.cy + uniform(rng, -0.05, 0.05), rx: FACE_REGION.rx * uniform(rng, 0.7, 1.15), ry: FACE_REGION.ry * uniform(rng, 0.7, 1.15) })
+    ? ellipseMask(s, { cx: FACE_ELLIPSE.cx + uniform(rng, -0.05, 0.05), cy: FACE_ELLIPSE.cy + uniform(rng, -0.05, 0.05), rx: FACE_ELLIPSE.rx * uniform(rng, 0.7, 1.15), ry: FACE_ELLIPSE.ry * uniform(rng, 0.7, 1.15) })
     : null;
   const target = Float32Array.from(img);
   const n = s * s;
@@ -104,7 +76,7 @@ export function degrade(img: Float32Array, s: number, kind: Degradation, severit
       for (let p = 0; p < n; p++) target[c * n + p] = img[c * n + p] + severity * (mean - img[c * n + p]);
     }
   } else if (kind === 'blur') {
-    gaussianBlur(target, s, 0.6 + 2.6 * severity);
+    target.set(blurPixels({ data: img, shape: [1, 3, s, s] }, new Float32Array(n).fill(1), 0.6 + 2.6 * severity));
   } else if (kind === 'noise') {
     const sigma = 0.1 + 0.4 * severity;
     for (let i = 0; i < target.length; i++) target[i] += sigma * gauss(rng);
