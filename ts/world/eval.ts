@@ -100,15 +100,6 @@ export function evaluateTargets(sets: Record<SetName, SetSummary>, scores: Recor
   return t;
 }
 
-/** Stack [1, C, H, W] tensors (plain data copies; images are small). */
-async function stack(ts: Tensor[]): Promise<Tensor> {
-  const per = ts[0].shape.slice(1);
-  const size = per.reduce((a, b) => a * b, 1);
-  const out = new Float32Array(ts.length * size);
-  for (let i = 0; i < ts.length; i++) out.set((await ts[i].data()) as Float32Array, i * size);
-  return tensor(out, [ts.length, ...per]);
-}
-
 /** Run the evaluation on `count` held-out portraits (identities 2000 …) with the demo's settings plus `overrides`. */
 export async function runEval(opts: { count?: number; overrides?: EraseOptions; out?: string; log?: (s: string) => void; grids?: boolean } = {}): Promise<EvalResult> {
   const count = opts.count ?? 100;
@@ -146,7 +137,7 @@ export async function runEval(opts: { count?: number; overrides?: EraseOptions; 
     meters = await loadMeters(models.encoder);
     const thr = meters.thresholds;
     const batches = {} as Record<SetName, Tensor>;
-    for (const s of SET_NAMES) batches[s] = await stack(kept[s]);
+    for (const s of SET_NAMES) batches[s] = await takeRows(kept[s], kept[s].map((_, i) => [i, 0] as [number, number]));
     const scores = {} as Record<SetName, SetScores>;
     const sets = {} as Record<SetName, SetSummary>;
     for (const s of SET_NAMES) {
