@@ -17,10 +17,11 @@ import * as fsp from 'node:fs/promises';
 import nodePath from 'node:path';
 import { parseArgs } from 'node:util';
 import { EXIT, INPUT_ERRORS } from '../cli';
-import { loadDiffusion, INJECT_MODES, UNET_PRESETS, type DiffusionModel, type UNetConfig, type UNetPreset } from '../diffusion';
-import type { AbsorbMode, Backprop, EraseOptions, EraseProgress, EraseReport, EraseResult, NeighbourMode } from '../erase/types';
+import { loadDiffusion, UNET_PRESETS, type DiffusionModel, type UNetConfig, type UNetPreset } from '../diffusion';
+import { ERASE_OPTION_KEYS, ERASE_OPTIONS, optionProblem, type EraseOptionKey, type OptionSpec } from '../erase/options';
+import type { EraseOptions, EraseProgress, EraseReport, EraseResult } from '../erase/types';
 import { BiaError, invalidArgument } from '../errors';
-import { INPUT_PROTOCOLS, loadIdentityEncoder, type IdentityEncoder } from '../identity';
+import { loadIdentityEncoder, type IdentityEncoder } from '../identity';
 import { comparisonGrid, describeImage, ioError, readImage, writeFileAtomic, writeImage } from '../images';
 import { checkDevice, type Device } from '../options';
 import { renderReportHtml, summarize, type ReportEntry, type ReportSummary } from '../report/html';
@@ -137,56 +138,19 @@ export async function loadEraseModels(opts: LoadModelsOptions): Promise<Models> 
 // ---------------------------------------------------------------------------------------------------
 // flags
 
-type FlagKind =
-  | { kind: 'int'; min: number; max: number }
-  | { kind: 'number'; min: number; max: number; minExclusive?: boolean; maxExclusive?: boolean }
-  | { kind: 'pair'; min: number; max: number; strict: boolean }
-  | { kind: 'enum'; values: readonly string[] }
-  | { kind: 'negate' };
+/** The erase options' flags, help and limits all come from their spec (ts/erase/options.ts). */
+const OPTION_FLAGS = ERASE_OPTION_KEYS.map((key) => ({ key, ...ERASE_OPTIONS[key] }) as { key: EraseOptionKey } & OptionSpec);
 
-type OptionKey = Exclude<keyof EraseOptions, 'signal' | 'onProgress'>;
+function flagUsage(f: (typeof OPTION_FLAGS)[number]): string {
+  if (f.kind === 'bool') return `--${f.flag}`;
+  return `--${f.flag} ${f.kind === 'pair' ? 'LO,HI' : f.kind === 'enum' ? 'MODE' : 'N'}`;
+}
 
-/** Every EraseOptions field has its flag (the mapped type makes a missing one a compile error). */
-const OPTION_FLAGS: { [K in OptionKey]: { flag: string; help: string } & FlagKind } = {
-  t0: { flag: 't0', kind: 'int', min: 1, max: 999, help: 'inversion depth (500)' },
-  steps: { flag: 'steps', kind: 'int', min: 2, max: 1000, help: 'timesteps of inversion and decoding (40)' },
-  inject: { flag: 'inject', kind: 'enum', values: INJECT_MODES, help: `how ĥ reaches the decoder: ${INJECT_MODES.join('|')} (asyrp)` },
-  eta: { flag: 'eta', kind: 'number', min: 0, max: 1, help: 'DDIM η of decoding (0)' },
-  tEdit: { flag: 't-edit', kind: 'int', min: 0, max: 999, help: 'every-step/asyrp: edit while t ≥ this (0)' },
-  tBoost: { flag: 't-boost', kind: 'int', min: 0, max: 1000, help: 'quality boosting: steps with t < this run with η = eta-boost (0: off)' },
-  etaBoost: { flag: 'eta-boost', kind: 'number', min: 0, max: 1, help: 'η of the boosted steps (1)' },
-  batchSize: { flag: 'batch-size', kind: 'int', min: 1, max: 4096, help: 'images per decoding batch (16)' },
-  protocol: { flag: 'protocol', kind: 'enum', values: INPUT_PROTOCOLS, help: `identity-encoder input: ${INPUT_PROTOCOLS.join('|')} (bia)` },
-  neighbours: { flag: 'neighbours', kind: 'int', min: 2, max: 65536, help: 'neighbours of h_r (128)' },
-  neighbourMode: { flag: 'neighbour-mode', kind: 'enum', values: ['isotropic', 'manifold', 'others'] satisfies NeighbourMode[], help: 'isotropic|manifold|others (isotropic; others needs --others)' },
-  manifoldPool: { flag: 'manifold-pool', kind: 'int', min: 1, max: 65536, help: 'manifold: random samples giving directions (min(n, 16))' },
-  alphaMax: { flag: 'alpha-max', kind: 'number', min: 0, max: Number.MAX_VALUE, minExclusive: true, help: 'starting α_max relative to ‖h_r‖ (1)' },
-  calibrationRounds: { flag: 'calibration-rounds', kind: 'int', min: 1, max: 64, help: 'α_max calibration rounds (6)' },
-  shareRange: { flag: 'share-range', kind: 'pair', min: 0, max: 1, strict: true, help: 'accepted label-1 share LO,HI (0.2,0.8)' },
-  threshold: { flag: 'threshold', kind: 'number', min: -1, max: 1, help: 'identity threshold: label 1 when sim > this (0.35)' },
-  C: { flag: 'C', kind: 'number', min: 0, max: Number.MAX_VALUE, minExclusive: true, help: 'SVM cost (1)' },
-  holdout: { flag: 'holdout', kind: 'number', min: 0, max: 1, maxExclusive: true, help: 'share held out to measure the SVM (0.25)' },
-  wrapSize: { flag: 'wrap-size', kind: 'int', min: 1, max: 65536, help: 'wrap-set size K (8)' },
-  absorb: { flag: 'absorb', kind: 'enum', values: ['walk', 'optimize', 'line'] satisfies AbsorbMode[], help: 'walk|optimize|line (walk)' },
-  lineSteps: { flag: 'line-steps', kind: 'int', min: 1, max: 256, help: 'line: distances tried up to the walk step\'s HI (12)' },
-  eraseTarget: { flag: 'erase-target', kind: 'number', min: -1, max: 1, help: 'line: similarity a move must reach to count as erased (0.35)' },
-  walkStep: { flag: 'walk-step', kind: 'pair', min: 0, max: Number.MAX_VALUE, strict: false, help: 'walk: Δ ~ U[LO,HI] (100,120)' },
-  walkStepUnit: { flag: 'walk-step-unit', kind: 'enum', values: ['absolute', 'relative'], help: 'walk: Δ absolute or relative to ‖h_r‖ (absolute)' },
-  walkTrials: { flag: 'walk-trials', kind: 'int', min: 1, max: 64, help: 'walk: trials, halving Δ (5)' },
-  fidelityThreshold: { flag: 'fidelity-threshold', kind: 'number', min: 0, max: Number.MAX_VALUE, minExclusive: true, help: 'walk: accept when L_fid < this (0.35)' },
-  iterations: { flag: 'iterations', kind: 'int', min: 1, max: 1_000_000, help: 'optimize: Adam iterations (50)' },
-  lr: { flag: 'lr', kind: 'number', min: 0, max: Number.MAX_VALUE, minExclusive: true, help: 'optimize: learning rate relative to ‖h_r‖ (0.01)' },
-  margin: { flag: 'margin', kind: 'number', min: 0, max: Number.MAX_VALUE, help: 'optimize: start this far beyond the boundary (0.05)' },
-  backprop: { flag: 'backprop', kind: 'enum', values: ['full', 'one-step'] satisfies Backprop[], help: 'optimize: full|one-step (full)' },
-  tauM: { flag: 'tau-m', kind: 'number', min: -1, max: 1, help: 'τ_m of L_wrapper (0.25)' },
-  mu: { flag: 'mu', kind: 'number', min: 0, max: Number.MAX_VALUE, help: 'μ of the wrapper pull (1)' },
-  lambdaId: { flag: 'lambda-id', kind: 'number', min: 0, max: Number.MAX_VALUE, help: 'λ_id (1)' },
-  lambdaSem: { flag: 'lambda-sem', kind: 'number', min: 0, max: Number.MAX_VALUE, help: 'λ_sem (1)' },
-  lambdaPerc: { flag: 'lambda-perc', kind: 'number', min: 0, max: Number.MAX_VALUE, help: 'λ_perc inside L_sem and L_fid (0.5)' },
-  baseline: { flag: 'no-baseline', kind: 'negate', help: 'skip the random-direction baseline' },
-  degenerateBaselines: { flag: 'no-degenerate-baselines', kind: 'negate', help: 'skip the fade/blur baselines at equal identity similarity' },
-  seed: { flag: 'seed', kind: 'int', min: 0, max: 2 ** 52, help: 'seed of everything random (909090)' },
-};
+function flagHelp(f: (typeof OPTION_FLAGS)[number]): string {
+  if (f.kind === 'bool') return `do not ${f.help}`;
+  const d = Array.isArray(f.default) ? f.default.join(',') : String(f.default);
+  return `${f.help}${f.kind === 'enum' ? `: ${f.values.join('|')}` : ''} (${d})`;
+}
 
 export const ERASE_HELP = `Usage: bia erase <images or folders...> --diffusion <ckpt> --encoder <ckpt> --out <dir> [flags]
 
@@ -209,9 +173,7 @@ Files and run:
   --json                     print one JSON summary on stdout; nothing on stderr but errors
 
 Erase options (default in parentheses):
-${(Object.values(OPTION_FLAGS) as Array<{ flag: string; help: string; kind: string }>)
-  .map((f) => `  --${(f.kind === 'negate' ? f.flag : `${f.flag} ${f.kind === 'pair' ? 'LO,HI' : f.kind === 'enum' ? 'MODE' : 'N'}`).padEnd(25)}${f.help}`)
-  .join('\n')}
+${OPTION_FLAGS.map((f) => `  ${flagUsage(f).padEnd(27)}${flagHelp(f)}`).join('\n')}
 
 Exit codes: 0 every image done, 1 an image failed (program error), 2 usage error,
 3 input error (unreadable image, bad checkpoint), 130 interrupted (Ctrl-C; finished images are kept).
@@ -246,15 +208,19 @@ export interface EraseArgs {
 
 const NUMBER = /^[+-]?(\d+\.?\d*|\.\d+)(e[+-]?\d+)?$/i;
 
-function parseNumber(flag: string, s: string, spec: Extract<FlagKind, { kind: 'number' | 'int' | 'pair' }>): number {
-  const v = NUMBER.test(s.trim()) ? Number(s) : NaN;
-  const integer = spec.kind === 'int';
-  const lowOk = spec.kind === 'number' && spec.minExclusive ? v > spec.min : v >= spec.min;
-  const highOk = spec.kind === 'number' && spec.maxExclusive ? v < spec.max : v <= spec.max;
-  if (!Number.isFinite(v) || (integer && !Number.isSafeInteger(v)) || !lowOk || !highOk) {
-    const range = spec.max === Number.MAX_VALUE ? (spec.kind === 'number' && spec.minExclusive ? `> ${spec.min}` : `≥ ${spec.min}`) : `in [${spec.min}, ${spec.max}${spec.kind === 'number' && spec.maxExclusive ? ')' : ']'}`;
-    throw new UsageError(`--${flag} must be ${integer ? 'an integer' : 'a number'} ${range}, got '${s}'`);
+/** One flag's text → its value, checked by the option's spec (UsageError naming the flag). */
+function parseFlag(f: (typeof OPTION_FLAGS)[number], s: string): unknown {
+  const num = (p: string) => (NUMBER.test(p.trim()) ? Number(p) : NaN);
+  let v: unknown;
+  if (f.kind === 'pair') {
+    const parts = s.split(',');
+    if (parts.length !== 2) throw new UsageError(`--${f.flag} must be two numbers LO,HI, got '${s}'`);
+    v = parts.map(num);
+  } else {
+    v = f.kind === 'enum' ? s : num(s);
   }
+  const problem = optionProblem(f, v);
+  if (problem !== undefined) throw new UsageError(`--${f.flag} must ${problem}, got '${s}'`);
   return v;
 }
 
@@ -273,7 +239,7 @@ export function parseEraseArgs(argv: string[]): EraseArgs {
     json: { type: 'boolean' },
     help: { type: 'boolean', short: 'h' },
   };
-  for (const spec of Object.values(OPTION_FLAGS)) options[spec.flag] = { type: spec.kind === 'negate' ? 'boolean' : 'string' };
+  for (const f of OPTION_FLAGS) options[f.flag] = { type: f.kind === 'bool' ? 'boolean' : 'string' };
   let parsed: { values: Record<string, string | boolean | string[] | undefined>; positionals: string[] };
   try {
     parsed = parseArgs({ args: argv, options, allowPositionals: true, strict: true }) as typeof parsed;
@@ -301,25 +267,13 @@ export function parseEraseArgs(argv: string[]): EraseArgs {
     throw new UsageError(`--config must be one of ${UNET_PRESETS.join(', ')} or a .json file, got '${config}'`);
   }
   const opts: Record<string, unknown> = {};
-  for (const [key, spec] of Object.entries(OPTION_FLAGS) as Array<[OptionKey, (typeof OPTION_FLAGS)[OptionKey]]>) {
-    const raw = values[spec.flag];
+  for (const f of OPTION_FLAGS) {
+    const raw = values[f.flag];
     if (raw === undefined) continue;
-    if (spec.kind === 'negate') {
-      if (raw === true) opts[key] = false;
-      continue;
-    }
-    const s = raw as string;
-    if (spec.kind === 'enum') {
-      if (!spec.values.includes(s)) throw new UsageError(`--${spec.flag} must be one of ${spec.values.join(', ')}, got '${s}'`);
-      opts[key] = s;
-    } else if (spec.kind === 'pair') {
-      const parts = s.split(',');
-      if (parts.length !== 2) throw new UsageError(`--${spec.flag} must be two numbers LO,HI, got '${s}'`);
-      const [lo, hi] = parts.map((p) => parseNumber(spec.flag, p, spec));
-      if (spec.strict ? !(lo < hi) : !(lo <= hi)) throw new UsageError(`--${spec.flag} needs LO ${spec.strict ? '<' : '≤'} HI, got '${s}'`);
-      opts[key] = [lo, hi];
+    if (f.kind === 'bool') {
+      if (raw === true) opts[f.key] = false;
     } else {
-      opts[key] = parseNumber(spec.flag, s, spec);
+      opts[f.key] = parseFlag(f, raw as string);
     }
   }
   const others = values.others as string[] | undefined;
