@@ -175,3 +175,11 @@ export function withOptionsTable(text: string): string {
   if (a < 0 || b < a) throw invalidArgument(`the file has no ${OPTIONS_BEGIN} … ${OPTIONS_END} block`);
   return `${text.slice(0, a + OPTIONS_BEGIN.length)}\n${eraseOptionsMarkdown()}\n${text.slice(b)}`;
 }
+
+/** `node dist/ts/erase/options.js [file]` (npm run docs:options): rewrites the table in docs/cli.md. */
+if (require.main === module) {
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  const fs = require('node:fs') as typeof import('node:fs');
+  const file = process.argv[2] ?? require('node:path').join(__dirname, '..', '..', '..', 'docs', 'cli.md');
+  fs.writeFileSync(file, withOptionsTable(fs.readFileSync(file, 'utf8')));
+}
