@@ -8,7 +8,7 @@ import {
   createIdentityEncoder,
   emptyCache,
   liveTensors,
-  optimizeAbsorption,
+  absorbOptimize,
   randn,
   runtimeInfo,
   sampleNeighbours,
@@ -89,7 +89,7 @@ t.test('Dec forward equals DiffusionModel.decode (η = 0) in every mode; L_sem a
   const w = await setup();
   const { diffusion, encoder, latents } = w;
   for (const mode of MODES) {
-    const r = await optimizeAbsorption(diffusion, encoder, latents, { ...O, mode, iterations: 1, startDistance: 0.5 * w.hNorm });
+    const r = await absorbOptimize(diffusion, encoder, latents, { ...O, mode, iterations: 1, startDistance: 0.5 * w.hNorm });
     t.equal(r.best, 0);
     t.same(r.h.shape, [1, 64, 8, 8]);
     t.same(r.image.shape, [1, 3, 16, 16]);
@@ -244,7 +244,7 @@ t.test('optimisation: the loss goes down, deterministic, progress in order', asy
   const { diffusion, encoder, latents } = w;
   const events: { step: number; total: number; stage: string; value?: number }[] = [];
   const o = { ...O, mode: 'every-step' as const, iterations: 6, lr: 0.05, startDistance: 0.3 * w.hNorm };
-  const a = await optimizeAbsorption(diffusion, encoder, latents, { ...o, onProgress: (ev) => events.push(ev) });
+  const a = await absorbOptimize(diffusion, encoder, latents, { ...o, onProgress: (ev) => events.push(ev) });
   t.equal(a.iterations, 6);
   t.equal(a.history.loss.length, 6);
   t.equal(a.backprop, 'full');
@@ -267,12 +267,12 @@ t.test('optimisation: the loss goes down, deterministic, progress in order', asy
   t.ok(events.every((e) => e.total === 6));
   t.same(events.map((e) => e.value), Array.from(a.history.loss));
   // same inputs, same result
-  const b = await optimizeAbsorption(diffusion, encoder, latents, o);
+  const b = await absorbOptimize(diffusion, encoder, latents, o);
   t.same(Array.from(b.history.loss), Array.from(a.history.loss), 'same history');
   t.same(Array.from(await b.h.data()), Array.from(h), 'same ĥ');
   t.same(Array.from(await b.image.data()), Array.from(await a.image.data()), 'same image');
   // one-step backprop also descends, and its image is still the full decode of its ĥ
-  const c = await optimizeAbsorption(diffusion, encoder, latents, { ...o, backprop: 'one-step' });
+  const c = await absorbOptimize(diffusion, encoder, latents, { ...o, backprop: 'one-step' });
   t.ok(c.history.loss[c.best] < c.history.loss[0], 'one-step: the loss goes down');
   const full = await diffusion.decode(latents.xLat, c.h, { mode: 'every-step', eta: 0, t0: O.t0, steps: O.steps, hRef: latents.hR });
   t.ok((await maxAbsDiff(c.image, full)) < 1e-5, 'one-step result image = full decode');
@@ -289,7 +289,7 @@ t.test('abort rejects promptly with BIA_ABORTED and leaks no tensors', async (t)
   const start = Date.now();
   let abortedAt = 0;
   await t.rejects(
-    optimizeAbsorption(diffusion, encoder, latents, {
+    absorbOptimize(diffusion, encoder, latents, {
       ...O,
       iterations: 1000,
       signal: ac.signal,
@@ -318,16 +318,16 @@ t.test('bad input is BIA_INVALID_ARGUMENT', async (t) => {
   const nan = Float32Array.from(w.hR);
   nan[100] = NaN;
   const hNaN = await tensor(nan, [1, 64, 8, 8]);
-  await t.rejects(optimizeAbsorption(diffusion, encoder, { ...latents, hR: hNaN }, { ...O, iterations: 1 }), { ...bad, message: /hR contains NaN/ });
+  await t.rejects(absorbOptimize(diffusion, encoder, { ...latents, hR: hNaN }, { ...O, iterations: 1 }), { ...bad, message: /hR contains NaN/ });
   await t.rejects(absorbLoss(diffusion, encoder, latents, hNaN, O), { ...bad, message: /hHat contains NaN/ });
-  await t.rejects(optimizeAbsorption(diffusion, encoder, { ...latents, wrap: await zeros([3, 32, 8, 8]) }, { ...O, iterations: 1 }), { ...bad, message: /wrap/ });
-  await t.rejects(optimizeAbsorption(diffusion, encoder, { ...latents, wrap: await zeros([0, 64, 8, 8]) }, { ...O, iterations: 1 }), { ...bad, message: /K >= 1/ });
-  await t.rejects(optimizeAbsorption(diffusion, encoder, latents, { ...O, iterations: 0 }), { ...bad, message: /iterations/ });
-  await t.rejects(optimizeAbsorption(diffusion, encoder, latents, { ...O, backprop: 'sideways' as never }), { ...bad, message: /backprop/ });
-  await t.rejects(optimizeAbsorption(diffusion, encoder, latents, { ...O, lr: 0 }), { ...bad, message: /lr/ });
-  await t.rejects(optimizeAbsorption(diffusion, encoder, latents, { ...O, tauM: NaN }), { ...bad, message: /tauM/ });
-  await t.rejects(optimizeAbsorption(diffusion, encoder, { ...latents, dq: undefined } as never, { ...O, startDistance: 1 }), { ...bad, message: /dq/ });
-  await t.rejects(optimizeAbsorption(diffusion, encoder, latents, { ...O, mode: 'every-step', tEdit: 21 }), { ...bad, message: /tEdit/ });
+  await t.rejects(absorbOptimize(diffusion, encoder, { ...latents, wrap: await zeros([3, 32, 8, 8]) }, { ...O, iterations: 1 }), { ...bad, message: /wrap/ });
+  await t.rejects(absorbOptimize(diffusion, encoder, { ...latents, wrap: await zeros([0, 64, 8, 8]) }, { ...O, iterations: 1 }), { ...bad, message: /K >= 1/ });
+  await t.rejects(absorbOptimize(diffusion, encoder, latents, { ...O, iterations: 0 }), { ...bad, message: /iterations/ });
+  await t.rejects(absorbOptimize(diffusion, encoder, latents, { ...O, backprop: 'sideways' as never }), { ...bad, message: /backprop/ });
+  await t.rejects(absorbOptimize(diffusion, encoder, latents, { ...O, lr: 0 }), { ...bad, message: /lr/ });
+  await t.rejects(absorbOptimize(diffusion, encoder, latents, { ...O, tauM: NaN }), { ...bad, message: /tauM/ });
+  await t.rejects(absorbOptimize(diffusion, encoder, { ...latents, dq: undefined } as never, { ...O, startDistance: 1 }), { ...bad, message: /dq/ });
+  await t.rejects(absorbOptimize(diffusion, encoder, latents, { ...O, mode: 'every-step', tEdit: 21 }), { ...bad, message: /tEdit/ });
   await t.rejects(absorbLoss(diffusion, encoder, latents, latents.hR, { ...O, protocol: 'bia' }), { ...bad, message: /256x256/ });
   await t.rejects(absorbLoss(diffusion, encoder, latents, latents.hR, { ...O, perceptual: {} as never }), { ...bad, message: /perceptual/ });
   await t.rejects(absorbLoss(diffusion, encoder, latents, latents.wrap, O), { ...bad, message: /hHat/ });

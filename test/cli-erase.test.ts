@@ -9,7 +9,9 @@ import os from 'node:os';
 import nodePath from 'node:path';
 import { performance } from 'node:perf_hooks';
 import sharp from 'sharp';
-import { expandInputs, imageDirs, loadEraseModels, parseEraseArgs, runErase, ERASE_HELP, type EraserOptions, type EraseDeps, type EraseSummary } from '../ts/cli/erase';
+import { parseEraseArgs, runErase, ERASE_HELP, type EraseDeps, type EraseSummary } from '../ts/cli/erase';
+import { expandInputs, imageDirs, loadEraseModels, type LoadModelsOptions } from '../ts/erase/batch';
+import type { EraseCall } from '../ts/erase/call';
 import { EraseProgressView, formatDuration } from '../ts/cli/progress';
 import type { EraseResult } from '../ts/erase/types';
 import { createDiffusion, createIdentityEncoder, eraseIdentity, ERASE_DEFAULTS, setThreads, type EraseReport, type Tensor } from '../ts/index';
@@ -21,11 +23,11 @@ import { runCli } from './helpers';
 interface Hooks {
   calls: string[];
   /** Called at the start of each job with the input's name. */
-  before?: (name: string, o: EraserOptions) => Promise<void> | void;
+  before?: (name: string, o: EraseCall) => Promise<void> | void;
 }
 
 function makeEraser(hooks: Hooks) {
-  return async (image: Tensor, o: EraserOptions): Promise<EraseResult> => {
+  return async (image: Tensor, o: EraseCall): Promise<EraseResult> => {
     const name = o.inputName ?? '(unnamed)';
     hooks.calls.push(name);
     await hooks.before?.(name, o);
@@ -104,7 +106,7 @@ function deps(hooks: Hooks, extra: Partial<EraseDeps> = {}): EraseDeps & { loads
   const d = {
     loads: 0,
     eraser: makeEraser(hooks),
-    loadModels: async (o: Parameters<EraseDeps['loadModels']>[0]) => {
+    loadModels: async (o: LoadModelsOptions) => {
       d.loads++;
       return loadEraseModels(o);
     },

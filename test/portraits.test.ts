@@ -6,6 +6,7 @@ import os from 'node:os';
 import path from 'node:path';
 import sharp from 'sharp';
 import t from 'tap';
+import { liveTensors } from '../ts/index';
 import {
   ATTRIBUTE_SPEC,
   attributeNames,
@@ -15,7 +16,6 @@ import {
   IDENTITY_SPEC,
   identityParams,
   identityVector,
-  liveTensors,
   portraitBatch,
   portraitStream,
   portraitSvg,
@@ -24,7 +24,7 @@ import {
   savePortraitSheet,
   TRAIN_IDENTITIES,
   type Attributes,
-} from '../ts/index';
+} from '../ts/world/index';
 
 const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'bia-portraits-'));
 t.teardown(() => fs.rmSync(dir, { recursive: true, force: true }));

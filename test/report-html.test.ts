@@ -34,7 +34,7 @@ function report(over: { name?: string; threshold?: number; found?: boolean; sims
       rounds: [{ alphaMax: 1, share: 0.9 }, { alphaMax: 2, share: 0.5 }],
       labelShare: found ? 0.5 : null,
       similarities: sims,
-      svm: found ? { trainAccuracy: 0.97, heldOutAccuracy: 0.62, majorityRate: 0.55, margin: 0.0123, supportVectors: 41 } : null,
+      svm: found ? { trainAccuracy: 0.97, heldOutAccuracy: 0.62, majorityRate: 0.55, geometricMargin: 0.0123, supportVectors: 41 } : null,
       sourceDistance: found ? 3.2 : null,
       hNorm: 412.5,
       wrap: found ? [{ index: 3, label: 0, distance: -0.4 }] : [],

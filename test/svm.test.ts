@@ -181,7 +181,7 @@ t.test('known answer: points on a line, w = e1 and b = -c exactly, s(h) = h1 - c
     t.ok(Math.abs(w[0] - 1) < 1e-9 && w.slice(1).every((v) => Math.abs(v) < 1e-9), `w = e1 (w0 = ${w[0]}), label order starting with ${firstLabel}`);
     t.ok(Math.abs(b.b + c) < 1e-9, `b = ${b.b}`);
     t.equal(b.bFromRho, -c, 'libsvm printed rho = c');
-    t.ok(Math.abs(b.norm - 1) < 1e-9 && Math.abs(b.margin - 1) < 1e-9);
+    t.ok(Math.abs(b.norm - 1) < 1e-9 && Math.abs(b.geometricMargin - 1) < 1e-9);
     t.equal(b.supportVectors, 2);
     t.equal(b.freeSupportVectors, 2);
     t.equal(b.trainAccuracy, 1);
@@ -226,7 +226,7 @@ t.test('two Gaussian clouds: w along the separating direction, distances, orient
   t.equal(b.trainAccuracy, 1);
   t.equal(b.heldOutAccuracy, null);
   const gap = Math.min(...labels.map((_, i) => Math.abs(alongU(data, i, u))));
-  t.ok(Math.abs(b.margin - gap) < 1e-3 * gap, `margin 1/‖w‖ = ${b.margin.toFixed(5)}: the nearest code's distance to the mirror plane, ${gap.toFixed(5)}`);
+  t.ok(Math.abs(b.geometricMargin - gap) < 1e-3 * gap, `margin 1/‖w‖ = ${b.geometricMargin.toFixed(5)}: the nearest code's distance to the mirror plane, ${gap.toFixed(5)}`);
 
   // signed distances of chosen codes: by hand in JS, (w·h + b)/‖w‖, and the known answer u·(h − m)
   const s = await signedDistance(codes, b.w, b.b);

@@ -5,23 +5,8 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import t from 'tap';
-import {
-  arcfaceLogits,
-  createAttributeEstimator,
-  createTrainer,
-  cosineSchedule,
-  DiffusionModel,
-  IdentityEncoder,
-  linearRamp,
-  loadAttributeEstimator,
-  loadDiffusion,
-  piecewise,
-  readCheckpoint,
-  tensor,
-  train,
-  type Batch,
-  type Tensor,
-} from '../ts/index';
+import { DiffusionModel, IdentityEncoder, loadDiffusion, readCheckpoint, tensor, type Tensor } from '../ts/index';
+import { arcfaceLogits, createAttributeEstimator, createTrainer, cosineSchedule, linearRamp, loadAttributeEstimator, piecewise, train, type Batch } from '../ts/train/index';
 
 const dir = mkdtempSync(path.join(os.tmpdir(), 'bia-train-'));
 t.teardown(() => rmSync(dir, { recursive: true, force: true }));
@@ -106,10 +91,10 @@ t.test('ArcFace logits match a hand computation (2 classes)', async (t) => {
   const labels = new Int32Array([0, 1]);
   const s = 32;
   const m = 0.5;
-  const got = await (await arcfaceLogits(e, w, labels, { margin: m, scale: s })).data();
+  const got = await (await arcfaceLogits(e, w, labels, { arcfaceMargin: m, scale: s })).data();
   const want = [s * Math.cos(Math.acos(0.8) + m), s * 0.6, s * 0.28, s * Math.cos(Math.acos(0.96) + m)];
   t.ok(maxAbsDiff(got, want) < 1e-4, `margin on the target only: ${[...got]} vs ${want}`);
-  const plain = await (await arcfaceLogits(e, w, labels, { margin: 0, scale: s })).data();
+  const plain = await (await arcfaceLogits(e, w, labels, { arcfaceMargin: 0, scale: s })).data();
   t.ok(maxAbsDiff(plain, [s * 0.8, s * 0.6, s * 0.28, s * 0.96]) < 1e-4, 'm = 0: normalised softmax logits s·cos θ');
   await t.rejects(arcfaceLogits(e, w, new Int32Array([0, 2])), { code: 'BIA_INVALID_ARGUMENT' });
 });
@@ -148,7 +133,7 @@ t.test('encoder: ArcFace training separates 4 coloured-square classes', async (t
     const { images, labels } = await squares(16, 32, 100 + i);
     const targets = new Float32Array(32);
     labels.forEach((l, j) => { targets[2 * j] = l % 2; targets[2 * j + 1] = l >> 1; });
-    last = await trainer.step({ images, labels, targets }, { margin: margin(i) });
+    last = await trainer.step({ images, labels, targets }, { arcfaceMargin: margin(i) });
     images.dispose();
   }
   t.ok('arcface' in last.parts && 'aux' in last.parts && 'accuracy' in last.parts, 'loss parts');

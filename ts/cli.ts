@@ -1,18 +1,14 @@
 #!/usr/bin/env node
 /** The `bia` command line. It only parses, calls the library and prints. */
 import { parseArgs } from 'node:util';
-import { loadEraseModels, runErase } from './cli/erase';
-import { eraseIdentity } from './erase/pipeline';
+import { runErase } from './cli/erase';
+import { EXIT, INPUT_ERRORS } from './cli/exit';
 import { BiaError } from './errors';
 import { CONVERT_ARCHS, convertOnnx, type ConvertArch, type ConvertResult } from './convert';
 import { info, type Info } from './engine';
 import { VERSION } from './version';
 
-/** Errors that mean "your input is bad" (exit 3), as opposed to a failure of the program (exit 1). */
-export const INPUT_ERRORS: ReadonlySet<string> = new Set<string>(['BIA_INVALID_ARGUMENT', 'BIA_IO_ERROR', 'BIA_CHECKPOINT_ERROR', 'BIA_CHECKPOINT_MISMATCH', 'BIA_IMAGE_ERROR', 'BIA_IMAGE_TOO_LARGE']);
-
-/** Exit codes: 0 success, 1 failure, 2 usage error, 3 input error, 4 bench regression, 130 interrupted (SIGINT). */
-export const EXIT = { ok: 0, failure: 1, usage: 2, input: 3, regression: 4, interrupted: 130 } as const;
+export { EXIT, INPUT_ERRORS };
 
 const HELP = `bia ${VERSION} — Black Hole-Driven Identity Absorbing on LibTorch
 
@@ -129,7 +125,7 @@ async function main(argv: string[]): Promise<number> {
     const { runBenchCli } = await import('../bench/harness/cli');
     return runBenchCli(rest);
   }
-  if (command === 'erase') return runErase(rest, { eraser: eraseIdentity, loadModels: loadEraseModels });
+  if (command === 'erase') return runErase(rest, {});
   if (command === 'eval') {
     const { runEvalCli } = await import('./world/eval');
     return runEvalCli(rest);

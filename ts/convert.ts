@@ -13,13 +13,13 @@
  * In float32, fl32(fl32(1 − ε) + ε) = 1, so 1/√(var + ε) = 1 exactly and the batch norm computes
  * y·1 + b': the same function as the folded convolution, on the unchanged architecture.
  */
-import { createHash } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import type { onnx } from 'onnx-proto';
 import { saveSafetensors } from './checkpoint';
 import { BiaError, invalidArgument } from './errors';
 import { tensor, type Tensor } from './tensor';
+import { sha256 as sha256Hex } from './util/hash';
 import { VERSION } from './version';
 
 export type ConvertArch = 'mobilefacenet';
@@ -440,7 +440,7 @@ export async function readOnnxMobileFaceNet(onnxPath: string, opts: ConvertOptio
   } catch (e) {
     throw new BiaError('BIA_IO_ERROR', `cannot read ${onnxPath}: ${(e as Error).message}`, { cause: e });
   }
-  const sha256 = createHash('sha256').update(bytes).digest('hex');
+  const sha256 = sha256Hex(bytes);
   const model = decodeModel(bytes, onnxPath);
   const g = new GraphWalk(model.graph!);
 

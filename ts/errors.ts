@@ -67,3 +67,16 @@ export function aborted(signal?: AbortSignal): BiaError {
   const reason = signal?.reason instanceof Error ? `: ${signal.reason.message}` : '';
   return new BiaError('BIA_ABORTED', `the operation was aborted${reason}`, { cause: signal?.reason });
 }
+
+/** A file-system error as BIA_IO_ERROR with a plain reason (a BiaError passes through). */
+export function ioError(what: string, e: unknown): BiaError {
+  if (e instanceof BiaError) return e;
+  const err = e as NodeJS.ErrnoException;
+  const why =
+    err?.code === 'ENOENT' ? 'no such file or folder'
+    : err?.code === 'EISDIR' ? 'it is a folder'
+    : err?.code === 'EACCES' || err?.code === 'EPERM' ? 'permission denied'
+    : err?.code === 'ENOTDIR' ? 'a part of the path is not a folder'
+    : err?.message ?? String(e);
+  return new BiaError('BIA_IO_ERROR', `${what}: ${why}`, { cause: e });
+}

@@ -11,7 +11,7 @@ import * as fsp from 'node:fs/promises';
 import os from 'node:os';
 import nodePath from 'node:path';
 import type * as sharpModule from 'sharp';
-import { aborted, BiaError, invalidArgument } from './errors';
+import { aborted, BiaError, invalidArgument, ioError } from './errors';
 import type { JobOptions, ProgressEvent } from './jobs';
 import { checkDevice, checkDtype, checkFunction, checkInt, checkSignal, type Device } from './options';
 import { Tensor, tensor } from './tensor';
@@ -243,19 +243,6 @@ function checkLimit(limit: unknown): number {
 
 // ---------------------------------------------------------------------------------------------------
 // errors
-
-/** A file-system error as BIA_IO_ERROR with a plain reason (a BiaError passes through). */
-export function ioError(what: string, e: unknown): BiaError {
-  if (e instanceof BiaError) return e;
-  const err = e as NodeJS.ErrnoException;
-  const why =
-    err?.code === 'ENOENT' ? 'no such file or folder'
-    : err?.code === 'EISDIR' ? 'it is a folder'
-    : err?.code === 'EACCES' || err?.code === 'EPERM' ? 'permission denied'
-    : err?.code === 'ENOTDIR' ? 'a part of the path is not a folder'
-    : err?.message ?? String(e);
-  return new BiaError('BIA_IO_ERROR', `${what}: ${why}`, { cause: e });
-}
 
 function megapixels(n: number): string {
   return `${+(n / 1e6).toPrecision(4)} MP`;

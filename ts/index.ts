@@ -1,6 +1,9 @@
 /**
  * bia-torch: Black Hole-Driven Identity Absorbing (BIA, CVPR 2025) on LibTorch.
  * The public API. Everything heavy runs in C++ off the main thread and returns a Promise.
+ *
+ * The synthetic world of portraits, the trainer and the benchmark harness have entry points of their
+ * own: bia-torch/world, bia-torch/train and bia-torch/bench.
  */
 export { BiaError, ERROR_CODES, type ErrorCode } from './errors';
 export { type JobOptions, type ProgressEvent } from './jobs';
@@ -105,7 +108,39 @@ export {
   type Neighbours,
 } from './blackhole/neighbours';
 export { offsetCodes, takeRows, randomDirection, type OffsetOptions } from './blackhole/codes';
-export { eraseIdentity, formBlackHole, absorbIdentity, walkBaseline, type Absorption, type BlackHole, type EraseCall, type EraseModels } from './erase/pipeline';
+export { eraseIdentity } from './erase/pipeline';
+export { formBlackHole, type BlackHole } from './erase/form';
+export {
+  absorbIdentity,
+  absorbLoss,
+  absorbOptimize,
+  BACKPROPS,
+  type Absorption,
+  type AbsorbHistory,
+  type AbsorbLatents,
+  type AbsorbLoss,
+  type AbsorbLossOptions,
+  type AbsorbOptimizeOptions,
+  type AbsorbTerms,
+  type OptimizedAbsorption,
+} from './erase/absorb';
+export { randomBaseline, type RandomBaseline } from './erase/baseline';
+export type { EraseCall, EraseModels } from './erase/call';
+export {
+  eraseFolder,
+  expandInputs,
+  imageDirs,
+  loadEraseModels,
+  type EraseFolderEvent,
+  type EraseFolderOptions,
+  type EraseFolderResult,
+  type Eraser,
+  type ImageOutcome,
+  type ImageStatus,
+  type LoadModelsOptions,
+  type ModelFile,
+  type Models,
+} from './erase/batch';
 export { saveBlackHole, loadBlackHole } from './erase/blackhole-io';
 export { ERASE_DEFAULTS, resolveEraseOptions, type ResolvedEraseOptions } from './erase/options';
 export {
@@ -122,91 +157,5 @@ export {
 export type { AbsorbMode, Backprop, Candidate, DegenerateBaseline, EraseOptions, EraseProgress, EraseReport, EraseResult, EraseStage, NeighbourMode } from './erase/types';
 export { imageLosses, PERCEPTUAL_SUBSTITUTE, type ImageLosses, type ImageLossesOptions } from './losses';
 export { PerceptualModel, createPerceptual, loadPerceptual, VGG16_PERCEPTUAL, type PerceptualOptions } from './perceptual';
-export {
-  identityParams,
-  identityVector,
-  sampleAttributes,
-  attributeVector,
-  attributeNames,
-  createRng,
-  hashSeed,
-  ATTRIBUTE_SPEC,
-  IDENTITY_SPEC,
-  IDENTITY_NAMES,
-  HAIR_STYLES,
-  HAIR_COLOURS,
-  GLASSES,
-  BACKGROUNDS,
-  MAX_IDENTITY,
-  type Attributes,
-  type AttributeName,
-  type BackgroundStyle,
-  type CategoricalEncoding,
-  type CategoricalSpec,
-  type ContinuousSpec,
-  type Glasses,
-  type HairColour,
-  type HairStyle,
-  type IdentityName,
-  type IdentityParams,
-  type Rng,
-  type ValueSpec,
-} from './world/attributes';
-export {
-  renderPortraits,
-  portraitBatch,
-  portraitStream,
-  portraitSvg,
-  savePortraitSheet,
-  TRAIN_IDENTITIES,
-  HELDOUT_IDENTITIES,
-  PORTRAIT_SIZE,
-  MIN_PORTRAIT_SIZE,
-  MAX_PORTRAIT_SIZE,
-  type PortraitBatch,
-  type PortraitBatchAt,
-  type PortraitBatchOptions,
-  type PortraitItem,
-  type PortraitOptions,
-  type PortraitSheet,
-  type PortraitSheetOptions,
-  type PortraitStreamOptions,
-  type RenderedPortraits,
-} from './world/portraits';
-export {
-  absorbLoss,
-  optimizeAbsorption,
-  BACKPROPS,
-  type AbsorbHistory,
-  type AbsorbLatents,
-  type AbsorbLoss,
-  type AbsorbLossOptions,
-  type AbsorbTerms,
-  type Absorption as OptimizedAbsorption,
-  type OptimizeAbsorptionOptions,
-} from './blackhole/optimize';
 export { loadAddon, addonCandidates } from './native';
 export { VERSION } from './version';
-export {
-  Trainer,
-  createTrainer,
-  arcfaceLogits,
-  checkTrainerOptions,
-  TRAIN_TARGETS,
-  type Batch,
-  type StepResult,
-  type TargetModels,
-  type TargetSpecs,
-  type TrainerInfo,
-  type TrainerOptions,
-  type TrainTarget,
-} from './train/trainer';
-export { train, progressLine, type DataSource, type TrainHistoryEntry, type TrainLoopOptions, type TrainProgress, type TrainResult } from './train/loop';
-export { constant, cosineSchedule, linearRamp, piecewise, type Schedule } from './train/schedules';
-export {
-  AttributeEstimator,
-  createAttributeEstimator,
-  loadAttributeEstimator,
-  ATTRIBUTE_DEFAULTS,
-  type AttributeConfig,
-} from './train/attributes';

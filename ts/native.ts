@@ -1,9 +1,8 @@
 /**
  * The one typed seam to the compiled addon: the only place that describes the `.node` file's
- * shape, and the loader that finds it.
+ * shape, and the loader that finds it. It declares every type it speaks in and imports nothing from the
+ * layers above it (they import from here).
  */
-import type { AbsorbTerms } from './blackhole/optimize';
-import type { TrainerOptions } from './train/trainer';
 import { existsSync, readFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -205,11 +204,24 @@ export interface NativeAbsorbOptions {
   startDistance?: number;
 }
 
-/** One evaluation of L (the public AbsorbTerms: sim raw; wrapper and loss weighted; pull, sem, mse, perc unweighted). */
-export type NativeAbsorbTerms = AbsorbTerms;
+/** The terms of the absorption loss L at one ĥ (sim raw; wrapper and loss weighted; pull, sem, mse, perc unweighted). */
+export interface NativeAbsorbTerms {
+  /** L = wrapper + λ_sem·sem. */
+  loss: number;
+  /** cos(E(Dec(ĥ)), f_r). */
+  sim: number;
+  /** λ_id·max(0, sim − τ_m) + μ·pull. */
+  wrapper: number;
+  /** min_k ‖ĥ − h_k‖² / ‖h_r‖² (unweighted). */
+  pull: number;
+  /** L_sem = mse + λ_perc·perc (unweighted by λ_sem). */
+  sem: number;
+  mse: number;
+  perc: number;
+}
 
 /** Each term per iteration. */
-export type NativeAbsorbHistory = { [K in keyof AbsorbTerms]: Float64Array };
+export type NativeAbsorbHistory = { [K in keyof NativeAbsorbTerms]: Float64Array };
 
 export type NativeTrainTarget = 'diffusion' | 'encoder' | 'attributes';
 
@@ -229,8 +241,46 @@ export interface NativeStepResult {
   images: number;
 }
 
-/** TrainerOptions as the addon takes them: `dropout` goes into the model's config instead. */
-export type NativeTrainerOptions = Omit<TrainerOptions, 'dropout'>;
+/** The trainer's options as the addon takes them (the UNet's dropout goes into the model's config instead). */
+export interface NativeTrainerOptions {
+  /** AdamW defaults (a step's lr overrides lr). */
+  lr?: number;
+  weightDecay?: number;
+  betas?: [number, number];
+  eps?: number;
+  /** EMA decay of the weights (0, the default: no EMA). model() returns the EMA weights when on. */
+  emaDecay?: number;
+  /** Use min(emaDecay, (1 + k)/(10 + k)) at step k (default false). */
+  emaWarmup?: boolean;
+  /**
+   * channels_last memory format for the network and batches (default false: measured here at batch
+   * 32, 64², the default UNet, 1 thread: 1.4 s/step NCHW vs 1.7 s/step channels_last). Refused for
+   * encoders on the CPU: LibTorch 1.13's CPU backward of 1×1 stride-2 convolutions in channels_last
+   * corrupts memory.
+   */
+  channelsLast?: boolean;
+  /** Seeds the initialisation of new networks and heads, and every step's randomness (with the step index). */
+  seed?: number;
+  /** Clip the global gradient norm to this (0, the default: no clipping). */
+  gradClip?: number;
+  /** Encoder: identities for the ArcFace head (0: no ArcFace head). */
+  classes?: number;
+  /** Encoder: size of the auxiliary regression head's targets (0: none). */
+  auxDim?: number;
+  /** Encoder: λ_aux (default 1). */
+  auxWeight?: number;
+  /** Encoder: the ArcFace scale s (default 32). */
+  scale?: number;
+  /** Random horizontal flips (p 0.5). */
+  flip?: boolean;
+  /** Encoder / attributes: Gaussian blur σ ~ U[0, blur] pixels on a share blurProb (default 0.5) of the images. */
+  blur?: number;
+  blurProb?: number;
+  /** Encoder / attributes: additive Gaussian noise σ ~ U[0, noise]. */
+  noise?: number;
+  /** 'cpu', 'cuda' or 'cuda:N'. */
+  device?: string;
+}
 
 /** What createTrainer builds the network from (weights are copied). */
 export interface NativeTrainerModel {
@@ -342,7 +392,7 @@ export interface NativeAddon {
   Trainer: new (...args: never[]) => NativeTrainer;
   createTrainer(target: NativeTrainTarget, model: NativeTrainerModel, options: NativeTrainerOptions, opts?: NativeJobOptions): Promise<NativeTrainer>;
   /** s·cos(θ + m·[target]) for embeddings [B, D], weight [C, D], integer labels [B] → [B, C]. */
-  arcfaceLogits(embeddings: NativeTensor, weight: NativeTensor, labels: NativeTensor, margin: number, scale: number, opts?: NativeJobOptions): Promise<NativeTensor>;
+  arcfaceLogits(embeddings: NativeTensor, weight: NativeTensor, labels: NativeTensor, arcfaceMargin: number, scale: number, opts?: NativeJobOptions): Promise<NativeTensor>;
   AttributeEstimator: new (...args: never[]) => NativeAttributes;
   createAttributeEstimator(config: Partial<NativeAttributeConfig>, seed: number, device: string, dtype: NativeDtype, opts?: NativeJobOptions): Promise<NativeAttributes>;
   loadAttributeEstimator(path: string, device: string, dtype: NativeDtype, strict: boolean, opts?: NativeJobOptions): Promise<NativeAttributes>;

@@ -1,18 +1,18 @@
 /**
- * Suite `absorb`: time per iteration of the `optimize` absorption (optimizeAbsorption: L and ∂L/∂ĥ
+ * Suite `absorb`: time per iteration of the `optimize` absorption (absorbOptimize: L and ∂L/∂ĥ
  * through the decoder and the identity encoder, then an Adam step) in both backprop modes, 'full'
  * (through every decoding step, checkpointed) and 'one-step' (through Asyrp's x̂0 at t0), at the
  * config's t0 and the run's steps, mode 'asyrp', the weight-free L_perc substitute.
  *
  * The setup is a small real black-hole-like one: x_lat and h_r from inverting a random image, f_r its
  * identity embedding, a wrap set of K neighbours of h_r. Two cases per backprop mode:
- *   optimize:  one optimizeAbsorption call of N iterations, end to end (items = N: iterations/s,
+ *   optimize:  one absorbOptimize call of N iterations, end to end (items = N: iterations/s,
  *              including the once-per-call Dec(h_r) before the loop and Dec(best ĥ) after it);
  *   iteration: one iteration alone, timed between consecutive per-iteration progress events of the
  *              timed `optimize` calls (N − 1 samples per call; an event fires once an iteration's
  *              loss is on the host, so device work is finished).
  */
-import { optimizeAbsorption, randn, sampleNeighbours, type Backprop, type Tensor } from '../../ts/index';
+import { absorbOptimize, randn, sampleNeighbours, type Backprop, type Tensor } from '../../ts/index';
 import type { BenchContext, Suite } from '../harness/types';
 
 const BACKPROPS: Backprop[] = ['full', 'one-step'];
@@ -50,7 +50,7 @@ export const suite: Suite = {
         const m = await ctx.measure('optimize', { params: { ...params, iterations }, items: iterations }, async () => {
           const start = performance.now();
           const events: number[] = [];
-          const r = await optimizeAbsorption(diffusion, encoder, latents, {
+          const r = await absorbOptimize(diffusion, encoder, latents, {
             mode: 'asyrp', t0, steps, backprop, protocol, iterations,
             onProgress: (ev) => {
               if (ev.stage === 'absorb') events.push((performance.now() - start) / 1e3);

@@ -4,7 +4,8 @@
  * same run — with effective GFLOP/s against the measured matmul peak, and (where the addon has the
  * op profiler) where the forward pass's time goes, op by op.
  */
-import { createTrainer, profileOps, randn, type UNetConfig } from '../../ts/index';
+import { profileOps, randn, type UNetConfig } from '../../ts/index';
+import { createTrainer } from '../../ts/train/index';
 import type { BenchContext, Suite } from '../harness/types';
 
 export interface UNetPassFlops {

@@ -236,7 +236,7 @@ export interface Boundary extends Disposable {
   /** ‖w‖. */
   norm: number;
   /** The geometric margin 1/‖w‖. */
-  margin: number;
+  geometricMargin: number;
   /** Accuracy of sign(w·x + b) on the training split. */
   trainAccuracy: number;
   /** Accuracy on the held-out split; null when nothing was held out. Compare it with majorityRate. */
@@ -406,7 +406,7 @@ export async function fitBoundary(codes: Tensor, labels: ArrayLike<0 | 1>, opts:
     b,
     bFromRho,
     norm,
-    margin: 1 / norm,
+    geometricMargin: 1 / norm,
     trainAccuracy: accuracy(train),
     heldOutAccuracy: heldOut.length > 0 ? accuracy(heldOut) : null,
     heldOutSize: heldOut.length,

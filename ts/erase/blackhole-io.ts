@@ -14,7 +14,7 @@ import type { Device } from '../options';
 import type { Tensor } from '../tensor';
 import { VERSION } from '../version';
 import { resolveEraseOptions } from './options';
-import type { BlackHole } from './pipeline';
+import type { BlackHole } from './form';
 
 const FORMAT = 'bia-torch black hole v1';
 
@@ -58,6 +58,12 @@ export async function saveBlackHole(bh: BlackHole, dir: string, opts?: JobOption
   const jsonPath = join(dir, 'blackhole.json');
   await writeFileAtomic(jsonPath, JSON.stringify(saved, null, 1), 'black hole');
   return { json: jsonPath, tensors: tensorsPath };
+}
+
+/** The saved SVM numbers; files written before the geometric margin had its name call it `margin`. */
+function savedBoundary(b: NonNullable<Saved['boundary']> & { margin?: number }): NonNullable<Saved['boundary']> {
+  const { margin, ...rest } = b;
+  return { ...rest, geometricMargin: rest.geometricMargin ?? (margin as number) };
 }
 
 /** Read a folder written by saveBlackHole; tensors go to `device` (default cpu). */
@@ -106,7 +112,7 @@ export async function loadBlackHole(dir: string, opts?: { device?: Device } & Jo
     rounds: saved.rounds,
     labels: Uint8Array.from(saved.labels),
     similarities: Float64Array.from(saved.similarities),
-    boundary: saved.boundary ? { ...saved.boundary, w: t('w'), dq: t('dq') } : null,
+    boundary: saved.boundary ? { ...savedBoundary(saved.boundary), w: t('w'), dq: t('dq') } : null,
     wrap: { codes: t('wrap_codes'), indices: saved.wrap.indices, labels: saved.wrap.labels, distances: saved.wrap.distances },
     options,
     dispose() {

@@ -182,7 +182,7 @@ export interface EraseReport {
     labelShare: number | null;
     /** Neighbour similarities to f_r, for the histogram. */
     similarities: number[];
-    svm: { trainAccuracy: number; heldOutAccuracy: number | null; majorityRate: number; margin: number; supportVectors: number } | null;
+    svm: { trainAccuracy: number; heldOutAccuracy: number | null; majorityRate: number; geometricMargin: number; supportVectors: number } | null;
     /** s(h_r) before orientation, and its norm ‖h_r‖. */
     sourceDistance: number | null;
     hNorm: number;

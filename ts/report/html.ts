@@ -314,7 +314,7 @@ function keyNumbers(r: EraseReport, threshold: number): string {
   rows.push(row('SVM train accuracy', esc(pct(bh.svm?.trainAccuracy))));
   rows.push(row('SVM held-out accuracy', esc(pct(bh.svm?.heldOutAccuracy))));
   rows.push(row('SVM majority rate', esc(pct(bh.svm?.majorityRate))));
-  rows.push(row('SVM margin', esc(num(bh.svm?.margin, 4))));
+  rows.push(row('SVM margin', esc(num(bh.svm?.geometricMargin, 4))));
   rows.push(row('support vectors', esc(bh.svm ? String(bh.svm.supportVectors) : '—')));
   rows.push(row('s(h_r)', esc(num(bh.sourceDistance))));
   rows.push(row('‖h_r‖', esc(num(bh.hNorm))));

@@ -1,5 +1,5 @@
 /**
- * The training loop: steps a Trainer on batches from a data source with learning-rate and margin
+ * The training loop: steps a Trainer on batches from a data source with learning-rate and ArcFace-margin
  * schedules, writes checkpoints periodically, at the end and when aborted, resumes from a
  * checkpoint, and shows a progress bar (smoothed loss, img/s, ETA) on a TTY.
  */
@@ -24,7 +24,7 @@ export interface TrainProgress {
   smoothedLoss: number;
   parts: Record<string, number>;
   lr: number;
-  margin: number;
+  arcfaceMargin: number;
   imagesPerSecond: number;
   /** Seconds to go at the recent pace. */
   etaSeconds: number;
@@ -36,7 +36,7 @@ export interface TrainHistoryEntry {
   loss: number;
   parts: Record<string, number>;
   lr: number;
-  margin: number;
+  arcfaceMargin: number;
   /** Wall time of the step including waiting for its batch. */
   seconds: number;
 }
@@ -46,7 +46,7 @@ export interface TrainLoopOptions {
   data: DataSource;
   /** Total optimiser steps to reach (a resumed run does the rest). */
   steps: number;
-  schedule?: { lr?: Schedule; margin?: Schedule };
+  schedule?: { lr?: Schedule; arcfaceMargin?: Schedule };
   /** Checkpoints: every `every` steps (default: only at the end and on abort), at the end, and on abort. */
   checkpoint?: { path: string; every?: number; metadata?: Record<string, string> };
   /** Continue from checkpoint.path when it exists (default true when a checkpoint is given). */
@@ -93,7 +93,7 @@ export function progressLine(p: TrainProgress, width = 24): string {
     .map(([k, v]) => `${k} ${v.toPrecision(3)}`)
     .join(' ');
   return `[${bar}] ${p.step}/${p.total} loss ${p.smoothedLoss.toPrecision(4)}${parts ? ` (${parts})` : ''} lr ${p.lr.toExponential(2)}` +
-    `${p.margin ? ` m ${p.margin.toFixed(3)}` : ''} ${p.imagesPerSecond.toFixed(1)} img/s ETA ${formatSeconds(p.etaSeconds)}`;
+    `${p.arcfaceMargin ? ` m ${p.arcfaceMargin.toFixed(3)}` : ''} ${p.imagesPerSecond.toFixed(1)} img/s ETA ${formatSeconds(p.etaSeconds)}`;
 }
 
 function makeSource(data: DataSource, start: number): () => Promise<Batch> {
@@ -135,7 +135,7 @@ export async function train(opts: TrainLoopOptions): Promise<TrainResult> {
   checkSignal(signal);
   checkFunction(opts.onProgress, 'onProgress');
   checkFunction(opts.schedule?.lr, 'schedule.lr');
-  checkFunction(opts.schedule?.margin, 'schedule.margin');
+  checkFunction(opts.schedule?.arcfaceMargin, 'schedule.arcfaceMargin');
   const ck = opts.checkpoint;
   if (ck !== undefined) {
     if (typeof ck !== 'object' || typeof ck.path !== 'string' || ck.path.length === 0) throw invalidArgument('checkpoint.path must be a non-empty string');
@@ -150,7 +150,7 @@ export async function train(opts: TrainLoopOptions): Promise<TrainResult> {
   const startStep = trainer.stepCount;
   const baseLr = trainer.info.options.lr as number;
   const lrOf = (s: number) => (opts.schedule?.lr ? opts.schedule.lr(s) : baseLr);
-  const marginOf = (s: number) => (opts.schedule?.margin ? opts.schedule.margin(s) : 0);
+  const marginOf = (s: number) => (opts.schedule?.arcfaceMargin ? opts.schedule.arcfaceMargin(s) : 0);
   const bar = opts.log === true || (opts.log === undefined && process.stderr.isTTY === true);
   const logFn = typeof opts.log === 'function' ? opts.log : null;
 
@@ -184,10 +184,10 @@ export async function train(opts: TrainLoopOptions): Promise<TrainResult> {
       const t0 = Date.now();
       const batch = await pending;
       const lr = lrOf(s);
-      const margin = marginOf(s);
+      const arcfaceMargin = marginOf(s);
       if (!Number.isFinite(lr) || lr < 0) throw invalidArgument(`the lr schedule gave ${lr} at step ${s}`);
-      if (!Number.isFinite(margin) || margin < 0) throw invalidArgument(`the margin schedule gave ${margin} at step ${s}`);
-      const stepPromise = trainer.step(batch, { lr, margin, signal });
+      if (!Number.isFinite(arcfaceMargin) || arcfaceMargin < 0) throw invalidArgument(`the arcfaceMargin schedule gave ${arcfaceMargin} at step ${s}`);
+      const stepPromise = trainer.step(batch, { lr, arcfaceMargin, signal });
       pending = s + 1 < steps ? fetch() : Promise.resolve(batch);  // prefetch while the step runs
       let r: StepResult;
       try {
@@ -201,10 +201,10 @@ export async function train(opts: TrainLoopOptions): Promise<TrainResult> {
       smoothed = 0.95 * smoothed + 0.05 * r.loss;
       recent.push(seconds);
       if (recent.length > 50) recent.shift();
-      history.push({ step: r.step, loss: r.loss, parts: r.parts, lr, margin, seconds });
+      history.push({ step: r.step, loss: r.loss, parts: r.parts, lr, arcfaceMargin, seconds });
       const pace = recent.reduce((a, b) => a + b, 0) / recent.length;
       const progress: TrainProgress = {
-        step: r.step, total: steps, loss: r.loss, smoothedLoss: smoothed / weight, parts: r.parts, lr, margin,
+        step: r.step, total: steps, loss: r.loss, smoothedLoss: smoothed / weight, parts: r.parts, lr, arcfaceMargin,
         imagesPerSecond: r.images / Math.max(pace, 1e-9), etaSeconds: pace * (steps - r.step),
       };
       opts.onProgress?.(progress);

@@ -2,7 +2,7 @@
  * The Trainer: one network being trained (the DDPM UNet, an identity encoder with an ArcFace head
  * and an optional auxiliary regression head, or the attribute estimator), AdamW, EMA of the weights
  * and checkpoints that resume bit-identically. Each method is one native job; schedules live in the
- * caller (see ./loop), which passes the step's lr and margin.
+ * caller (see ./loop), which passes the step's lr and ArcFace margin.
  *
  * Losses: 'diffusion' ε-prediction (t ~ U{0..999}, x_t = √ᾱ_t·x0 + √(1−ᾱ_t)·ε, MSE(ε_θ(x_t, t), ε));
  * 'encoder' cross-entropy of s·cos(θ + m·[target]) (ArcFace; m = 0: normalised softmax) on integer
@@ -35,42 +35,8 @@ export interface TargetSpecs {
   attributes: AttributeEstimator | Partial<AttributeConfig>;
 }
 
-export interface TrainerOptions {
-  /** AdamW defaults (a step's lr overrides lr). */
-  lr?: number;
-  weightDecay?: number;
-  betas?: [number, number];
-  eps?: number;
-  /** EMA decay of the weights (0, the default: no EMA). model() returns the EMA weights when on. */
-  emaDecay?: number;
-  /** Use min(emaDecay, (1 + k)/(10 + k)) at step k (default false). */
-  emaWarmup?: boolean;
-  /**
-   * channels_last memory format for the network and batches (default false: measured here at batch
-   * 32, 64², the default UNet, 1 thread: 1.4 s/step NCHW vs 1.7 s/step channels_last). Refused for
-   * encoders on the CPU: LibTorch 1.13's CPU backward of 1×1 stride-2 convolutions in channels_last
-   * corrupts memory.
-   */
-  channelsLast?: boolean;
-  /** Seeds the initialisation of new networks and heads, and every step's randomness (with the step index). */
-  seed?: number;
-  /** Clip the global gradient norm to this (0, the default: no clipping). */
-  gradClip?: number;
-  /** Encoder: identities for the ArcFace head (0: no ArcFace head). */
-  classes?: number;
-  /** Encoder: size of the auxiliary regression head's targets (0: none). */
-  auxDim?: number;
-  /** Encoder: λ_aux (default 1). */
-  auxWeight?: number;
-  /** Encoder: the ArcFace scale s (default 32). */
-  scale?: number;
-  /** Random horizontal flips (p 0.5). */
-  flip?: boolean;
-  /** Encoder / attributes: Gaussian blur σ ~ U[0, blur] pixels on a share blurProb (default 0.5) of the images. */
-  blur?: number;
-  blurProb?: number;
-  /** Encoder / attributes: additive Gaussian noise σ ~ U[0, noise]. */
-  noise?: number;
+/** The trainer's options: the addon's (ts/native.ts documents each), with a checked device and the UNet's dropout. */
+export interface TrainerOptions extends NativeTrainerOptions {
   device?: Device;
   /** Diffusion: the UNet's dropout while training (default: the model's config's; presets have 0). */
   dropout?: number;
@@ -206,26 +172,26 @@ export class Trainer<T extends TrainTarget = TrainTarget> extends NativeHandle<N
   }
 
   /** One optimiser step on a batch with this step's learning rate and (encoder) ArcFace margin. */
-  async step(batch: Batch, opts?: { lr?: number; margin?: number } & JobOptions): Promise<StepResult> {
+  async step(batch: Batch, opts?: { lr?: number; arcfaceMargin?: number } & JobOptions): Promise<StepResult> {
     const n = this.native;
     if (opts?.lr !== undefined) finiteIn(opts.lr, 'lr', 0, 10);
-    if (opts?.margin !== undefined) finiteIn(opts.margin, 'margin', 0, 1.5);
+    if (opts?.arcfaceMargin !== undefined) finiteIn(opts.arcfaceMargin, 'arcfaceMargin', 0, 1.5);
     const b = nativeBatch(batch);
     try {
-      return await runJob(opts, (j) => n.trainStep(b.native, { lr: opts?.lr, margin: opts?.margin }, j));
+      return await runJob(opts, (j) => n.trainStep(b.native, { lr: opts?.lr, margin: opts?.arcfaceMargin }, j));
     } finally {
       for (const t of b.temporaries) t.dispose();
     }
   }
 
   /** The loss (and parts, e.g. accuracy) of a batch without training: eval mode, no augmentation, seeded draws. */
-  async evaluate(batch: Batch, opts?: { margin?: number; seed?: number } & JobOptions): Promise<StepResult> {
+  async evaluate(batch: Batch, opts?: { arcfaceMargin?: number; seed?: number } & JobOptions): Promise<StepResult> {
     const n = this.native;
-    if (opts?.margin !== undefined) finiteIn(opts.margin, 'margin', 0, 1.5);
+    if (opts?.arcfaceMargin !== undefined) finiteIn(opts.arcfaceMargin, 'arcfaceMargin', 0, 1.5);
     if (opts?.seed !== undefined) checkInt(opts.seed, 'seed', 0, 2 ** 52);
     const b = nativeBatch(batch);
     try {
-      return await runJob(opts, (j) => n.evaluate(b.native, { margin: opts?.margin, seed: opts?.seed }, j));
+      return await runJob(opts, (j) => n.evaluate(b.native, { margin: opts?.arcfaceMargin, seed: opts?.seed }, j));
     } finally {
       for (const t of b.temporaries) t.dispose();
     }
@@ -326,15 +292,15 @@ export async function createTrainer<T extends TrainTarget>(target: T, model: Tar
 }
 
 /** ArcFace logits s·cos(θ + m·[j = label]) of embeddings [B, D] against class weights [C, D] (m = 0: s·cos θ). */
-export async function arcfaceLogits(embeddings: Tensor, weight: Tensor, labels: Int32Array | Tensor, opts?: { margin?: number; scale?: number } & JobOptions): Promise<Tensor> {
+export async function arcfaceLogits(embeddings: Tensor, weight: Tensor, labels: Int32Array | Tensor, opts?: { arcfaceMargin?: number; scale?: number } & JobOptions): Promise<Tensor> {
   if (!(embeddings instanceof Tensor) || !(weight instanceof Tensor)) throw invalidArgument('embeddings and weight must be Tensors');
-  const margin = opts?.margin === undefined ? 0 : finiteIn(opts.margin, 'margin', 0, 1.5);
+  const arcfaceMargin = opts?.arcfaceMargin === undefined ? 0 : finiteIn(opts.arcfaceMargin, 'arcfaceMargin', 0, 1.5);
   const scale = opts?.scale === undefined ? 32 : finiteIn(opts.scale, 'scale', 1e-6, 1024, false);
   const addon = loadAddon();
   const l = labels instanceof Int32Array ? callNative(() => addon.tensorFromArray(labels, [labels.length], 'int64')) : labels instanceof Tensor ? labels.handle : null;
   if (!l) throw invalidArgument('labels must be an Int32Array or a Tensor');
   try {
-    return new Tensor(await runJob(opts, (j) => addon.arcfaceLogits(embeddings.handle, weight.handle, l, margin, scale, j)));
+    return new Tensor(await runJob(opts, (j) => addon.arcfaceLogits(embeddings.handle, weight.handle, l, arcfaceMargin, scale, j)));
   } finally {
     if (labels instanceof Int32Array) l.dispose();
   }

@@ -10,7 +10,6 @@
  *   node dist/ts/world/defaults.js export <encoder|diffusion|attributes>     (the trainer checkpoint → models/)
  *   node dist/ts/world/defaults.js evaluate <encoder|diffusion|attributes>
  */
-import { createHash } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
@@ -21,6 +20,7 @@ import { imageLosses } from '../losses';
 import { comparisonGrid, writeFileAtomic } from '../images';
 import { takeRows } from '../blackhole/codes';
 import { randn, type Tensor } from '../tensor';
+import { sha256File } from '../util/hash';
 import { loadAttributeEstimator, type AttributeEstimator } from '../train/attributes';
 import { train } from '../train/loop';
 import { cosineSchedule, linearRamp, piecewise } from '../train/schedules';
@@ -111,10 +111,6 @@ function batchMaker(model: DefaultModel): (step: number) => Promise<Batch> {
   };
 }
 
-async function sha256(file: string): Promise<string> {
-  return createHash('sha256').update(readFileSync(file)).digest('hex');
-}
-
 interface ManifestEntry {
   file: string;
   sha256: string;
@@ -161,7 +157,7 @@ export async function trainDefault(model: DefaultModel, opts: { minutes?: number
   const half = Math.floor(steps / 2);
   const schedule =
     model === 'encoder' || model === 'recognizer'
-      ? { lr: cosineSchedule(r.lr, Math.min(100, Math.floor(steps / 4)), steps, r.lr * 0.02), margin: piecewise([0, 0], [half, linearRamp(0, 0.3, half, steps)]) }
+      ? { lr: cosineSchedule(r.lr, Math.min(100, Math.floor(steps / 4)), steps, r.lr * 0.02), arcfaceMargin: piecewise([0, 0], [half, linearRamp(0, 0.3, half, steps)]) }
       : { lr: cosineSchedule(r.lr, Math.min(200, Math.floor(steps / 4)), steps, r.lr * 0.05) };
   const ctl = new AbortController();
   const timer = opts.minutes ? setTimeout(() => ctl.abort(), opts.minutes * 60_000) : null;
@@ -191,7 +187,7 @@ export async function trainDefault(model: DefaultModel, opts: { minutes?: number
   const metrics = await evaluateDefault(model, m as never);
   await writeManifestEntry(model, {
     file: path.relative(ROOT, file),
-    sha256: await sha256(file),
+    sha256: await sha256File(file),
     bytes: readFileSync(file).length,
     parameters: m.parameterCount,
     config: model === 'diffusion' ? (m as DiffusionModel).config : model === 'encoder' ? PORTRAIT_ENCODER : model === 'recognizer' ? PORTRAIT_RECOGNIZER2 : (m as AttributeEstimator).config,

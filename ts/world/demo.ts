@@ -10,19 +10,20 @@
  * Demo settings differ from the released defaults where the small 64² world needs it (DEMO_SETTINGS
  * says which and why); --full uses the released defaults instead.
  */
-import { createHash } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { offsetCodes, randomDirection, takeRows } from '../blackhole/codes';
 import { loadDiffusion, type DiffusionModel } from '../diffusion';
 import { BiaError } from '../errors';
-import { eraseIdentity, type BlackHole } from '../erase/pipeline';
+import type { BlackHole } from '../erase/form';
+import { eraseIdentity } from '../erase/pipeline';
 import type { EraseOptions, EraseReport } from '../erase/types';
 import { loadIdentityEncoder, similarity, type IdentityEncoder } from '../identity';
 import { comparisonGrid, imageToBuffer, writeFileAtomic, writeImage } from '../images';
 import { renderReportHtml } from '../report/html';
 import type { Tensor } from '../tensor';
+import { sha256 } from '../util/hash';
 import type { ComputeDtype, Device } from '../options';
 import { loadAttributeEstimator, type AttributeEstimator } from '../train/attributes';
 import { ATTRIBUTE_SPEC, attributeNames } from './attributes';
@@ -70,7 +71,7 @@ export async function loadDefaultModels(opts: { device?: Device; dtype?: Compute
   for (const name of ['diffusion', 'encoder', 'attributes'] as DefaultModel[]) {
     const file = DEFAULT_FILES[name];
     if (!existsSync(file) || !manifest[name]) throw new BiaError('BIA_IO_ERROR', `the default ${name} model ${path.relative(ROOT, file)} or its manifest entry is missing`);
-    const h = createHash('sha256').update(readFileSync(file)).digest('hex');
+    const h = sha256(readFileSync(file));
     if (h !== manifest[name].sha256) throw new BiaError('BIA_CHECKPOINT_MISMATCH', `${path.relative(ROOT, file)}: sha256 ${h} differs from the manifest's ${manifest[name].sha256}`);
   }
   const diffusion = await loadDiffusion(DEFAULT_FILES.diffusion, opts);
