@@ -450,6 +450,14 @@ t.test('bad input: each a BiaError with a clear message', async (t) => {
   await t.rejects(readImage(good, { limitInputPixels: 4095 }), { code: 'BIA_IMAGE_TOO_LARGE', message: /64×64 \(0\.004096 MP\)/ });
   t.same((await readImage(good, { limitInputPixels: 4096 })).shape, [1, 3, 64, 64], 'at the limit it reads');
 
+  // The resize target has its limit too: a 64² image asked for at 16384² would be 3.2 GB of floats.
+  const rss2 = process.memoryUsage().rss;
+  const t1 = performance.now();
+  await t.rejects(readImage(good, { size: 16384 }), { code: 'BIA_IMAGE_TOO_LARGE', message: /16384×16384 \(268\.4 MP\) is more than the limit of 16\.78 MP; raise limitOutputPixels/ });
+  t.ok(performance.now() - t1 < 200 && process.memoryUsage().rss - rss2 < 64 * 2 ** 20, 'refused at once, without allocating');
+  await t.rejects(readImage(good, { size: [64, 65], limitOutputPixels: 64 * 64 }), { code: 'BIA_IMAGE_TOO_LARGE' });
+  t.same((await readImage(good, { size: 64, limitOutputPixels: 64 * 64 })).shape, [1, 3, 64, 64], 'at the output limit it reads');
+
   // Options.
   for (const [opts, msg] of [
     [{ size: 0 }, /size must be an integer in \[1, 16384\]/],
@@ -461,6 +469,7 @@ t.test('bad input: each a BiaError with a clear message', async (t) => {
     [{ device: 'gpu' }, /device must be/],
     [{ background: 'red' }, /background must be 'white' or 'black'/],
     [{ limitInputPixels: 0 }, /limitInputPixels/],
+    [{ limitOutputPixels: 1.5 }, /limitOutputPixels/],
   ] as const) {
     await t.rejects(readImage(good, opts as never), { code: 'BIA_INVALID_ARGUMENT', message: msg }, JSON.stringify(opts));
   }

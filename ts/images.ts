@@ -41,6 +41,8 @@ const IMAGE_DTYPES: readonly ImageDtype[] = ['float32', 'float16', 'bfloat16', '
 export const DEFAULT_LIMIT_INPUT_PIXELS = 100_000_000;
 /** The largest `size` side readImage resizes to. */
 export const MAX_IMAGE_SIDE = 16384;
+/** A resize target with more pixels than this is refused unless `limitOutputPixels` says otherwise (4096², 16.8 MP). */
+export const DEFAULT_LIMIT_OUTPUT_PIXELS = 4096 * 4096;
 /** The face-input contract: warn below this many pixels on a side ... */
 export const FACE_MIN_SIDE = 64;
 /** ... and above this aspect ratio (long side / short side). */
@@ -59,6 +61,8 @@ export interface ReadImageOptions {
   dtype?: ImageDtype;
   /** Refuse images with more pixels than this, before decoding (default 100,000,000). */
   limitInputPixels?: number;
+  /** Refuse a `size` with more pixels than this, before decoding (default 4096² = 16,777,216). */
+  limitOutputPixels?: number;
   /** Abort the reading. */
   signal?: AbortSignal;
 }
@@ -226,8 +230,16 @@ function checkReadOptions(opts: ReadImageOptions | undefined): ReadSettings {
     throw invalidArgument(`background must be 'white' or 'black', got ${JSON.stringify(o.background)}`);
   }
   checkSignal(o.signal);
+  const size = checkSize(o.size);
+  const outLimit = o.limitOutputPixels === undefined ? DEFAULT_LIMIT_OUTPUT_PIXELS : checkInt(o.limitOutputPixels, 'limitOutputPixels', 1, Number.MAX_SAFE_INTEGER);
+  if (size && size[0] * size[1] > outLimit) {
+    throw new BiaError(
+      'BIA_IMAGE_TOO_LARGE',
+      `the requested size ${size[0]}×${size[1]} (${megapixels(size[0] * size[1])}) is more than the limit of ${megapixels(outLimit)}; raise limitOutputPixels to resize to it`,
+    );
+  }
   return {
-    size: checkSize(o.size),
+    size,
     fit: o.fit ?? 'cover',
     background: o.background ?? 'white',
     device: o.device === undefined ? undefined : checkDevice(o.device),
