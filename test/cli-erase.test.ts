@@ -268,7 +268,7 @@ async function tests(): Promise<void> {
       t.equal(r.models.encoder.sha256, sha256(w.ckpt.encoder));
       t.same([r.options.t0, r.options.steps, r.options.neighbours, r.options.protocol], [100, 8, 8, 'resize'], 'the flags reached the job');
       t.equal(r.blackHole.similarities.length, 8);
-      for (const v of [r.sid.reconstruction, r.sid.after, r.sid.baseline as number]) t.ok(v >= -1.0001 && v <= 1.0001, `a cosine: ${v}`);
+      for (const v of [r.sid.reconstruction, r.sid.after, r.sid.randomBaseline as number]) t.ok(v >= -1.0001 && v <= 1.0001, `a cosine: ${v}`);
       for (const kind of ['fade', 'blur'] as const) {
         const d = r.degenerateBaselines![kind];
         t.ok(d.strength >= 0 && d.strength <= 1 && Number.isFinite(d.similarity), `${kind}: strength ${d.strength}, sim ${d.similarity}`);
@@ -316,7 +316,7 @@ async function tests(): Promise<void> {
     t.same(hooks.calls.map((c) => nodePath.basename(c)), ['a.png', 'b.jpg']);
     const redone = JSON.parse(fs.readFileSync(nodePath.join(out, 'a', 'report.json'), 'utf8')) as EraseReport;
     t.not(redone.finishedAt, JSON.parse(aReport).finishedAt, 'a new report');
-    t.equal(redone.sid.baseline, null);
+    t.equal(redone.sid.randomBaseline, null);
     t.notOk(fs.existsSync(nodePath.join(out, 'a', 'baseline.png')), 'the stale baseline.png is gone');
     t.equal(redone.degenerateBaselines, null);
     t.notOk(fs.existsSync(nodePath.join(out, 'a', 'fade.png')) || fs.existsSync(nodePath.join(out, 'a', 'blur.png')), 'the stale fade.png and blur.png are gone');

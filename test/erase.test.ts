@@ -79,11 +79,11 @@ t.test('eraseIdentity (walk): report, candidates, choice, baseline, progress', a
   t.equal(rep.sid.after, best);
   t.ok(rep.sid.reconstruction > 0.9, `reconstruction SID ${rep.sid.reconstruction.toFixed(4)}`);
   // Baseline: same length, random direction.
-  t.equal(rep.baseline!.distance, c[rep.absorption.chosen].distance);
-  t.equal(rep.sid.baseline, rep.baseline!.similarity);
+  t.equal(rep.randomBaseline!.distance, c[rep.absorption.chosen].distance);
+  t.equal(rep.sid.randomBaseline, rep.randomBaseline!.similarity);
   t.same(r.image.shape, [1, 3, 16, 16]);
   t.same(r.candidates.shape, [5, 3, 16, 16]);
-  t.same(r.baseline!.shape, [1, 3, 16, 16]);
+  t.same(r.randomBaseline!.shape, [1, 3, 16, 16]);
   // Degenerate baselines: fade and blur of the input's face at the output's similarity.
   const fR = await encoder.embed(image, { protocol: 'resize' });
   for (const kind of ['fade', 'blur'] as const) {
@@ -151,8 +151,8 @@ t.test('same seed, same result; another seed, another', async (t) => {
   t.same(a.report.absorption, b.report.absorption);
   t.same(Array.from(await a.image.data()), Array.from(await b.image.data()));
   t.not(JSON.stringify(a.report.blackHole.similarities), JSON.stringify(c.report.blackHole.similarities));
-  t.equal(a.report.baseline, null);
-  t.equal(a.baseline, null);
+  t.equal(a.report.randomBaseline, null);
+  t.equal(a.randomBaseline, null);
   t.same(a.report.degenerateBaselines, b.report.degenerateBaselines, 'the degenerate baselines are deterministic too');
   t.equal(c.report.degenerateBaselines, null, 'degenerateBaselines: false');
   t.equal(c.degenerate, null);
@@ -198,7 +198,7 @@ t.test('no boundary: reported, and absorbed by optimize (with VGG16 and a second
   t.equal(rep.absorption.candidates[0].signedDistance, null, 'no boundary, no signed distance');
   t.equal(rep.models.perceptual, perceptual.name);
   t.equal(rep.models.secondEncoder!.arch, 'ir_se50');
-  t.ok(rep.sid.second && Number.isFinite(rep.sid.second.after) && Number.isFinite(rep.sid.second.baseline!));
+  t.ok(rep.sid.second && Number.isFinite(rep.sid.second.after) && Number.isFinite(rep.sid.second.randomBaseline!));
   t.same(r.image.shape, [1, 3, 16, 16]);
   r.dispose();
   perceptual.dispose();

@@ -26,7 +26,7 @@ function report(over: { name?: string; threshold?: number; found?: boolean; sims
       tauM: 0.25, mu: 1, lambdaId: 1, lambdaSem: 1, lambdaPerc: 0.5, baseline: over.baseline !== null, degenerateBaselines: over.degenerate !== null && over.degenerate !== undefined, seed: 909090,
     },
     device: 'cpu',
-    sid: { reconstruction: 0.93, after: over.after ?? 0.12, baseline: over.baseline === undefined ? 0.64 : over.baseline },
+    sid: { reconstruction: 0.93, after: over.after ?? 0.12, randomBaseline: over.baseline === undefined ? 0.64 : over.baseline },
     blackHole: {
       found,
       message: found ? undefined : `no α_max gave both classes <${EVIL}>`,
@@ -48,11 +48,11 @@ function report(over: { name?: string; threshold?: number; found?: boolean; sims
       chosen: 0,
       losses: over.losses ? { loss: [2, 1.5, 1.1, 0.9, 0.8, 0.75], similarity: [0.9, 0.7, 0.5, 0.4, 0.3, 0.25], wrapper: [1, 0.8, 0.6, 0.5, 0.4, 0.4], sem: [0, 0.1, 0.15, 0.2, 0.2, 0.21] } : undefined,
     },
-    baseline: over.baseline === null ? null : { distance: 0.3, similarity: over.baseline ?? 0.64, sem: 0.06 },
+    randomBaseline: over.baseline === null ? null : { distance: 0.3, similarity: over.baseline ?? 0.64, sem: 0.06 },
     degenerateBaselines: over.degenerate ?? null,
     preservation: { mse: 0.004, ssim: 0.91 },
     timings: { load: 0.1, invert: 1, neighbours: 5, boundary: 0.5, absorb: 3, baseline: 1, evaluate: 0.2, total: 10.8 },
-    seeds: { neighbours: 909090, svm: 909090, walk: 909091, baseline: 909092, decode: 909090 },
+    seeds: { neighbours: 909090, svm: 909090, walk: 909091, randomBaseline: 909092, decode: 909090 },
     finishedAt: '2025-01-01T00:00:00.000Z',
   };
 }
@@ -90,10 +90,10 @@ function axisX(svg: string, v: number): number {
 }
 
 t.test('a batch of two: well-formed, self-contained, one data: URI per image shown', async (t) => {
-  const images = { input: await png('red'), reconstruction: await png('green'), output: await png('blue'), baseline: await png('white') };
+  const images = { input: await png('red'), reconstruction: await png('green'), output: await png('blue'), randomBaseline: await png('white') };
   const entries: ReportEntry[] = [
     { report: report({ name: EVIL, losses: true }), images },
-    { report: report({ name: 'b.jpg', threshold: 0.5, after: 0.6, baseline: null }), images: { ...images, baseline: undefined } },
+    { report: report({ name: 'b.jpg', threshold: 0.5, after: 0.6, baseline: null }), images: { ...images, randomBaseline: undefined } },
   ];
   const html = renderReportHtml(entries, { generatedAt: 'now' });
   t.ok(html.startsWith('<!DOCTYPE html>'));
@@ -103,7 +103,7 @@ t.test('a batch of two: well-formed, self-contained, one data: URI per image sho
   t.equal(n.counts.get('section'), 3, 'summary + one section per image');
   t.equal(n.counts.get('img'), 7, '4 + 3 images');
   t.equal(html.match(/src="data:image\/png;base64,/g)?.length, 7, 'seven data:image/png URIs (no baseline on the second image)');
-  t.ok(html.includes(`data:image/png;base64,${images.baseline.toString('base64')}`), 'the PNG bytes themselves are inlined');
+  t.ok(html.includes(`data:image/png;base64,${images.randomBaseline.toString('base64')}`), 'the PNG bytes themselves are inlined');
   t.notMatch(html, /<script/i, 'no script');
   t.notMatch(html, /(src|href)="(https?:)?\/\//, 'nothing external');
   t.notMatch(html, /<link\b/, 'no stylesheet link');
@@ -168,9 +168,9 @@ t.test('"no boundary" is shown prominently; the summary numbers', async (t) => {
   const s = summarize([a, b]);
   t.equal(s.images, 2);
   t.ok(Math.abs((s.meanAfter ?? NaN) - 0.35) < 1e-12);
-  t.ok(Math.abs((s.meanBaseline ?? NaN) - 0.4) < 1e-12);
+  t.ok(Math.abs((s.meanRandomBaseline ?? NaN) - 0.4) < 1e-12);
   t.equal(s.erasureRate, 0.5, 'after 0.2 < 0.35, 0.5 not');
-  t.equal(s.baselineErasureRate, 0.5, 'baseline 0.3 < 0.35, 0.5 not');
+  t.equal(s.randomBaselineErasureRate, 0.5, 'baseline 0.3 < 0.35, 0.5 not');
   t.equal(s.noBoundary, 1);
   t.match(html, /erasure rate \(BIA\)<\/th><td class="n">50\.0%/);
   t.match(html, /mean SID after \(BIA\)<\/th><td class="n">0\.350/);
@@ -181,7 +181,7 @@ t.test('"no boundary" is shown prominently; the summary numbers', async (t) => {
 });
 
 t.test('the degenerate baselines: fade and blur beside the output, labelled, with their similarity', async (t) => {
-  const images = { input: await png('red'), reconstruction: await png('green'), output: await png('blue'), baseline: await png('white'), fade: await png('gray'), blur: await png('yellow') };
+  const images = { input: await png('red'), reconstruction: await png('green'), output: await png('blue'), randomBaseline: await png('white'), fade: await png('gray'), blur: await png('yellow') };
   const degenerate = {
     fade: { strength: 0.4375, similarity: 0.118, reached: true, preservation: { mse: 0.0321, ssim: 0.71 } },
     blur: { strength: 1, similarity: 0.52, reached: false, preservation: { mse: 0.0123, ssim: 0.82 } },

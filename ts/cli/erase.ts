@@ -248,7 +248,7 @@ async function resolveConfig(config: string | undefined): Promise<UNetPreset | P
 function doneLine(label: string, r: EraseReport, seconds: number): string {
   const thr = typeof r.options?.threshold === 'number' ? r.options.threshold : 0.35;
   const verdict = r.sid.after < thr ? 'erased' : 'kept';
-  const baseline = r.sid.baseline === null ? '' : ` (baseline ${formatSid(r.sid.baseline)})`;
+  const baseline = r.sid.randomBaseline === null ? '' : ` (baseline ${formatSid(r.sid.randomBaseline)})`;
   const nb = r.blackHole.found ? '' : '  no boundary';
   return `✓ ${label}  SID ${formatSid(r.sid.reconstruction)} → ${formatSid(r.sid.after)}${baseline}  ${verdict}${nb}  ${formatDuration(seconds * 1000)}`;
 }
@@ -338,9 +338,9 @@ async function runBatch(args: EraseArgs, deps: EraseDeps, view: EraseProgressVie
     const lines = [`${result.total} image(s): ${counts.done} done, ${counts.skipped} skipped, ${counts.failed} failed${interrupted ? ', interrupted' : ''} → ${out}`];
     if (summary.images > 0) {
       lines.push(
-        `mean SID after ${formatSid(summary.meanAfter)} vs baseline ${formatSid(summary.meanBaseline)} (reconstruction ${formatSid(summary.meanReconstruction)}); ` +
+        `mean SID after ${formatSid(summary.meanAfter)} vs baseline ${formatSid(summary.meanRandomBaseline)} (reconstruction ${formatSid(summary.meanReconstruction)}); ` +
           `erasure rate ${summary.erasureRate === null ? '—' : `${(summary.erasureRate * 100).toFixed(1)}%`}` +
-          `${summary.baselineErasureRate === null ? '' : ` (baseline ${(summary.baselineErasureRate * 100).toFixed(1)}%)`}` +
+          `${summary.randomBaselineErasureRate === null ? '' : ` (baseline ${(summary.randomBaselineErasureRate * 100).toFixed(1)}%)`}` +
           `${summary.noBoundary ? `; ${summary.noBoundary} without a boundary` : ''}`,
       );
     }

@@ -198,7 +198,7 @@ export interface ImageOutcome {
   /** The image's folder under <out> (null when the input could not be listed). */
   dir: string | null;
   status: ImageStatus;
-  sid?: { reconstruction: number; after: number; baseline: number | null };
+  sid?: { reconstruction: number; after: number; randomBaseline: number | null };
   noBoundary?: boolean;
   /** Wall time of this image in this run. */
   seconds?: number;
@@ -358,7 +358,7 @@ export async function eraseFolder(opts: EraseFolderOptions): Promise<EraseFolder
 }
 
 function sidOf(r: EraseReport): ImageOutcome['sid'] {
-  return { reconstruction: r.sid.reconstruction, after: r.sid.after, baseline: r.sid.baseline };
+  return { reconstruction: r.sid.reconstruction, after: r.sid.after, randomBaseline: r.sid.randomBaseline };
 }
 
 /** <out>/report.json, <out>/report.html and <out>/errors.json (removed when nothing failed); `files` gets each path once written. */
@@ -380,7 +380,7 @@ async function writeBatchReport(out: string, finished: Array<{ report: EraseRepo
         input: await read('input.png'),
         reconstruction: await read('reconstruction.png'),
         output: await read('output.png'),
-        baseline: f.report.sid.baseline !== null && (await exists(baselinePath)) ? await fsp.readFile(baselinePath) : undefined,
+        randomBaseline: f.report.sid.randomBaseline !== null && (await exists(baselinePath)) ? await fsp.readFile(baselinePath) : undefined,
         fade: await degenerate('fade'),
         blur: await degenerate('blur'),
       },
@@ -570,7 +570,7 @@ async function eraseOne(run: Run, models: Models, others: Tensor | undefined, in
     await writeImage(image, nodePath.join(dir, 'input.png'));
     await writeImage(result.image, nodePath.join(dir, 'output.png'));
     await writeImage(result.reconstruction, nodePath.join(dir, 'reconstruction.png'));
-    if (result.baseline) await writeImage(result.baseline, nodePath.join(dir, 'baseline.png'));
+    if (result.randomBaseline) await writeImage(result.randomBaseline, nodePath.join(dir, 'baseline.png'));
     else await fsp.rm(nodePath.join(dir, 'baseline.png'), { force: true });
     for (const kind of ['fade', 'blur'] as const) {
       const t = result.degenerate?.[kind];
@@ -581,7 +581,7 @@ async function eraseOne(run: Run, models: Models, others: Tensor | undefined, in
       { tensor: image, label: 'input' },
       { tensor: result.reconstruction, label: `reconstruction ${formatSid(report.sid.reconstruction)}` },
       { tensor: result.image, label: `BIA ${formatSid(report.sid.after)}` },
-      ...(result.baseline ? [{ tensor: result.baseline, label: `baseline ${formatSid(report.sid.baseline)}` }] : []),
+      ...(result.randomBaseline ? [{ tensor: result.randomBaseline, label: `baseline ${formatSid(report.sid.randomBaseline)}` }] : []),
     ];
     await comparisonGrid([row], nodePath.join(dir, 'grid.png'), { cellSize: Math.max(128, resolution) });
     await writeFileAtomic(nodePath.join(dir, 'report.json'), `${JSON.stringify(report, null, 2)}\n`);

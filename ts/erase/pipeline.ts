@@ -60,7 +60,7 @@ export async function eraseIdentity(image: Tensor, call: EraseCall): Promise<Era
       image: keep[0],
       reconstruction: keep[1],
       candidates: keep[2],
-      baseline: base ? base.image : null,
+      randomBaseline: base ? base.image : null,
       degenerate: degenerate ? { fade: degenerate.fade.image, blur: degenerate.blur.image } : null,
       report,
       ...(kept ? { blackHole: kept } : {}),

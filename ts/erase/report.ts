@@ -69,7 +69,7 @@ export async function evaluate(x: Outcome, models: EraseModels, o: ResolvedErase
     const parts = [bh.reconstruction, output, ...(base ? [base.image] : [])];
     const all = scope.add(await takeRows(parts, parts.map((_, i) => [i, 0] as [number, number]), job));
     const s2 = await identitySimilarity(models.secondEncoder, all, f2, o, job);
-    second = { reconstruction: s2[0], after: s2[1], baseline: base ? s2[2] : null };
+    second = { reconstruction: s2[0], after: s2[1], randomBaseline: base ? s2[2] : null };
   }
   const pres = await imageLosses(output, image, job);
   // The degenerate baselines: fade and blur of the input's face region at the output's similarity.
@@ -110,7 +110,7 @@ export function buildReport(call: EraseCall, models: EraseModels, o: ResolvedEra
     sid: {
       reconstruction: bh.reconstructionSimilarity,
       after: chosen.similarity,
-      baseline: base ? base.similarity : null,
+      randomBaseline: base ? base.similarity : null,
       ...(ev.second ? { second: ev.second } : {}),
     },
     blackHole: {
@@ -140,11 +140,11 @@ export function buildReport(call: EraseCall, models: EraseModels, o: ResolvedEra
       chosen: ab.chosen,
       ...(ab.losses ? { losses: ab.losses } : {}),
     },
-    baseline: base ? { distance: chosen.distance, similarity: base.similarity, sem: base.sem } : null,
+    randomBaseline: base ? { distance: chosen.distance, similarity: base.similarity, sem: base.sem } : null,
     degenerateBaselines: ev.degenerateReport,
     preservation: ev.preservation,
     timings,
-    seeds: { neighbours: o.seed, svm: o.seed, walk: o.seed + 1, baseline: o.seed + 2, decode: o.seed },
+    seeds: { neighbours: o.seed, svm: o.seed, walk: o.seed + 1, randomBaseline: o.seed + 2, decode: o.seed },
     finishedAt: new Date().toISOString(),
   };
 }

@@ -169,9 +169,10 @@ export interface EraseReport {
   sid: {
     reconstruction: number;
     after: number;
-    baseline: number | null;
+    /** The random-direction baseline's. */
+    randomBaseline: number | null;
     /** Same three with the second encoder, when given. */
-    second?: { reconstruction: number; after: number; baseline: number | null };
+    second?: { reconstruction: number; after: number; randomBaseline: number | null };
   };
   blackHole: {
     /** false: no α_max gave both classes ("no boundary"); the absorption then ran in optimize mode. */
@@ -197,7 +198,8 @@ export interface EraseReport {
     /** optimize: per iteration. */
     losses?: { loss: number[]; similarity: number[]; wrapper: number[]; sem: number[] };
   };
-  baseline: { distance: number; similarity: number; sem: number } | null;
+  /** The random-direction baseline: h_r moved the output's distance along a random direction (null when off). */
+  randomBaseline: { distance: number; similarity: number; sem: number } | null;
   /**
    * The degenerate baselines at the BIA output's similarity (sid.after): fade and blur of the input's
    * face region. null when off; absent in reports written before they existed.
@@ -207,7 +209,7 @@ export interface EraseReport {
   preservation: { mse: number; ssim: number };
   /** Seconds per stage. */
   timings: Record<EraseStage | 'total', number>;
-  seeds: { neighbours: number; svm: number; walk: number; baseline: number; decode: number };
+  seeds: { neighbours: number; svm: number; walk: number; randomBaseline: number; decode: number };
   /** ISO time the report was written. */
   finishedAt: string;
 }
@@ -219,7 +221,7 @@ export interface EraseResult {
   /** The DDIM reconstruction Dec(h_r), [1, 3, H, W]. */
   reconstruction: Tensor;
   /** The random-direction baseline's image, when run. */
-  baseline: Tensor | null;
+  randomBaseline: Tensor | null;
   /** The degenerate baselines' images (fade and blur of the face region, [1, 3, H, W]), when run. */
   degenerate: { fade: Tensor; blur: Tensor } | null;
   /** Every candidate's image, [N, 3, H, W], in report.absorption.candidates order. */

@@ -14,7 +14,7 @@ export interface ReportImages {
   input: Buffer;
   reconstruction: Buffer;
   output: Buffer;
-  baseline?: Buffer;
+  randomBaseline?: Buffer;
   /** The degenerate baselines (report.degenerateBaselines): face faded / blurred at equal similarity. */
   fade?: Buffer;
   blur?: Buffer;
@@ -300,11 +300,11 @@ function keyNumbers(r: EraseReport, threshold: number): string {
   const rows: string[] = [];
   rows.push(row('SID reconstruction', simSpan(r.sid.reconstruction, threshold)));
   rows.push(row('SID after (BIA)', simSpan(r.sid.after, threshold)));
-  rows.push(row('SID baseline (random direction)', simSpan(r.sid.baseline, threshold)));
+  rows.push(row('SID baseline (random direction)', simSpan(r.sid.randomBaseline, threshold)));
   if (r.sid.second) {
     rows.push(row('SID reconstruction, 2nd encoder', simSpan(r.sid.second.reconstruction, threshold)));
     rows.push(row('SID after, 2nd encoder', simSpan(r.sid.second.after, threshold)));
-    rows.push(row('SID baseline, 2nd encoder', simSpan(r.sid.second.baseline, threshold)));
+    rows.push(row('SID baseline, 2nd encoder', simSpan(r.sid.second.randomBaseline, threshold)));
   }
   rows.push(row('threshold', esc(num(threshold))));
   rows.push(row('boundary found', bh.found ? 'yes' : '<span class="kept">no</span>', false));
@@ -333,7 +333,7 @@ function keyNumbers(r: EraseReport, threshold: number): string {
       false,
     ),
   );
-  if (r.baseline) rows.push(row('baseline', esc(`distance ${num(r.baseline.distance)}·‖h_r‖, sim ${num(r.baseline.similarity)}, L_sem ${num(r.baseline.sem)}`), false));
+  if (r.randomBaseline) rows.push(row('baseline', esc(`distance ${num(r.randomBaseline.distance)}·‖h_r‖, sim ${num(r.randomBaseline.similarity)}, L_sem ${num(r.randomBaseline.sem)}`), false));
   for (const kind of ['fade', 'blur'] as const) {
     const d = r.degenerateBaselines?.[kind];
     if (!d) continue;
@@ -398,7 +398,7 @@ function imageSection(e: ReportEntry, i: number): string {
     figure(e.images.reconstruction, 'reconstruction', `reconstruction<br />sim ${simSpan(r.sid.reconstruction, threshold)}`),
     figure(e.images.output, 'BIA output', `BIA output<br />sim ${simSpan(r.sid.after, threshold)}`),
   ];
-  if (e.images.baseline) figs.push(figure(e.images.baseline, 'random baseline', `random baseline<br />sim ${simSpan(r.sid.baseline, threshold)}`));
+  if (e.images.randomBaseline) figs.push(figure(e.images.randomBaseline, 'random baseline', `random baseline<br />sim ${simSpan(r.sid.randomBaseline, threshold)}`));
   for (const kind of ['fade', 'blur'] as const) {
     const png = e.images[kind];
     const d = r.degenerateBaselines?.[kind];
@@ -429,22 +429,22 @@ export interface ReportSummary {
   images: number;
   meanReconstruction: number | null;
   meanAfter: number | null;
-  meanBaseline: number | null;
+  meanRandomBaseline: number | null;
   erasureRate: number | null;
-  baselineErasureRate: number | null;
+  randomBaselineErasureRate: number | null;
   noBoundary: number;
 }
 
 export function summarize(reports: readonly EraseReport[]): ReportSummary {
   const after = reports.map((r) => r.sid.after).filter(Number.isFinite);
-  const withBaseline = reports.filter((r) => r.sid.baseline !== null && Number.isFinite(r.sid.baseline));
+  const withBaseline = reports.filter((r) => r.sid.randomBaseline !== null && Number.isFinite(r.sid.randomBaseline));
   return {
     images: reports.length,
     meanReconstruction: mean(reports.map((r) => r.sid.reconstruction).filter(Number.isFinite)),
     meanAfter: mean(after),
-    meanBaseline: mean(withBaseline.map((r) => r.sid.baseline as number)),
+    meanRandomBaseline: mean(withBaseline.map((r) => r.sid.randomBaseline as number)),
     erasureRate: reports.length ? reports.filter((r) => r.sid.after < thresholdOf(r)).length / reports.length : null,
-    baselineErasureRate: withBaseline.length ? withBaseline.filter((r) => (r.sid.baseline as number) < thresholdOf(r)).length / withBaseline.length : null,
+    randomBaselineErasureRate: withBaseline.length ? withBaseline.filter((r) => (r.sid.randomBaseline as number) < thresholdOf(r)).length / withBaseline.length : null,
     noBoundary: reports.filter((r) => !r.blackHole.found).length,
   };
 }
@@ -455,9 +455,9 @@ function summarySection(entries: readonly ReportEntry[]): string {
     row('images', esc(String(s.images))),
     row('mean SID reconstruction', esc(num(s.meanReconstruction))),
     row('mean SID after (BIA)', esc(num(s.meanAfter))),
-    row('mean SID baseline', esc(num(s.meanBaseline))),
+    row('mean SID baseline', esc(num(s.meanRandomBaseline))),
     row('erasure rate (BIA)', esc(pct(s.erasureRate))),
-    row('erasure rate (baseline)', esc(pct(s.baselineErasureRate))),
+    row('erasure rate (baseline)', esc(pct(s.randomBaselineErasureRate))),
     row('images without a boundary', esc(String(s.noBoundary))),
   ];
   const head = '<tr><th>#</th><th>image</th><th>SID recon.</th><th>SID after</th><th>SID baseline</th><th>boundary</th><th>absorb</th><th>time</th></tr>';
@@ -466,7 +466,7 @@ function summarySection(entries: readonly ReportEntry[]): string {
     const t = thresholdOf(r);
     return (
       `<tr><td class="n">${i + 1}</td><td><a href="#image-${i}">${esc(r.input.name)}</a></td><td class="n">${simSpan(r.sid.reconstruction, t)}</td>` +
-      `<td class="n">${simSpan(r.sid.after, t)}</td><td class="n">${simSpan(r.sid.baseline, t)}</td><td>${r.blackHole.found ? 'yes' : '<span class="kept">no boundary</span>'}</td>` +
+      `<td class="n">${simSpan(r.sid.after, t)}</td><td class="n">${simSpan(r.sid.randomBaseline, t)}</td><td>${r.blackHole.found ? 'yes' : '<span class="kept">no boundary</span>'}</td>` +
       `<td>${esc(r.absorption.mode)}</td><td class="n">${esc(seconds(r.timings?.total))}</td></tr>`
     );
   });

@@ -244,7 +244,7 @@ export async function runDemo(opts: { count?: number; full?: boolean; out?: stri
           identity: portraits.identities[i],
           reconstruction: rep.sid.reconstruction,
           bia: rep.sid.after,
-          baseline: rep.sid.baseline,
+          baseline: rep.sid.randomBaseline,
           found: rep.blackHole.found,
           distance: chosen.distance,
           outsideFace: await outsideFaceChange(r.image, r.reconstruction),
@@ -257,10 +257,10 @@ export async function runDemo(opts: { count?: number; full?: boolean; out?: stri
         await writeImage(x, path.join(dir, 'input.png'));
         await writeImage(r.reconstruction, path.join(dir, 'reconstruction.png'));
         await writeImage(r.image, path.join(dir, 'output.png'));
-        if (r.baseline) await writeImage(r.baseline, path.join(dir, 'baseline.png'));
+        if (r.randomBaseline) await writeImage(r.randomBaseline, path.join(dir, 'baseline.png'));
         // input | reconstruction | BIA | random | fade | blur, each labelled with its similarity to the input
         // (loss encoder / second recognizer) and the quality net's validity.
-        const cols: Array<[string, Tensor | null | undefined]> = [['input', x], ['recon', r.reconstruction], ['BIA', r.image], ['random', r.baseline], ['fade', r.degenerate?.fade], ['blur', r.degenerate?.blur]];
+        const cols: Array<[string, Tensor | null | undefined]> = [['input', x], ['recon', r.reconstruction], ['BIA', r.image], ['random', r.randomBaseline], ['fade', r.degenerate?.fade], ['blur', r.degenerate?.blur]];
         const shown = cols.filter((c): c is [string, Tensor] => !!c[1]);
         let labels = shown.map(([k]) => k);
         if (meters) {
@@ -278,7 +278,7 @@ export async function runDemo(opts: { count?: number; full?: boolean; out?: stri
         }
         await comparisonGrid([shown.map(([, tensor], j) => ({ tensor, label: labels[j] }))], path.join(dir, 'grid.png'), { cellSize: 128 });
         await writeFileAtomic(path.join(dir, 'report.json'), `${JSON.stringify({ ...rep, demo: img }, null, 2)}\n`);
-        entries.push({ report: rep, images: { input: await imageToBuffer(x, 'png'), reconstruction: await imageToBuffer(r.reconstruction, 'png'), output: await imageToBuffer(r.image, 'png'), ...(r.baseline ? { baseline: await imageToBuffer(r.baseline, 'png') } : {}) } });
+        entries.push({ report: rep, images: { input: await imageToBuffer(x, 'png'), reconstruction: await imageToBuffer(r.reconstruction, 'png'), output: await imageToBuffer(r.image, 'png'), ...(r.randomBaseline ? { randomBaseline: await imageToBuffer(r.randomBaseline, 'png') } : {}) } });
         log(`${name}: similarity ${img.reconstruction.toFixed(3)} (reconstruction) → ${img.bia.toFixed(3)} BIA vs ${img.baseline?.toFixed(3) ?? '-'} random at ${img.distance.toFixed(2)}‖h_r‖${img.found ? '' : ' (no boundary: optimize)'}; outside-face change ${img.outsideFace.toFixed(3)}; ${img.seconds.toFixed(0)} s`);
       } finally {
         r.dispose();

@@ -126,13 +126,13 @@ export async function runEval(opts: { count?: number; overrides?: EraseOptions; 
       kept.input.push(x);
       kept.reconstruction.push(await takeRows([r.reconstruction], [[0, 0]]));
       kept.bia.push(await takeRows([r.image], [[0, 0]]));
-      kept.random.push(await takeRows([r.baseline!], [[0, 0]]));
+      kept.random.push(await takeRows([r.randomBaseline!], [[0, 0]]));
       kept.fade.push(await takeRows([r.degenerate!.fade], [[0, 0]]));
       kept.blur.push(await takeRows([r.degenerate!.blur], [[0, 0]]));
       const chosen = rep.absorption.candidates[rep.absorption.chosen];
       info.push({ name, found: rep.blackHole.found, distance: chosen.distance, seconds: (performance.now() - t) / 1000 });
       r.dispose();
-      log(`${name}: similarity ${rep.sid.after.toFixed(3)} (BIA) vs ${rep.sid.baseline?.toFixed(3)} (random) at ${chosen.distance.toFixed(2)}‖h_r‖; ${info[i].seconds.toFixed(0)} s`);
+      log(`${name}: similarity ${rep.sid.after.toFixed(3)} (BIA) vs ${rep.sid.randomBaseline?.toFixed(3)} (random) at ${chosen.distance.toFixed(2)}‖h_r‖; ${info[i].seconds.toFixed(0)} s`);
     }
     meters = await loadMeters(models.encoder);
     const thr = meters.thresholds;
