@@ -183,7 +183,7 @@ async function tests(): Promise<void> {
       '--force', '--json', '--t0', '300', '--steps', '20', '--inject', 'lagged', '--eta', '0.5', '--t-edit', '200', '--t-boost', '100', '--eta-boost', '0.5', '--batch-size', '4', '--protocol', 'insightface',
       '--neighbours', '64', '--neighbour-mode', 'manifold', '--manifold-pool', '8', '--alpha-max', '1.5', '--calibration-rounds', '3', '--share-range', '0.3,0.7',
       '--threshold', '0.4', '--C', '2', '--holdout', '0', '--wrap-size', '4', '--absorb', 'optimize', '--line-steps', '6', '--erase-target', '0.3', '--walk-step', '100,120', '--walk-step-unit', 'relative',
-      '--walk-trials', '3', '--fidelity-threshold', '0.5', '--iterations', '10', '--lr', '1e-3', '--margin', '0', '--backprop', 'one-step', '--tau-m', '0.2',
+      '--walk-trials', '3', '--fidelity-threshold', '0.5', '--iterations', '10', '--lr', '1e-3', '--start-margin', '0', '--backprop', 'one-step', '--tau-m', '0.2',
       '--mu', '2', '--lambda-id', '1', '--lambda-sem', '0.5', '--lambda-perc', '0', '--no-baseline', '--no-degenerate-baselines', '--seed', '7',
     ]);
     t.same(a.inputs, ['x.png', 'dir']);
@@ -191,7 +191,7 @@ async function tests(): Promise<void> {
     t.same(a.options, {
       t0: 300, steps: 20, inject: 'lagged', eta: 0.5, tEdit: 200, tBoost: 100, etaBoost: 0.5, batchSize: 4, protocol: 'insightface', neighbours: 64, neighbourMode: 'manifold', manifoldPool: 8,
       alphaMax: 1.5, calibrationRounds: 3, shareRange: [0.3, 0.7], threshold: 0.4, C: 2, holdout: 0, wrapSize: 4, absorb: 'optimize', lineSteps: 6, eraseTarget: 0.3, walkStep: [100, 120],
-      walkStepUnit: 'relative', walkTrials: 3, fidelityThreshold: 0.5, iterations: 10, lr: 1e-3, margin: 0, backprop: 'one-step', tauM: 0.2, mu: 2,
+      walkStepUnit: 'relative', walkTrials: 3, fidelityThreshold: 0.5, iterations: 10, lr: 1e-3, startMargin: 0, backprop: 'one-step', tauM: 0.2, mu: 2,
       lambdaId: 1, lambdaSem: 0.5, lambdaPerc: 0, baseline: false, degenerateBaselines: false, seed: 7,
     }, 'every EraseOptions field has its kebab-case flag');
     t.same(Object.keys(a.options).sort(), Object.keys(ERASE_DEFAULTS).sort(), 'and no field is missing');

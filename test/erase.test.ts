@@ -206,7 +206,7 @@ t.test('no boundary: reported, and absorbed by optimize (with VGG16 and a second
 });
 
 t.test('optimize with a boundary starts beyond it and keeps the best iterate', async (t) => {
-  const r = await eraseIdentity(image, { diffusion, encoder, ...BASE, threshold, absorb: 'optimize', iterations: 3, backprop: 'full', margin: 0.1 });
+  const r = await eraseIdentity(image, { diffusion, encoder, ...BASE, threshold, absorb: 'optimize', iterations: 3, backprop: 'full', startMargin: 0.1 });
   const rep = r.report;
   t.equal(rep.blackHole.found, true);
   t.equal(rep.absorption.mode, 'optimize');

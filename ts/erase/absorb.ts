@@ -424,11 +424,11 @@ function absorption(candidates: Candidate[], codes: Tensor, images: Tensor, mode
 
 /**
  * `optimize` (METHOD.md step 8): Adam on ĥ_r with L_wrapper + λ_sem·L_sem, backpropagated in C++
- * through the decoder and the identity encoder, starting margin·‖h_r‖ beyond the boundary (at h_r
+ * through the decoder and the identity encoder, starting startMargin·‖h_r‖ beyond the boundary (at h_r
  * when there is none).
  */
 async function optimize(bh: BlackHole, models: EraseModels, o: ResolvedEraseOptions, job: JobOptions, clock: StageClock): Promise<Absorption> {
-  const startDistance = bh.boundary ? Math.abs(bh.boundary.sR) + o.margin * bh.hNorm : 0;
+  const startDistance = bh.boundary ? Math.abs(bh.boundary.sR) + o.startMargin * bh.hNorm : 0;
   const r = await absorbOptimize(models.diffusion, models.encoder, { xLat: bh.xLat, hR: bh.hR, fR: bh.fR, wrap: bh.wrap.codes, dq: bh.boundary?.dq }, {
     perceptual: models.perceptual,
     mode: o.inject,

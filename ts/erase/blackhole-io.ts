@@ -66,6 +66,13 @@ function savedBoundary(b: NonNullable<Saved['boundary']> & { margin?: number }):
   return { ...rest, geometricMargin: rest.geometricMargin ?? (margin as number) };
 }
 
+/** The saved erase options; files written before the optimize start had its name call it `margin`. */
+function savedOptions(o: Saved['options'] & { margin?: number }): Saved['options'] {
+  if (o === null || typeof o !== 'object' || !('margin' in o)) return o;
+  const { margin, ...rest } = o;
+  return { ...rest, startMargin: rest.startMargin ?? margin };
+}
+
 /** Read a folder written by saveBlackHole; tensors go to `device` (default cpu). */
 export async function loadBlackHole(dir: string, opts?: { device?: Device } & JobOptions): Promise<BlackHole> {
   if (typeof dir !== 'string' || dir.length === 0) throw invalidArgument('dir must be a non-empty string');
@@ -77,8 +84,11 @@ export async function loadBlackHole(dir: string, opts?: { device?: Device } & Jo
     const code = (e as NodeJS.ErrnoException).code;
     throw new BiaError(code === 'ENOENT' ? 'BIA_IO_ERROR' : 'BIA_CHECKPOINT_ERROR', `${jsonPath}: ${code === 'ENOENT' ? 'not found (is this a folder written by saveBlackHole?)' : (e as Error).message}`);
   }
-  if (saved?.format !== FORMAT) throw new BiaError('BIA_CHECKPOINT_ERROR', `${jsonPath} is not a saved black hole (format ${JSON.stringify(saved?.format)}, expected '${FORMAT}')`);
-  const options = resolveEraseOptions(saved.options);
+  if (saved?.format !== FORMAT) {
+    const found = saved === null || typeof saved !== 'object' || Array.isArray(saved) ? `a JSON ${Array.isArray(saved) ? 'array' : saved === null ? 'null' : typeof saved}` : 'format' in saved ? `format ${JSON.stringify(saved.format)}` : `no "format" field (keys: ${Object.keys(saved).slice(0, 8).join(', ') || 'none'})`;
+    throw new BiaError('BIA_CHECKPOINT_ERROR', `${jsonPath} is not a saved black hole: expected format '${FORMAT}', found ${found}`);
+  }
+  const options = resolveEraseOptions(savedOptions(saved.options));
   const ck = await readCheckpoint(join(dir, 'blackhole.safetensors'), opts);
   const need = ['x_lat', 'h_r', 'f_r', 'reconstruction', 'wrap_codes', ...(saved.boundary ? ['w', 'dq'] : [])];
   const missing = need.filter((k) => !ck.tensors.has(k));

@@ -66,7 +66,7 @@ export const ERASE_OPTIONS: { readonly [K in EraseOptionKey]-?: OptionSpec<Resol
   fidelityThreshold: { kind: 'number', min: 0, max: 1e9, minExclusive: true, default: 0.35, flag: 'fidelity-threshold', group: 'absorption', help: 'walk/line: accept a move when L_fid < this' },
   iterations: { kind: 'int', min: 1, max: 100000, default: 50, flag: 'iterations', group: 'absorption', help: 'optimize: Adam iterations' },
   lr: { kind: 'number', min: 0, max: 1e3, minExclusive: true, default: 0.01, flag: 'lr', group: 'absorption', help: 'optimize: learning rate, relative to ‖h_r‖' },
-  margin: { kind: 'number', min: 0, max: 1e3, default: 0.05, flag: 'margin', group: 'absorption', help: 'optimize: start this far beyond the boundary' },
+  startMargin: { kind: 'number', min: 0, max: 1e3, default: 0.05, flag: 'start-margin', group: 'absorption', help: 'optimize: start this far beyond the boundary, relative to ‖h_r‖' },
   backprop: { kind: 'enum', values: BACKPROPS, default: 'full', flag: 'backprop', group: 'absorption', help: 'optimize: gradient through every decoding step or the last one' },
   tauM: { kind: 'number', min: -1, max: 1, default: 0.25, flag: 'tau-m', group: 'losses', help: 'τ_m of L_wrapper' },
   mu: { kind: 'number', min: 0, max: 1e6, default: 1, flag: 'mu', group: 'losses', help: 'μ of the wrapper pull' },

@@ -88,7 +88,7 @@ export interface EraseOptions extends JobOptions {
   iterations?: number;
   lr?: number;
   /** optimize: start this far (relative to ‖h_r‖) beyond the boundary (default 0.05). */
-  margin?: number;
+  startMargin?: number;
   backprop?: Backprop;
   /** τ_m of L_wrapper (default 0.25), μ of its pull term (default 1). */
   tauM?: number;
