@@ -1,6 +1,7 @@
 /**
- * The contract of the erase job (docs/METHOD.md, steps 1–9): its options with their defaults and
- * the report it returns. The pipeline (ts/erase/pipeline.ts), the CLI (`bia erase`) and the HTML
+ * The contract of the erase job (docs/method.md, steps 1–9): its options and the report it returns.
+ * Each option's default, limits and flag are specified once, in ERASE_OPTIONS (./options.ts; the table
+ * in docs/cli.md is generated from it); the comments here say what the options mean. The pipeline (ts/erase/pipeline.ts), the CLI (`bia erase`) and the HTML
  * report all speak this shape; report.json is exactly an `EraseReport`.
  */
 import type { InjectMode } from '../diffusion';
@@ -20,94 +21,94 @@ export type Backprop = 'full' | 'one-step';
 
 export interface EraseOptions extends JobOptions {
   // --- inversion and decoding (METHOD.md steps 1, 4) ---
-  /** Inversion depth (default 500). */
+  /** Inversion depth. */
   t0?: number;
-  /** Timesteps of the inversion / generation sequences (default 40). */
+  /** Timesteps of the inversion / generation sequences. */
   steps?: number;
-  /** How ĥ reaches the decoder (default 'asyrp'). */
+  /** How ĥ reaches the decoder. */
   inject?: InjectMode;
-  /** DDIM η of neighbour decoding and absorption (default 0). */
+  /** DDIM η of neighbour decoding and absorption. */
   eta?: number;
-  /** every-step / asyrp: edit only while t ≥ tEdit (default 0). */
+  /** every-step / asyrp: edit only while t ≥ tEdit. */
   tEdit?: number;
   /**
    * Asyrp's quality boosting in the absorption's decodings (candidates and the random baseline; not the
-   * neighbours' labels nor the reconstruction): steps with t < tBoost run with η = etaBoost (default 0: off).
+   * neighbours' labels nor the reconstruction): steps with t < tBoost run with η = etaBoost.
    */
   tBoost?: number;
-  /** η of the boosted steps (default 1). */
+  /** η of the boosted steps. */
   etaBoost?: number;
-  /** Images per decoding batch (default 16). */
+  /** Images per decoding batch. */
   batchSize?: number;
-  /** Identity-encoder input protocol (default 'bia'). */
+  /** Identity-encoder input protocol. */
   protocol?: InputProtocol;
 
   // --- black hole formation (steps 3, 5, 6, 7) ---
-  /** Neighbours (default 128). */
+  /** Neighbours. */
   neighbours?: number;
-  /** Direction source of h_ran (default 'isotropic'). */
+  /** Direction source of h_ran. */
   neighbourMode?: NeighbourMode;
-  /** manifold: distinct random samples whose h give the directions (default min(neighbours, 16)). */
+  /** manifold: distinct random samples whose h give the directions. */
   manifoldPool?: number;
-  /** Starting α_max relative to ‖h_r‖ (default 1), calibrated ×2 / ×0.5. */
+  /** Starting α_max relative to ‖h_r‖, calibrated ×2 / ×0.5. */
   alphaMax?: number;
-  /** Calibration rounds (default 6). */
+  /** Calibration rounds. */
   calibrationRounds?: number;
-  /** Accepted share of label-1 neighbours (default [0.2, 0.8]). */
+  /** Accepted share of label-1 neighbours. */
   shareRange?: [number, number];
-  /** Identity threshold: label 1 when sim > threshold (default 0.35). */
+  /** Identity threshold: label 1 when sim > threshold. */
   threshold?: number;
-  /** SVM C (default 1). */
+  /** SVM C. */
   C?: number;
-  /** Share of neighbours held out to measure the SVM's accuracy (default 0.25). */
+  /** Share of neighbours held out to measure the SVM's accuracy. */
   holdout?: number;
-  /** Wrap-set size K (default 8). */
+  /** Wrap-set size K. */
   wrapSize?: number;
 
   // --- absorption (step 8) ---
   /**
-   * Absorption mode (default 'walk'). `line`: h_r moved along the black hole's normal to lineSteps
+   * Absorption mode. `line`: h_r moved along the black hole's normal to lineSteps
    * distances beyond the boundary (up to walkStep[1], in walkStepUnit), keeping the shortest move whose
    * similarity falls below eraseTarget and whose L_fid passes fidelityThreshold — the least change that
    * leaves the black hole. When the image has no boundary, 'optimize' is used.
    */
   absorb?: AbsorbMode;
-  /** line: number of distances tried (default 12), evenly spaced up to walkStep[1]. */
+  /** line: number of distances tried, evenly spaced up to walkStep[1]. */
   lineSteps?: number;
-  /** line: the identity similarity a move must reach to count as erased (default 0.35, the paper's threshold). */
+  /** line: the identity similarity a move must reach to count as erased. */
   eraseTarget?: number;
-  /** walk: Δ ~ U[lo, hi] (default [100, 120]). */
+  /** walk: Δ ~ U[lo, hi]. */
   walkStep?: [number, number];
   /** walk: Δ is absolute (default, the released code's) or relative to ‖h_r‖. */
   walkStepUnit?: 'absolute' | 'relative';
-  /** walk: trials, halving Δ after each rejection (default 5). */
+  /** walk: trials, halving Δ after each rejection. */
   walkTrials?: number;
-  /** walk: accept when L_fid = MSE + λ_perc·L_perc < this (default 0.35). */
+  /** walk: accept when L_fid = MSE + λ_perc·L_perc < this. */
   fidelityThreshold?: number;
-  /** optimize: Adam iterations (default 50) and learning rate relative to ‖h_r‖ (default 0.01). */
+  /** optimize: Adam iterations and learning rate relative to ‖h_r‖. */
   iterations?: number;
   lr?: number;
-  /** optimize: start this far (relative to ‖h_r‖) beyond the boundary (default 0.05). */
+  /** optimize: start this far (relative to ‖h_r‖) beyond the boundary. */
   startMargin?: number;
   backprop?: Backprop;
-  /** τ_m of L_wrapper (default 0.25), μ of its pull term (default 1). */
+  /** τ_m of L_wrapper, μ of its pull term. */
   tauM?: number;
   mu?: number;
-  /** Weights: λ_id (default 1) on the identity term, λ_sem on L_sem (default 1), λ_perc inside L_sem and L_fid (default 0.5). */
+  /** Weights: λ_id on the identity term, λ_sem on L_sem, λ_perc inside L_sem and L_fid. */
   lambdaId?: number;
   lambdaSem?: number;
   lambdaPerc?: number;
 
   // --- evaluation ---
-  /** Run the random-direction baseline (default true). */
+  /** Run the random-direction baseline. */
   baseline?: boolean;
   /**
-   * Run the degenerate baselines (default true): the input's face region faded towards its mean colour,
+   * Run the degenerate baselines: the input's face region faded towards its mean colour,
    * and blurred, each at the smallest strength whose identity similarity is at most the BIA output's
    * (ts/erase/degenerate.ts): what BIA must beat on fidelity at equal identity loss.
    */
   degenerateBaselines?: boolean;
-  /** Seed of everything random (default 909090). */
+  /** Seed of everything random. */
   seed?: number;
 }
 
