@@ -61,7 +61,7 @@ at::Tensor BottleneckIRSEImpl::forward(const at::Tensor& x) {
   return r + shortcut;
 }
 
-IRSE50::IRSE50(double width, int64_t embeddingSize) : embeddingSize_(embeddingSize) {
+IRSE50::IRSE50(double width, int64_t embeddingSize) : IdentityModule(embeddingSize) {
   if (!(width > 0 && width <= 4)) invalidArgument("width must be in (0, 4]");
   if (embeddingSize < 1) invalidArgument("embeddingSize must be positive");
   const int64_t c64 = scaledChannels(64, width);
@@ -117,7 +117,7 @@ at::Tensor IBasicBlockImpl::forward(const at::Tensor& x) {
   return out + (dsConv ? dsBn->forward(dsConv->forward(x)) : x);
 }
 
-IResNet::IResNet(int depth, double width, int64_t embeddingSize) : depth_(depth), embeddingSize_(embeddingSize) {
+IResNet::IResNet(int depth, double width, int64_t embeddingSize) : IdentityModule(embeddingSize), depth_(depth) {
   std::vector<int64_t> layers;
   switch (depth) {
     case 18: layers = {2, 2, 2, 2}; break;

@@ -39,16 +39,24 @@ class BottleneckIRSEImpl : public torch::nn::Module {
 };
 TORCH_MODULE(BottleneckIRSE);
 
-class IRSE50 : public IdentityNet, public torch::nn::Module {
+// What both networks share: each is its own module.
+class IdentityModule : public IdentityNet, public torch::nn::Module {
  public:
-  IRSE50(double width, int64_t embeddingSize);
-  at::Tensor forward(const at::Tensor& x) override;
+  explicit IdentityModule(int64_t embeddingSize) : embeddingSize_(embeddingSize) {}
   torch::nn::Module& module() override { return *this; }
   int64_t embeddingSize() const override { return embeddingSize_; }
-  std::string arch() const override { return "ir_se50"; }
 
  private:
   int64_t embeddingSize_;
+};
+
+class IRSE50 : public IdentityModule {
+ public:
+  IRSE50(double width, int64_t embeddingSize);
+  at::Tensor forward(const at::Tensor& x) override;
+  std::string arch() const override { return "ir_se50"; }
+
+ private:
   torch::nn::Conv2d inConv{nullptr};
   torch::nn::BatchNorm2d inBn{nullptr}, outBn2d{nullptr};
   torch::nn::PReLU inPrelu{nullptr};
@@ -70,17 +78,14 @@ class IBasicBlockImpl : public torch::nn::Module {
 };
 TORCH_MODULE(IBasicBlock);
 
-class IResNet : public IdentityNet, public torch::nn::Module {
+class IResNet : public IdentityModule {
  public:
   IResNet(int depth, double width, int64_t embeddingSize);
   at::Tensor forward(const at::Tensor& x) override;
-  torch::nn::Module& module() override { return *this; }
-  int64_t embeddingSize() const override { return embeddingSize_; }
   std::string arch() const override { return "iresnet" + std::to_string(depth_); }
 
  private:
   int depth_;
-  int64_t embeddingSize_;
   torch::nn::Conv2d conv1{nullptr};
   torch::nn::BatchNorm2d bn1{nullptr}, bn2{nullptr};
   torch::nn::PReLU prelu{nullptr};

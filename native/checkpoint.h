@@ -5,9 +5,11 @@
 // safetensors files. Writes safetensors. Errors are BiaErrors: BIA_IO_ERROR when a file cannot be
 // opened, read or written, BIA_CHECKPOINT_ERROR when it is not a checkpoint, is corrupt, truncated or
 // uses something unsupported (the message names the path and what was wrong).
+//
+// The formats: torch_zip.h, torch_legacy.h (with torch_objects.h, what both pickle) and
+// safetensors.h, on checkpoint_io.h and atomic_file.h; the addon's functions are checkpoint_js.h.
 #pragma once
 #include <ATen/ATen.h>
-#include <napi.h>
 
 #include <functional>
 #include <map>
@@ -52,9 +54,5 @@ void writeSafetensors(const std::string& path, const StateDict& tensors, const s
 class JobContext;
 // Progress of a read or write reported to a job (stage "read"/"write"), stopping it when aborted.
 CheckpointProgress jobProgress(JobContext& ctx, const char* stage);
-
-// Exported on the addon (see ts/native.ts).
-Napi::Value ReadCheckpoint(const Napi::CallbackInfo& info);    // (path, jobOpts) → Promise<{format, metadata, tensors}>
-Napi::Value WriteSafetensors(const Napi::CallbackInfo& info);  // (path, [[name, tensor]...], metadata, jobOpts) → Promise<void>
 
 }  // namespace bia

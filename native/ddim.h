@@ -8,7 +8,7 @@
 #include <string>
 #include <vector>
 
-#include "job.h"
+#include "job_context.h"
 #include "unet.h"
 
 namespace bia {

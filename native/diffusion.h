@@ -1,12 +1,16 @@
-// The JS face of the diffusion model: a handle owning a UNet on a device/dtype, with async
-// forward / invert / decode / state-dict calls (each a Job on the compute thread).
+// The diffusion model: a UNet on a device/dtype (with its memory format and mixed precision), and
+// what the DiffusionModel handle does with it (diffusion_js.h): create, load, forward, invert,
+// decode. The UNet config travels with saved weights as JSON metadata under kUNetConfigKey.
 #pragma once
-#include <napi.h>
+#include <ATen/ATen.h>
 
 #include <memory>
 #include <optional>
 #include <string>
+#include <vector>
 
+#include "ddim.h"
+#include "job_context.h"
 #include "unet.h"
 
 namespace bia {
@@ -21,46 +25,44 @@ struct DiffusionState {
   at::Tensor prepare(const at::Tensor& x) const;
 };
 
-class DiffusionHandle : public Napi::ObjectWrap<DiffusionHandle> {
- public:
-  static Napi::Function Init(Napi::Env env);
-  static Napi::Object Wrap(Napi::Env env, std::shared_ptr<DiffusionState> state);
-  explicit DiffusionHandle(const Napi::CallbackInfo& info);
-  // The model behind a JS DiffusionModel handle (BIA_INVALID_ARGUMENT for anything else,
-  // BIA_DISPOSED after dispose()).
-  static std::shared_ptr<DiffusionState> From(Napi::Value value, const char* what = "diffusion model");
-
- private:
-  std::shared_ptr<DiffusionState> state(const char* what = "diffusion model") const;
-  Napi::Value Config(const Napi::CallbackInfo& info);
-  Napi::Value ParameterCount(const Napi::CallbackInfo& info);
-  Napi::Value Device(const Napi::CallbackInfo& info);
-  Napi::Value Dtype(const Napi::CallbackInfo& info);
-  Napi::Value Disposed(const Napi::CallbackInfo& info);
-  Napi::Value Dispose(const Napi::CallbackInfo& info);
-  Napi::Value StateDict(const Napi::CallbackInfo& info);      // sync: handles sharing the weights
-  Napi::Value LoadStateDict(const Napi::CallbackInfo& info);  // (entries, strict, jobOpts)
-  Napi::Value Forward(const Napi::CallbackInfo& info);        // (x, t[], opts, jobOpts)
-  Napi::Value Invert(const Napi::CallbackInfo& info);         // (x, opts, jobOpts)
-  Napi::Value Decode(const Napi::CallbackInfo& info);         // (xLat, h|null, opts, jobOpts)
-  Napi::Value Save(const Napi::CallbackInfo& info);           // (path, metadata, jobOpts): safetensors
-
-  std::shared_ptr<DiffusionState> state_;
+// Where a model goes: device, dtype (float32, float16 or bfloat16), memory format and autocast.
+struct DiffusionOptions {
+  c10::Device device{c10::kCPU};
+  c10::ScalarType dtype = at::kFloat;
+  bool channelsLast = false;
+  std::optional<at::ScalarType> autocast;
 };
 
-// UNet configs across the boundary and in files: a preset name or a (partial) config object from JS,
-// and the JSON that travels with saved weights as safetensors metadata under kUNetConfigKey.
 inline constexpr const char* kUNetConfigKey = "bia.unet.config";
-UNetConfig unetConfigFromJs(Napi::Value v);
 std::string unetConfigToJson(const UNetConfig& c);
 UNetConfig unetConfigFromJson(const std::string& text);  // BIA_CHECKPOINT_ERROR when it is not one
 
-// (config: string preset | object, seed, device, dtype, channelsLast, autocast, jobOpts) → Promise<handle>
-Napi::Value CreateDiffusion(const Napi::CallbackInfo& info);
-// (path, config | null, device, dtype, channelsLast, autocast, strict, jobOpts) → Promise<handle>.
-// Without a config, the file's "bia.unet.config" metadata, else celeba-hq-256.
-Napi::Value LoadDiffusion(const Napi::CallbackInfo& info);
-// The preset's config as a plain object.
-Napi::Value DiffusionPreset(const Napi::CallbackInfo& info);
+// A new model with LibTorch's default initialisation, seeded.
+std::shared_ptr<DiffusionState> createDiffusion(const UNetConfig& config, uint64_t seed, const DiffusionOptions& o);
+// Weights from a checkpoint. Without a config, the file's kUNetConfigKey metadata, else celeba-hq-256.
+std::shared_ptr<DiffusionState> loadDiffusion(const std::string& path, const std::optional<UNetConfig>& config,
+                                              const DiffusionOptions& o, bool strict, JobContext& ctx);
+
+// Checks of the inputs against the model (BIA_INVALID_ARGUMENT):
+// x must be [B, inCh, H, W] with H, W divisible by 2^(levels-1), floating point;
+void checkImage(const at::Tensor& x, const UNetConfig& c, const char* what);
+// h must be [B or 1, C_h, H/2^(L-1), W/2^(L-1)] for images of the given size;
+void checkH(const at::Tensor& h, const UNetConfig& c, int64_t height, int64_t width, const char* what);
+// and finite (on the compute thread: it reads the values).
+void checkFinite(const at::Tensor& x, const char* what);
+
+// ε and h of one UNet call at timesteps ts (1 or B of them), h replaced by hReplace and/or
+// shifted by hDelta when defined. Float32 outputs.
+struct ForwardResult {
+  at::Tensor eps, h;
+};
+ForwardResult diffusionForward(const DiffusionState& st, const at::Tensor& x, const std::vector<int64_t>& ts,
+                               const at::Tensor& hReplace, const at::Tensor& hDelta);
+// DDIM inversion of x to x_lat at t0 (ddimInvert), float32 outputs.
+InvertResult diffusionInvert(const DiffusionState& st, const at::Tensor& x, int64_t t0, int64_t steps, bool keepAll,
+                             const JobContext& ctx);
+// DDIM decoding of x_lat with h injected (ddimDecode), batchSize images at a time; float32.
+at::Tensor diffusionDecode(const DiffusionState& st, const at::Tensor& xLat, const at::Tensor& h, const DecodeOptions& d,
+                           int64_t batchSize, const JobContext& ctx);
 
 }  // namespace bia

@@ -1,10 +1,7 @@
-// One C++ -> JS error mapping for the whole addon.
-// Every exception that can leave C++ goes through classify(); nothing thrown in C++ may
-// terminate the process.
+// The addon's own errors: one exception type carrying the code JS sees as `error.code`.
+// Plain C++ (no Node-API here): how any C++ exception becomes a JS error is errors_js.h.
 #pragma once
-#include <napi.h>
 
-#include <exception>
 #include <stdexcept>
 #include <string>
 
@@ -38,30 +35,6 @@ class BiaError : public std::runtime_error {
 
 [[noreturn]] inline void invalidArgument(const std::string& message) {
   throw BiaError(ErrorCode::InvalidArgument, message);
-}
-
-struct ErrorInfo {
-  ErrorCode code = ErrorCode::Other;
-  std::string message;
-  std::string origin;  // which C++ exception type it came from
-};
-
-// Map any in-flight exception to a code and a clean message.
-ErrorInfo classify(std::exception_ptr ep);
-
-// Build the JS Error object (with .code, .origin; name AbortError for aborts).
-Napi::Error toJsError(Napi::Env env, const ErrorInfo& info);
-
-// Run f; any exception (other than an already-built Napi::Error) becomes a JS error with a code.
-template <typename F>
-auto guarded(Napi::Env env, F&& f) -> decltype(f()) {
-  try {
-    return f();
-  } catch (const Napi::Error&) {
-    throw;
-  } catch (...) {
-    throw toJsError(env, classify(std::current_exception()));
-  }
 }
 
 }  // namespace bia

@@ -7,16 +7,11 @@
 #include <map>
 #include <set>
 
-#include "addon_data.h"
 #include "arcface.h"
-#include "args.h"
 #include "checkpoint.h"
 #include "device.h"
-#include "diffusion.h"
 #include "errors.h"
-#include "job.h"
 #include "module_io.h"
-#include "tensor.h"
 
 namespace bia {
 
@@ -81,8 +76,6 @@ at::Tensor embed(IdentityNet& net, const at::Tensor& x, Protocol p, bool normali
 }
 
 namespace {
-
-std::string shapeStr(at::IntArrayRef s) { return c10::str(s); }
 
 struct Inferred {
   std::string arch;
@@ -165,207 +158,51 @@ void applyInputMetadata(EncoderState& st, const std::map<std::string, std::strin
   st.inputNormalisation = norm;
 }
 
-std::pair<c10::Device, c10::ScalarType> deviceDtype(const Napi::Value& d, const Napi::Value& t) {
-  const c10::Device device = parseDevice(d.IsString() ? std::string(d.As<Napi::String>()) : "cpu");
-  const c10::ScalarType dtype = parseDtype(t.IsString() ? std::string(t.As<Napi::String>()) : "float32");
-  if (dtype != at::kFloat && dtype != at::kHalf && dtype != at::kBFloat16) invalidArgument("the encoder dtype must be float32, float16 or bfloat16");
-  return {device, dtype};
-}
-
 }  // namespace
 
-Napi::Function EncoderHandle::Init(Napi::Env env) {
-  return DefineClass(env, "IdentityEncoder",
-                     {
-                         InstanceAccessor<&EncoderHandle::Arch>("arch"),
-                         InstanceAccessor<&EncoderHandle::Width>("width"),
-                         InstanceAccessor<&EncoderHandle::EmbeddingSize>("embeddingSize"),
-                         InstanceAccessor<&EncoderHandle::ParameterCount>("parameterCount"),
-                         InstanceAccessor<&EncoderHandle::Device>("device"),
-                         InstanceAccessor<&EncoderHandle::Dtype>("dtype"),
-                         InstanceAccessor<&EncoderHandle::Disposed>("disposed"),
-                         InstanceMethod<&EncoderHandle::Dispose>("dispose"),
-                         InstanceMethod<&EncoderHandle::StateDict>("stateDict"),
-                         InstanceMethod<&EncoderHandle::LoadStateDict>("loadStateDict"),
-                         InstanceMethod<&EncoderHandle::Embed>("embed"),
-                         InstanceMethod<&EncoderHandle::Save>("save"),
-                         InstanceAccessor<&EncoderHandle::InputNormalisation>("inputNormalisation"),
-                     });
+std::shared_ptr<EncoderState> createEncoder(const std::string& arch, double width, int64_t embeddingSize, uint64_t seed,
+                                            c10::Device device, c10::ScalarType dtype) {
+  torch::manual_seed(seed);
+  return finish(makeIdentityNet(arch, width, embeddingSize), arch, width, device, dtype);
 }
 
-EncoderHandle::EncoderHandle(const Napi::CallbackInfo& info) : Napi::ObjectWrap<EncoderHandle>(info) {
-  guarded(info.Env(), [&] {
-    if (info.Length() != 1 || !info[0].IsExternal()) invalidArgument("identity encoders are made by createIdentityEncoder() / loadIdentityEncoder()");
-    state_ = *info[0].As<Napi::External<std::shared_ptr<EncoderState>>>().Data();
-    return 0;
-  });
-}
-
-Napi::Object EncoderHandle::Wrap(Napi::Env env, std::shared_ptr<EncoderState> state) {
-  auto ext = Napi::External<std::shared_ptr<EncoderState>>::New(env, &state);
-  return AddonData::get(env).encoderCtor.New({ext});
-}
-
-std::shared_ptr<EncoderState> EncoderHandle::From(Napi::Value value, const char* what) {
-  if (!value.IsObject() || !value.As<Napi::Object>().InstanceOf(AddonData::get(value.Env()).encoderCtor.Value())) {
-    invalidArgument(std::string(what) + " must be an IdentityEncoder");
+std::shared_ptr<EncoderState> loadEncoder(const std::string& path, const std::string& arch, c10::Device device,
+                                          c10::ScalarType dtype, bool strict, JobContext& ctx) {
+  Checkpoint ck = readForLoading(path, ctx);
+  Inferred inf = inferArch(ck.tensors, path);
+  if (!arch.empty() && arch != inf.arch) {
+    throw BiaError(ErrorCode::CheckpointMismatch, path + " holds a " + inf.arch + " checkpoint, not " + arch);
   }
-  return Unwrap(value.As<Napi::Object>())->state();
+  auto net = makeIdentityNet(inf.arch, inf.width, inf.embeddingSize);
+  try {
+    loadStateDictInto(net->module(), ck.tensors, strict);
+  } catch (const BiaError& e) {
+    if (e.code() != ErrorCode::CheckpointMismatch) throw;
+    throw BiaError(ErrorCode::CheckpointMismatch, path + " (" + inf.arch + "): " + e.what());
+  }
+  releaseCheckpoint(ck);
+  auto st = finish(net, inf.arch, inf.width, device, dtype);
+  applyInputMetadata(*st, ck.metadata);
+  return st;
 }
 
-std::shared_ptr<EncoderState> EncoderHandle::state() const {
-  if (!state_) throw BiaError(ErrorCode::Disposed, "identity encoder was used after dispose()");
-  return state_;
+at::Tensor encoderEmbed(const EncoderState& st, const at::Tensor& x, Protocol p, bool normalize) {
+  c10::InferenceMode guard;
+  if (!at::isfinite(x).all().item<bool>()) invalidArgument("images contain NaN or Inf");
+  at::Tensor xx = x.to(st.device, st.dtype);
+  if (st.inputScale != 1.0 || st.inputShift != 0.0) xx = xx * st.inputScale + st.inputShift;
+  at::Tensor e = embed(*st.net, xx, p, normalize).contiguous();
+  synchronize(st.device);
+  return e;
 }
 
-Napi::Value EncoderHandle::Arch(const Napi::CallbackInfo& info) {
-  return guarded(info.Env(), [&]() -> Napi::Value { return Napi::String::New(info.Env(), state()->arch); });
-}
-Napi::Value EncoderHandle::Width(const Napi::CallbackInfo& info) {
-  return guarded(info.Env(), [&]() -> Napi::Value { return Napi::Number::New(info.Env(), state()->width); });
-}
-Napi::Value EncoderHandle::EmbeddingSize(const Napi::CallbackInfo& info) {
-  return guarded(info.Env(), [&]() -> Napi::Value { return Napi::Number::New(info.Env(), static_cast<double>(state()->net->embeddingSize())); });
-}
-Napi::Value EncoderHandle::ParameterCount(const Napi::CallbackInfo& info) {
-  return guarded(info.Env(), [&]() -> Napi::Value {
-    int64_t n = 0;
-    for (const auto& p : state()->net->module().parameters(true)) n += p.numel();
-    return Napi::Number::New(info.Env(), static_cast<double>(n));
-  });
-}
-Napi::Value EncoderHandle::Device(const Napi::CallbackInfo& info) {
-  return guarded(info.Env(), [&]() -> Napi::Value { return Napi::String::New(info.Env(), deviceName(state()->device)); });
-}
-Napi::Value EncoderHandle::Dtype(const Napi::CallbackInfo& info) {
-  return guarded(info.Env(), [&]() -> Napi::Value { return Napi::String::New(info.Env(), dtypeName(state()->dtype)); });
-}
-Napi::Value EncoderHandle::InputNormalisation(const Napi::CallbackInfo& info) {
-  return guarded(info.Env(), [&]() -> Napi::Value { return Napi::String::New(info.Env(), state()->inputNormalisation); });
-}
-Napi::Value EncoderHandle::Disposed(const Napi::CallbackInfo& info) { return Napi::Boolean::New(info.Env(), !state_); }
-Napi::Value EncoderHandle::Dispose(const Napi::CallbackInfo& info) {
-  state_.reset();
-  return info.Env().Undefined();
-}
-
-Napi::Value EncoderHandle::StateDict(const Napi::CallbackInfo& info) {
-  return guarded(info.Env(), [&]() -> Napi::Value {
-    return stateToJs(info.Env(), moduleState(state()->net->module()));
-  });
-}
-
-Napi::Value EncoderHandle::LoadStateDict(const Napi::CallbackInfo& info) {
-  return guardedPromise(info.Env(), [&]() -> Napi::Value {
-    auto st = state();
-    bia::StateDict entries = stateFromJs(info[0]);
-    const bool strict = info[1].IsUndefined() ? true : info[1].ToBoolean().Value();
-    return startJob(info.Env(), info[2], "bia.identity.load", [st, entries, strict](JobContext&) -> Finisher {
-      loadStateDictInto(st->net->module(), entries, strict);
-      synchronize(st->device);
-      return [](Napi::Env env) { return env.Undefined(); };
-    });
-  });
-}
-
-Napi::Value EncoderHandle::Embed(const Napi::CallbackInfo& info) {
-  return guardedPromise(info.Env(), [&]() -> Napi::Value {
-    auto st = state();
-    at::Tensor x = TensorHandle::From(info[0], "images");
-    Napi::Object o = optObject(info[1], "options");
-    const Protocol p = parseProtocol(optString(o, "protocol", "bia"));
-    const bool normalize = optBool(o, "normalize", true);
-    checkProtocolInput(x.sizes(), p);
-    if (!x.is_floating_point()) invalidArgument("images must be a floating-point tensor in [-1, 1]");
-    return startJob(info.Env(), info[2], "bia.identity.embed", [st, x, p, normalize](JobContext&) -> Finisher {
-      c10::InferenceMode guard;
-      if (!at::isfinite(x).all().item<bool>()) invalidArgument("images contain NaN or Inf");
-      at::Tensor xx = x.to(st->device, st->dtype);
-      if (st->inputScale != 1.0 || st->inputShift != 0.0) xx = xx * st->inputScale + st->inputShift;
-      at::Tensor e = embed(*st->net, xx, p, normalize).contiguous();
-      synchronize(st->device);
-      return [e](Napi::Env env) -> Napi::Value { return TensorHandle::Wrap(env, e); };
-    });
-  });
-}
-
-Napi::Value EncoderHandle::Save(const Napi::CallbackInfo& info) {
-  return guardedPromise(info.Env(), [&]() -> Napi::Value {
-    auto st = state();
-    const std::string path = pathFromJs(info[0]);
-    std::map<std::string, std::string> metadata = metadataFromJs(info[1]);
-    metadata["arch"] = st->arch;
-    return startJob(info.Env(), info[2], "bia.identity.save", [st, path, metadata](JobContext&) -> Finisher {
-      writeSafetensors(path, forSaving(moduleState(st->net->module())), metadata);
-      return [](Napi::Env env) { return env.Undefined(); };
-    });
-  });
-}
-
-Napi::Value CreateIdentityEncoder(const Napi::CallbackInfo& info) {
-  return guardedPromise(info.Env(), [&]() -> Napi::Value {
-    if (!info[0].IsString()) invalidArgument("arch must be a string");
-    const std::string arch = info[0].As<Napi::String>();
-    const double width = info[1].IsNumber() ? info[1].As<Napi::Number>().DoubleValue() : 1.0;
-    const int64_t embeddingSize = info[2].IsNumber() ? info[2].As<Napi::Number>().Int64Value() : 512;
-    const uint64_t seed = info[3].IsNumber() ? static_cast<uint64_t>(info[3].As<Napi::Number>().Int64Value()) : 0;
-    auto [device, dtype] = deviceDtype(info[4], info[5]);
-    validateArch(arch, width, embeddingSize);
-    return startJob(info.Env(), info[6], "bia.identity.create", [arch, width, embeddingSize, seed, device = device, dtype = dtype](JobContext&) -> Finisher {
-      torch::manual_seed(seed);
-      auto st = finish(makeIdentityNet(arch, width, embeddingSize), arch, width, device, dtype);
-      return [st](Napi::Env env) -> Napi::Value { return EncoderHandle::Wrap(env, st); };
-    });
-  });
-}
-
-Napi::Value LoadIdentityEncoder(const Napi::CallbackInfo& info) {
-  return guardedPromise(info.Env(), [&]() -> Napi::Value {
-    const std::string path = pathFromJs(info[0]);
-    std::string arch = info[1].IsString() ? std::string(info[1].As<Napi::String>()) : "";
-    auto [device, dtype] = deviceDtype(info[2], info[3]);
-    const bool strict = info[4].IsUndefined() ? true : info[4].ToBoolean().Value();
-    return startJob(info.Env(), info[5], "bia.identity.loadFile", [path, arch, device = device, dtype = dtype, strict](JobContext& ctx) -> Finisher {
-      Checkpoint ck = readForLoading(path, ctx);
-      Inferred inf = inferArch(ck.tensors, path);
-      if (!arch.empty() && arch != inf.arch) {
-        throw BiaError(ErrorCode::CheckpointMismatch, path + " holds a " + inf.arch + " checkpoint, not " + arch);
-      }
-      auto net = makeIdentityNet(inf.arch, inf.width, inf.embeddingSize);
-      try {
-        loadStateDictInto(net->module(), ck.tensors, strict);
-      } catch (const BiaError& e) {
-        if (e.code() != ErrorCode::CheckpointMismatch) throw;
-        throw BiaError(ErrorCode::CheckpointMismatch, path + " (" + inf.arch + "): " + e.what());
-      }
-      releaseCheckpoint(ck);
-      auto st = finish(net, inf.arch, inf.width, device, dtype);
-      applyInputMetadata(*st, ck.metadata);
-      return [st](Napi::Env env) -> Napi::Value { return EncoderHandle::Wrap(env, st); };
-    });
-  });
-}
-
-Napi::Value CosineSimilarity(const Napi::CallbackInfo& info) {
-  return guardedPromise(info.Env(), [&]() -> Napi::Value {
-    at::Tensor a = TensorHandle::From(info[0], "a");
-    at::Tensor b = TensorHandle::From(info[1], "b");
-    const bool matrix = info[2].ToBoolean();
-    if (a.dim() != 2 || b.dim() != 2 || a.size(1) != b.size(1)) {
-      invalidArgument("similarity needs embeddings [N, D] and [M, D] of the same D; got " + shapeStr(a.sizes()) + " and " + shapeStr(b.sizes()));
-    }
-    if (!matrix && a.size(0) != b.size(0) && a.size(0) != 1 && b.size(0) != 1) {
-      invalidArgument("pairwise similarity needs equal batches (or one of 1); use matrix: true for all pairs");
-    }
-    return startJob(info.Env(), info[3], "bia.identity.similarity", [a, b, matrix](JobContext&) -> Finisher {
-      c10::InferenceMode guard;
-      at::Tensor an = l2normalize(a.to(at::kFloat)), bn = l2normalize(b.to(at::kFloat).to(a.device()));
-      at::Tensor s = matrix ? at::mm(an, bn.t()) : (an * bn).sum(1);
-      s = s.contiguous();
-      synchronize(s.device());
-      return [s](Napi::Env env) -> Napi::Value { return TensorHandle::Wrap(env, s); };
-    });
-  });
+at::Tensor cosineSimilarity(const at::Tensor& a, const at::Tensor& b, bool matrix) {
+  c10::InferenceMode guard;
+  at::Tensor an = l2normalize(a.to(at::kFloat)), bn = l2normalize(b.to(at::kFloat).to(a.device()));
+  at::Tensor s = matrix ? at::mm(an, bn.t()) : (an * bn).sum(1);
+  s = s.contiguous();
+  synchronize(s.device());
+  return s;
 }
 
 }  // namespace bia

@@ -1,12 +1,13 @@
-// Identity encoders as JS objects: construction by architecture, checkpoint loading with the
-// architecture and width read from the keys, the input protocols, and L2-normalised embeddings.
+// Identity encoders: construction by architecture, checkpoint loading with the architecture and
+// width read from the keys, the input protocols, and L2-normalised embeddings. Their JS face, the
+// IdentityEncoder handle, is identity_js.h.
 #pragma once
-#include <napi.h>
 
 #include <memory>
 #include <string>
 
 #include "identity_net.h"
+#include "job_context.h"
 
 namespace bia {
 
@@ -36,38 +37,17 @@ struct EncoderState {
   std::string inputNormalisation = "(x/255 - 0.5) / 0.5";
 };
 
-class EncoderHandle : public Napi::ObjectWrap<EncoderHandle> {
- public:
-  static Napi::Function Init(Napi::Env env);
-  static Napi::Object Wrap(Napi::Env env, std::shared_ptr<EncoderState> state);
-  explicit EncoderHandle(const Napi::CallbackInfo& info);
-  // The encoder behind a JS IdentityEncoder handle (BIA_INVALID_ARGUMENT for anything else,
-  // BIA_DISPOSED after dispose()).
-  static std::shared_ptr<EncoderState> From(Napi::Value value, const char* what = "identity encoder");
-
- private:
-  std::shared_ptr<EncoderState> state() const;
-  Napi::Value Arch(const Napi::CallbackInfo& info);
-  Napi::Value Width(const Napi::CallbackInfo& info);
-  Napi::Value EmbeddingSize(const Napi::CallbackInfo& info);
-  Napi::Value ParameterCount(const Napi::CallbackInfo& info);
-  Napi::Value Device(const Napi::CallbackInfo& info);
-  Napi::Value Dtype(const Napi::CallbackInfo& info);
-  Napi::Value Disposed(const Napi::CallbackInfo& info);
-  Napi::Value Dispose(const Napi::CallbackInfo& info);
-  Napi::Value StateDict(const Napi::CallbackInfo& info);
-  Napi::Value LoadStateDict(const Napi::CallbackInfo& info);  // (entries, strict, jobOpts)
-  Napi::Value Embed(const Napi::CallbackInfo& info);          // (x, {protocol, normalize}, jobOpts)
-  Napi::Value Save(const Napi::CallbackInfo& info);           // (path, metadata, jobOpts)
-  Napi::Value InputNormalisation(const Napi::CallbackInfo& info);
-  std::shared_ptr<EncoderState> state_;
-};
-
-// (arch, width, embeddingSize, seed, device, dtype, jobOpts) → Promise<handle>
-Napi::Value CreateIdentityEncoder(const Napi::CallbackInfo& info);
-// (path, arch | null, device, dtype, strict, jobOpts) → Promise<handle>
-Napi::Value LoadIdentityEncoder(const Napi::CallbackInfo& info);
-// (a [N,D], b [M,D] or [N,D], matrix: bool, jobOpts) → Promise<Tensor> cosine similarities
-Napi::Value CosineSimilarity(const Napi::CallbackInfo& info);
+// A new encoder with LibTorch's default initialisation, seeded (eval mode, on device/dtype).
+std::shared_ptr<EncoderState> createEncoder(const std::string& arch, double width, int64_t embeddingSize, uint64_t seed,
+                                            c10::Device device, c10::ScalarType dtype);
+// An encoder from a checkpoint: the architecture, width and embedding size from its keys and shapes
+// (BIA_CHECKPOINT_MISMATCH unless `arch`, when not empty, is what the file holds); the pixel
+// normalisation from its "input" metadata.
+std::shared_ptr<EncoderState> loadEncoder(const std::string& path, const std::string& arch, c10::Device device,
+                                          c10::ScalarType dtype, bool strict, JobContext& ctx);
+// The embeddings [B, D] (float32) of images [B, 3, H, W] in [-1, 1] (BIA_INVALID_ARGUMENT for NaN or Inf).
+at::Tensor encoderEmbed(const EncoderState& st, const at::Tensor& x, Protocol p, bool normalize);
+// Cosine similarities of embeddings: all pairs [N, M] (matrix) or row by row [N].
+at::Tensor cosineSimilarity(const at::Tensor& a, const at::Tensor& b, bool matrix);
 
 }  // namespace bia

@@ -13,21 +13,19 @@
 
 namespace bia {
 
-Napi::Function CancelToken::Init(Napi::Env env) {
-  return DefineClass(env, "CancelToken",
-                     {InstanceMethod<&CancelToken::Cancel>("cancel"),
-                      InstanceAccessor<&CancelToken::Cancelled>("cancelled")});
-}
+namespace {
 
-CancelToken::CancelToken(const Napi::CallbackInfo& info) : Napi::ObjectWrap<CancelToken>(info) {}
-
-Napi::Value CancelToken::Cancel(const Napi::CallbackInfo& info) {
-  flag_->store(true);
+Napi::Value cancel(const Napi::CallbackInfo& info, const std::shared_ptr<std::atomic<bool>>& flag) {
+  flag->store(true);
   return info.Env().Undefined();
 }
 
-Napi::Value CancelToken::Cancelled(const Napi::CallbackInfo& info) {
-  return Napi::Boolean::New(info.Env(), flag_->load());
+Napi::Value cancelled(Napi::Env env, const std::shared_ptr<std::atomic<bool>>& flag) { return Napi::Boolean::New(env, flag->load()); }
+
+}  // namespace
+
+std::vector<CancelToken::Property> CancelToken::properties() {
+  return {Method<&cancel>("cancel"), Getter<&cancelled>("cancelled")};
 }
 
 namespace {
@@ -251,11 +249,7 @@ Napi::Promise startJob(Napi::Env env, Napi::Value options, const char* name, Wor
       invalidArgument("onProgress must be a function");
     }
     Napi::Value c = opts.Get("cancel");
-    if (c.IsObject() && c.As<Napi::Object>().InstanceOf(AddonData::get(env).cancelTokenCtor.Value())) {
-      cancelled = CancelToken::Unwrap(c.As<Napi::Object>())->flag();
-    } else if (!c.IsUndefined() && !c.IsNull()) {
-      invalidArgument("cancel must be a CancelToken");
-    }
+    if (!c.IsUndefined() && !c.IsNull()) cancelled = CancelToken::From(c, "cancel");
   }
   auto* job = new Job(env, name, std::move(work), onProgress, cancelled);
   Napi::Promise promise = job->promise();

@@ -5,7 +5,6 @@
 // for images in [-1, 1] (dynamic range 2); averaged over channels and positions.
 #pragma once
 #include <ATen/ATen.h>
-#include <napi.h>
 
 #include <string>
 
@@ -37,9 +36,5 @@ class PerceptualNet {
 at::Tensor perceptualLoss(const at::Tensor& a, const at::Tensor& b, PerceptualNet* net);
 // The name of the L_perc that perceptualLoss(…, net) computes.
 std::string perceptualName(const PerceptualNet* net);
-
-// (a, b, perceptual: PerceptualModel handle | null, jobOpts) → Promise<{mse, ssim, gradL1, perceptual:
-// Float64Array each, perceptualName: string}>; with a handle, `perceptual` is its distance.
-Napi::Value ImageLossesJs(const Napi::CallbackInfo& info);
 
 }  // namespace bia

@@ -1,13 +1,10 @@
-// A module's weights across the JS boundary and into files: [name, Tensor] arrays, metadata
-// objects, path arguments, and the strict state-dict loader shared by every model handle.
+// A module's weights in and out: state dicts of modules, checkpoints read for loading, and the
+// strict state-dict loader shared by every model. (Their JS side is model_js.h.)
 #pragma once
-#include <napi.h>
 #include <torch/torch.h>
 
-#include <map>
+#include <memory>
 #include <string>
-#include <utility>
-#include <vector>
 
 #include "checkpoint.h"
 
@@ -17,15 +14,6 @@ namespace bia {
 StateDict moduleState(const torch::nn::Module& module);
 // The same tensors detached, on the CPU and contiguous (for writing).
 StateDict forSaving(const StateDict& state);
-
-// [[name, Tensor handle], …] (handles share the tensors' memory).
-Napi::Array stateToJs(Napi::Env env, const StateDict& state);
-// Parse [[name, Tensor], …]; BIA_INVALID_ARGUMENT otherwise.
-StateDict stateFromJs(Napi::Value entries);
-// A {string: string} object (undefined → empty).
-std::map<std::string, std::string> metadataFromJs(Napi::Value value);
-// A non-empty string path.
-std::string pathFromJs(Napi::Value value);
 
 // A named child that is a plain container (e.g. "temb", "down.3", "body"), as the official
 // PyTorch code's nn.Sequential / ModuleList / attribute modules are.

@@ -5,7 +5,6 @@
 #include <cstring>
 #include <limits>
 
-#include "addon_data.h"
 #include "device.h"
 #include "errors.h"
 #include "job.h"
@@ -14,42 +13,18 @@ namespace bia {
 
 std::atomic<int64_t> TensorHandle::live_{0};
 
-Napi::Function TensorHandle::Init(Napi::Env env) {
-  return DefineClass(env, "Tensor",
-                     {
-                         InstanceAccessor<&TensorHandle::Shape>("shape"),
-                         InstanceAccessor<&TensorHandle::Dtype>("dtype"),
-                         InstanceAccessor<&TensorHandle::Device>("device"),
-                         InstanceAccessor<&TensorHandle::Nbytes>("nbytes"),
-                         InstanceAccessor<&TensorHandle::Disposed>("disposed"),
-                         InstanceMethod<&TensorHandle::Dispose>("dispose"),
-                         InstanceMethod<&TensorHandle::Read>("read"),
-                         InstanceMethod<&TensorHandle::To>("to"),
-                         InstanceMethod<&TensorHandle::ItemsSync>("itemsSync"),
-                     });
-}
-
-TensorHandle::TensorHandle(const Napi::CallbackInfo& info) : Napi::ObjectWrap<TensorHandle>(info) {
-  guarded(info.Env(), [&] {
-    if (info.Length() != 1 || !info[0].IsExternal()) {
-      throw BiaError(ErrorCode::InvalidArgument, "Tensor handles are made by the library (tensor(), zeros(), ...), not with new");
-    }
-    tensor_ = *info[0].As<Napi::External<at::Tensor>>().Data();
-    alive_ = true;
-    env_ = info.Env();
-    reported_ = static_cast<int64_t>(tensor_.nbytes());
-    if (reported_ > 0) Napi::MemoryManagement::AdjustExternalMemory(info.Env(), reported_);
-    live_++;
-    return 0;
-  });
+TensorHandle::TensorHandle(const Napi::CallbackInfo& info) : Handle(info) {
+  env_ = info.Env();
+  reported_ = static_cast<int64_t>(state().nbytes());
+  if (reported_ > 0) Napi::MemoryManagement::AdjustExternalMemory(info.Env(), reported_);
+  live_++;
 }
 
 TensorHandle::~TensorHandle() { release(); }
 
 void TensorHandle::release() {
-  if (!alive_) return;
-  alive_ = false;
-  tensor_ = at::Tensor();
+  if (!alive()) return;
+  Handle::release();
   if (reported_ > 0 && env_ != nullptr) {
     int64_t ignored = 0;
     napi_adjust_external_memory(env_, -reported_, &ignored);
@@ -58,50 +33,49 @@ void TensorHandle::release() {
   live_--;
 }
 
-Napi::Object TensorHandle::Wrap(Napi::Env env, at::Tensor tensor) {
-  Napi::External<at::Tensor> ext = Napi::External<at::Tensor>::New(env, &tensor);
-  return AddonData::get(env).tensorCtor.New({ext});
+Finisher tensorResult(at::Tensor t) {
+  return [t = std::move(t)](Napi::Env env) -> Napi::Value { return TensorHandle::Wrap(env, t); };
 }
 
-const at::Tensor& TensorHandle::tensor(const char* what) const {
-  if (!alive_) throw BiaError(ErrorCode::Disposed, std::string(what) + " was used after dispose()");
-  return tensor_;
+namespace {
+
+Napi::Value shape(Napi::Env env, const at::Tensor& t) {
+  Napi::Array arr = Napi::Array::New(env, t.dim());
+  for (int64_t i = 0; i < t.dim(); i++) arr.Set(static_cast<uint32_t>(i), Napi::Number::New(env, static_cast<double>(t.size(i))));
+  return arr;
 }
 
-const at::Tensor& TensorHandle::From(Napi::Value value, const char* what) {
-  Napi::Env env = value.Env();
-  if (!value.IsObject() || !value.As<Napi::Object>().InstanceOf(AddonData::get(env).tensorCtor.Value())) {
-    invalidArgument(std::string(what) + " must be a Tensor");
-  }
-  return Unwrap(value.As<Napi::Object>())->tensor(what);
-}
+Napi::Value dtype(Napi::Env env, const at::Tensor& t) { return Napi::String::New(env, dtypeName(t.scalar_type())); }
+Napi::Value device(Napi::Env env, const at::Tensor& t) { return Napi::String::New(env, deviceName(t.device())); }
+Napi::Value nbytes(Napi::Env env, const at::Tensor& t) { return Napi::Number::New(env, static_cast<double>(t.nbytes())); }
 
-Napi::Value TensorHandle::Shape(const Napi::CallbackInfo& info) {
-  return guarded(info.Env(), [&]() -> Napi::Value {
-    const at::Tensor& t = tensor();
-    Napi::Array arr = Napi::Array::New(info.Env(), t.dim());
-    for (int64_t i = 0; i < t.dim(); i++) arr.Set(static_cast<uint32_t>(i), Napi::Number::New(info.Env(), static_cast<double>(t.size(i))));
-    return arr;
+Napi::Value read(const Napi::CallbackInfo& info, const at::Tensor& tensor) {
+  return startJob(info.Env(), info[0], "bia.tensor.read", [t = tensor](JobContext&) -> Finisher {
+    at::Tensor r = readable(t);
+    return [r](Napi::Env env) { return toTypedArray(env, r); };
   });
 }
 
-Napi::Value TensorHandle::Dtype(const Napi::CallbackInfo& info) {
-  return guarded(info.Env(), [&]() -> Napi::Value { return Napi::String::New(info.Env(), dtypeName(tensor().scalar_type())); });
+Napi::Value itemsSync(const Napi::CallbackInfo& info, const at::Tensor& t) {
+  if (t.numel() > 4096) invalidArgument("itemsSync() is for small tensors (<= 4096 elements); use read()");
+  return toTypedArray(info.Env(), readable(t));
 }
 
-Napi::Value TensorHandle::Device(const Napi::CallbackInfo& info) {
-  return guarded(info.Env(), [&]() -> Napi::Value { return Napi::String::New(info.Env(), deviceName(tensor().device())); });
+Napi::Value to(const Napi::CallbackInfo& info, const at::Tensor& t) {
+  c10::ScalarType dtype = info[0].IsString() ? parseDtype(info[0].As<Napi::String>()) : t.scalar_type();
+  c10::Device device = info[1].IsString() ? parseDevice(info[1].As<Napi::String>()) : t.device();
+  return startJob(info.Env(), info[2], "bia.tensor.to", [t, dtype, device](JobContext&) -> Finisher {
+    at::Tensor r = t.to(device, dtype, /*non_blocking=*/false, /*copy=*/true);
+    synchronize(device);
+    return tensorResult(r);
+  });
 }
 
-Napi::Value TensorHandle::Nbytes(const Napi::CallbackInfo& info) {
-  return guarded(info.Env(), [&]() -> Napi::Value { return Napi::Number::New(info.Env(), static_cast<double>(tensor().nbytes())); });
-}
+}  // namespace
 
-Napi::Value TensorHandle::Disposed(const Napi::CallbackInfo& info) { return Napi::Boolean::New(info.Env(), !alive_); }
-
-Napi::Value TensorHandle::Dispose(const Napi::CallbackInfo& info) {
-  release();
-  return info.Env().Undefined();
+std::vector<TensorHandle::Property> TensorHandle::properties() {
+  return {Getter<&shape>("shape"), Getter<&dtype>("dtype"), Getter<&device>("device"), Getter<&nbytes>("nbytes"), DisposedAccessor(),
+          DisposeMethod(), AsyncMethod<&read>("read"), AsyncMethod<&to>("to"), Method<&itemsSync>("itemsSync")};
 }
 
 at::Tensor readable(const at::Tensor& t) {
@@ -125,37 +99,6 @@ Napi::Value toTypedArray(Napi::Env env, const at::Tensor& t) {
     case at::kInt: return Napi::Int32Array::New(env, n, buf, 0);
     default: invalidArgument("cannot read a tensor of dtype " + dtypeName(t.scalar_type()));
   }
-}
-
-Napi::Value TensorHandle::Read(const Napi::CallbackInfo& info) {
-  return guardedPromise(info.Env(), [&]() -> Napi::Value {
-    at::Tensor t = tensor();
-    return startJob(info.Env(), info[0], "bia.tensor.read", [t](JobContext&) -> Finisher {
-      at::Tensor r = readable(t);
-      return [r](Napi::Env env) { return toTypedArray(env, r); };
-    });
-  });
-}
-
-Napi::Value TensorHandle::ItemsSync(const Napi::CallbackInfo& info) {
-  return guarded(info.Env(), [&]() -> Napi::Value {
-    const at::Tensor& t = tensor();
-    if (t.numel() > 4096) invalidArgument("itemsSync() is for small tensors (<= 4096 elements); use read()");
-    return toTypedArray(info.Env(), readable(t));
-  });
-}
-
-Napi::Value TensorHandle::To(const Napi::CallbackInfo& info) {
-  return guardedPromise(info.Env(), [&]() -> Napi::Value {
-    at::Tensor t = tensor();
-    c10::ScalarType dtype = info[0].IsString() ? parseDtype(info[0].As<Napi::String>()) : t.scalar_type();
-    c10::Device device = info[1].IsString() ? parseDevice(info[1].As<Napi::String>()) : t.device();
-    return startJob(info.Env(), info[2], "bia.tensor.to", [t, dtype, device](JobContext&) -> Finisher {
-      at::Tensor r = t.to(device, dtype, /*non_blocking=*/false, /*copy=*/true);
-      synchronize(device);
-      return [r](Napi::Env env) { return TensorHandle::Wrap(env, r); };
-    });
-  });
 }
 
 std::vector<int64_t> parseShape(Napi::Value value) {
@@ -210,6 +153,7 @@ at::Tensor copyFromTypedArray(Napi::Value data, const std::vector<int64_t>& shap
   return t;
 }
 
+// Where a new tensor goes: its dtype (unset: a default) and device.
 struct TargetOptions {
   c10::optional<c10::ScalarType> dtype;
   c10::Device device{c10::kCPU};
@@ -222,6 +166,20 @@ TargetOptions parseTarget(const Napi::CallbackInfo& info, size_t dtypeArg, size_
   return o;
 }
 
+// t in the target's dtype (`fallback` when unset) on its device.
+at::Tensor toTarget(const at::Tensor& t, const TargetOptions& o, c10::ScalarType fallback) {
+  at::Tensor r = t.to(o.device, o.dtype.value_or(fallback));
+  synchronize(o.device);
+  return r;
+}
+
+// The (shape, dtype, device) arguments of zeros() and randn().
+std::pair<std::vector<int64_t>, TargetOptions> parseFactory(const Napi::CallbackInfo& info) {
+  auto shape = parseShape(info[0]);
+  numelOf(shape);
+  return {shape, parseTarget(info, 1, 2)};
+}
+
 }  // namespace
 
 Napi::Value TensorFromArray(const Napi::CallbackInfo& info) {
@@ -229,9 +187,7 @@ Napi::Value TensorFromArray(const Napi::CallbackInfo& info) {
     auto shape = parseShape(info[1]);
     TargetOptions o = parseTarget(info, 2, 3);
     at::Tensor t = copyFromTypedArray(info[0], shape);
-    at::Tensor r = t.to(o.device, o.dtype.value_or(t.scalar_type()));
-    synchronize(o.device);
-    return TensorHandle::Wrap(info.Env(), r);
+    return TensorHandle::Wrap(info.Env(), toTarget(t, o, t.scalar_type()));
   });
 }
 
@@ -243,43 +199,32 @@ Napi::Value TensorFromArrayAsync(const Napi::CallbackInfo& info) {
     // device conversion happens on the worker.
     at::Tensor t = copyFromTypedArray(info[0], shape);
     return startJob(info.Env(), info[4], "bia.tensor.create", [t, o](JobContext&) -> Finisher {
-      at::Tensor r = t.to(o.device, o.dtype.value_or(t.scalar_type()));
-      synchronize(o.device);
-      return [r](Napi::Env env) { return TensorHandle::Wrap(env, r); };
+      return tensorResult(toTarget(t, o, t.scalar_type()));
     });
   });
 }
 
 Napi::Value Zeros(const Napi::CallbackInfo& info) {
   return guardedPromise(info.Env(), [&]() -> Napi::Value {
-    auto shape = parseShape(info[0]);
-    numelOf(shape);
-    TargetOptions o = parseTarget(info, 1, 2);
-    return startJob(info.Env(), info[3], "bia.tensor.zeros", [shape, o](JobContext&) -> Finisher {
-      at::Tensor t = at::zeros(shape, at::TensorOptions().dtype(o.dtype.value_or(at::kFloat)).device(o.device));
-      synchronize(o.device);
-      return [t](Napi::Env env) { return TensorHandle::Wrap(env, t); };
+    auto [shape, o] = parseFactory(info);
+    return startJob(info.Env(), info[3], "bia.tensor.zeros", [shape = shape, o = o](JobContext&) -> Finisher {
+      return tensorResult(toTarget(at::zeros(shape, at::TensorOptions().dtype(o.dtype.value_or(at::kFloat)).device(o.device)), o, at::kFloat));
     });
   });
 }
 
 Napi::Value Randn(const Napi::CallbackInfo& info) {
   return guardedPromise(info.Env(), [&]() -> Napi::Value {
-    auto shape = parseShape(info[0]);
-    numelOf(shape);
-    TargetOptions o = parseTarget(info, 1, 2);
+    auto [shape, o] = parseFactory(info);
     if (!info[3].IsNumber()) invalidArgument("seed must be a number");
     const double seed = info[3].As<Napi::Number>().DoubleValue();
     if (!(seed >= 0) || seed > 9.0e15 || seed != static_cast<double>(static_cast<uint64_t>(seed))) {
       invalidArgument("seed must be a non-negative integer");
     }
-    return startJob(info.Env(), info[4], "bia.tensor.randn", [shape, o, seed](JobContext&) -> Finisher {
+    return startJob(info.Env(), info[4], "bia.tensor.randn", [shape = shape, o = o, seed](JobContext&) -> Finisher {
       // Drawn on the CPU with a private generator: the same seed gives the same numbers on every device.
       auto gen = at::make_generator<at::CPUGeneratorImpl>(static_cast<uint64_t>(seed));
-      at::Tensor t = at::randn(shape, gen, at::TensorOptions().dtype(at::kFloat));
-      t = t.to(o.device, o.dtype.value_or(at::kFloat));
-      synchronize(o.device);
-      return [t](Napi::Env env) { return TensorHandle::Wrap(env, t); };
+      return tensorResult(toTarget(at::randn(shape, gen, at::TensorOptions().dtype(at::kFloat)), o, at::kFloat));
     });
   });
 }

@@ -6,41 +6,33 @@
 #include <napi.h>
 
 #include <atomic>
+#include <vector>
+
+#include "handle.h"
+#include "job.h"
 
 namespace bia {
 
-class TensorHandle : public Napi::ObjectWrap<TensorHandle> {
+class TensorHandle : public Handle<TensorHandle, at::Tensor> {
  public:
-  static Napi::Function Init(Napi::Env env);
-  // Wrap an at::Tensor in a new JS handle (main thread only).
-  static Napi::Object Wrap(Napi::Env env, at::Tensor tensor);
-  // The tensor of a JS handle; throws BIA_INVALID_ARGUMENT for non-handles, BIA_DISPOSED after dispose().
-  static const at::Tensor& From(Napi::Value value, const char* what = "tensor");
+  static constexpr HandleNames kNames{"Tensor", "a Tensor", "tensor",
+                                      "Tensor handles are made by the library (tensor(), zeros(), ...), not with new", true};
+  static std::vector<Property> properties();
   static int64_t live() { return live_.load(); }
 
   explicit TensorHandle(const Napi::CallbackInfo& info);
   ~TensorHandle() override;
-
-  const at::Tensor& tensor(const char* what = "tensor") const;
+  // dispose(): the tensor, and its bytes reported to V8.
+  void release();
 
  private:
-  void release();
-  Napi::Value Shape(const Napi::CallbackInfo& info);
-  Napi::Value Dtype(const Napi::CallbackInfo& info);
-  Napi::Value Device(const Napi::CallbackInfo& info);
-  Napi::Value Nbytes(const Napi::CallbackInfo& info);
-  Napi::Value Disposed(const Napi::CallbackInfo& info);
-  Napi::Value Dispose(const Napi::CallbackInfo& info);
-  Napi::Value Read(const Napi::CallbackInfo& info);   // async: Promise<TypedArray>
-  Napi::Value To(const Napi::CallbackInfo& info);     // async: Promise<handle>
-  Napi::Value ItemsSync(const Napi::CallbackInfo& info);  // small tensors only
-
-  at::Tensor tensor_;
-  bool alive_ = false;
   int64_t reported_ = 0;
   napi_env env_ = nullptr;
   static std::atomic<int64_t> live_;
 };
+
+// The finisher of a job whose result is one tensor: a new Tensor handle owning it.
+Finisher tensorResult(at::Tensor t);
 
 // Convert a CPU-contiguous tensor into a fresh JS typed array (float16/bfloat16 -> Float32Array,
 // bool -> Uint8Array, int64 -> Float64Array).

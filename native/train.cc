@@ -1,5 +1,5 @@
-// The Trainer (see train.h): state, AdamW, EMA, checkpoints and the JS handle. The per-target
-// losses and the batch augmentation are in train_losses.cc.
+// The Trainer (see train.h): state, AdamW, EMA, checkpoints. The per-target losses and the batch
+// augmentation are in train_losses.cc, the JS handle in train_js.cc.
 #include "train.h"
 
 #include <nlohmann/json.hpp>
@@ -8,15 +8,11 @@
 #include <cmath>
 #include <set>
 
-#include "addon_data.h"
-#include "args.h"
 #include "device.h"
 #include "diffusion.h"
 #include "errors.h"
 #include "identity.h"
-#include "job.h"
 #include "module_io.h"
-#include "tensor.h"
 #include "ddim.h"
 
 namespace bia {
@@ -125,10 +121,18 @@ std::map<std::string, std::string> TrainerState::checkpointMetadata(std::map<std
   switch (target) {
     case TrainTarget::Diffusion: user[kUNetConfigKey] = unetConfigToJson(unet->config()); break;
     case TrainTarget::Encoder: user["arch"] = arch; break;
-    case TrainTarget::Attributes: user["bia.attributes.config"] = attributes->config().toJson(); break;
+    case TrainTarget::Attributes: user[kAttributeConfigKey] = attributes->config().toJson(); break;
   }
   user["format"] = "pt";
   return user;
+}
+
+int64_t TrainerState::save(const std::string& path, const std::map<std::string, std::string>& user, JobContext& ctx) {
+  // Jobs run one at a time, so what is written is one step's state; the file appears
+  // atomically (temporary file + rename).
+  StateDict tensors = checkpointState();
+  writeSafetensors(path, tensors, checkpointMetadata(user), jobProgress(ctx, "write"));
+  return optimizer->steps();
 }
 
 std::map<std::string, std::string> TrainerState::restore(const std::string& path, JobContext& ctx) {
@@ -191,6 +195,17 @@ std::map<std::string, std::string> TrainerState::restore(const std::string& path
   return user;
 }
 
+std::string TrainerState::infoJson() {
+  Json j{{"target", targetName(target)}, {"model", Json::parse(modelJson())}, {"options", Json::parse(optionsJson())}};
+  int64_t n = 0, h = 0;
+  for (const auto& p : module().parameters(true)) n += p.numel();
+  if (head) for (const auto& p : head->parameters(true)) h += p.numel();
+  j["parameterCount"] = n;
+  j["headParameterCount"] = h;
+  j["device"] = deviceName(options.device);
+  return j.dump();
+}
+
 void TrainerState::updateEma() {
   if (ema.empty()) return;
   torch::NoGradGuard noGrad;
@@ -210,103 +225,6 @@ StateDict TrainerState::weightsForModel(bool useEma) {
     out = moduleState(module());
   }
   return out;
-}
-
-namespace {
-
-TrainerOptions trainerOptionsFromJs(Napi::Value v, TrainTarget target, bool& emaWarmup) {
-  Napi::Object o = optObject(v, "options");
-  TrainerOptions t;
-  t.adam.lr = optNumber(o, "lr", 1e-3);
-  t.adam.weightDecay = optNumber(o, "weightDecay", 0.0);
-  t.adam.eps = optNumber(o, "eps", 1e-8);
-  if (o.Has("betas") && !o.Get("betas").IsUndefined()) {
-    Napi::Value b = o.Get("betas");
-    if (!b.IsArray() || b.As<Napi::Array>().Length() != 2 || !b.As<Napi::Array>().Get(0u).IsNumber() || !b.As<Napi::Array>().Get(1u).IsNumber()) {
-      invalidArgument("betas must be [beta1, beta2]");
-    }
-    t.adam.beta1 = b.As<Napi::Array>().Get(0u).As<Napi::Number>().DoubleValue();
-    t.adam.beta2 = b.As<Napi::Array>().Get(1u).As<Napi::Number>().DoubleValue();
-  }
-  if (!(t.adam.lr >= 0 && t.adam.lr < 10)) invalidArgument("lr must be in [0, 10)");
-  if (!(t.adam.weightDecay >= 0 && t.adam.weightDecay < 10)) invalidArgument("weightDecay must be in [0, 10)");
-  if (!(t.adam.eps > 0 && t.adam.eps < 1)) invalidArgument("eps must be in (0, 1)");
-  if (!(t.adam.beta1 >= 0 && t.adam.beta1 < 1 && t.adam.beta2 >= 0 && t.adam.beta2 < 1)) invalidArgument("betas must be in [0, 1)");
-  t.emaDecay = optNumber(o, "emaDecay", 0.0);
-  if (!(t.emaDecay >= 0 && t.emaDecay < 1)) invalidArgument("emaDecay must be in [0, 1) (0 turns EMA off)");
-  emaWarmup = optBool(o, "emaWarmup", false);
-  t.channelsLast = optBool(o, "channelsLast", false);
-  t.seed = static_cast<uint64_t>(optInt(o, "seed", 0, 0, int64_t{1} << 52));
-  t.gradClip = optNumber(o, "gradClip", 0.0);
-  if (t.gradClip < 0) invalidArgument("gradClip must be >= 0 (0: no clipping)");
-  t.classes = optInt(o, "classes", 0, 0, int64_t{1} << 24);
-  t.auxDim = optInt(o, "auxDim", 0, 0, 65536);
-  t.auxWeight = optNumber(o, "auxWeight", 1.0);
-  if (t.auxWeight < 0) invalidArgument("auxWeight must be >= 0");
-  t.scale = optNumber(o, "scale", 32.0);
-  if (!(t.scale > 0 && t.scale <= 1024)) invalidArgument("scale must be in (0, 1024]");
-  t.flip = optBool(o, "flip", false);
-  t.blur = optNumber(o, "blur", 0.0);
-  if (!(t.blur >= 0 && t.blur <= 16)) invalidArgument("blur must be in [0, 16] (pixels)");
-  t.blurProb = optNumber(o, "blurProb", 0.5);
-  if (!(t.blurProb >= 0 && t.blurProb <= 1)) invalidArgument("blurProb must be in [0, 1]");
-  t.noise = optNumber(o, "noise", 0.0);
-  if (!(t.noise >= 0 && t.noise <= 4)) invalidArgument("noise must be in [0, 4]");
-  t.device = parseDevice(optString(o, "device", "cpu"));
-  if (target == TrainTarget::Encoder && t.classes == 0 && t.auxDim == 0) {
-    invalidArgument("an encoder trainer needs classes (the ArcFace head) and/or auxDim (the auxiliary regression head)");
-  }
-  if (target == TrainTarget::Encoder && t.classes == 1) invalidArgument("classes must be at least 2");
-  if (target != TrainTarget::Encoder && (t.classes != 0 || t.auxDim != 0)) invalidArgument("classes and auxDim are options of the encoder target");
-  if (target == TrainTarget::Encoder && t.channelsLast && t.device.is_cpu()) {
-    // Measured here: LibTorch 1.13's CPU backward of a 1x1 stride-2 convolution (the encoders'
-    // downsample shortcuts) in channels_last corrupts the heap (also from Python on the same build).
-    invalidArgument("channelsLast training of identity encoders is refused on the CPU: LibTorch 1.13's CPU backward of 1x1 stride-2 convolutions in channels_last corrupts memory");
-  }
-  if (target == TrainTarget::Diffusion && (t.blur != 0 || t.noise != 0)) invalidArgument("blur and noise augmentation are for the encoder and attribute targets");
-  return t;
-}
-
-TrainTarget parseTarget(Napi::Value v) {
-  const std::string s = v.IsString() ? std::string(v.As<Napi::String>()) : "";
-  if (s == "diffusion") return TrainTarget::Diffusion;
-  if (s == "encoder") return TrainTarget::Encoder;
-  if (s == "attributes") return TrainTarget::Attributes;
-  invalidArgument("target must be 'diffusion', 'encoder' or 'attributes'; got '" + s + "'");
-}
-
-struct ModelSpec {
-  UNetConfig unet;
-  std::string arch;
-  double width = 1.0;
-  int64_t embeddingSize = 512;
-  AttributeConfig attributes;
-  StateDict weights;
-};
-
-ModelSpec modelSpecFromJs(Napi::Value v, TrainTarget target) {
-  Napi::Object o = optObject(v, "model");
-  ModelSpec s;
-  switch (target) {
-    case TrainTarget::Diffusion: s.unet = unetConfigFromJs(o.Get("config")); break;
-    case TrainTarget::Encoder:
-      s.arch = optString(o, "arch", "");
-      s.width = optNumber(o, "width", 1.0);
-      s.embeddingSize = optInt(o, "embeddingSize", 512, 1, 65536);
-      validateArch(s.arch, s.width, s.embeddingSize);
-      break;
-    case TrainTarget::Attributes: {
-      Napi::Object c = optObject(o.Get("config"), "config");
-      s.attributes.inChannels = optInt(c, "inChannels", 3, 1, 64);
-      s.attributes.outputs = optInt(c, "outputs", 8, 1, 65536);
-      s.attributes.width = optInt(c, "width", 32, 1, 1024);
-      s.attributes.stages = optInt(c, "stages", 4, 1, 8);
-      s.attributes.validate();
-      break;
-    }
-  }
-  if (!o.Get("weights").IsUndefined()) s.weights = stateFromJs(o.Get("weights"));
-  return s;
 }
 
 std::shared_ptr<TrainerState> buildTrainer(TrainTarget target, const ModelSpec& spec, const TrainerOptions& o, bool emaWarmup) {
@@ -358,231 +276,42 @@ std::shared_ptr<TrainerState> buildTrainer(TrainTarget target, const ModelSpec& 
   return st;
 }
 
-Napi::Object resultToJs(Napi::Env env, const StepResult& r) {
-  Napi::Object out = Napi::Object::New(env);
-  out.Set("loss", r.loss);
-  Napi::Object parts = Napi::Object::New(env);
-  for (const auto& p : r.parts) parts.Set(p.first, p.second);
-  out.Set("parts", parts);
-  out.Set("seconds", r.seconds);
-  out.Set("step", static_cast<double>(r.step));
-  out.Set("images", static_cast<double>(r.images));
-  return out;
-}
-
-TrainBatch batchFromJs(Napi::Value v) {
-  Napi::Object o = optObject(v, "batch");
-  TrainBatch b;
-  b.images = TensorHandle::From(o.Get("images"), "batch.images");
-  if (!o.Get("labels").IsUndefined() && !o.Get("labels").IsNull()) b.labels = TensorHandle::From(o.Get("labels"), "batch.labels");
-  if (!o.Get("targets").IsUndefined() && !o.Get("targets").IsNull()) b.targets = TensorHandle::From(o.Get("targets"), "batch.targets");
-  return b;
-}
-
-}  // namespace
-
-// ---------------------------------------------------------------------------------------------
-// JS handle
-
-Napi::Function TrainerHandle::Init(Napi::Env env) {
-  return DefineClass(env, "Trainer",
-                     {
-                         InstanceAccessor<&TrainerHandle::Target>("target"),
-                         InstanceAccessor<&TrainerHandle::StepCount>("step"),
-                         InstanceAccessor<&TrainerHandle::Info>("info"),
-                         InstanceAccessor<&TrainerHandle::Disposed>("disposed"),
-                         InstanceMethod<&TrainerHandle::Dispose>("dispose"),
-                         InstanceMethod<&TrainerHandle::Step>("trainStep"),
-                         InstanceMethod<&TrainerHandle::Evaluate>("evaluate"),
-                         InstanceMethod<&TrainerHandle::Save>("save"),
-                         InstanceMethod<&TrainerHandle::Load>("load"),
-                         InstanceMethod<&TrainerHandle::Model>("model"),
-                         InstanceMethod<&TrainerHandle::Snapshot>("snapshot"),
-                     });
-}
-
-TrainerHandle::TrainerHandle(const Napi::CallbackInfo& info) : Napi::ObjectWrap<TrainerHandle>(info) {
-  guarded(info.Env(), [&] {
-    if (info.Length() != 1 || !info[0].IsExternal()) invalidArgument("trainers are made by createTrainer()");
-    state_ = *info[0].As<Napi::External<std::shared_ptr<TrainerState>>>().Data();
-    return 0;
-  });
-}
-
-Napi::Object TrainerHandle::Wrap(Napi::Env env, std::shared_ptr<TrainerState> state) {
-  auto ext = Napi::External<std::shared_ptr<TrainerState>>::New(env, &state);
-  return AddonData::get(env).trainerCtor.New({ext});
-}
-
-std::shared_ptr<TrainerState> TrainerHandle::state() const {
-  if (!state_) throw BiaError(ErrorCode::Disposed, "trainer was used after dispose()");
-  return state_;
-}
-
-Napi::Value TrainerHandle::Target(const Napi::CallbackInfo& info) {
-  return guarded(info.Env(), [&]() -> Napi::Value { return Napi::String::New(info.Env(), targetName(state()->target)); });
-}
-
-// The optimiser's step count as of the last finished job (steps run on the compute thread).
-Napi::Value TrainerHandle::StepCount(const Napi::CallbackInfo& info) {
-  return guarded(info.Env(), [&]() -> Napi::Value { return Napi::Number::New(info.Env(), static_cast<double>(state()->optimizer->steps())); });
-}
-
-Napi::Value TrainerHandle::Info(const Napi::CallbackInfo& info) {
-  return guarded(info.Env(), [&]() -> Napi::Value {
-    auto st = state();
-    Json j{{"target", targetName(st->target)}, {"model", Json::parse(st->modelJson())}, {"options", Json::parse(st->optionsJson())}};
-    int64_t n = 0, h = 0;
-    for (const auto& p : st->module().parameters(true)) n += p.numel();
-    if (st->head) for (const auto& p : st->head->parameters(true)) h += p.numel();
-    j["parameterCount"] = n;
-    j["headParameterCount"] = h;
-    j["device"] = deviceName(st->options.device);
-    return Napi::String::New(info.Env(), j.dump());
-  });
-}
-
-Napi::Value TrainerHandle::Disposed(const Napi::CallbackInfo& info) { return Napi::Boolean::New(info.Env(), !state_); }
-Napi::Value TrainerHandle::Dispose(const Napi::CallbackInfo& info) {
-  state_.reset();
-  return info.Env().Undefined();
-}
-
-Napi::Value TrainerHandle::Step(const Napi::CallbackInfo& info) {
-  return guardedPromise(info.Env(), [&]() -> Napi::Value {
-    auto st = state();
-    TrainBatch b = batchFromJs(info[0]);
-    st->checkBatch(b);
-    Napi::Object o = optObject(info[1], "step options");
-    const double lr = optNumber(o, "lr", st->options.adam.lr);
-    if (!(lr >= 0 && lr < 10)) invalidArgument("lr must be in [0, 10)");
-    const double margin = optNumber(o, "margin", 0.0);
-    if (!(margin >= 0 && margin < 1.5)) invalidArgument("margin must be in [0, 1.5) radians");
-    return startJob(info.Env(), info[2], "bia.train.step", [st, b, lr, margin](JobContext& ctx) -> Finisher {
-      ctx.checkAbort();
-      StepResult r = st->trainStep(b, lr, margin);
-      return [r](Napi::Env env) -> Napi::Value { return resultToJs(env, r); };
-    });
-  });
-}
-
-Napi::Value TrainerHandle::Evaluate(const Napi::CallbackInfo& info) {
-  return guardedPromise(info.Env(), [&]() -> Napi::Value {
-    auto st = state();
-    TrainBatch b = batchFromJs(info[0]);
-    st->checkBatch(b);
-    Napi::Object o = optObject(info[1], "evaluate options");
-    const double margin = optNumber(o, "margin", 0.0);
-    if (!(margin >= 0 && margin < 1.5)) invalidArgument("margin must be in [0, 1.5) radians");
-    const uint64_t seed = static_cast<uint64_t>(optInt(o, "seed", 0, 0, int64_t{1} << 52));
-    return startJob(info.Env(), info[2], "bia.train.evaluate", [st, b, margin, seed](JobContext& ctx) -> Finisher {
-      ctx.checkAbort();
-      StepResult r = st->evaluate(b, margin, seed);
-      return [r](Napi::Env env) -> Napi::Value { return resultToJs(env, r); };
-    });
-  });
-}
-
-Napi::Value TrainerHandle::Save(const Napi::CallbackInfo& info) {
-  return guardedPromise(info.Env(), [&]() -> Napi::Value {
-    auto st = state();
-    const std::string path = pathFromJs(info[0]);
-    std::map<std::string, std::string> user = metadataFromJs(info[1]);
-    return startJob(info.Env(), info[2], "bia.train.save", [st, path, user](JobContext& ctx) -> Finisher {
-      // Jobs run one at a time, so what is written is one step's state; the file appears
-      // atomically (temporary file + rename).
-      StateDict tensors = st->checkpointState();
-      writeSafetensors(path, tensors, st->checkpointMetadata(user), jobProgress(ctx, "write"));
-      const int64_t step = st->optimizer->steps();
-      return [step](Napi::Env env) -> Napi::Value { return Napi::Number::New(env, static_cast<double>(step)); };
-    });
-  });
-}
-
-Napi::Value TrainerHandle::Load(const Napi::CallbackInfo& info) {
-  return guardedPromise(info.Env(), [&]() -> Napi::Value {
-    auto st = state();
-    const std::string path = pathFromJs(info[0]);
-    return startJob(info.Env(), info[1], "bia.train.load", [st, path](JobContext& ctx) -> Finisher {
-      std::map<std::string, std::string> user = st->restore(path, ctx);
-      const int64_t step = st->optimizer->steps();
-      return [user, step](Napi::Env env) -> Napi::Value {
-        Napi::Object out = Napi::Object::New(env);
-        out.Set("step", static_cast<double>(step));
-        Napi::Object md = Napi::Object::New(env);
-        for (const auto& e : user) md.Set(e.first, e.second);
-        out.Set("metadata", md);
-        return out;
-      };
-    });
-  });
-}
-
-Napi::Value TrainerHandle::Model(const Napi::CallbackInfo& info) {
-  return guardedPromise(info.Env(), [&]() -> Napi::Value {
-    auto st = state();
-    Napi::Object o = optObject(info[0], "model options");
-    const bool useEma = optBool(o, "ema", true);
-    return startJob(info.Env(), info[1], "bia.train.model", [st, useEma](JobContext&) -> Finisher {
-      StateDict w = st->weightsForModel(useEma);
-      const c10::Device device = st->options.device;
-      switch (st->target) {
-        case TrainTarget::Diffusion: {
-          auto ds = std::make_shared<DiffusionState>();
-          ds->unet = UNet(st->unet->config());
-          loadStateDictInto(*ds->unet, w, true);
-          ds->unet->eval();
-          ds->unet->to(device);
-          if (st->options.channelsLast) toChannelsLast(*ds->unet);
-          ds->device = device;
-          ds->channelsLast = st->options.channelsLast;
-          synchronize(device);
-          return [ds](Napi::Env env) -> Napi::Value { return DiffusionHandle::Wrap(env, ds); };
-        }
-        case TrainTarget::Encoder: {
-          auto es = std::make_shared<EncoderState>();
-          es->net = makeIdentityNet(st->arch, st->width, st->encoder->embeddingSize());
-          loadStateDictInto(es->net->module(), w, true);
-          es->net->module().eval();
-          es->net->module().to(device);
-          es->arch = st->arch;
-          es->width = st->width;
-          es->device = device;
-          synchronize(device);
-          return [es](Napi::Env env) -> Napi::Value { return EncoderHandle::Wrap(env, es); };
-        }
-        case TrainTarget::Attributes: {
-          auto as = makeAttributeState(st->attributes->config(), &w, device, at::kFloat);
-          return [as](Napi::Env env) -> Napi::Value { return AttributeHandle::Wrap(env, as); };
-        }
-      }
-      throw BiaError(ErrorCode::Other, "unknown training target");
-    });
-  });
-}
-
-Napi::Value TrainerHandle::Snapshot(const Napi::CallbackInfo& info) {
-  return guardedPromise(info.Env(), [&]() -> Napi::Value {
-    auto st = state();
-    return startJob(info.Env(), info[0], "bia.train.snapshot", [st](JobContext&) -> Finisher {
-      StateDict s = st->checkpointState();
-      for (auto& e : s) e.second = e.second.clone();  // never aliases the live tensors
-      return [s](Napi::Env env) -> Napi::Value { return stateToJs(env, s); };
-    });
-  });
-}
-
-Napi::Value CreateTrainer(const Napi::CallbackInfo& info) {
-  return guardedPromise(info.Env(), [&]() -> Napi::Value {
-    const TrainTarget target = parseTarget(info[0]);
-    ModelSpec spec = modelSpecFromJs(info[1], target);
-    bool emaWarmup = false;
-    TrainerOptions o = trainerOptionsFromJs(info[2], target, emaWarmup);
-    return startJob(info.Env(), info[3], "bia.train.create", [target, spec, o, emaWarmup](JobContext&) -> Finisher {
-      auto st = buildTrainer(target, spec, o, emaWarmup);
-      return [st](Napi::Env env) -> Napi::Value { return TrainerHandle::Wrap(env, st); };
-    });
-  });
+TrainedModel trainedModel(TrainerState& st, bool useEma) {
+  StateDict w = st.weightsForModel(useEma);
+  const c10::Device device = st.options.device;
+  TrainedModel out;
+  switch (st.target) {
+    case TrainTarget::Diffusion: {
+      auto ds = std::make_shared<DiffusionState>();
+      ds->unet = UNet(st.unet->config());
+      loadStateDictInto(*ds->unet, w, true);
+      ds->unet->eval();
+      ds->unet->to(device);
+      if (st.options.channelsLast) toChannelsLast(*ds->unet);
+      ds->device = device;
+      ds->channelsLast = st.options.channelsLast;
+      synchronize(device);
+      out.diffusion = ds;
+      return out;
+    }
+    case TrainTarget::Encoder: {
+      auto es = std::make_shared<EncoderState>();
+      es->net = makeIdentityNet(st.arch, st.width, st.encoder->embeddingSize());
+      loadStateDictInto(es->net->module(), w, true);
+      es->net->module().eval();
+      es->net->module().to(device);
+      es->arch = st.arch;
+      es->width = st.width;
+      es->device = device;
+      synchronize(device);
+      out.encoder = es;
+      return out;
+    }
+    case TrainTarget::Attributes:
+      out.attributes = makeAttributeState(st.attributes->config(), &w, device, at::kFloat);
+      return out;
+  }
+  throw BiaError(ErrorCode::Other, "unknown training target");
 }
 
 }  // namespace bia

@@ -8,9 +8,9 @@
 // seeded with (seed, k), so a resumed run repeats exactly what an uninterrupted one would have done.
 //
 // The attribute estimator (a small CNN regressing a float vector per image, used only to measure
-// attribute preservation) is defined here too, with its own JS handle (AttributeEstimator).
+// attribute preservation) is defined here too. The JS handles (Trainer, AttributeEstimator) are
+// train_js.h.
 #pragma once
-#include <napi.h>
 #include <torch/torch.h>
 
 #include <map>
@@ -19,12 +19,13 @@
 #include <vector>
 
 #include "checkpoint.h"
+#include "diffusion.h"
+#include "identity.h"
 #include "identity_net.h"
+#include "job_context.h"
 #include "unet.h"
 
 namespace bia {
-
-class JobContext;
 
 // ---------------------------------------------------------------------------------------------
 // The attribute estimator: `stages` stages of [conv3×3 stride 2 → GroupNorm → SiLU → conv3×3 →
@@ -66,41 +67,21 @@ struct AttributeState {
 std::shared_ptr<AttributeState> makeAttributeState(const AttributeConfig& config, const StateDict* weights, c10::Device device,
                                                    c10::ScalarType dtype);
 
-class AttributeHandle : public Napi::ObjectWrap<AttributeHandle> {
- public:
-  static Napi::Function Init(Napi::Env env);
-  static Napi::Object Wrap(Napi::Env env, std::shared_ptr<AttributeState> state);
-  explicit AttributeHandle(const Napi::CallbackInfo& info);
-
- private:
-  std::shared_ptr<AttributeState> state() const;
-  Napi::Value Config(const Napi::CallbackInfo& info);
-  Napi::Value ParameterCount(const Napi::CallbackInfo& info);
-  Napi::Value Device(const Napi::CallbackInfo& info);
-  Napi::Value Dtype(const Napi::CallbackInfo& info);
-  Napi::Value Disposed(const Napi::CallbackInfo& info);
-  Napi::Value Dispose(const Napi::CallbackInfo& info);
-  Napi::Value StateDict(const Napi::CallbackInfo& info);
-  Napi::Value LoadStateDict(const Napi::CallbackInfo& info);  // (entries, strict, jobOpts)
-  Napi::Value Predict(const Napi::CallbackInfo& info);        // (images, jobOpts) → Tensor [B, outputs]
-  Napi::Value Features(const Napi::CallbackInfo& info);       // (images, jobOpts) → Tensor [B, channels]
-  Napi::Value Run(const Napi::CallbackInfo& info, bool features);
-  Napi::Value Save(const Napi::CallbackInfo& info);           // (path, metadata, jobOpts)
-  std::shared_ptr<AttributeState> state_;
-};
-
-// (config, seed, device, dtype, jobOpts) → Promise<handle>
-Napi::Value CreateAttributeEstimator(const Napi::CallbackInfo& info);
-// (path, device, dtype, strict, jobOpts) → Promise<handle>; the config is the file's
-// "bia.attributes.config" metadata.
-Napi::Value LoadAttributeEstimator(const Napi::CallbackInfo& info);
+inline constexpr const char* kAttributeConfigKey = "bia.attributes.config";  // the config, as metadata of saved weights
+// A new estimator with LibTorch's default initialisation, seeded.
+std::shared_ptr<AttributeState> createAttributeState(const AttributeConfig& config, uint64_t seed, c10::Device device, c10::ScalarType dtype);
+// An estimator saved by this library: the config from the file's kAttributeConfigKey metadata.
+std::shared_ptr<AttributeState> loadAttributeState(const std::string& path, c10::Device device, c10::ScalarType dtype, bool strict,
+                                                   JobContext& ctx);
+// BIA_INVALID_ARGUMENT unless x is [B, inCh, H, W] of floating point with sides of at least 2^stages.
+void checkAttributeImages(const at::Tensor& x, const AttributeConfig& c);
+// The outputs [B, outputs] of images (or with features, the head's input [B, channels]), float32.
+at::Tensor attributePredict(const AttributeState& st, const at::Tensor& x, bool features);
 
 // ---------------------------------------------------------------------------------------------
 // ArcFace logits: s·cos(θ_ij + m·[j = y_i]) with cos θ_ij = ê_i·Ŵ_j (rows L2-normalised); with m = 0,
 // the normalised softmax's s·cos θ. embeddings [B, D], weight [C, D], labels [B] (int64).
 at::Tensor arcfaceLogits(const at::Tensor& embeddings, const at::Tensor& weight, const at::Tensor& labels, double margin, double scale);
-// (embeddings, weight, labels, margin, scale, jobOpts) → Promise<Tensor [B, C]>
-Napi::Value ArcfaceLogits(const Napi::CallbackInfo& info);
 
 // ---------------------------------------------------------------------------------------------
 // AdamW (Loshchilov & Hutter; torch.optim.AdamW's arithmetic): p ← p·(1 − lr·wd); m ← β1·m + (1−β1)·g;
@@ -190,8 +171,13 @@ struct TrainerState {
   // Copies (CPU, contiguous) of liveState plus optim.step.
   StateDict checkpointState();
   std::map<std::string, std::string> checkpointMetadata(std::map<std::string, std::string> user) const;
+  // Write checkpointState and checkpointMetadata(user) as safetensors (progress "write"); returns
+  // the step count written.
+  int64_t save(const std::string& path, const std::map<std::string, std::string>& user, JobContext& ctx);
   // Restore everything from a checkpoint written by checkpointState; returns the user metadata.
   std::map<std::string, std::string> restore(const std::string& path, JobContext& ctx);
+  // {target, model, options, parameterCount, headParameterCount, device} as JSON.
+  std::string infoJson();
   void updateEma();
   StateDict weightsForModel(bool useEma);
   void checkBatch(const TrainBatch& b) const;  // shapes and dtypes, BIA_INVALID_ARGUMENT
@@ -199,29 +185,24 @@ struct TrainerState {
   StepResult evaluate(const TrainBatch& b, double margin, uint64_t seed);
 };
 
-class TrainerHandle : public Napi::ObjectWrap<TrainerHandle> {
- public:
-  static Napi::Function Init(Napi::Env env);
-  static Napi::Object Wrap(Napi::Env env, std::shared_ptr<TrainerState> state);
-  explicit TrainerHandle(const Napi::CallbackInfo& info);
-
- private:
-  std::shared_ptr<TrainerState> state() const;
-  Napi::Value Target(const Napi::CallbackInfo& info);
-  Napi::Value StepCount(const Napi::CallbackInfo& info);
-  Napi::Value Info(const Napi::CallbackInfo& info);
-  Napi::Value Disposed(const Napi::CallbackInfo& info);
-  Napi::Value Dispose(const Napi::CallbackInfo& info);
-  Napi::Value Step(const Napi::CallbackInfo& info);       // (batch, {lr, margin}, jobOpts) → {loss, parts, seconds, step}
-  Napi::Value Evaluate(const Napi::CallbackInfo& info);   // (batch, {margin, seed, ema}, jobOpts) → {loss, parts}
-  Napi::Value Save(const Napi::CallbackInfo& info);       // (path, metadata, jobOpts)
-  Napi::Value Load(const Napi::CallbackInfo& info);       // (path, jobOpts) → {step, metadata}
-  Napi::Value Model(const Napi::CallbackInfo& info);      // ({ema}, jobOpts) → DiffusionModel | IdentityEncoder | AttributeEstimator
-  Napi::Value Snapshot(const Napi::CallbackInfo& info);   // (jobOpts) → [[name, Tensor]] copies, checkpoint layout
-  std::shared_ptr<TrainerState> state_;
+// What a trainer starts from: the network's config (the target's fields) and optionally its weights.
+struct ModelSpec {
+  UNetConfig unet;
+  std::string arch;
+  double width = 1.0;
+  int64_t embeddingSize = 512;
+  AttributeConfig attributes;
+  StateDict weights;
 };
+std::shared_ptr<TrainerState> buildTrainer(TrainTarget target, const ModelSpec& spec, const TrainerOptions& o, bool emaWarmup);
 
-// (target, model: {config | arch, width, embeddingSize; weights: [[name, Tensor]]}, options, jobOpts) → Promise<handle>
-Napi::Value CreateTrainer(const Napi::CallbackInfo& info);
+// The trained network as a new model on the trainer's device (a copy: EMA weights when asked and
+// present); the one of the trainer's target is set.
+struct TrainedModel {
+  std::shared_ptr<DiffusionState> diffusion;
+  std::shared_ptr<EncoderState> encoder;
+  std::shared_ptr<AttributeState> attributes;
+};
+TrainedModel trainedModel(TrainerState& st, bool useEma);
 
 }  // namespace bia

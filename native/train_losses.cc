@@ -9,8 +9,6 @@
 #include "device.h"
 #include "errors.h"
 #include "identity.h"
-#include "job.h"
-#include "tensor.h"
 #include "train.h"
 
 namespace bia {
@@ -266,30 +264,6 @@ StepResult TrainerState::evaluate(const TrainBatch& b, double margin, uint64_t s
   r.step = optimizer->steps();
   r.images = b.images.size(0);
   return r;
-}
-
-Napi::Value ArcfaceLogits(const Napi::CallbackInfo& info) {
-  return guardedPromise(info.Env(), [&]() -> Napi::Value {
-    at::Tensor e = TensorHandle::From(info[0], "embeddings");
-    at::Tensor w = TensorHandle::From(info[1], "weight");
-    at::Tensor labels = TensorHandle::From(info[2], "labels");
-    if (e.dim() != 2 || w.dim() != 2 || e.size(1) != w.size(1)) {
-      invalidArgument("arcface logits need embeddings [B, D] and weight [C, D]; got " + shapeStr(e.sizes()) + " and " + shapeStr(w.sizes()));
-    }
-    if (labels.dim() != 1 || labels.size(0) != e.size(0) || labels.is_floating_point()) invalidArgument("labels must be an integer [B] tensor");
-    if (!info[3].IsNumber() || !info[4].IsNumber()) invalidArgument("margin and scale must be numbers");
-    const double margin = info[3].As<Napi::Number>().DoubleValue(), scale = info[4].As<Napi::Number>().DoubleValue();
-    if (!(margin >= 0 && margin < 1.5)) invalidArgument("margin must be in [0, 1.5) radians");
-    if (!(scale > 0)) invalidArgument("scale must be positive");
-    return startJob(info.Env(), info[5], "bia.train.arcface", [e, w, labels, margin, scale](JobContext&) -> Finisher {
-      c10::InferenceMode guard;
-      at::Tensor l = labels.to(e.device(), at::kLong);
-      const int64_t lo = l.min().item<int64_t>(), hi = l.max().item<int64_t>();
-      if (lo < 0 || hi >= w.size(0)) invalidArgument("labels must be in [0, " + std::to_string(w.size(0)) + ")");
-      at::Tensor out = arcfaceLogits(e.to(at::kFloat), w.to(e.device(), at::kFloat), l, margin, scale).contiguous();
-      return [out](Napi::Env env) -> Napi::Value { return TensorHandle::Wrap(env, out); };
-    });
-  });
 }
 
 }  // namespace bia

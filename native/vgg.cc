@@ -8,12 +8,10 @@
 #include <optional>
 #include <set>
 
-#include "addon_data.h"
 #include "device.h"
 #include "errors.h"
-#include "job.h"
+#include "job_context.h"
 #include "module_io.h"
-#include "tensor.h"
 
 namespace bia {
 
@@ -54,6 +52,11 @@ void checkPerceptualInputs(at::IntArrayRef a, at::IntArrayRef b) {
   if (a[0] != b[0] && a[0] != 1 && b[0] != 1) {
     invalidArgument("the VGG16 perceptual distance needs equal batches (or one of them 1); got " + std::to_string(a[0]) + " and " + std::to_string(b[0]));
   }
+}
+
+void checkPerceptualImages(const at::Tensor& a, const at::Tensor& b) {
+  checkPerceptualInputs(a.sizes(), b.sizes());
+  if (!a.is_floating_point() || !b.is_floating_point()) invalidArgument("the VGG16 perceptual distance needs floating-point images");
 }
 
 Vgg16Perceptual::Vgg16Perceptual() : root_(std::make_shared<torch::nn::Module>("Vgg16Perceptual")) {
@@ -108,8 +111,7 @@ std::vector<at::Tensor> Vgg16Perceptual::features(const at::Tensor& x) {
 }
 
 at::Tensor Vgg16Perceptual::distance(const at::Tensor& a, const at::Tensor& b) {
-  checkPerceptualInputs(a.sizes(), b.sizes());
-  if (!a.is_floating_point() || !b.is_floating_point()) invalidArgument("the VGG16 perceptual distance needs floating-point images");
+  checkPerceptualImages(a, b);
   const int64_t na = a.size(0);
   std::vector<at::Tensor> fa, fb;
   if (a.size(0) == b.size(0)) {
@@ -185,210 +187,37 @@ void loadVgg16Weights(Vgg16Perceptual& net, const StateDict& entries, bool stric
   }
 }
 
-namespace {
-
-std::pair<c10::Device, c10::ScalarType> deviceDtype(const Napi::Value& d, const Napi::Value& t) {
-  const c10::Device device = parseDevice(d.IsString() ? std::string(d.As<Napi::String>()) : "cpu");
-  const c10::ScalarType dtype = parseDtype(t.IsString() ? std::string(t.As<Napi::String>()) : "float32");
-  if (dtype != at::kFloat && dtype != at::kHalf && dtype != at::kBFloat16) invalidArgument("the perceptual model's dtype must be float32, float16 or bfloat16");
-  return {device, dtype};
-}
-
 at::Tensor readyDistance(const at::Tensor& d) { return d.detach().to(at::kCPU, at::kDouble).contiguous(); }
 
-void checkImages(const at::Tensor& a, const at::Tensor& b) {
-  checkPerceptualInputs(a.sizes(), b.sizes());
-  if (!a.is_floating_point() || !b.is_floating_point()) invalidArgument("the VGG16 perceptual distance needs floating-point images");
+std::shared_ptr<Vgg16Perceptual> createVgg16(uint64_t seed, c10::Device device, c10::ScalarType dtype) {
+  torch::manual_seed(seed);
+  auto net = std::make_shared<Vgg16Perceptual>();
+  net->to(device, dtype);
+  synchronize(device);
+  return net;
 }
 
-}  // namespace
-
-Napi::Function PerceptualHandle::Init(Napi::Env env) {
-  return DefineClass(env, "PerceptualModel",
-                     {
-                         InstanceAccessor<&PerceptualHandle::Name>("name"),
-                         InstanceAccessor<&PerceptualHandle::ParameterCount>("parameterCount"),
-                         InstanceAccessor<&PerceptualHandle::Device>("device"),
-                         InstanceAccessor<&PerceptualHandle::Dtype>("dtype"),
-                         InstanceAccessor<&PerceptualHandle::Disposed>("disposed"),
-                         InstanceMethod<&PerceptualHandle::Dispose>("dispose"),
-                         InstanceMethod<&PerceptualHandle::StateDict>("stateDict"),
-                         InstanceMethod<&PerceptualHandle::LoadStateDict>("loadStateDict"),
-                         InstanceMethod<&PerceptualHandle::Save>("save"),
-                         InstanceMethod<&PerceptualHandle::Distance>("distance"),
-                         InstanceMethod<&PerceptualHandle::Gradient>("gradient"),
-                         InstanceMethod<&PerceptualHandle::Features>("features"),
-                     });
+std::shared_ptr<Vgg16Perceptual> loadVgg16(const std::string& path, c10::Device device, c10::ScalarType dtype, JobContext& ctx) {
+  Checkpoint ck = readForLoading(path, ctx);
+  ctx.checkAbort();
+  auto net = std::make_shared<Vgg16Perceptual>();
+  loadVgg16Weights(*net, ck.tensors, true, path);
+  releaseCheckpoint(ck);
+  net->to(device, dtype);
+  synchronize(device);
+  return net;
 }
 
-PerceptualHandle::PerceptualHandle(const Napi::CallbackInfo& info) : Napi::ObjectWrap<PerceptualHandle>(info) {
-  guarded(info.Env(), [&] {
-    if (info.Length() != 1 || !info[0].IsExternal()) invalidArgument("perceptual models are made by createPerceptual() / loadPerceptual()");
-    net_ = *info[0].As<Napi::External<std::shared_ptr<Vgg16Perceptual>>>().Data();
-    return 0;
-  });
-}
-
-Napi::Object PerceptualHandle::Wrap(Napi::Env env, std::shared_ptr<Vgg16Perceptual> net) {
-  auto ext = Napi::External<std::shared_ptr<Vgg16Perceptual>>::New(env, &net);
-  return AddonData::get(env).perceptualCtor.New({ext});
-}
-
-std::shared_ptr<PerceptualNet> PerceptualHandle::From(Napi::Value value, const char* what) {
-  Napi::Env env = value.Env();
-  if (!value.IsObject() || !value.As<Napi::Object>().InstanceOf(AddonData::get(env).perceptualCtor.Value())) {
-    invalidArgument(std::string(what) + " must be a PerceptualModel");
-  }
-  return Unwrap(value.As<Napi::Object>())->net();
-}
-
-std::shared_ptr<Vgg16Perceptual> PerceptualHandle::net() const {
-  if (!net_) throw BiaError(ErrorCode::Disposed, "perceptual model was used after dispose()");
-  return net_;
-}
-
-Napi::Value PerceptualHandle::Name(const Napi::CallbackInfo& info) {
-  return guarded(info.Env(), [&]() -> Napi::Value { return Napi::String::New(info.Env(), net()->name()); });
-}
-Napi::Value PerceptualHandle::ParameterCount(const Napi::CallbackInfo& info) {
-  return guarded(info.Env(), [&]() -> Napi::Value {
-    int64_t n = 0;
-    for (const auto& p : net()->module().parameters(true)) n += p.numel();
-    return Napi::Number::New(info.Env(), static_cast<double>(n));
-  });
-}
-Napi::Value PerceptualHandle::Device(const Napi::CallbackInfo& info) {
-  return guarded(info.Env(), [&]() -> Napi::Value { return Napi::String::New(info.Env(), deviceName(net()->device())); });
-}
-Napi::Value PerceptualHandle::Dtype(const Napi::CallbackInfo& info) {
-  return guarded(info.Env(), [&]() -> Napi::Value { return Napi::String::New(info.Env(), dtypeName(net()->dtype())); });
-}
-Napi::Value PerceptualHandle::Disposed(const Napi::CallbackInfo& info) { return Napi::Boolean::New(info.Env(), !net_); }
-Napi::Value PerceptualHandle::Dispose(const Napi::CallbackInfo& info) {
-  net_.reset();
-  return info.Env().Undefined();
-}
-
-Napi::Value PerceptualHandle::StateDict(const Napi::CallbackInfo& info) {
-  return guarded(info.Env(), [&]() -> Napi::Value { return stateToJs(info.Env(), moduleState(net()->module())); });
-}
-
-Napi::Value PerceptualHandle::LoadStateDict(const Napi::CallbackInfo& info) {
-  return guardedPromise(info.Env(), [&]() -> Napi::Value {
-    auto n = net();
-    bia::StateDict entries = stateFromJs(info[0]);
-    const bool strict = info[1].IsUndefined() ? true : info[1].ToBoolean().Value();
-    return startJob(info.Env(), info[2], "bia.perceptual.load", [n, entries, strict](JobContext&) -> Finisher {
-      loadVgg16Weights(*n, entries, strict, "the state dict");
-      synchronize(n->device());
-      return [](Napi::Env env) { return env.Undefined(); };
-    });
-  });
-}
-
-Napi::Value PerceptualHandle::Save(const Napi::CallbackInfo& info) {
-  return guardedPromise(info.Env(), [&]() -> Napi::Value {
-    auto n = net();
-    const std::string path = pathFromJs(info[0]);
-    std::map<std::string, std::string> metadata = metadataFromJs(info[1]);
-    metadata["arch"] = "vgg16-features-relu3_3";
-    return startJob(info.Env(), info[2], "bia.perceptual.save", [n, path, metadata](JobContext& ctx) -> Finisher {
-      writeSafetensors(path, forSaving(moduleState(n->module())), metadata, jobProgress(ctx, "write"));
-      return [](Napi::Env env) { return env.Undefined(); };
-    });
-  });
-}
-
-Napi::Value PerceptualHandle::Distance(const Napi::CallbackInfo& info) {
-  return guardedPromise(info.Env(), [&]() -> Napi::Value {
-    auto n = net();
-    at::Tensor a = TensorHandle::From(info[0], "a");
-    at::Tensor b = TensorHandle::From(info[1], "b");
-    checkImages(a, b);
-    return startJob(info.Env(), info[2], "bia.perceptual.distance", [n, a, b](JobContext& ctx) -> Finisher {
-      c10::InferenceMode guard;
-      ctx.checkAbort();
-      at::Tensor d = readyDistance(n->distance(a, b));
-      return [d](Napi::Env env) -> Napi::Value { return toTypedArray(env, d); };
-    });
-  });
-}
-
-Napi::Value PerceptualHandle::Gradient(const Napi::CallbackInfo& info) {
-  return guardedPromise(info.Env(), [&]() -> Napi::Value {
-    auto n = net();
-    at::Tensor a = TensorHandle::From(info[0], "a");
-    at::Tensor b = TensorHandle::From(info[1], "b");
-    checkImages(a, b);
-    return startJob(info.Env(), info[2], "bia.perceptual.gradient", [n, a, b](JobContext& ctx) -> Finisher {
-      ctx.checkAbort();
-      torch::AutoGradMode grad(true);
-      // Clones outside inference mode: the inputs may be inference tensors from earlier jobs.
-      at::Tensor x = a.clone().requires_grad_(true);
-      at::Tensor d = n->distance(x, b.clone());
-      d.sum().backward();
-      at::Tensor g = x.grad().contiguous();
-      at::Tensor dd = readyDistance(d);
-      synchronize(g.device());
-      return [dd, g](Napi::Env env) -> Napi::Value {
-        Napi::Object o = Napi::Object::New(env);
-        o.Set("distance", toTypedArray(env, dd));
-        o.Set("gradient", TensorHandle::Wrap(env, g));
-        return o;
-      };
-    });
-  });
-}
-
-Napi::Value PerceptualHandle::Features(const Napi::CallbackInfo& info) {
-  return guardedPromise(info.Env(), [&]() -> Napi::Value {
-    auto n = net();
-    at::Tensor x = TensorHandle::From(info[0], "images");
-    checkImages(x, x);
-    return startJob(info.Env(), info[1], "bia.perceptual.features", [n, x](JobContext& ctx) -> Finisher {
-      c10::InferenceMode guard;
-      ctx.checkAbort();
-      std::vector<at::Tensor> f = n->features(x);
-      for (auto& t : f) t = t.contiguous();
-      synchronize(n->device());
-      return [f](Napi::Env env) -> Napi::Value {
-        Napi::Array arr = Napi::Array::New(env, f.size());
-        for (size_t i = 0; i < f.size(); i++) arr.Set(static_cast<uint32_t>(i), TensorHandle::Wrap(env, f[i]));
-        return arr;
-      };
-    });
-  });
-}
-
-Napi::Value CreatePerceptual(const Napi::CallbackInfo& info) {
-  return guardedPromise(info.Env(), [&]() -> Napi::Value {
-    const uint64_t seed = info[0].IsNumber() ? static_cast<uint64_t>(info[0].As<Napi::Number>().Int64Value()) : 0;
-    auto [device, dtype] = deviceDtype(info[1], info[2]);
-    return startJob(info.Env(), info[3], "bia.perceptual.create", [seed, device = device, dtype = dtype](JobContext&) -> Finisher {
-      torch::manual_seed(seed);
-      auto net = std::make_shared<Vgg16Perceptual>();
-      net->to(device, dtype);
-      synchronize(device);
-      return [net](Napi::Env env) -> Napi::Value { return PerceptualHandle::Wrap(env, net); };
-    });
-  });
-}
-
-Napi::Value LoadPerceptual(const Napi::CallbackInfo& info) {
-  return guardedPromise(info.Env(), [&]() -> Napi::Value {
-    const std::string path = pathFromJs(info[0]);
-    auto [device, dtype] = deviceDtype(info[1], info[2]);
-    return startJob(info.Env(), info[3], "bia.perceptual.loadFile", [path, device = device, dtype = dtype](JobContext& ctx) -> Finisher {
-      Checkpoint ck = readForLoading(path, ctx);
-      ctx.checkAbort();
-      auto net = std::make_shared<Vgg16Perceptual>();
-      loadVgg16Weights(*net, ck.tensors, true, path);
-      releaseCheckpoint(ck);
-      net->to(device, dtype);
-      synchronize(device);
-      return [net](Napi::Env env) -> Napi::Value { return PerceptualHandle::Wrap(env, net); };
-    });
-  });
+PerceptualGradient perceptualGradient(Vgg16Perceptual& net, const at::Tensor& a, const at::Tensor& b) {
+  torch::AutoGradMode grad(true);
+  // Clones outside inference mode: the inputs may be inference tensors from earlier jobs.
+  at::Tensor x = a.clone().requires_grad_(true);
+  at::Tensor d = net.distance(x, b.clone());
+  d.sum().backward();
+  at::Tensor g = x.grad().contiguous();
+  at::Tensor dd = readyDistance(d);
+  synchronize(g.device());
+  return {dd, g};
 }
 
 }  // namespace bia

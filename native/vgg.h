@@ -34,10 +34,9 @@
 // tensor fails with BIA_CHECKPOINT_MISMATCH naming it; so do vgg16_bn files (BatchNorm layers shift the
 // indices) and other VGG layouts (a weight at an index where vgg16 has no convolution).
 //
-// For other native code (the absorption): PerceptualHandle::From(value, what) gives the
-// std::shared_ptr<PerceptualNet> of a JS PerceptualModel handle (see below).
+// Its JS face, the PerceptualModel handle, is vgg_js.h: for other native code (the absorption),
+// PerceptualHandle::From(value, what) gives the net of a JS PerceptualModel handle.
 #pragma once
-#include <napi.h>
 #include <torch/torch.h>
 
 #include <memory>
@@ -45,6 +44,7 @@
 #include <vector>
 
 #include "checkpoint.h"
+#include "job_context.h"
 #include "losses.h"
 
 namespace bia {
@@ -52,6 +52,8 @@ namespace bia {
 // BIA_INVALID_ARGUMENT unless a and b are [B, 3, H, W] with the same H, W ≥ 4 and equal batches (or
 // one of them 1, broadcast).
 void checkPerceptualInputs(at::IntArrayRef a, at::IntArrayRef b);
+// The same for two image tensors, which must also be floating point.
+void checkPerceptualImages(const at::Tensor& a, const at::Tensor& b);
 
 class Vgg16Perceptual : public PerceptualNet {
  public:
@@ -85,37 +87,17 @@ StateDict selectVgg16Weights(const StateDict& entries, const std::string& source
 // selectVgg16Weights + the strict (or, with strict false, missing-tolerant) loader of module_io.h.
 void loadVgg16Weights(Vgg16Perceptual& net, const StateDict& entries, bool strict, const std::string& source);
 
-// The JS PerceptualModel handle.
-class PerceptualHandle : public Napi::ObjectWrap<PerceptualHandle> {
- public:
-  static Napi::Function Init(Napi::Env env);
-  static Napi::Object Wrap(Napi::Env env, std::shared_ptr<Vgg16Perceptual> net);
-  // The net of a JS PerceptualModel handle (main thread only). BIA_INVALID_ARGUMENT if `value` is not
-  // one ("<what> must be a PerceptualModel"), BIA_DISPOSED after dispose(). The pointer keeps the
-  // weights alive for a job that captured it, even if JS disposes the handle meanwhile.
-  static std::shared_ptr<PerceptualNet> From(Napi::Value value, const char* what = "perceptual");
-  explicit PerceptualHandle(const Napi::CallbackInfo& info);
+// A new net (torchvision's initialisation, seeded) on device/dtype.
+std::shared_ptr<Vgg16Perceptual> createVgg16(uint64_t seed, c10::Device device, c10::ScalarType dtype);
+// A net with a checkpoint's weights (strict, `path` named in messages) on device/dtype.
+std::shared_ptr<Vgg16Perceptual> loadVgg16(const std::string& path, c10::Device device, c10::ScalarType dtype, JobContext& ctx);
 
- private:
-  std::shared_ptr<Vgg16Perceptual> net() const;
-  Napi::Value Name(const Napi::CallbackInfo& info);
-  Napi::Value ParameterCount(const Napi::CallbackInfo& info);
-  Napi::Value Device(const Napi::CallbackInfo& info);
-  Napi::Value Dtype(const Napi::CallbackInfo& info);
-  Napi::Value Disposed(const Napi::CallbackInfo& info);
-  Napi::Value Dispose(const Napi::CallbackInfo& info);
-  Napi::Value StateDict(const Napi::CallbackInfo& info);
-  Napi::Value LoadStateDict(const Napi::CallbackInfo& info);  // (entries, strict, jobOpts)
-  Napi::Value Save(const Napi::CallbackInfo& info);           // (path, metadata, jobOpts)
-  Napi::Value Distance(const Napi::CallbackInfo& info);       // (a, b, jobOpts) → Float64Array
-  Napi::Value Gradient(const Napi::CallbackInfo& info);       // (a, b, jobOpts) → {distance, gradient}
-  Napi::Value Features(const Napi::CallbackInfo& info);       // (x, jobOpts) → [relu1_2, relu2_2, relu3_3]
-  std::shared_ptr<Vgg16Perceptual> net_;
+// The distance per image [B] (float64, CPU) and its gradient in a (a's shape, device and dtype).
+struct PerceptualGradient {
+  at::Tensor distance, gradient;
 };
-
-// (seed, device, dtype, jobOpts) → Promise<handle>
-Napi::Value CreatePerceptual(const Napi::CallbackInfo& info);
-// (path, device, dtype, jobOpts) → Promise<handle>
-Napi::Value LoadPerceptual(const Napi::CallbackInfo& info);
+PerceptualGradient perceptualGradient(Vgg16Perceptual& net, const at::Tensor& a, const at::Tensor& b);
+// A distance ready to be read: float64 on the CPU, contiguous.
+at::Tensor readyDistance(const at::Tensor& d);
 
 }  // namespace bia

@@ -27,7 +27,7 @@ const fail = (msg) => {
   process.stderr.write(`[fetch:models] ${msg}\n`);
   process.exit(1);
 };
-const sha256 = (file) => createHash('sha256').update(readFileSync(file)).digest('hex');
+const sha256 = (bytes) => createHash('sha256').update(bytes).digest('hex');
 
 /** One member of a .tgz (ustar; pax and GNU long-name records are skipped over). */
 function extract(tgz, member) {
@@ -69,7 +69,7 @@ function safetensorsMetadata(file) {
 mkdirSync(cache, { recursive: true });
 
 // 1–2. the ONNX file
-if (existsSync(onnxFile) && sha256(onnxFile) === SHA256) {
+if (existsSync(onnxFile) && sha256(readFileSync(onnxFile)) === SHA256) {
   log(`${path.relative(root, onnxFile)} present`);
 } else {
   log(`npm pack ${PACKAGE} (into ${path.relative(root, cache)})`);
@@ -88,7 +88,7 @@ if (existsSync(onnxFile) && sha256(onnxFile) === SHA256) {
   const data = extract(tgz, MEMBER);
   rmSync(tgz, { force: true });
   if (!data) fail(`${MEMBER} is not in ${path.basename(tgz)}`);
-  const got = createHash('sha256').update(data).digest('hex');
+  const got = sha256(data);
   if (got !== SHA256) fail(`${MEMBER} has sha256 ${got}, expected ${SHA256}`);
   writeFileSync(`${onnxFile}.tmp`, data);
   renameSync(`${onnxFile}.tmp`, onnxFile);
