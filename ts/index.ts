@@ -128,13 +128,17 @@ export { randomBaseline, type RandomBaseline } from './erase/baseline';
 export type { EraseCall, EraseModels } from './erase/call';
 export {
   eraseFolder,
+  EraseFolderError,
   expandInputs,
   imageDirs,
   loadEraseModels,
+  type BatchImage,
+  type BatchStep,
   type EraseFolderEvent,
   type EraseFolderOptions,
   type EraseFolderResult,
   type Eraser,
+  type ExpandedInputs,
   type ImageOutcome,
   type ImageStatus,
   type LoadModelsOptions,
