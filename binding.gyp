@@ -1,5 +1,6 @@
 # Alternative build with node-gyp (`npx node-gyp rebuild`). The default build is cmake-js
 # (CMakeLists.txt). Both take LibTorch's paths and flags from native/tools/torch-config.mjs.
+# The sources: every native/*.cc, as CMakeLists.txt globs them.
 {
   "targets": [
     {

@@ -71,7 +71,7 @@ Napi::Value Gram(const Napi::CallbackInfo& info) {
       at::Tensor K = at::mm(X, X.t());
       // Exactly symmetric (it already is unless the BLAS blocks the two triangles differently).
       K = ((K + K.t()) * 0.5).to(at::kCPU).contiguous();
-      return [K](Napi::Env env) { return TensorHandle::Wrap(env, K); };
+      return tensorResult(K);
     });
   });
 }
@@ -105,7 +105,7 @@ Napi::Value LinearCombination(const Napi::CallbackInfo& info) {
       at::Tensor w = at::mv(X.t(), c.index_select(0, keep).to(x.device()));
       w = w.reshape(x.sizes().slice(1)).contiguous();
       synchronize(w.device());
-      return [w](Napi::Env env) { return TensorHandle::Wrap(env, w); };
+      return tensorResult(w);
     });
   });
 }
@@ -148,7 +148,7 @@ Napi::Value UnitDirection(const Napi::CallbackInfo& info) {
       if (!(norm > 0)) invalidArgument("w is zero: a boundary normal must have a positive norm");
       at::Tensor r = (wd * (scale / norm)).contiguous();
       synchronize(r.device());
-      return [r](Napi::Env env) { return TensorHandle::Wrap(env, r); };
+      return tensorResult(r);
     });
   });
 }
@@ -284,7 +284,7 @@ Napi::Value OffsetCodes(const Napi::CallbackInfo& info) {
       }
       out = out.contiguous();
       synchronize(out.device());
-      return [out](Napi::Env env) -> Napi::Value { return TensorHandle::Wrap(env, out); };
+      return tensorResult(out);
     });
   });
 }
@@ -322,7 +322,7 @@ Napi::Value TakeRows(const Napi::CallbackInfo& info) {
       for (const auto& p : picks) rows.push_back(parts[p.first][p.second]);
       at::Tensor out = at::stack(rows).contiguous();
       synchronize(out.device());
-      return [out](Napi::Env env) -> Napi::Value { return TensorHandle::Wrap(env, out); };
+      return tensorResult(out);
     });
   });
 }

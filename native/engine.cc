@@ -264,7 +264,7 @@ Napi::Value Matmul(const Napi::CallbackInfo& info) {
       c10::InferenceMode guard;
       at::Tensor r = at::matmul(a, b);
       synchronize(r.device());
-      return [r](Napi::Env env) { return TensorHandle::Wrap(env, r); };
+      return tensorResult(r);
     });
   });
 }

@@ -19,13 +19,21 @@ namespace bia {
 
 using Json = nlohmann::json;
 
+namespace {
+
+const std::pair<TrainTarget, const char*> kTargets[] = {
+    {TrainTarget::Diffusion, "diffusion"}, {TrainTarget::Encoder, "encoder"}, {TrainTarget::Attributes, "attributes"}};
+
+}  // namespace
+
 const char* targetName(TrainTarget t) {
-  switch (t) {
-    case TrainTarget::Diffusion: return "diffusion";
-    case TrainTarget::Encoder: return "encoder";
-    case TrainTarget::Attributes: return "attributes";
-  }
+  for (const auto& [target, name] : kTargets) if (target == t) return name;
   return "?";
+}
+
+std::optional<TrainTarget> parseTrainTarget(const std::string& name) {
+  for (const auto& [target, n] : kTargets) if (name == n) return target;
+  return std::nullopt;
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -15,6 +15,7 @@
 
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -110,7 +111,8 @@ class AdamW {
 
 // ---------------------------------------------------------------------------------------------
 enum class TrainTarget { Diffusion, Encoder, Attributes };
-const char* targetName(TrainTarget t);
+const char* targetName(TrainTarget t);                    // "diffusion", "encoder", "attributes"
+std::optional<TrainTarget> parseTrainTarget(const std::string& name);  // the inverse
 
 struct TrainerOptions {
   AdamWHyper adam;  // lr here is the default when a step gives none

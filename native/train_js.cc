@@ -72,9 +72,7 @@ TrainerOptions trainerOptionsFromJs(Napi::Value v, TrainTarget target, bool& ema
 
 TrainTarget parseTarget(Napi::Value v) {
   const std::string s = v.IsString() ? std::string(v.As<Napi::String>()) : "";
-  if (s == "diffusion") return TrainTarget::Diffusion;
-  if (s == "encoder") return TrainTarget::Encoder;
-  if (s == "attributes") return TrainTarget::Attributes;
+  if (auto target = parseTrainTarget(s)) return *target;
   invalidArgument("target must be 'diffusion', 'encoder' or 'attributes'; got '" + s + "'");
 }
 
