@@ -1,5 +1,5 @@
 /**
- * Absorption (docs/METHOD.md step 8): moving h_r out of its black hole.
+ * Absorption (docs/method.md, step 8): moving h_r out of its black hole.
  *
  * Three modes run on a formed black hole (absorbIdentity):
  *   walk     — the released code's validated stepping of h_r and of every wrap point along the normal

@@ -1,5 +1,5 @@
 /**
- * Black hole formation (docs/METHOD.md steps 1–7): invert the image, sample neighbours of h_r with a
+ * Black hole formation (docs/method.md, steps 1–7): invert the image, sample neighbours of h_r with a
  * calibrated α_max, label them by identity, fit the SVM boundary, orient it, and take the wrap set.
  */
 import { manifoldTargets, tryFormNeighbourhood } from '../blackhole/neighbours';

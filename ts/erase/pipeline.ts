@@ -1,5 +1,5 @@
 /**
- * The BIA erase job (docs/METHOD.md steps 1–9) in one call, eraseIdentity, over its stages:
+ * The BIA erase job (docs/method.md, steps 1–9) in one call, eraseIdentity, over its stages:
  *   formBlackHole   (./form)     — invert, neighbours (calibrated α_max), labels, SVM boundary, orientation, wrap set
  *   absorbIdentity  (./absorb)   — `walk`, `line` or `optimize` (Adam on ĥ_r, C++ backprop)
  *   randomBaseline  (./baseline) — the paper's baseline: the same length along a random direction
