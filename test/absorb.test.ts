@@ -1,4 +1,4 @@
-// The `optimize` absorption (METHOD.md step 8) on tiny random models, CPU: Dec's forward against
+// The `optimize` absorption (docs/method.md step 8) on tiny random models, CPU: Dec's forward against
 // DiffusionModel.decode, ∂L/∂ĥ against finite differences (float64) and against plain autograd
 // through the unrolled decode, the optimisation loop, abort, progress and bad input.
 import t from 'tap';

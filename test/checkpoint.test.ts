@@ -383,7 +383,7 @@ t.test('truncated and corrupt torch files', async (t) => {
     }
   }
   // Damaged zip structures. (The data itself carries CRCs, but LibTorch's miniz is built without
-  // CRC checks, and torch.load does not check them either; see README.)
+  // CRC checks, and torch.load does not check them either; see docs/checkpoints.md.)
   const raw = fs.readFileSync(fixture('dtypes.zip.pt'));
   const find = (magic: string, from = 0) => raw.indexOf(Buffer.from(magic, 'latin1'), from);
   const damaged: Array<[string, (b: Buffer) => void, RegExp]> = [

@@ -1,6 +1,6 @@
 /**
  * The diffusion half of BIA: the DDPM UNet with its h-space, DDIM inversion (x0 → x_lat, h_r)
- * and decoding (x_lat, ĥ → x0) in the four injection modes of docs/METHOD.md.
+ * and decoding (x_lat, ĥ → x0) in the four injection modes of docs/method.md.
  */
 import { resolve as resolvePath } from 'node:path';
 import { invalidArgument } from './errors';
@@ -14,7 +14,7 @@ export type UNetConfig = NativeUNetConfig;
 /** Built-in configurations: the official CelebA-HQ 256 model, the 64² demo size, a tiny test net. */
 export type UNetPreset = 'celeba-hq-256' | 'small-64' | 'tiny';
 export const UNET_PRESETS: readonly UNetPreset[] = ['celeba-hq-256', 'small-64', 'tiny'];
-/** How an edited h reaches the decoder (docs/METHOD.md, step 4). */
+/** How an edited h reaches the decoder (docs/method.md, step 4). */
 export type InjectMode = 'lagged' | 'first-step' | 'every-step' | 'asyrp';
 export const INJECT_MODES: readonly InjectMode[] = ['lagged', 'first-step', 'every-step', 'asyrp'];
 

@@ -1,5 +1,5 @@
 /**
- * Image losses of the absorption step (docs/METHOD.md step 8): MSE, SSIM, the image-gradient L1 and
+ * Image losses of the absorption step (docs/method.md step 8): MSE, SSIM, the image-gradient L1 and
  * the weight-free perceptual substitute L_perc = (1 − SSIM) + mean |∇a − ∇b| that stands in for
  * VGG16 when no weights are given (named so in reports). SSIM uses an 11×11 Gaussian window
  * (σ 1.5), C1 = (0.01·2)², C2 = (0.03·2)² for images in [-1, 1]. Computed in float64 in C++.

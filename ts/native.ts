@@ -173,7 +173,7 @@ export interface NativePerceptual extends NativeModule {
   features(x: NativeTensor, opts?: NativeJobOptions): Promise<NativeTensor[]>;
 }
 
-/** The inputs of the `optimize` absorption (METHOD.md step 8). */
+/** The inputs of the `optimize` absorption (docs/method.md step 8). */
 export interface NativeAbsorbTensors {
   xLat: NativeTensor;
   hR: NativeTensor;

@@ -1,5 +1,5 @@
 /**
- * The learned perceptual distance L_perc of the absorption step (docs/METHOD.md step 8): VGG16
+ * The learned perceptual distance L_perc of the absorption step (docs/method.md step 8): VGG16
  * features at relu1_2, relu2_2 and relu3_3 of images in [-1, 1] mapped to [0, 1] and normalised with
  * ImageNet's mean (0.485, 0.456, 0.406) and std (0.229, 0.224, 0.225), no clamping;
  * distance_i = Σ over the three layers of mean_{c,y,x} |φ(a_i) − φ(b_i)|. Its batch mean is the

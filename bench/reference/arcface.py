@@ -1,5 +1,5 @@
 """Independent Python reference of the ArcFace-family encoders with their official key names,
-written from docs/MODELS.md (not from this project's C++): TreB1eN's IR-SE50 and insightface's
+written from the network descriptions of docs/checkpoints.md (not from this project's C++): TreB1eN's IR-SE50 and insightface's
 iresnet r18/r34/r50/r100, for any width, plus the BIA input protocol. Used by
 test/fixtures/identity/make_identity.py and bench/identity_ref.py. Needs only torch."""
 import math

@@ -1,5 +1,5 @@
 """Independent Python reference of the DDPM UNet (official parameter names), h-space and DDIM,
-written from docs/MODELS.md and docs/METHOD.md (not from this project's C++). Used to make the
+written from the architecture and DDIM notes of docs/checkpoints.md and docs/method.md (not from this project's C++). Used to make the
 parity fixtures (test/fixtures/diffusion/make_diffusion.py) and as the Python-eager side of
 bench/unet. Needs only torch."""
 import json

@@ -1,4 +1,4 @@
-"""Independent Python reference of the image losses (docs/METHOD.md step 8; ts/losses.ts states
+"""Independent Python reference of the image losses (docs/method.md step 8; ts/losses.ts states
 the definitions): MSE, SSIM (11×11 Gaussian σ 1.5, valid, C1 = (0.01·2)², C2 = (0.03·2)²), the
 image-gradient L1, and the weight-free perceptual substitute (1 − SSIM) + gradient L1."""
 import torch

@@ -1,5 +1,5 @@
 /**
- * Black-hole formation, first half (docs/METHOD.md steps 3–5): neighbours of h_r in h-space,
+ * Black-hole formation, first half (docs/method.md steps 3–5): neighbours of h_r in h-space,
  * decoded from the same x_lat with each neighbour injected, labelled by identity similarity to the
  * reference, with α_max calibrated until both labels occur.
  */
@@ -64,7 +64,7 @@ export interface ManifoldOptions extends JobOptions {
 }
 
 /**
- * The h of random samples, for `manifold` neighbours (METHOD.md step 3, GUIDE-style): x_T ~ N(0, I)
+ * The h of random samples, for `manifold` neighbours (docs/method.md step 3, GUIDE-style): x_T ~ N(0, I)
  * (seeded) → DDIM generation from t = 999 (η = 0, `steps` steps) → x0 → the same inversion as x_r's →
  * h of the last inversion call. h_ran is so measured exactly where h_r is. Costs 2·steps − 1 UNet
  * calls per sample. Returns [pool, C, H, W].

@@ -1,11 +1,11 @@
 /**
- * The black-hole boundary (docs/METHOD.md steps 6–7): a linear SVM on h-space codes.
+ * The black-hole boundary (docs/method.md steps 6–7): a linear SVM on h-space codes.
  *
  * The codes h_j ([n, C, H, W], 32,768 numbers each for the 256² model) stay in C++. LibTorch computes
  * the float64 Gram matrix K = X·Xᵀ, libsvm-js (libsvm 3.22 in wasm) fits a C-SVC on it as a
  * PRECOMPUTED kernel, and only the SVM's coefficients come back: the normal w = Σ c_i·x_i is built in
  * C++ (float64, the shape of one code). libsvm prints rho with 6 significant digits, so b is recomputed
- * exactly as the mean over free support vectors of (y_i − w·x_i) (docs/PLATFORM.md, libsvm-js).
+ * exactly as the mean over free support vectors of (y_i − w·x_i) (docs/method.md, step 6).
  *
  * Orientation: y = +1 is label 1 ("same identity"), so s(h) = (w·h + b)/‖w‖ > 0 on the identity side.
  *
@@ -307,7 +307,7 @@ function checkLabels(labels: unknown, n: number): Uint8Array {
   if (ones === 0 || ones === n) {
     throw invalidArgument(
       `labels are all ${ones === 0 ? 0 : 1} (${n} codes): a boundary needs both classes ` +
-        '(1 = the same identity, 0 = another); see the α calibration of docs/METHOD.md step 3',
+        '(1 = the same identity, 0 = another); see the α calibration of docs/method.md step 3',
     );
   }
   return y;
@@ -318,7 +318,7 @@ function throwIfAborted(signal?: AbortSignal): void {
 }
 
 /**
- * Fit the black-hole boundary on labelled codes (METHOD.md step 6): a linear C-SVC through libsvm-js on
+ * Fit the black-hole boundary on labelled codes (docs/method.md step 6): a linear C-SVC through libsvm-js on
  * the float64 Gram matrix, w recovered in C++, b recomputed exactly. Labels: 1 = the same identity.
  */
 export async function fitBoundary(codes: Tensor, labels: ArrayLike<0 | 1>, opts: FitBoundaryOptions = {}): Promise<Boundary> {
@@ -450,7 +450,7 @@ export interface Orientation {
 }
 
 /**
- * Orient the boundary on h_r (METHOD.md step 6): s(h_r) with the correct signed distance (w·h + b)/‖w‖
+ * Orient the boundary on h_r (docs/method.md step 6): s(h_r) with the correct signed distance (w·h + b)/‖w‖
  * (the released code mixes a normalised w with the raw b), and the erasure direction dq pointing out of
  * h_r's side. hR is one code ([C, H, W]) or a batch of one ([1, C, H, W]).
  */
@@ -471,7 +471,7 @@ export async function orient(boundary: Boundary, hR: Tensor, opts?: JobOptions):
 export interface WrapSetOptions extends JobOptions {
   /** How many points. Default 8 (the released code); fewer when there are fewer codes. */
   k?: number;
-  /** Take points of this label first (METHOD.md: label 0, other identities), then fill with the other; null: no preference. */
+  /** Take points of this label first (docs/method.md: label 0, other identities), then fill with the other; null: no preference. */
   prefer?: 0 | 1 | null;
 }
 
@@ -487,7 +487,7 @@ export interface WrapSet {
 }
 
 /**
- * The wrap set (METHOD.md step 7): the k validated neighbours nearest the boundary (smallest |s|),
+ * The wrap set (docs/method.md step 7): the k validated neighbours nearest the boundary (smallest |s|),
  * taking label-`prefer` points (default 0, "points of other identities that wrap the black hole") first.
  */
 export async function wrapSet(codes: Tensor, labels: ArrayLike<0 | 1>, boundary: Boundary, opts: WrapSetOptions = {}): Promise<WrapSet> {

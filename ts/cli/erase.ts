@@ -59,7 +59,7 @@ function flagHelp(f: (typeof OPTION_FLAGS)[number]): string {
 
 export const ERASE_HELP = `Usage: bia erase <images or folders...> --diffusion <ckpt> --encoder <ckpt> --out <dir> [flags]
 
-Erases the identity of each face image (docs/METHOD.md). Folders give their .png/.jpg/.jpeg/.webp
+Erases the identity of each face image (docs/method.md). Folders give their .png/.jpg/.jpeg/.webp
 files (sorted, not recursive). Per image, <out>/<stem>/ gets input.png, output.png,
 reconstruction.png, baseline.png, fade.png, blur.png (the face faded / blurred to the output's
 identity similarity), grid.png and, last, report.json; a re-run skips images whose report.json exists. Then <out>/report.json, <out>/report.html and, on failures, <out>/errors.json.

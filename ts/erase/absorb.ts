@@ -298,7 +298,7 @@ async function measureCandidates(bh: BlackHole, models: EraseModels, codes: Tens
 }
 
 /**
- * `walk` (the released code's validated stepping, METHOD.md step 8) applied to h_r and to every wrap
+ * `walk` (the released code's validated stepping, docs/method.md step 8) applied to h_r and to every wrap
  * point h_k: Δ ~ U[walkStep] (absolute, or relative to ‖h_r‖); h' = h + step·dq; accept when
  * L_fid = MSE + λ_perc·L_perc against the point's own decoding is below fidelityThreshold, else halve
  * the step, up to walkTrials trials. h_r's first step is |s(h_r)| + Δ, so it leaves the black hole.
@@ -423,7 +423,7 @@ function absorption(candidates: Candidate[], codes: Tensor, images: Tensor, mode
 }
 
 /**
- * `optimize` (METHOD.md step 8): Adam on ĥ_r with L_wrapper + λ_sem·L_sem, backpropagated in C++
+ * `optimize` (docs/method.md step 8): Adam on ĥ_r with L_wrapper + λ_sem·L_sem, backpropagated in C++
  * through the decoder and the identity encoder, starting startMargin·‖h_r‖ beyond the boundary (at h_r
  * when there is none).
  */

@@ -58,7 +58,7 @@ async function othersTargets(diffusion: DiffusionModel, others: Tensor, o: Resol
 }
 
 /**
- * METHOD.md steps 1–7 for one image [1, 3, H, W] in [-1, 1]: inversion, f_r, neighbours with α_max
+ * docs/method.md steps 1–7 for one image [1, 3, H, W] in [-1, 1]: inversion, f_r, neighbours with α_max
  * calibration, labels, SVM boundary (precomputed float64 Gram, exact b), orientation, wrap set.
  * "No boundary" is not an error: found = false, and the wrap set is the K least similar neighbours.
  */

@@ -20,7 +20,7 @@ export type AbsorbMode = 'walk' | 'optimize' | 'line';
 export type Backprop = 'full' | 'one-step';
 
 export interface EraseOptions extends JobOptions {
-  // --- inversion and decoding (METHOD.md steps 1, 4) ---
+  // --- inversion and decoding (docs/method.md steps 1, 4) ---
   /** Inversion depth. */
   t0?: number;
   /** Timesteps of the inversion / generation sequences. */

@@ -33,7 +33,7 @@ import { cellLabel, loadMeters, scoreSet, type Meters } from './meters';
 
 /**
  * What the demo changes from the released defaults, and why (measured on this world with `bia eval`, see
- * README "Measuring erasure"):
+ * docs/benchmarks.md, "Levers"):
  * - absorb 'line', eraseTarget 0.35: the shortest move along the black hole's normal that erases; the walk's
  *   lowest-similarity choice moved 2–4‖h_r‖ and left a damaged face (12 portraits: FD 13.5 → 9.8, validity
  *   0.001 → 0.08, every attribute group closer to the reconstruction);
