@@ -20,6 +20,9 @@
 namespace bia {
 
 using StateDict = std::vector<std::pair<std::string, at::Tensor>>;  // in file order
+
+// The most dimensions a tensor read from any file may have (the tensor handle's limit too).
+constexpr size_t kMaxRank = 16;
 enum class CheckpointFormat { TorchZip, TorchLegacy, Safetensors };
 
 struct Checkpoint {

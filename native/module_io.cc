@@ -63,6 +63,17 @@ void loadStateDictInto(torch::nn::Module& module, const StateDict& entries, bool
     throw BiaError(ErrorCode::CheckpointMismatch, msg.str());
   }
   torch::NoGradGuard noGrad;
+  // Weights that are not finite would only show later, as a NaN image blamed on its input: one pass
+  // over the floating-point tensors refuses them here, naming the first (test/hardening.test.ts).
+  for (const auto& e : entries) {
+    const at::Tensor& t = e.second;
+    if (!own.count(e.first) || !t.is_floating_point() || t.numel() == 0) continue;
+    if (!at::isfinite(t).all().item<bool>()) {
+      const int64_t bad = t.numel() - at::isfinite(t).sum().item<int64_t>();
+      throw BiaError(ErrorCode::Checkpoint, "the checkpoint's weights are not finite: tensor '" + e.first + "' holds " + std::to_string(bad) +
+                                                " NaN or infinite value(s) of " + std::to_string(t.numel()) + " (a corrupt file, or a training run that diverged)");
+    }
+  }
   for (auto& o : own) {
     auto it = given.find(o.first);
     if (it != given.end()) o.second.copy_(*it->second);

@@ -28,7 +28,8 @@ void releaseCheckpoint(Checkpoint& ck);
 
 // Copy `entries` into the module's parameters and buffers, by name. Strict: every name must match
 // in both directions; shapes must always match. Else BIA_CHECKPOINT_MISMATCH naming the first
-// offenders (and saying so when nothing matches: a checkpoint of another architecture).
+// offenders (and saying so when nothing matches: a checkpoint of another architecture). Floating-point
+// weights must be finite (else BIA_CHECKPOINT_ERROR naming the first tensor that is not).
 void loadStateDictInto(torch::nn::Module& module, const StateDict& entries, bool strict);
 
 }  // namespace bia

@@ -1,7 +1,9 @@
 #include "pickle.h"
 
 #include <cerrno>
+#include <algorithm>
 #include <cstring>
+#include <limits>
 #include <unordered_set>
 
 #include "errors.h"
@@ -83,16 +85,39 @@ const char* kindName(Kind k) {
   return "value";
 }
 
+namespace {
+
+// Descriptions never grow with what they describe: an object made by calling the result of a call
+// of ... is described in the same few bytes as the first one.
+std::string clip(const std::string& s, size_t n) { return s.size() > n ? s.substr(0, n) + "..." : s; }
+
+constexpr size_t kNameChars = 120;
+
+}  // namespace
+
 std::string Value::describe() const {
   switch (kind) {
     case Kind::Tuple: return "tuple of " + std::to_string(items.size());
     case Kind::List: return "list of " + std::to_string(items.size());
     case Kind::Dict: return "dict of " + std::to_string(items.size() / 2);
-    case Kind::Global: return "global " + str;
-    case Kind::Opaque: return "object " + str;
-    case Kind::Str: return "str '" + (str.size() > 40 ? str.substr(0, 40) + "..." : str) + "'";
+    case Kind::Global: return "global " + clip(str, kNameChars);
+    case Kind::Opaque: return "object " + clip(str, kNameChars);
+    case Kind::Str: return "str '" + clip(str, 40) + "'";
     case Kind::Int: return "int " + std::to_string(integer);
     default: return kindName(kind);
+  }
+}
+
+void ValueArena::allowFor(uint64_t bytes) {
+  const uint64_t room = (std::numeric_limits<size_t>::max() - kBaseBudget) / kBudgetPerByte;
+  budget_ = std::max(budget_, kBaseBudget + static_cast<size_t>(std::min<uint64_t>(bytes, room)) * kBudgetPerByte);
+}
+
+void ValueArena::charge(size_t bytes) {
+  charged_ += bytes;
+  if (charged_ > budget_) {
+    throw PickleError("the pickle needs more than " + std::to_string(budget_ >> 20) +
+                      " MiB of memory to unpack, far more than a state dict of its size (refusing to go on)");
   }
 }
 
@@ -100,6 +125,7 @@ Value* ValueArena::make(Kind kind) {
   if (values_.size() >= kMaxValues) {
     throw PickleError("the pickle holds more than " + std::to_string(kMaxValues) + " objects (refusing to go on)");
   }
+  charge(sizeof(Value));
   values_.emplace_back();
   Value* v = &values_.back();
   v->kind = kind;
@@ -143,6 +169,7 @@ Value* ValueArena::integer(int64_t i) {
 }
 
 Value* ValueArena::string(Kind kind, std::string s) {
+  charge(s.size());
   Value* v = make(kind);
   v->str = std::move(s);
   return v;
@@ -272,8 +299,17 @@ class Interpreter {
   }
   void push(Value* v) {
     bounded(stack_.size(), "stack");
+    grow(stack_.size(), stackHigh_);
     stack_.push_back(v);
   }
+  // Charges a container that reaches a new high-water mark (the stack and the marks).
+  void grow(size_t size, size_t& high) {
+    if (size < high) return;
+    high = size + 1;
+    arena_.charge(sizeof(void*));
+  }
+  // Charges `n` new container slots (tuple, list and dict items).
+  void slots(size_t n) { arena_.charge(n * sizeof(Value*)); }
   Value* pop() {
     if (stack_.size() <= floor()) fail("stack underflow (the pickle is corrupt)");
     Value* v = stack_.back();
@@ -303,6 +339,7 @@ class Interpreter {
       return;
     }
     bounded(memo_.size(), "memo");
+    arena_.charge(64);  // a hash-map node
     memo_.emplace(index, v);
   }
   Value* memoGet(uint64_t index) {
@@ -313,6 +350,7 @@ class Interpreter {
 
   // -- values --
   Value* tuple(std::vector<Value*> items) {
+    slots(items.size());
     Value* t = arena_.make(Kind::Tuple);
     t->items = std::move(items);
     return t;
@@ -332,11 +370,13 @@ class Interpreter {
     }
     return arena_.integer(static_cast<int64_t>(v));
   }
-  Value* opaque(const std::string& what) { return arena_.string(Kind::Opaque, what); }
+  Value* opaque(const std::string& what) { return arena_.string(Kind::Opaque, clip(what, kNameChars)); }
 
   // Call a global (REDUCE): the caller's hook first, then the harmless built-ins, else an opaque value.
   Value* call(Value* callable, Value* args) {
-    if (callable->kind != Kind::Global) return opaque("(result of calling " + callable->describe() + ")");
+    // Calling something that is not a name (the result of an earlier call): a constant description,
+    // so that a chain of calls cannot grow its descriptions with its length.
+    if (callable->kind != Kind::Global) return opaque("result of a call");
     static const std::vector<Value*> kNoArgs;
     const std::vector<Value*>& a = args->kind == Kind::Tuple ? args->items : kNoArgs;
     if (hooks_.call) {
@@ -345,8 +385,12 @@ class Interpreter {
     const std::string& name = callable->str;
     if (name == "collections.OrderedDict" || name == "builtins.dict") {
       Value* d = arena_.make(Kind::Dict);
-      if (a.size() == 1 && a[0]->kind == Kind::Dict) d->items = a[0]->items;
+      if (a.size() == 1 && a[0]->kind == Kind::Dict) {
+        slots(a[0]->items.size());  // a copy: calling it again and again must not be free
+        d->items = a[0]->items;
+      }
       if (a.size() == 1 && (a[0]->kind == Kind::List || a[0]->kind == Kind::Tuple)) {
+        slots(a[0]->items.size());
         for (Value* pair : a[0]->items) {
           if (pair->kind != Kind::Tuple || pair->items.size() != 2) return opaque(name + "(...)");
           d->items.push_back(pair->items[0]);
@@ -357,7 +401,10 @@ class Interpreter {
     }
     if ((name == "builtins.set" || name == "builtins.frozenset") && a.size() <= 1) {
       Value* s = arena_.make(name == "builtins.set" ? Kind::List : Kind::Tuple);
-      if (a.size() == 1 && (a[0]->kind == Kind::List || a[0]->kind == Kind::Tuple)) s->items = a[0]->items;
+      if (a.size() == 1 && (a[0]->kind == Kind::List || a[0]->kind == Kind::Tuple)) {
+        slots(a[0]->items.size());
+        s->items = a[0]->items;
+      }
       return s;
     }
     return opaque(name + "(...)");
@@ -374,9 +421,11 @@ class Interpreter {
     if (kv.size() % 2 != 0) fail("SETITEMS with an odd number of items");
     if (target->kind == Kind::Opaque) target->dictLike = true;  // a dict subclass we do not know
     else if (target->kind != Kind::Dict) fail("SETITEM on a " + std::string(kindName(target->kind)));
+    slots(kv.size());
     target->items.insert(target->items.end(), kv.begin(), kv.end());
   }
   void appendItems(Value* target, const std::vector<Value*>& items) {
+    slots(items.size());
     if (target->kind == Kind::Opaque) {
       if (!target->dictLike) target->items.insert(target->items.end(), items.begin(), items.end());
       return;
@@ -401,6 +450,7 @@ class Interpreter {
       }
       case MARK:
         bounded(marks_.size(), "mark stack");
+        grow(marks_.size(), marksHigh_);
         marks_.push_back(stack_.size());
         return;
       case POP: pop(); return;
@@ -472,6 +522,7 @@ class Interpreter {
       case LIST: {
         Value* l = arena_.make(Kind::List);
         l->items = popMark();
+        slots(l->items.size());
         push(l);
         return;
       }
@@ -489,6 +540,7 @@ class Interpreter {
       case DICT: {
         std::vector<Value*> kv = popMark();
         if (kv.size() % 2 != 0) fail("DICT with an odd number of items");
+        slots(kv.size());
         Value* d = arena_.make(Kind::Dict);
         d->items = std::move(kv);
         push(d);
@@ -510,6 +562,7 @@ class Interpreter {
         std::vector<Value*> items = popMark();
         Value* s = top();
         if (s->kind != Kind::List) fail("ADDITEMS on a " + std::string(kindName(s->kind)));
+        slots(items.size());
         s->items.insert(s->items.end(), items.begin(), items.end());
         return;
       }
@@ -603,6 +656,7 @@ class Interpreter {
   std::vector<Value*> stack_;
   std::vector<size_t> marks_;
   std::unordered_map<uint64_t, Value*> memo_;
+  size_t stackHigh_ = 0, marksHigh_ = 0;
   uint64_t opOffset_ = 0;
   uint8_t lastOp_ = 0;
 };
@@ -610,8 +664,16 @@ class Interpreter {
 }  // namespace
 
 Value* load(ByteSource& source, ValueArena& arena, const Hooks& hooks, const std::string& context) {
+  arena.allowFor(source.remaining());
   Interpreter interpreter(source, arena, hooks, context);
-  return interpreter.run();
+  try {
+    return interpreter.run();
+  } catch (const PickleError& e) {
+    // The arena's budget errors do not know where in the stream they happened: say it once here.
+    const std::string what = e.what();
+    if (what.compare(0, context.size(), context) == 0) throw;
+    interpreter.fail(what);
+  }
 }
 
 }  // namespace pickle

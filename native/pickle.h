@@ -7,8 +7,9 @@
 // Values live in an arena owned by the caller (ValueArena), referenced by raw pointers: memo
 // references, shared containers and even cycles cost nothing and are freed at once, with no
 // recursive destruction. Every length read from the stream is checked against the bytes that
-// remain, and the number of values is capped, so a hostile file can neither crash the reader
-// nor make it allocate much more than its own size.
+// remain, the memory the values take is charged against a budget proportional to the stream's size,
+// and descriptions of unknown objects have a fixed maximum length, so a hostile file can neither
+// crash the reader nor make it allocate much more than its own size.
 #pragma once
 #include <ATen/ATen.h>
 
@@ -129,9 +130,20 @@ static_assert(sizeof(Value) <= 96, "keep Value small: the value cap bounds memor
 // Owns every value of one file. Scalars that repeat a lot (None, True/False, small ints) are shared.
 class ValueArena {
  public:
-  // A state dict needs about a dozen values per tensor (4 Mi values: ~300k tensors); the cap bounds
-  // what a hostile file can cost at roughly 500 MB.
+  // A state dict needs about a dozen values per tensor (4 Mi values: ~300k tensors).
   static constexpr size_t kMaxValues = size_t{1} << 22;
+  // The memory the interpreter may spend is also bounded by the size of what it reads: values,
+  // container slots, strings, memo entries and stack growth are charged (approximately, in bytes)
+  // against kBaseBudget + kBudgetPerByte × the stream's length. A real state dict charges about
+  // 15–25 bytes per pickle byte; a hostile one is stopped at once instead of amplifying its size
+  // (a 1 MB file can make the reader hold at most ~64 MiB besides its tensors).
+  static constexpr size_t kBaseBudget = size_t{16} << 20;
+  static constexpr size_t kBudgetPerByte = 48;
+  // Raise the budget for a stream of `bytes` (pickle::load calls it; the largest stream wins).
+  void allowFor(uint64_t bytes);
+  // Count `bytes` against the budget; throws PickleError when it is spent.
+  void charge(size_t bytes);
+  size_t charged() const { return charged_; }
   Value* make(Kind kind);
   Value* storage(StorageRef ref);  // a Storage value
   Value* none();
@@ -147,6 +159,8 @@ class ValueArena {
   Value* true_ = nullptr;
   Value* false_ = nullptr;
   std::vector<Value*> smallInts_;  // 0..255, made on first use
+  size_t charged_ = 0;
+  size_t budget_ = kBaseBudget;
 };
 
 // A dict's live entries in insertion order; a key set twice keeps its first position and its last

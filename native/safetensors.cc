@@ -114,6 +114,7 @@ Checkpoint readSafetensors(const std::string& path, const File& file, const Chec
     std::optional<at::ScalarType> dtype = safetensorsDtype(dtypeName);
     if (!dtype) bad("unsupported dtype '" + dtypeName + "' (supported: F64, F32, F16, BF16, I64, I32, I16, I8, U8, BOOL)");
     e.dtype = *dtype;
+    if (sh->size() > kMaxRank) bad("rank " + std::to_string(sh->size()) + ": a tensor may have at most " + std::to_string(kMaxRank) + " dimensions");
     __int128 numel = 1;
     for (const auto& d : *sh) {
       if (!d.is_number_unsigned()) bad("shape must hold non-negative integers");

@@ -88,7 +88,9 @@ std::optional<at::ScalarType> torchDtype(const std::string& global) {
 
 std::vector<int64_t> intTuple(const Value* v, const char* what) {
   if (v->kind != Kind::Tuple && v->kind != Kind::List) throw PickleError(std::string(what) + " must be a tuple of ints, got " + v->describe());
-  if (v->items.size() > 64) throw PickleError(std::string(what) + " has more than 64 dimensions");
+  if (v->items.size() > kMaxRank) {
+    throw PickleError(std::string(what) + " has " + std::to_string(v->items.size()) + " dimensions (at most " + std::to_string(kMaxRank) + ")");
+  }
   std::vector<int64_t> out;
   for (const Value* item : v->items) {
     if (!item->isInt() || item->integer < 0) throw PickleError(std::string(what) + " must hold non-negative ints, got " + item->describe());

@@ -31,6 +31,13 @@ void swapBytes(c10::Storage& storage, at::ScalarType dtype) {
   for (size_t i = 0; i < n; i++) std::reverse(p + i * width, p + (i + 1) * width);
 }
 
+// data.pkl holds the state dict's structure, about 100 bytes per tensor: 64 MiB is room for over half a
+// million tensors. A larger one is refused before it is read (its unpacking budget grows with its size).
+constexpr uint64_t kMaxPickleBytes = uint64_t{64} << 20;
+// torch.save stores records uncompressed; a re-zipped checkpoint deflates weights by a few percent. A
+// record claiming to inflate more than this many times its stored size is refused before inflating.
+constexpr uint64_t kMaxDeflateRatio = 32;
+
 struct ZipRecord {
   uint16_t method = 0;       // 0 stored, 8 deflated
   uint64_t compressed = 0;
@@ -136,9 +143,17 @@ Checkpoint readTorchZip(const std::string& path, const File& file, const Checkpo
       if (it == records.end() || !reader.hasRecord(name)) corrupt(path, "the zip archive has no record '" + name + "'");
       const ZipRecord& r = it->second;
       // Stored records (torch.save never compresses) cannot claim more bytes than the file has (miniz
-      // checks); a deflated one is bounded by deflate's best ratio (1032:1).
-      if (r.compressed > file.size() || (r.method != 0 && r.size / 1032 > r.compressed + 1)) {
-        corrupt(path, "zip record '" + name + "' claims " + std::to_string(r.size) + " bytes from " + std::to_string(r.compressed) + " stored bytes");
+      // checks); a deflated one may not inflate beyond kMaxDeflateRatio (a zip bomb is refused unread).
+      if (r.compressed > file.size()) {
+        corrupt(path, "zip record '" + name + "' claims " + std::to_string(r.compressed) + " stored bytes, more than the file's " + std::to_string(file.size()));
+      }
+      if (r.method != 0 && r.size > kMaxDeflateRatio * std::max<uint64_t>(r.compressed, 1)) {
+        corrupt(path, "zip record '" + name + "' would inflate " + std::to_string(r.compressed) + " stored bytes to " + std::to_string(r.size) +
+                          " (more than " + std::to_string(kMaxDeflateRatio) + ":1; torch.save does not compress, so this looks like a zip bomb)");
+      }
+      if (name == "data.pkl" && r.size > kMaxPickleBytes) {
+        corrupt(path, "data.pkl declares " + std::to_string(r.size) + " bytes, more than the " + std::to_string(kMaxPickleBytes >> 20) +
+                          " MiB a state dict's pickle may take");
       }
       if (r.size < needed) {
         corrupt(path, "zip record '" + name + "' has " + std::to_string(r.size) + " bytes, but the checkpoint needs " + std::to_string(needed));

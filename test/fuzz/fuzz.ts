@@ -219,7 +219,7 @@ function rssMiB(pid: number): number {
   }
 }
 
-type Outcome = { reply: FuzzReply } | { kind: 'crash' | 'hang' | 'memory'; detail: string };
+export type Outcome = { reply: FuzzReply } | { kind: 'crash' | 'hang' | 'memory'; detail: string };
 
 /** Runs one case on a worker; the worker is killed (and must be replaced) on a crash, hang or memory overrun. */
 function runOne(w: Worker, req: FuzzRequest, timeoutMs: number, memoryMiB: number, baseMiB: number): Promise<Outcome> {
@@ -253,6 +253,21 @@ function runOne(w: Worker, req: FuzzRequest, timeoutMs: number, memoryMiB: numbe
     w.proc.once('exit', onExit);
     w.proc.send(req);
   });
+}
+
+/** One file through a fresh worker: how it was answered (or the crash/hang/memory failure), its time and memory. */
+export async function answer(format: FuzzFormat, bytes: Buffer, limits: { timeoutMs: number; memoryMiB: number }): Promise<Outcome> {
+  const dir = mkdtempSync(nodePath.join(os.tmpdir(), 'bia-answer-'));
+  const w = startWorker();
+  try {
+    await w.ready;
+    const path = nodePath.join(dir, `file.${format}`);
+    writeFileSync(path, bytes);
+    return await runOne(w, { id: 0, format, path }, limits.timeoutMs, limits.memoryMiB, rssMiB(w.proc.pid ?? 0));
+  } finally {
+    w.proc.kill('SIGKILL');
+    rmSync(dir, { recursive: true, force: true });
+  }
 }
 
 export async function fuzz(opts: FuzzOptions & { corpus?: Seed[] }): Promise<FuzzReport> {

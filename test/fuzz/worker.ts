@@ -5,13 +5,17 @@
  * that crashed; this process only reports.
  */
 import { readFileSync, writeFileSync } from 'node:fs';
+import nodePath from 'node:path';
+import sharp from 'sharp';
 import { readCheckpoint } from '../../ts/checkpoint';
 import { readOnnxMobileFaceNet } from '../../ts/convert';
+import { loadDiffusion } from '../../ts/diffusion';
+import { loadIdentityEncoder } from '../../ts/identity';
 import { readImage } from '../../ts/images';
 import { parseNpy } from '../../ts/npy';
 
 /** The formats read; 'probe' misbehaves on purpose (its file says how) so that the limits can be tested. */
-export type FuzzFormat = 'torch' | 'safetensors' | 'npy' | 'onnx' | 'png' | 'probe';
+export type FuzzFormat = 'torch' | 'safetensors' | 'npy' | 'onnx' | 'png' | 'encoder' | 'diffusion' | 'probe';
 
 export interface FuzzRequest {
   id: number;
@@ -24,6 +28,8 @@ export interface FuzzReply {
   outcome: 'ok' | 'bia' | 'other';
   /** The BIA_* code, or the error's name and first line for 'other'. */
   detail: string;
+  /** The error's message (first 500 characters), when there was one. */
+  message?: string;
   ms: number;
   /** Growth of the peak resident set during the case (MiB). */
   peakMiB: number;
@@ -60,6 +66,12 @@ async function load(format: FuzzFormat, path: string): Promise<void> {
     case 'png':
       (await readImage(path, { size: 64 })).dispose();
       return;
+    case 'encoder':
+      (await loadIdentityEncoder(path)).dispose();
+      return;
+    case 'diffusion':
+      (await loadDiffusion(path)).dispose();
+      return;
     case 'probe': {
       const how = readFileSync(path, 'utf8');
       if (how === 'crash') process.abort();
@@ -81,10 +93,12 @@ async function handle(req: FuzzRequest): Promise<FuzzReply> {
   const start = performance.now();
   let outcome: FuzzReply['outcome'] = 'ok';
   let detail = '';
+  let message: string | undefined;
   try {
     await load(req.format, req.path);
   } catch (e) {
     const code = (e as { code?: unknown }).code;
+    message = String((e as Error)?.message ?? e).slice(0, 500);
     if (typeof code === 'string' && code.startsWith('BIA_')) {
       outcome = 'bia';
       detail = code;
@@ -95,12 +109,24 @@ async function handle(req: FuzzRequest): Promise<FuzzReply> {
   }
   const ms = performance.now() - start;
   const peakMiB = Math.max(0, statusKb('VmHWM') - before) / 1024;
-  return { id: req.id, outcome, detail, ms, peakMiB };
+  return { id: req.id, outcome, detail, message, ms, peakMiB };
+}
+
+/**
+ * First calls load LibTorch's kernels, thread pools and sharp's codecs (over 100 MiB and most of a
+ * second): done once before the first case, so that a case's time and memory are its own.
+ */
+async function warmUp(): Promise<void> {
+  const fixtures = nodePath.join(__dirname, '..', '..', '..', 'test', 'fixtures');
+  const c = await readCheckpoint(nodePath.join(fixtures, 'checkpoints', 'module.zip.pt'));
+  for (const t of c.tensors.values()) t.dispose();
+  const png = await sharp({ create: { width: 8, height: 8, channels: 3, background: '#808080' } }).png().toBuffer();
+  (await readImage(png, { size: 64 })).dispose();
 }
 
 if (require.main === module) {
   process.on('message', (req: FuzzRequest) => {
     handle(req).then((r) => process.send?.(r));
   });
-  process.send?.({ ready: true });
+  warmUp().then(() => process.send?.({ ready: true }));
 }
