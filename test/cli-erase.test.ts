@@ -227,6 +227,17 @@ async function tests(): Promise<void> {
     t.equal(e.failed.length, 1);
     t.equal(e.failed[0].error.code, 'BIA_IO_ERROR');
     t.same(imageDirs(['x/a.png', 'x/a.jpg', 'y/a.png', 'b.png', 'report.json.png', 'c']), ['a.png', 'a.jpg', 'a.png-2', 'b', 'report.json.png', 'c']);
+
+    // a file whose name is not valid UTF-8 is refused by its (escaped) name; the others still expand
+    const latin = nodePath.join(w.root, 'latin');
+    fs.mkdirSync(latin);
+    fs.writeFileSync(Buffer.concat([Buffer.from(latin + '/caf'), Buffer.from([0xe9]), Buffer.from('.png')]), fs.readFileSync(nodePath.join(inDir, 'a.png')));
+    fs.writeFileSync(nodePath.join(latin, 'ok.png'), fs.readFileSync(nodePath.join(inDir, 'a.png')));
+    const l = await expandInputs([latin]);
+    t.same(l.images, [nodePath.join(latin, 'ok.png')]);
+    t.equal(l.failed.length, 1);
+    t.equal(l.failed[0].error.code, 'BIA_IO_ERROR');
+    t.match(l.failed[0].error.message, /caf\\xe9\.png: its file name is not valid UTF-8/);
   });
 
   const out = nodePath.join(w.root, 'out');

@@ -417,6 +417,13 @@ export interface ExpandedInputs {
   empty: string[];
 }
 
+/** A file name's bytes as text: printable ASCII as it is, every other byte as \xNN. */
+function escapeBytes(raw: Buffer): string {
+  let out = '';
+  for (const b of raw) out += b >= 0x20 && b < 0x7f ? String.fromCharCode(b) : `\\x${b.toString(16).padStart(2, '0')}`;
+  return out;
+}
+
 /** Folders → their image files (sorted, non-recursive); files as given; duplicates dropped. */
 export async function expandInputs(inputs: string[]): Promise<ExpandedInputs> {
   const images: string[] = [];
@@ -435,7 +442,8 @@ export async function expandInputs(inputs: string[]): Promise<ExpandedInputs> {
     try {
       st = await fsp.stat(input);
     } catch (e) {
-      failed.push({ input, error: ioError(`cannot read image ${input}`, e) });
+      const hint = input.includes('\uFFFD') ? ' (the path holds a character that is not valid UTF-8: rename it)' : '';
+      failed.push({ input, error: ioError(`cannot read image ${input}${hint}`, e) });
       continue;
     }
     if (!st.isDirectory()) {
@@ -444,10 +452,23 @@ export async function expandInputs(inputs: string[]): Promise<ExpandedInputs> {
     }
     let names: string[];
     try {
-      names = (await fsp.readdir(input, { withFileTypes: true }))
-        .filter((d) => (d.isFile() || d.isSymbolicLink()) && IMAGE_EXTENSIONS.has(nodePath.extname(d.name).toLowerCase()))
-        .map((d) => d.name)
-        .sort();
+      // Names are read as bytes: one that is not valid UTF-8 cannot be a JS string path (it would come
+      // back as U+FFFD and "not exist"), so it is refused by its escaped name instead.
+      const entries = (await fsp.readdir(input, { withFileTypes: true, encoding: 'buffer' })).filter(
+        (d) => (d.isFile() || d.isSymbolicLink()) && IMAGE_EXTENSIONS.has(nodePath.extname(d.name.toString('latin1')).toLowerCase()),
+      );
+      names = [];
+      for (const d of entries) {
+        const raw = d.name as unknown as Buffer;
+        const name = raw.toString('utf8');
+        if (Buffer.from(name, 'utf8').equals(raw)) {
+          names.push(name);
+        } else {
+          const shown = nodePath.join(input, escapeBytes(raw));
+          failed.push({ input: shown, error: new BiaError('BIA_IO_ERROR', `cannot read image ${shown}: its file name is not valid UTF-8 (rename the file)`) });
+        }
+      }
+      names.sort();
     } catch (e) {
       failed.push({ input, error: ioError(`cannot list folder ${input}`, e) });
       continue;
