@@ -626,6 +626,7 @@ t.test('readNpy: the LFW crops (skimage) and the .npy format', async (t) => {
     [npy('<f8', '(2, 2)', Buffer.alloc(31)), /needs 32 bytes of data, the file has 31/],
     [npy('<f8', '(2, 2)', Buffer.alloc(40)), /needs 32 bytes of data, the file has 40/],
     [npy('<f8', "('a',)", Buffer.alloc(8)), /not a tuple of integers/],
+    [npy('<f8', `(${Array(17).fill('1').join(', ')})`, Buffer.alloc(8)), /17 dimensions \(at most 16\)/],
     [npy('<f8', '(1,)', Buffer.alloc(8)).subarray(0, 30), /header claims/],
   ] as const;
   for (const [bytes, msg] of bad) t.throws(() => parseNpy(bytes), { code: 'BIA_CHECKPOINT_ERROR', message: msg });

@@ -18,6 +18,7 @@ import path from 'node:path';
 import type { onnx } from 'onnx-proto';
 import { saveSafetensors } from './checkpoint';
 import { BiaError, invalidArgument } from './errors';
+import { MAX_RANK } from './options';
 import { tensor, type Tensor } from './tensor';
 import { sha256 as sha256Hex } from './util/hash';
 import { VERSION } from './version';
@@ -112,6 +113,7 @@ function half(bits: number): number {
 /** A TensorProto's values as float32 (FLOAT, DOUBLE, FLOAT16, INT64). */
 function decodeTensor(t: onnx.ITensorProto, what: string): Dense {
   const dims = (t.dims ?? []).map(num);
+  if (dims.length > MAX_RANK) throw new BiaError('BIA_CHECKPOINT_ERROR', `ONNX tensor ${what} has ${dims.length} dimensions (at most ${MAX_RANK})`);
   const n = dims.reduce((a, b) => a * b, 1);
   if (t.dataLocation === 1 /* EXTERNAL */) throw unsupported(`${what} keeps its data in an external file`);
   const raw = t.rawData && t.rawData.length > 0 ? t.rawData : undefined;

@@ -5,6 +5,7 @@
  */
 import { readFile } from 'node:fs/promises';
 import { BiaError, invalidArgument } from './errors';
+import { MAX_RANK } from './options';
 
 export type NpyDtype = 'float64' | 'float32' | 'int32' | 'uint8';
 
@@ -74,6 +75,7 @@ export function parseNpy(bytes: Uint8Array, what = 'the buffer'): NpyArray {
       if (!/^\d+L?$/.test(s)) throw bad(what, `the shape (${shapeText}) is not a tuple of integers`);
       return Number.parseInt(s, 10);
     });
+  if (shape.length > MAX_RANK) throw bad(what, `the shape has ${shape.length} dimensions (at most ${MAX_RANK})`);
   if (shape.some((n) => !Number.isSafeInteger(n))) throw bad(what, `the shape (${shapeText}) is too large`);
   const count = shape.reduce((a, b) => a * b, 1);
   const offset = start + headerLen;

@@ -25,8 +25,11 @@ export function checkDtype(dtype: unknown, what = 'dtype', allowed: readonly str
   return dtype as Dtype;
 }
 
+/** The most dimensions a tensor may have, wherever it comes from (the native reader's limit too). */
+export const MAX_RANK = 16;
+
 export function checkShape(shape: unknown, what = 'shape'): number[] {
-  if (!Array.isArray(shape) || shape.length > 16) {
+  if (!Array.isArray(shape) || shape.length > MAX_RANK) {
     throw invalidArgument(`${what} must be an array of at most 16 non-negative integers, got ${JSON.stringify(shape)}`);
   }
   for (const [i, s] of shape.entries()) {
