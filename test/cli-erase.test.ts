@@ -207,6 +207,12 @@ async function tests(): Promise<void> {
     t.equal(r.status, 2, r.stderr);
     t.match(r.stderr, /bia erase: Unknown option '--bogus'/);
     t.match(runCli(['help']).stdout, /bia erase <images or folders\.\.\.> --diffusion <ckpt> --encoder <ckpt> --out <dir>/);
+
+    // a device this machine does not have is the user's input, not a program failure: exit 3
+    const models = nodePath.join(__dirname, '..', '..', 'models');
+    const dev = runCli(['erase', inDir, '--diffusion', nodePath.join(models, 'portrait-unet.safetensors'), '--encoder', nodePath.join(models, 'portrait-encoder.safetensors'), '--out', out, '--device', 'cuda:4095']);
+    t.equal(dev.status, 3, dev.stderr);
+    t.match(dev.stderr, /BIA_DEVICE_UNAVAILABLE/);
   });
 
   t.test('--neighbour-mode others reads the --others photos once and erases with them', async (t) => {
