@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 // `npm run setup`: prepare a fresh Debian machine and build everything. Safe and fast to re-run.
-//   1. system packages (LibTorch, OpenBLAS, nlohmann-json, build tools), installed with apt when
+//   1. system packages (LibTorch, OpenBLAS, nlohmann-json, redis-server, build tools), installed with apt when
 //      running as root, else printed as the exact command to run;
 //   2. OpenBLAS selected as the system BLAS (Debian's LibTorch links the generic libblas.so.3);
 //   3. npm dependencies (only when package-lock.json changed);
@@ -47,6 +47,8 @@ const isDebian = has('dpkg-query') && has('apt-get');
 if (isDebian) {
   if (usesDebianTorch) wanted.push('libtorch-dev', 'libopenblas0-pthread');
   wanted.push('nlohmann-json3-dev');
+  // The job queue (bia queue / bia worker, ts/queue/) runs on Redis; its tests start their own redis-server.
+  wanted.push('redis-server');
   if (args.has('--with-reference')) wanted.push('python3-torch');
 }
 const tools = { cmake: 'cmake', 'g++': 'g++', make: 'make', python3: 'python3' };
