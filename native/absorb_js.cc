@@ -11,7 +11,7 @@
 #include "errors.h"
 #include "identity_js.h"
 #include "job.h"
-#include "tensor.h"
+#include "tensor_js.h"
 #include "vgg_js.h"
 
 namespace bia {

@@ -2,8 +2,10 @@
 // for TypeScript in exactly one place: ts/native.ts.
 //
 // Where things are: `x.h` / `x.cc` hold a concept in plain C++ on LibTorch (no Node-API), and
-// `x_js.h` / `x_js.cc` its JS face: argument parsing, jobs, and results handed to JS. Every JS class
-// is a handle (handle.h; model_js.h adds what the models share); long work runs as a job (job.h).
+// `x_js.h` / `x_js.cc` its JS face: arguments read and checked, jobs started, results handed to JS.
+// Besides the `_js` files only the plumbing they share sees Node-API: this file, addon_data.h,
+// args.h (option objects), handle.h (the template of every JS class; model_js.h adds what the
+// models share) and job.h (long work on the compute thread, as a Promise).
 #include <napi.h>
 
 #include <initializer_list>
@@ -12,15 +14,15 @@
 #include "absorb_js.h"
 #include "addon_data.h"
 #include "allocator.h"
-#include "blackhole.h"
+#include "blackhole_js.h"
 #include "checkpoint_js.h"
 #include "diffusion_js.h"
-#include "engine.h"
+#include "engine_js.h"
 #include "identity_js.h"
 #include "job.h"
 #include "losses_js.h"
 #include "profile.h"
-#include "tensor.h"
+#include "tensor_js.h"
 #include "train_js.h"
 #include "vgg_js.h"
 

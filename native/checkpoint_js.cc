@@ -7,7 +7,7 @@
 #include "checkpoint.h"
 #include "errors.h"
 #include "job.h"
-#include "tensor.h"
+#include "tensor_js.h"
 
 namespace bia {
 

@@ -1,29 +1,17 @@
 #include "engine.h"
-#include "unet.h"
 
-#include <ATen/ATen.h>
 #include <ATen/Parallel.h>
-#include <ATen/Version.h>
 #include <c10/core/InferenceMode.h>
 #include <dlfcn.h>
 #include <link.h>
-#include <torch/cuda.h>
-#include <torch/version.h>
 
 #include <atomic>
 #include <chrono>
 #include <climits>
 #include <cstdlib>
-#include <string>
-#include <vector>
+#include <functional>
 
-#include "allocator.h"
-#include "args.h"
 #include "device.h"
-#include "errors.h"
-#include "job.h"
-#include "profile.h"
-#include "tensor.h"
 
 namespace bia {
 
@@ -44,13 +32,6 @@ void syncThreads() {
 
 namespace {
 
-struct BlasInfo {
-  std::string name = "unknown";
-  std::string library;
-  std::string config;
-  int threads = -1;
-};
-
 int collectLibrary(struct dl_phdr_info* info, size_t, void* data) {
   auto* libs = static_cast<std::vector<std::string>*>(data);
   if (info->dlpi_name && info->dlpi_name[0]) libs->emplace_back(info->dlpi_name);
@@ -62,8 +43,8 @@ std::string realPath(const std::string& p) {
   return realpath(p.c_str(), buf) ? std::string(buf) : p;
 }
 
-// Which BLAS did the dynamic loader give LibTorch? Debian's LibTorch links the generic
-// libblas.so.3, which the alternatives system points to the reference BLAS (slow) or OpenBLAS.
+}  // namespace
+
 BlasInfo detectBlas() {
   BlasInfo b;
   std::vector<std::string> libs;
@@ -87,255 +68,51 @@ BlasInfo detectBlas() {
   return b;
 }
 
-void setBlasThreads(int n) {
+int setThreads(int n) {
+  configuredThreads.store(n);
+  at::set_num_threads(n);
   using SetFn = void (*)(int);
-  if (auto f = reinterpret_cast<SetFn>(dlsym(RTLD_DEFAULT, "openblas_set_num_threads"))) f(n);
+  if (auto f = reinterpret_cast<SetFn>(dlsym(RTLD_DEFAULT, "openblas_set_num_threads"))) f(n);  // BLAS threads
+  return at::get_num_threads();
 }
 
-}  // namespace
-
-Napi::Value RuntimeInfo(const Napi::CallbackInfo& info) {
-  return guarded(info.Env(), [&]() -> Napi::Value {
-    Napi::Env env = info.Env();
-    Napi::Object o = Napi::Object::New(env);
-    o.Set("torchVersion", std::string(TORCH_VERSION));
-    o.Set("buildConfig", at::show_config());
-    o.Set("parallelInfo", at::get_parallel_info());
-    o.Set("cxx11Abi", Napi::Boolean::New(env, _GLIBCXX_USE_CXX11_ABI != 0));
-    o.Set("threads", at::get_num_threads());
-    o.Set("interopThreads", at::get_num_interop_threads());
-    o.Set("hasMKL", at::hasMKL());
-    o.Set("hasMKLDNN", at::hasMKLDNN());
-    o.Set("hasOpenMP", at::hasOpenMP());
-    BlasInfo b = detectBlas();
-    Napi::Object blas = Napi::Object::New(env);
-    blas.Set("name", b.name);
-    blas.Set("library", b.library);
-    blas.Set("config", b.config);
-    if (b.threads > 0) blas.Set("threads", b.threads);
-    o.Set("blas", blas);
-    Napi::Object cuda = Napi::Object::New(env);
-    cuda.Set("built", cudaBuilt());
-    cuda.Set("available", torch::cuda::is_available());
-    cuda.Set("cudnn", torch::cuda::is_available() && torch::cuda::cudnn_is_available());
-    Napi::Array devices = Napi::Array::New(env);
-    for (const auto& d : cudaDevices()) {
-      Napi::Object dev = Napi::Object::New(env);
-      dev.Set("index", d.index);
-      dev.Set("name", d.name);
-      dev.Set("totalMemory", static_cast<double>(d.totalMemory));
-      devices.Set(devices.Length(), dev);
+BenchmarkResult runBenchmark(const BenchmarkSpec& s, const JobContext& ctx) {
+  const c10::Device device = s.device;
+  const int64_t warmup = s.warmup, iterations = s.iterations;
+  c10::InferenceMode guard;
+  auto opts = at::TensorOptions().dtype(s.dtype).device(device);
+  at::Tensor a, b, c;
+  double flops = 0;
+  std::function<void()> step;
+  if (s.op == "sgemm") {
+    a = at::randn({s.m, s.k}, opts);
+    b = at::randn({s.k, s.n}, opts);
+    c = at::empty({s.m, s.n}, opts);
+    flops = 2.0 * s.m * s.n * s.k;
+    step = [&] { at::mm_out(c, a, b); };
+  } else {
+    a = at::randn({s.batch, s.cin, s.h, s.w}, opts);
+    b = at::randn({s.cout, s.cin, s.kernel, s.kernel}, opts);
+    at::Tensor bias = at::randn({s.cout}, opts);
+    if (s.channelsLast) {
+      a = a.contiguous(at::MemoryFormat::ChannelsLast);
+      b = b.contiguous(at::MemoryFormat::ChannelsLast);
     }
-    cuda.Set("devices", devices);
-    o.Set("cuda", cuda);
-    CpuCacheStats cs = cpuCacheStats();
-    Napi::Object cache = Napi::Object::New(env);
-    cache.Set("enabled", cs.enabled);
-    cache.Set("limitBytes", static_cast<double>(cs.limitBytes));
-    cache.Set("cachedBytes", static_cast<double>(cs.cachedBytes));
-    cache.Set("liveBytes", static_cast<double>(cs.liveBytes));
-    cache.Set("hits", static_cast<double>(cs.hits));
-    cache.Set("misses", static_cast<double>(cs.misses));
-    o.Set("cpuCache", cache);
-    return o;
-  });
-}
-
-Napi::Value SetNumThreads(const Napi::CallbackInfo& info) {
-  return guarded(info.Env(), [&]() -> Napi::Value {
-    if (!info[0].IsNumber()) invalidArgument("threads must be a positive integer");
-    double d = info[0].As<Napi::Number>().DoubleValue();
-    if (!(d >= 1) || d > 1024 || d != static_cast<double>(static_cast<int>(d))) invalidArgument("threads must be an integer in [1, 1024]");
-    const int n = static_cast<int>(d);
-    configuredThreads.store(n);
-    at::set_num_threads(n);
-    setBlasThreads(n);
-    return Napi::Number::New(info.Env(), at::get_num_threads());
-  });
-}
-
-// A timed loop of one operation. Also the reference "long job": it reports progress after every
-// iteration and stops at the next iteration when aborted.
-Napi::Value Benchmark(const Napi::CallbackInfo& info) {
-  return guardedPromise(info.Env(), [&]() -> Napi::Value {
-    if (!info[0].IsObject()) invalidArgument("benchmark options must be an object");
-    Napi::Object o = info[0].As<Napi::Object>();
-    const std::string op = optString(o, "op", "sgemm");
-    const c10::Device device = parseDevice(optString(o, "device", "cpu"));
-    const c10::ScalarType dtype = parseDtype(optString(o, "dtype", "float32"));
-    const int64_t warmup = optInt(o, "warmup", 2, 0, 1000);
-    const int64_t iterations = optInt(o, "iterations", 5, 1, 1000000);
-    const bool channelsLast = o.Get("channelsLast").ToBoolean();
-    struct Spec {
-      int64_t m = 0, n = 0, k = 0;                  // sgemm
-      int64_t batch = 0, cin = 0, cout = 0, h = 0, w = 0, kernel = 0;  // conv2d
-    } s;
-    if (op == "sgemm") {
-      s.m = optInt(o, "m", 1024, 1, 1 << 16);
-      s.n = optInt(o, "n", s.m, 1, 1 << 16);
-      s.k = optInt(o, "k", s.m, 1, 1 << 16);
-    } else if (op == "conv2d") {
-      s.batch = optInt(o, "batch", 1, 1, 4096);
-      s.cin = optInt(o, "inChannels", 128, 1, 65536);
-      s.cout = optInt(o, "outChannels", s.cin, 1, 65536);
-      s.h = optInt(o, "height", 64, 1, 65536);
-      s.w = optInt(o, "width", s.h, 1, 65536);
-      s.kernel = optInt(o, "kernel", 3, 1, 31);
-      if (s.kernel % 2 == 0) invalidArgument("kernel must be odd");
-    } else {
-      invalidArgument("op must be 'sgemm' or 'conv2d', got '" + op + "'");
-    }
-    return startJob(info.Env(), info[1], "bia.benchmark", [=](JobContext& ctx) -> Finisher {
-      c10::InferenceMode guard;
-      auto opts = at::TensorOptions().dtype(dtype).device(device);
-      at::Tensor a, b, c;
-      double flops = 0;
-      std::function<void()> step;
-      if (op == "sgemm") {
-        a = at::randn({s.m, s.k}, opts);
-        b = at::randn({s.k, s.n}, opts);
-        c = at::empty({s.m, s.n}, opts);
-        flops = 2.0 * s.m * s.n * s.k;
-        step = [&] { at::mm_out(c, a, b); };
-      } else {
-        a = at::randn({s.batch, s.cin, s.h, s.w}, opts);
-        b = at::randn({s.cout, s.cin, s.kernel, s.kernel}, opts);
-        at::Tensor bias = at::randn({s.cout}, opts);
-        if (channelsLast) {
-          a = a.contiguous(at::MemoryFormat::ChannelsLast);
-          b = b.contiguous(at::MemoryFormat::ChannelsLast);
-        }
-        flops = 2.0 * s.batch * s.cout * s.h * s.w * s.cin * s.kernel * s.kernel;
-        step = [&, bias] { c = at::conv2d(a, b, bias, 1, s.kernel / 2); };
-      }
-      std::vector<double> times;
-      const int64_t total = warmup + iterations;
-      for (int64_t i = 0; i < total; i++) {
-        ctx.checkAbort();
-        auto t0 = std::chrono::steady_clock::now();
-        step();
-        synchronize(device);
-        double dt = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-        if (i >= warmup) times.push_back(dt);
-        ctx.progress(static_cast<double>(i + 1), static_cast<double>(total), i < warmup ? "warmup" : "measure", dt);
-      }
-      const int threads = at::get_num_threads();
-      return [times, flops, threads](Napi::Env env) -> Napi::Value {
-        Napi::Object r = Napi::Object::New(env);
-        Napi::Array t = Napi::Array::New(env, times.size());
-        for (size_t i = 0; i < times.size(); i++) t.Set(static_cast<uint32_t>(i), times[i]);
-        r.Set("seconds", t);
-        r.Set("flops", flops);
-        r.Set("threads", threads);
-        return r;
-      };
-    });
-  });
-}
-
-Napi::Value UNetStats(const Napi::CallbackInfo& info) {
-  return guarded(info.Env(), [&]() -> Napi::Value {
-    const UNetCounters c = unetCounters(info[0].ToBoolean().Value());
-    Napi::Object o = Napi::Object::New(info.Env());
-    o.Set("encodeCalls", static_cast<double>(c.encodeCalls));
-    o.Set("decodeCalls", static_cast<double>(c.decodeCalls));
-    o.Set("encodeImages", static_cast<double>(c.encodeImages));
-    o.Set("decodeImages", static_cast<double>(c.decodeImages));
-    o.Set("seconds", c.seconds);
-    return o;
-  });
-}
-
-Napi::Value EmptyCache(const Napi::CallbackInfo& info) {
-  emptyCpuCache();
-  return info.Env().Undefined();
-}
-
-Napi::Value Matmul(const Napi::CallbackInfo& info) {
-  return guardedPromise(info.Env(), [&]() -> Napi::Value {
-    at::Tensor a = TensorHandle::From(info[0], "a");
-    at::Tensor b = TensorHandle::From(info[1], "b");
-    if (a.dim() < 1 || b.dim() < 1) invalidArgument("matmul needs tensors with at least one dimension");
-    if (a.size(-1) != b.size(b.dim() == 1 ? 0 : -2)) {
-      invalidArgument("matmul shapes do not match: " + c10::str(a.sizes()) + " @ " + c10::str(b.sizes()));
-    }
-    if (a.device() != b.device()) invalidArgument("matmul operands are on different devices: " + deviceName(a.device()) + " and " + deviceName(b.device()));
-    return startJob(info.Env(), info[2], "bia.matmul", [a, b](JobContext&) -> Finisher {
-      c10::InferenceMode guard;
-      at::Tensor r = at::matmul(a, b);
-      synchronize(r.device());
-      return tensorResult(r);
-    });
-  });
-}
-
-Napi::Value CudaMemoryStatsJs(const Napi::CallbackInfo& info) {
-  return guarded(info.Env(), [&]() -> Napi::Value {
-    Napi::Env env = info.Env();
-    int device = 0;
-    if (!info[0].IsUndefined()) {
-      if (!info[0].IsNumber()) invalidArgument("device must be a non-negative integer");
-      const double d = info[0].As<Napi::Number>().DoubleValue();
-      if (!(d >= 0) || d > 1023 || d != static_cast<double>(static_cast<int>(d))) invalidArgument("device must be an integer in [0, 1023]");
-      device = static_cast<int>(d);
-    }
-    const bool reset = info[1].ToBoolean().Value();
-    if (torch::cuda::is_available()) {
-      const int count = static_cast<int>(torch::cuda::device_count());
-      if (device >= count) {
-        throw BiaError(ErrorCode::DeviceUnavailable, "CUDA device " + std::to_string(device) + " requested, but only " + std::to_string(count) + " CUDA device(s) exist");
-      }
-    }
-    const std::optional<CudaMemoryStats> s = cudaMemoryStats(device, reset);
-    if (!s) return env.Null();
-    Napi::Object o = Napi::Object::New(env);
-    o.Set("allocatedBytes", static_cast<double>(s->allocatedBytes));
-    o.Set("peakAllocatedBytes", static_cast<double>(s->peakAllocatedBytes));
-    o.Set("reservedBytes", static_cast<double>(s->reservedBytes));
-    o.Set("peakReservedBytes", static_cast<double>(s->peakReservedBytes));
-    return o;
-  });
-}
-
-Napi::Value SetCudnnBenchmark(const Napi::CallbackInfo& info) {
-  return guarded(info.Env(), [&]() -> Napi::Value {
-    if (!info[0].IsBoolean()) invalidArgument("cuDNN benchmark mode must be a boolean");
-    return Napi::Boolean::New(info.Env(), setCudnnBenchmark(info[0].As<Napi::Boolean>().Value()));
-  });
-}
-
-Napi::Value GetCudnnBenchmark(const Napi::CallbackInfo& info) {
-  return Napi::Boolean::New(info.Env(), cudnnBenchmark());
-}
-
-Napi::Value OpProfileStart(const Napi::CallbackInfo& info) {
-  return guarded(info.Env(), [&]() -> Napi::Value {
-    Napi::Object o = optObject(info[0], "profile options");
-    const bool sync = optBool(o, "sync", false);
-    if (!opProfileStart(sync)) invalidArgument("an op profile is already running; stop it first (opProfileStop)");
-    return info.Env().Undefined();
-  });
-}
-
-Napi::Value OpProfileStop(const Napi::CallbackInfo& info) {
-  return guarded(info.Env(), [&]() -> Napi::Value {
-    Napi::Env env = info.Env();
-    const std::optional<OpProfile> p = opProfileStop();
-    if (!p) invalidArgument("no op profile is running; start one first (opProfileStart)");
-    Napi::Array ops = Napi::Array::New(env, p->ops.size());
-    for (size_t i = 0; i < p->ops.size(); i++) {
-      Napi::Object op = Napi::Object::New(env);
-      op.Set("name", p->ops[i].name);
-      op.Set("calls", static_cast<double>(p->ops[i].calls));
-      op.Set("seconds", p->ops[i].seconds);
-      ops.Set(static_cast<uint32_t>(i), op);
-    }
-    Napi::Object o = Napi::Object::New(env);
-    o.Set("ops", ops);
-    o.Set("totalSeconds", p->totalSeconds);
-    o.Set("wallSeconds", p->wallSeconds);
-    return o;
-  });
+    flops = 2.0 * s.batch * s.cout * s.h * s.w * s.cin * s.kernel * s.kernel;
+    step = [&, bias] { c = at::conv2d(a, b, bias, 1, s.kernel / 2); };
+  }
+  std::vector<double> times;
+  const int64_t total = warmup + iterations;
+  for (int64_t i = 0; i < total; i++) {
+    ctx.checkAbort();
+    auto t0 = std::chrono::steady_clock::now();
+    step();
+    synchronize(device);
+    double dt = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    if (i >= warmup) times.push_back(dt);
+    ctx.progress(static_cast<double>(i + 1), static_cast<double>(total), i < warmup ? "warmup" : "measure", dt);
+  }
+  return {times, flops, at::get_num_threads()};
 }
 
 }  // namespace bia

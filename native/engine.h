@@ -1,28 +1,51 @@
-// The engine room: what LibTorch we run on (version, BLAS, threads, CUDA), thread control,
-// and measured arithmetic rates (the sgemm/conv2d benchmark loop, also the proof that long
-// work runs off the main thread with progress and abort).
+// The engine room: what LibTorch we run on (BLAS, threads), thread control, and measured
+// arithmetic rates (the sgemm/conv2d benchmark loop, also the proof that long work runs off the
+// main thread with progress and abort). The addon's functions for it are engine_js.h.
 #pragma once
-#include <napi.h>
+#include <ATen/ATen.h>
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "job_context.h"
 
 namespace bia {
 
 // Apply the configured intra-op thread count on the calling (worker) thread if it changed.
 // Cheap when nothing changed: at::init_num_threads() itself rebuilds a thread pool (~7 ms).
 void syncThreads();
+// Configure n intra-op threads (jobs apply it on the compute thread) and as many BLAS threads;
+// returns LibTorch's thread count on the calling thread.
+int setThreads(int n);
 
-Napi::Value RuntimeInfo(const Napi::CallbackInfo& info);   // sync, cheap
-Napi::Value SetNumThreads(const Napi::CallbackInfo& info); // (n) intra-op threads (and BLAS threads)
-Napi::Value Benchmark(const Napi::CallbackInfo& info);     // ({op,...}, jobOpts) -> Promise<{times,flops}>
-Napi::Value Matmul(const Napi::CallbackInfo& info);
-// (reset: boolean) → {encodeCalls, decodeCalls, encodeImages, decodeImages, seconds} inside UNet calls
-Napi::Value UNetStats(const Napi::CallbackInfo& info);
-Napi::Value EmptyCache(const Napi::CallbackInfo& info);    // release the CPU allocator's cached blocks        // (a, b, jobOpts) -> Promise<Tensor>
-// Where the time and memory go (profile.h):
-// (device, reset) → {allocatedBytes, peakAllocatedBytes, reservedBytes, peakReservedBytes} | null
-Napi::Value CudaMemoryStatsJs(const Napi::CallbackInfo& info);
-Napi::Value SetCudnnBenchmark(const Napi::CallbackInfo& info);  // (on) → previous value
-Napi::Value GetCudnnBenchmark(const Napi::CallbackInfo& info);  // () → boolean
-Napi::Value OpProfileStart(const Napi::CallbackInfo& info);     // ({sync}) → undefined
-Napi::Value OpProfileStop(const Napi::CallbackInfo& info);      // () → {ops: [{name, calls, seconds}], totalSeconds, wallSeconds}
+// Which BLAS did the dynamic loader give LibTorch? Debian's LibTorch links the generic
+// libblas.so.3, which the alternatives system points to the reference BLAS (slow) or OpenBLAS.
+struct BlasInfo {
+  std::string name = "unknown";
+  std::string library;
+  std::string config;
+  int threads = -1;
+};
+BlasInfo detectBlas();
+
+// A timed loop of one operation: `warmup` untimed then `iterations` timed runs, with progress
+// ("warmup" / "measure", the seconds of the run) after every run and a stop at the next one when
+// aborted.
+struct BenchmarkSpec {
+  std::string op;  // "sgemm" or "conv2d"
+  c10::Device device{c10::kCPU};
+  c10::ScalarType dtype = at::kFloat;
+  int64_t warmup = 2, iterations = 5;
+  bool channelsLast = false;
+  int64_t m = 0, n = 0, k = 0;                                     // sgemm
+  int64_t batch = 0, cin = 0, cout = 0, h = 0, w = 0, kernel = 0;  // conv2d
+};
+struct BenchmarkResult {
+  std::vector<double> seconds;  // per timed run
+  double flops = 0;             // per run
+  int threads = 0;
+};
+BenchmarkResult runBenchmark(const BenchmarkSpec& s, const JobContext& ctx);
 
 }  // namespace bia

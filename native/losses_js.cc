@@ -9,7 +9,7 @@
 #include "errors.h"
 #include "job.h"
 #include "losses.h"
-#include "tensor.h"
+#include "tensor_js.h"
 #include "vgg_js.h"
 
 namespace bia {

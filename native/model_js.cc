@@ -3,7 +3,7 @@
 #include "args.h"
 #include "device.h"
 #include "errors.h"
-#include "tensor.h"
+#include "tensor_js.h"
 
 namespace bia {
 

@@ -1,6 +1,6 @@
 // Where the time and memory go: an op-level profiler on ATen's RecordFunction callbacks, the
 // CUDA caching allocator's memory statistics, and cuDNN's benchmark (autotuning) mode.
-// Plain C++ on LibTorch (no Node-API here); the bindings live in engine.cc.
+// Plain C++ on LibTorch (no Node-API here); the bindings live in engine_js.cc.
 #pragma once
 
 #include <cstdint>

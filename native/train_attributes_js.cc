@@ -4,7 +4,7 @@
 #include "device.h"
 #include "errors.h"
 #include "job.h"
-#include "tensor.h"
+#include "tensor_js.h"
 #include "train_js.h"
 
 namespace bia {

@@ -9,7 +9,7 @@
 #include "errors.h"
 #include "identity_js.h"
 #include "job.h"
-#include "tensor.h"
+#include "tensor_js.h"
 
 namespace bia {
 

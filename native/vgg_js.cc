@@ -5,7 +5,7 @@
 #include "device.h"
 #include "errors.h"
 #include "job.h"
-#include "tensor.h"
+#include "tensor_js.h"
 
 namespace bia {
 

@@ -1,4 +1,4 @@
-#include "tensor.h"
+#include "tensor_js.h"
 
 #include <ATen/CPUGeneratorImpl.h>
 
