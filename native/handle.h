@@ -3,11 +3,10 @@
 // own, its names and its properties, and this template gives it the rest: the JS class, new
 // handles made from C++ (Wrap), arguments read back (From), and dispose() / disposed.
 //
-//   class DiffusionHandle : public Handle<DiffusionHandle, std::shared_ptr<DiffusionState>> {
+//   class TrainerHandle : public Handle<TrainerHandle, std::shared_ptr<TrainerState>> {
 //    public:
-//     static constexpr HandleNames kNames{"DiffusionModel", "a DiffusionModel", "diffusion model",
-//                                         "diffusion models are made by createDiffusion() / loadDiffusion()", true};
-//     static std::vector<Property> properties();  // Getter<&config>("config"), AsyncMethod<&forward>("forward"), …
+//     static constexpr HandleNames kNames{"Trainer", "a Trainer", "trainer", "trainers are made by createTrainer()", false};
+//     static std::vector<Property> properties();  // {Getter<&target>("target"), …, AsyncMethod<&trainStep>("trainStep"), …}
 //     using Handle::Handle;
 //   };
 //
