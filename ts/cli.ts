@@ -28,6 +28,12 @@ Usage:
                                      the performance harness: engine, unet, invert, decode, identity, svm, absorb,
                                      pipeline; medians, spread, GFLOP/s vs measured peak, Python eager side by side,
                                      peak memory; exit 4 on a regression ('bia bench --help' for every option)
+  bia queue add <images or folders...> --out <dir> [--redis redis://host:port] [erase options]
+  bia queue status | retry-failed [--redis URL]
+  bia worker [--redis URL] [--device cuda:N] [--concurrency N] [--diffusion <ckpt> --encoder <ckpt>]
+                                     scale-out on a job queue (BullMQ on Redis): one job per image, workers
+                                     that load the models once and write what bia erase writes ('bia queue
+                                     --help', 'bia worker --help', docs/scale-out.md)
   bia eval [--images 100] [--out out/eval] [--set key=value ...] [--json]
                                      the erase job on held-out portraits of the synthetic world with the default
                                      models: identity under two recognizers, realism (FD), validity, attribute
@@ -126,6 +132,11 @@ async function main(argv: string[]): Promise<number> {
     return runBenchCli(rest);
   }
   if (command === 'erase') return runErase(rest, {});
+  if (command === 'queue' || command === 'worker') {
+    // The job queue (BullMQ on Redis, ts/queue/); loaded only when asked for.
+    const q = await import('./queue/cli');
+    return command === 'queue' ? q.runQueueCli(rest) : q.runWorkerCli(rest);
+  }
   if (command === 'eval') {
     const { runEvalCli } = await import('./world/eval');
     return runEvalCli(rest);

@@ -146,6 +146,10 @@ export {
   type Models,
 } from './erase/batch';
 export { saveBlackHole, loadBlackHole } from './erase/blackhole-io';
+export { createEraseQueue, type AddEraseJobsOptions, type AddedJobs, type EraseQueue, type EraseQueueOptions, type QueueCounts, type QueueStatus } from './queue/queue';
+export { startEraseWorker, type EraseWorker, type EraseWorkerEvent, type EraseWorkerOptions, type WorkerModelFiles, type WorkerModelSource } from './queue/worker';
+export { DEFAULT_QUEUE_NAME, type QueueConnection } from './queue/connection';
+export type { EraseJobData, EraseJobResult, EraseWorkerModels } from './queue/job';
 export { ERASE_DEFAULTS, resolveEraseOptions, type ResolvedEraseOptions } from './erase/options';
 export {
   FACE_ELLIPSE,
