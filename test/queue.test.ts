@@ -14,7 +14,9 @@ import { connectionOptions } from '../ts/queue/connection';
 import { eraseJobId, parseFailure, type EraseJobData } from '../ts/queue/job';
 import { createDiffusion, createEraseQueue, createIdentityEncoder, setThreads, startEraseWorker, type EraseQueue, type EraseWorkerEvent } from '../ts/index';
 import { CLI } from './helpers';
+import { cheapModels } from './queue/child-worker';
 import { startRedis, type RedisServer } from './queue/redis';
+import { aborted } from '../ts/errors';
 
 // Random tiny networks: calibration finds no boundary and a short `optimize` runs (as in cli-erase).
 const FAST = { t0: 100, steps: 8, neighbours: 8, protocol: 'resize' as const, calibrationRounds: 2, iterations: 2, backprop: 'one-step' as const };
@@ -211,6 +213,27 @@ async function main(): Promise<void> {
     t.equal(await runQueueCli(['retry-failed', '--redis', redis.url, '--name', 'lib'], { stdout }), 0);
     t.match(stdout.text, /1 failed job\(s\) back/);
     t.equal((await q.queue.getJobCounts('failed')).failed, 0);
+  });
+
+  t.test('a job past its timeout is aborted and fails with BIA_ABORTED after its retries', async (t) => {
+    const q = await openQueue('timeout');
+    await q.add([nodePath.join(inDir, 'face0.png')], { out: nodePath.join(root, 'out-timeout'), attempts: 2, backoffMs: 10, timeoutMs: 200 });
+    let calls = 0;
+    const w = await startEraseWorker({
+      connection: redis.url,
+      name: 'timeout',
+      models: async () => cheapModels(),
+      handleSignals: false,
+      // An erase job that never ends by itself: it waits for its abort signal.
+      eraser: (_image, call) => {
+        calls++;
+        return new Promise((_, reject) => call.signal!.addEventListener('abort', () => reject(aborted(call.signal))));
+      },
+    });
+    const job = await until('the job failed', async () => (await q.queue.getFailed(0, 0))[0]);
+    await w.close();
+    t.equal(calls, 2, 'tried twice');
+    t.match(parseFailure(job.failedReason), { code: 'BIA_ABORTED', message: /timed out after 0\.2 s/ });
   });
 
   t.test('bia queue add / status: flags, exit codes, JSON', async (t) => {
