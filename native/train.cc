@@ -92,7 +92,8 @@ std::string TrainerState::optionsJson() const {
   return Json{{"lr", o.adam.lr}, {"beta1", o.adam.beta1}, {"beta2", o.adam.beta2}, {"eps", o.adam.eps}, {"weightDecay", o.adam.weightDecay},
               {"emaDecay", o.emaDecay}, {"emaWarmup", emaWarmup}, {"channelsLast", o.channelsLast}, {"seed", o.seed},
               {"gradClip", o.gradClip}, {"classes", o.classes}, {"auxDim", o.auxDim}, {"auxWeight", o.auxWeight},
-              {"scale", o.scale}, {"flip", o.flip}, {"blur", o.blur}, {"blurProb", o.blurProb}, {"noise", o.noise}}.dump();
+              {"scale", o.scale}, {"flip", o.flip}, {"blur", o.blur}, {"blurProb", o.blurProb}, {"noise", o.noise},
+              {"trainable", o.trainable}}.dump();
 }
 
 namespace {
@@ -255,7 +256,12 @@ std::shared_ptr<TrainerState> buildTrainer(TrainTarget target, const ModelSpec& 
   m.eval();
   m.to(o.device);
   if (o.channelsLast) toChannelsLast(m);
-  for (auto& p : m.parameters(true)) p.set_requires_grad(true);
+  auto selected = [&](const std::string& name) {
+    if (o.trainable.empty()) return true;
+    for (const auto& prefix : o.trainable) if (name.compare(0, prefix.size(), prefix) == 0) return true;
+    return false;
+  };
+  for (const auto& p : m.named_parameters(true)) p.value().set_requires_grad(selected(p.key()));
   if (target == TrainTarget::Encoder) {
     st->head = std::make_shared<torch::nn::Module>();
     const int64_t d = spec.embeddingSize;
@@ -267,7 +273,8 @@ std::shared_ptr<TrainerState> buildTrainer(TrainTarget target, const ModelSpec& 
     st->head->to(o.device);
   }
   StateDict trainable;
-  for (const auto& p : m.named_parameters(true)) trainable.emplace_back(p.key(), p.value());
+  for (const auto& p : m.named_parameters(true)) if (p.value().requires_grad()) trainable.emplace_back(p.key(), p.value());
+  if (trainable.empty()) invalidArgument("trainable selects none of the network's parameters");
   if (st->head) for (const auto& p : st->head->named_parameters(true)) trainable.emplace_back("head." + p.key(), p.value());
   st->optimizer = std::make_unique<AdamW>(trainable);
   if (o.emaDecay > 0) {

@@ -118,6 +118,9 @@ struct TrainerOptions {
   AdamWHyper adam;  // lr here is the default when a step gives none
   double emaDecay = 0.0;  // 0: no EMA
   bool channelsLast = false;
+  // Name prefixes of the network parameters that learn ("up.", "norm_out.", …); empty: all of them.
+  // The others stay frozen and have no optimiser state.
+  std::vector<std::string> trainable;
   uint64_t seed = 0;
   double gradClip = 0.0;  // max global L2 norm of the gradients; 0: no clipping
   // Encoder: the ArcFace head and the auxiliary regression head.
@@ -134,9 +137,10 @@ struct TrainerOptions {
 };
 
 struct TrainBatch {
-  at::Tensor images;   // [B, C, H, W] floating point in [-1, 1]
-  at::Tensor labels;   // encoder: [B] integer identity labels (ArcFace head)
-  at::Tensor targets;  // encoder: [B, auxDim] (auxiliary head); attributes: [B, outputs]
+  at::Tensor images;   // [B, C, H, W] floating point in [-1, 1]; diffusion distillation: the noisy x_t
+  at::Tensor labels;   // encoder: [B] integer identity labels (ArcFace head); diffusion distillation: [B] timesteps
+  at::Tensor targets;  // encoder: [B, auxDim] (auxiliary head); attributes: [B, outputs];
+                       // diffusion distillation: [B, C, H, W], the ε the UNet must predict at (x_t, t)
 };
 
 struct StepResult {

@@ -39,6 +39,16 @@ TrainerOptions trainerOptionsFromJs(Napi::Value v, TrainTarget target, bool& ema
   if (!(t.emaDecay >= 0 && t.emaDecay < 1)) invalidArgument("emaDecay must be in [0, 1) (0 turns EMA off)");
   emaWarmup = optBool(o, "emaWarmup", false);
   t.channelsLast = optBool(o, "channelsLast", false);
+  if (o.Has("trainable") && !o.Get("trainable").IsUndefined()) {
+    Napi::Value v = o.Get("trainable");
+    if (!v.IsArray()) invalidArgument("trainable must be an array of parameter-name prefixes");
+    Napi::Array a = v.As<Napi::Array>();
+    if (a.Length() > 256) invalidArgument("trainable may hold at most 256 prefixes");
+    for (uint32_t i = 0; i < a.Length(); i++) {
+      if (!a.Get(i).IsString() || a.Get(i).As<Napi::String>().Utf8Value().empty()) invalidArgument("trainable must hold non-empty strings");
+      t.trainable.push_back(a.Get(i).As<Napi::String>().Utf8Value());
+    }
+  }
   t.seed = static_cast<uint64_t>(optInt(o, "seed", 0, 0, int64_t{1} << 52));
   t.gradClip = optNumber(o, "gradClip", 0.0);
   if (t.gradClip < 0) invalidArgument("gradClip must be >= 0 (0: no clipping)");

@@ -114,6 +114,16 @@ void TrainerState::checkBatch(const TrainBatch& b) const {
       if (x.size(2) % div != 0 || x.size(3) % div != 0 || x.size(2) < div) {
         invalidArgument("batch.images is " + std::to_string(x.size(2)) + "x" + std::to_string(x.size(3)) + "; sides must be multiples of " + std::to_string(div));
       }
+      // Distillation (labels = timesteps, targets = ε): both or neither.
+      if (b.labels.defined() != b.targets.defined()) invalidArgument("a diffusion distillation batch needs both labels (timesteps [B]) and targets (ε, the images' shape)");
+      if (b.labels.defined()) {
+        if (b.labels.dim() != 1 || b.labels.size(0) != n || b.labels.is_floating_point() || b.labels.scalar_type() == at::kBool) {
+          invalidArgument("batch.labels (timesteps) must be an integer [" + std::to_string(n) + "] tensor, got " + shapeStr(b.labels.sizes()));
+        }
+        if (b.targets.sizes() != x.sizes() || !b.targets.is_floating_point()) {
+          invalidArgument("batch.targets (ε) must be a floating-point tensor of the images' shape " + shapeStr(x.sizes()) + ", got " + shapeStr(b.targets.sizes()));
+        }
+      }
       break;
     }
     case TrainTarget::Encoder:
@@ -146,6 +156,18 @@ LossTerms computeLoss(TrainerState& st, const TrainBatch& b, double margin, bool
   // Batch tensors may be inference tensors made by earlier jobs: copies are ordinary tensors.
   at::Tensor x = b.images.to(dev, at::kFloat).clone();
   LossTerms out;
+  if (st.target == TrainTarget::Diffusion && b.labels.defined()) {
+    // Distillation: the UNet's ε at given (x_t, t) regressed on given targets (a frozen teacher's ε,
+    // e.g. under an edited h: the unlearning of ts/unlearn). No augmentation: x_t is a trajectory state.
+    at::Tensor t = b.labels.to(dev, at::kLong);
+    const int64_t lo = t.min().item<int64_t>(), hi = t.max().item<int64_t>();
+    if (lo < 0 || hi >= st.alphaBar.size(0)) invalidArgument("batch.labels (timesteps) must be in [0, 1000), got values in [" + std::to_string(lo) + ", " + std::to_string(hi) + "]");
+    if (st.options.channelsLast) x = x.contiguous(at::MemoryFormat::ChannelsLast);
+    at::Tensor pred = st.unet->forward(x, t.to(at::kFloat));
+    out.loss = at::mse_loss(pred.to(at::kFloat), b.targets.to(dev, at::kFloat).clone());  // a copy: targets may be inference tensors
+    out.parts.emplace_back("mse", out.loss.detach());
+    return out;
+  }
   if (st.target == TrainTarget::Diffusion) {
     if (training && st.options.flip) x = flipBatch(x);
     if (st.options.channelsLast) x = x.contiguous(at::MemoryFormat::ChannelsLast);

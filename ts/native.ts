@@ -259,6 +259,8 @@ export interface NativeTrainerOptions {
    * corrupts memory.
    */
   channelsLast?: boolean;
+  /** Name prefixes of the network parameters that learn (e.g. ['up.', 'norm_out.', 'conv_out.']); default: all. */
+  trainable?: string[];
   /** Seeds the initialisation of new networks and heads, and every step's randomness (with the step index). */
   seed?: number;
   /** Clip the global gradient norm to this (0, the default: no clipping). */

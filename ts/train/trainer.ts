@@ -42,7 +42,11 @@ export interface TrainerOptions extends NativeTrainerOptions {
   dropout?: number;
 }
 
-/** One batch. labels: integer identities (encoder with classes); targets: [B, auxDim] or [B, outputs] floats. */
+/**
+ * One batch. labels: integer identities (encoder with classes); targets: [B, auxDim] or [B, outputs] floats.
+ * Diffusion distillation: images are states x_t, labels their timesteps and targets (a Tensor of the images'
+ * shape) the ε to predict there; without labels and targets a diffusion batch is clean images (the DDPM loss).
+ */
 export interface Batch {
   images: Tensor;
   labels?: Int32Array | Tensor;
@@ -84,7 +88,7 @@ function checkBool(v: unknown, what: string): void {
 export function checkTrainerOptions(target: TrainTarget, o: TrainerOptions | undefined): NativeTrainerOptions & { dropout?: number } {
   const opts = o ?? {};
   if (typeof opts !== 'object') throw invalidArgument('options must be an object');
-  const known = new Set(['lr', 'weightDecay', 'betas', 'eps', 'emaDecay', 'emaWarmup', 'channelsLast', 'seed', 'gradClip', 'classes', 'auxDim', 'auxWeight', 'scale', 'flip', 'blur', 'blurProb', 'noise', 'device', 'dropout', 'signal', 'onProgress']);
+  const known = new Set(['lr', 'weightDecay', 'betas', 'eps', 'emaDecay', 'emaWarmup', 'channelsLast', 'seed', 'gradClip', 'classes', 'auxDim', 'auxWeight', 'scale', 'flip', 'blur', 'blurProb', 'noise', 'device', 'dropout', 'trainable', 'signal', 'onProgress']);
   for (const k of Object.keys(opts)) if (!known.has(k)) throw invalidArgument(`unknown trainer option '${k}'`);
   if (opts.lr !== undefined) finiteIn(opts.lr, 'lr', 0, 10);
   if (opts.weightDecay !== undefined) finiteIn(opts.weightDecay, 'weightDecay', 0, 10);
@@ -107,6 +111,9 @@ export function checkTrainerOptions(target: TrainTarget, o: TrainerOptions | und
   if (opts.blurProb !== undefined) finiteIn(opts.blurProb, 'blurProb', 0, 1, false);
   if (opts.noise !== undefined) finiteIn(opts.noise, 'noise', 0, 4, false);
   if (opts.dropout !== undefined) finiteIn(opts.dropout, 'dropout', 0, 1);
+  if (opts.trainable !== undefined && (!Array.isArray(opts.trainable) || opts.trainable.length > 256 || opts.trainable.some((p) => typeof p !== 'string' || p.length === 0))) {
+    throw invalidArgument('trainable must be an array of non-empty parameter-name prefixes');
+  }
   const device = opts.device === undefined ? 'cpu' : checkDevice(opts.device);
   if (target === 'encoder') {
     if (!opts.classes && !opts.auxDim) throw invalidArgument('an encoder trainer needs classes (ArcFace head) and/or auxDim (auxiliary regression head)');
@@ -120,7 +127,7 @@ export function checkTrainerOptions(target: TrainTarget, o: TrainerOptions | und
     lr: opts.lr, weightDecay: opts.weightDecay, betas: opts.betas, eps: opts.eps, emaDecay: opts.emaDecay, emaWarmup: opts.emaWarmup,
     channelsLast: opts.channelsLast ?? false, seed: opts.seed, gradClip: opts.gradClip, classes: opts.classes, auxDim: opts.auxDim,
     auxWeight: opts.auxWeight, scale: opts.scale, flip: opts.flip, blur: opts.blur, blurProb: opts.blurProb, noise: opts.noise, device,
-    dropout: opts.dropout,
+    dropout: opts.dropout, trainable: opts.trainable,
   };
 }
 

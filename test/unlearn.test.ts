@@ -1,0 +1,119 @@
+// Unlearning of the diffusion model (ts/unlearn): the native distillation step, the trainable subset,
+// and a tiny end-to-end run in which the student learns to decode the photo as the teacher decodes
+// its absorbed code, while another person's reconstruction stays close.
+import t from 'tap';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { createDiffusion, createIdentityEncoder, labelNeighbours, randn, sampleNeighbours, setThreads, type DiffusionModel, type IdentityEncoder, type Tensor } from '../ts/index';
+import { createTrainer } from '../ts/train/trainer';
+import { DECODER_PREFIXES, sampledSteps, unlearnIdentity } from '../ts/unlearn/unlearn';
+
+const BASE = { t0: 100, steps: 6, protocol: 'resize' as const, inject: 'every-step' as const, neighbours: 16, wrapSize: 4, walkStepUnit: 'relative' as const, walkStep: [0.5, 0.6] as [number, number], fidelityThreshold: 10, baseline: false, degenerateBaselines: false };
+
+let diffusion: DiffusionModel;
+let encoder: IdentityEncoder;
+let photo: Tensor;
+let others: Tensor;
+let threshold: number;
+
+async function values(x: Tensor): Promise<Float32Array> {
+  return Float32Array.from(await x.data());
+}
+
+function mse(a: ArrayLike<number>, b: ArrayLike<number>): number {
+  let s = 0;
+  for (let i = 0; i < a.length; i++) s += (a[i] - b[i]) ** 2;
+  return s / a.length;
+}
+
+t.before(async () => {
+  setThreads(1);
+  diffusion = await createDiffusion('tiny', { seed: 1 });
+  encoder = await createIdentityEncoder('iresnet18', { width: 0.125, embeddingSize: 32, seed: 2 });
+  photo = await randn([1, 3, 16, 16], { seed: 5 });
+  others = await randn([2, 3, 16, 16], { seed: 6 });
+  const { xLat, hR } = await diffusion.invert(photo, { t0: BASE.t0, steps: BASE.steps });
+  const fR = await encoder.embed(photo, { protocol: 'resize' });
+  const nb = await sampleNeighbours(hR, { n: BASE.neighbours, alphaMax: 1, seed: 909090 });
+  const lab = await labelNeighbours(diffusion, encoder, { xLat, hR, fR }, nb.codes, { t0: BASE.t0, steps: BASE.steps, protocol: 'resize', mode: 'every-step' });
+  const s = Array.from(lab.similarities).sort((a, b) => a - b);
+  threshold = (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
+  for (const x of [xLat, hR, fR, nb.codes]) x.dispose();
+});
+
+t.test('the distillation step regresses ε(x_t, t) on the given targets', async (t) => {
+  const x = await randn([2, 3, 16, 16], { seed: 11 });
+  const target = await randn([2, 3, 16, 16], { seed: 12 });
+  const ts = [40, 90];
+  const trainer = await createTrainer('diffusion', diffusion, { seed: 3 });
+  t.teardown(() => trainer.dispose());
+  // the loss is MSE(ε_θ(x_t, t), target), ε computed here by the model itself
+  const eps = await diffusion.forward(x, ts);
+  const expected = mse(await values(eps.eps), await values(target));
+  const r = await trainer.evaluate({ images: x, labels: Int32Array.from(ts), targets: target });
+  t.ok(Math.abs(r.loss - expected) < 1e-5 * (1 + expected), `evaluate ${r.loss} = MSE from forward() ${expected}`);
+  // a step on it lowers that loss
+  const before = r.loss;
+  for (let i = 0; i < 5; i++) await trainer.step({ images: x, labels: Int32Array.from(ts), targets: target }, { lr: 1e-3 });
+  t.ok((await trainer.evaluate({ images: x, labels: Int32Array.from(ts), targets: target })).loss < before, 'five steps lower it');
+  // bad batches
+  await t.rejects(trainer.step({ images: x, labels: Int32Array.from(ts) }), { code: 'BIA_INVALID_ARGUMENT', message: /both labels \(timesteps \[B\]\) and targets/ });
+  await t.rejects(trainer.step({ images: x, labels: Int32Array.from([0, 1000]), targets: target }), { code: 'BIA_INVALID_ARGUMENT', message: /timesteps\) must be in \[0, 1000\)/ });
+  const small = await randn([2, 3, 8, 8], { seed: 1 });
+  await t.rejects(trainer.step({ images: x, labels: Int32Array.from(ts), targets: small }), { code: 'BIA_INVALID_ARGUMENT', message: /images' shape/ });
+  for (const v of [x, target, eps.eps, eps.h, small]) v.dispose();
+});
+
+t.test('trainable: only the named parameters learn', async (t) => {
+  const trainer = await createTrainer('diffusion', diffusion, { seed: 3, trainable: DECODER_PREFIXES });
+  t.teardown(() => trainer.dispose());
+  const before = await trainer.snapshot();
+  const x = await randn([2, 3, 16, 16], { seed: 13 });
+  await trainer.step({ images: x }, { lr: 1e-2 });
+  const after = await trainer.snapshot();
+  let changedDecoder = 0;
+  let changedOther = 0;
+  for (const [k, v] of before) {
+    if (!after.has(k) || k.startsWith('optim.') || k.startsWith('ema.')) continue;
+    const same = mse(await values(v), await values(after.get(k)!)) === 0;
+    if (DECODER_PREFIXES.some((p) => k.startsWith(p))) changedDecoder += same ? 0 : 1;
+    else changedOther += same ? 0 : 1;
+  }
+  t.ok(changedDecoder > 0, `${changedDecoder} decoder tensors changed`);
+  t.equal(changedOther, 0, 'nothing outside the decoder changed');
+  t.notOk([...after.keys()].some((k) => k.startsWith('optim.exp_avg.down.')), 'no optimiser state for frozen parameters');
+  await t.rejects(createTrainer('diffusion', diffusion, { trainable: ['nothing.'] }), { code: 'BIA_INVALID_ARGUMENT', message: /selects none/ });
+  await t.rejects(createTrainer('diffusion', diffusion, { trainable: [''] }), { code: 'BIA_INVALID_ARGUMENT' });
+  for (const m of [before, after]) for (const v of m.values()) v.dispose();
+  x.dispose();
+});
+
+t.test('sampledSteps spreads the states over the trajectory', async (t) => {
+  t.same(sampledSteps(6, 3), [0, 3, 5]);
+  t.same(sampledSteps(6, 10), [0, 1, 2, 3, 4, 5]);
+  t.same(sampledSteps(40, 1), [0]);
+});
+
+t.test('a tiny unlearning run: the photo now decodes like its absorbed code, the other person stays', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'bia-unlearn-'));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  const r = await unlearnIdentity(photo, { diffusion, encoder, others }, { erase: { ...BASE, threshold }, iterations: 60, lr: 1e-3, batchSize: 6, statesPerCode: 6, params: 'all', seed: 4 });
+  t.teardown(() => r.dispose());
+  const [before, after, absorbed, ob, oa] = await Promise.all([r.images.before, r.images.after, r.images.absorbed, r.images.othersBefore, r.images.othersAfter].map(values));
+  const gapBefore = mse(before, absorbed);
+  const gapAfter = mse(after, absorbed);
+  t.comment(`photo: MSE to the absorbed output ${gapBefore.toFixed(4)} → ${gapAfter.toFixed(4)}; other people: change ${mse(ob, oa).toFixed(5)}`);
+  t.ok(gapAfter < 0.5 * gapBefore, 'the unlearned model decodes the photo at least twice as close to its absorbed output');
+  t.ok(mse(ob, oa) < 0.25 * gapBefore, 'other people move far less than the photo did');
+  t.equal(r.report.forget.after.length, 1);
+  t.equal(r.report.retain.after.length, 2);
+  t.equal(r.report.losses.length, 60);
+  t.ok(r.report.losses.slice(-10).reduce((a, b) => a + b) < r.report.losses.slice(0, 10).reduce((a, b) => a + b), 'the loss falls');
+  // the original model is untouched
+  const again = await diffusion.decode((await diffusion.invert(photo, { t0: BASE.t0, steps: BASE.steps })).xLat, null, { t0: BASE.t0, steps: BASE.steps, eta: 0 });
+  t.ok(mse(await values(again), before) < 1e-10, 'the teacher still reconstructs as before');
+  again.dispose();
+  await t.rejects(unlearnIdentity(photo, { diffusion, encoder, others }, { erase: { ...BASE, inject: 'asyrp' } }), { code: 'BIA_INVALID_ARGUMENT', message: /every-step/ });
+  await t.rejects(unlearnIdentity(photo, { diffusion, encoder, others }, { params: 'middle' as never }), { code: 'BIA_INVALID_ARGUMENT', message: /params/ });
+});
