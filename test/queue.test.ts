@@ -15,7 +15,7 @@ import { eraseJobId, parseFailure, type EraseJobData } from '../ts/queue/job';
 import { createDiffusion, createEraseQueue, createIdentityEncoder, setThreads, startEraseWorker, type EraseQueue, type EraseWorkerEvent } from '../ts/index';
 import { CLI } from './helpers';
 import { cheapModels } from './queue/child-worker';
-import { startRedis, type RedisServer } from './queue/redis';
+import { startLocalRedis as startRedis, type RedisServer } from '../ts/queue/local-redis';
 import { aborted } from '../ts/errors';
 
 // Random tiny networks: calibration finds no boundary and a short `optimize` runs (as in cli-erase).

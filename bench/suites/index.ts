@@ -6,7 +6,8 @@ import { suite as engine } from './engine';
 import { suite as identity } from './identity';
 import { suite as invert } from './invert';
 import { suite as pipeline } from './pipeline';
+import { suite as queue } from './queue';
 import { suite as svm } from './svm';
 import { suite as unet } from './unet';
 
-export const SUITES: Record<string, Suite> = { engine, unet, invert, decode, identity, svm, absorb, pipeline };
+export const SUITES: Record<string, Suite> = { engine, unet, invert, decode, identity, svm, absorb, pipeline, queue };

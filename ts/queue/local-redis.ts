@@ -1,12 +1,15 @@
-// A real redis-server for the queue's tests: spawned as a child process on a free loopback port with
-// its own temporary folder (append-only file on, fsync on every write, no RDB snapshots), stopped
-// (and restarted on the same port and folder) on demand. Never a mock: a missing redis-server fails
-// the tests with what to install.
+/**
+ * A private redis-server for the queue's tests and its bench (`bia bench queue`): spawned as a child
+ * process on a free loopback port with its own temporary folder (append-only file on, fsync on every
+ * write, no RDB snapshots), stopped — cleanly or as a crash — and restarted on the same port and folder
+ * on demand. A missing redis-server is an error saying what to install (npm run setup installs it).
+ */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import * as fs from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
+import { BiaError } from '../errors';
 
 export interface RedisServer {
   url: string;
@@ -23,7 +26,7 @@ export interface RedisServer {
 }
 
 export const REDIS_MISSING =
-  'redis-server is not installed: the queue tests need a real Redis. Run `npm run setup` (it installs the Debian package redis-server) or `apt-get install -y redis-server`.';
+  'redis-server is not installed: the job queue needs a real Redis. Run `npm run setup` (it installs the Debian package redis-server) or `apt-get install -y redis-server`.';
 
 /** The path of redis-server, or null. */
 export function findRedisServer(): string | null {
@@ -42,9 +45,10 @@ async function freePort(): Promise<number> {
   });
 }
 
-export async function startRedis(): Promise<RedisServer> {
+/** Start a private redis-server (BIA_IO_ERROR when it is not installed or does not start). */
+export async function startLocalRedis(): Promise<RedisServer> {
   const exe = findRedisServer();
-  if (!exe) throw new Error(REDIS_MISSING);
+  if (!exe) throw new BiaError('BIA_IO_ERROR', REDIS_MISSING);
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'bia-redis-'));
   const port = await freePort();
   let child: ChildProcess | null = null;
@@ -58,9 +62,9 @@ export async function startRedis(): Promise<RedisServer> {
     // Ready when it answers PING.
     const t0 = Date.now();
     for (;;) {
-      if (c.exitCode !== null) throw new Error(`redis-server exited at start (code ${c.exitCode}): ${log}`);
+      if (c.exitCode !== null) throw new BiaError('BIA_IO_ERROR', `redis-server exited at start (code ${c.exitCode}): ${log}`);
       if (await ping(port)) return;
-      if (Date.now() - t0 > 10_000) throw new Error(`redis-server did not answer on port ${port} within 10 s: ${log}`);
+      if (Date.now() - t0 > 10_000) throw new BiaError('BIA_IO_ERROR', `redis-server did not answer on port ${port} within 10 s: ${log}`);
       await new Promise((r) => setTimeout(r, 50));
     }
   };
@@ -75,7 +79,13 @@ export async function startRedis(): Promise<RedisServer> {
     await exited;
     child = null;
   };
-  await start();
+  try {
+    await start();
+  } catch (e) {
+    await stop('SIGKILL');
+    fs.rmSync(dir, { recursive: true, force: true });
+    throw e;
+  }
   return {
     url: `redis://127.0.0.1:${port}`,
     port,
