@@ -117,3 +117,40 @@ t.test('a tiny unlearning run: the photo now decodes like its absorbed code, the
   await t.rejects(unlearnIdentity(photo, { diffusion, encoder, others }, { erase: { ...BASE, inject: 'asyrp' } }), { code: 'BIA_INVALID_ARGUMENT', message: /every-step/ });
   await t.rejects(unlearnIdentity(photo, { diffusion, encoder, others }, { params: 'middle' as never }), { code: 'BIA_INVALID_ARGUMENT', message: /params/ });
 });
+
+t.test('an interrupted run resumes where it stopped and ends as an uninterrupted one', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'bia-unlearn-resume-'));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  const ckpt = join(dir, 'trainer.safetensors');
+  const common = { erase: { ...BASE, threshold }, lr: 1e-3, batchSize: 4, statesPerCode: 3, params: 'decoder' as const, seed: 9 };
+  const whole = await unlearnIdentity(photo, { diffusion, encoder, others }, { ...common, iterations: 12 });
+  t.teardown(() => whole.dispose());
+  // the first run stops after step 6 (its checkpoint), as Ctrl-C after a checkpoint would leave it
+  const controller = new AbortController();
+  await t.rejects(
+    unlearnIdentity(photo, { diffusion, encoder, others }, {
+      ...common,
+      iterations: 12,
+      checkpointEvery: 6,
+      signal: controller.signal,
+      onCheckpoint: async (trainer, step) => {
+        await trainer.save(ckpt);
+        if (step === 6) controller.abort();
+      },
+    }),
+    { code: 'BIA_ABORTED' },
+  );
+  const resumed = await unlearnIdentity(photo, { diffusion, encoder, others }, { ...common, iterations: 12, resumeFrom: ckpt });
+  t.teardown(() => resumed.dispose());
+  t.same(resumed.report.losses, whole.report.losses.slice(6), 'steps 7–12 repeat exactly');
+  t.same(await values(resumed.images.after), await values(whole.images.after), 'and the unlearned model is the same');
+});
+
+t.test('bia unlearn: usage errors exit 2', async (t) => {
+  const { runUnlearnCli } = await import('../ts/unlearn/cli');
+  t.equal(await runUnlearnCli(['a.png']), 2, 'no --out');
+  t.equal(await runUnlearnCli(['--out', '/tmp/x']), 2, 'no photos');
+  t.equal(await runUnlearnCli(['a.png', '--out', '/tmp/x', '--diffusion', 'd.pt']), 2, '--diffusion without --encoder');
+  t.equal(await runUnlearnCli(['a.png', '--out', '/tmp/x', '--params', 'middle']), 2, 'bad --params');
+  t.equal(await runUnlearnCli(['a.png', '--out', '/tmp/x', '--diffusion', 'd.pt', '--encoder', 'e.pt']), 2, 'own models need --others');
+});

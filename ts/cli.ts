@@ -23,6 +23,10 @@ Usage:
                                      reconstruction.png, baseline.png, grid.png, report.json (finished images are
                                      skipped on a re-run unless --force); then <out>/report.json and report.html.
                                      'bia erase --help' lists every erase option (--t0, --steps, --inject, --absorb, …)
+  bia unlearn <photos or folders...> --out <dir> [--others <photos>] [--diffusion <ckpt> --encoder <ckpt>]
+            [--params decoder|all] [--iterations N] [--lr X]
+                                     fine-tune the DDPM so that it forgets the person: unedited, their photos
+                                     decode as BIA's outputs, other people stay ('bia unlearn --help')
   bia bench [suites...] [--config tiny|demo|celeba-hq-256] [--device cpu|cuda] [--smoke] [--json FILE]
             [--baseline old.json --tolerance 10%] [--markdown FILE] [--isolate]
                                      the performance harness: engine, unet, invert, decode, identity, svm, absorb,
@@ -132,6 +136,11 @@ async function main(argv: string[]): Promise<number> {
     return runBenchCli(rest);
   }
   if (command === 'erase') return runErase(rest, {});
+  if (command === 'unlearn') {
+    // Unlearning of the diffusion model itself (ts/unlearn/); loaded only when asked for.
+    const { runUnlearnCli } = await import('./unlearn/cli');
+    return runUnlearnCli(rest);
+  }
   if (command === 'queue' || command === 'worker') {
     // The job queue (BullMQ on Redis, ts/queue/); loaded only when asked for.
     const q = await import('./queue/cli');

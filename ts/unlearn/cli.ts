@@ -1,0 +1,198 @@
+/**
+ * `bia unlearn <photos...> --out DIR`: fine-tunes the diffusion model so that it has forgotten the
+ * person in the photos (ts/unlearn/unlearn.ts). Writes DIR/unlearned.safetensors (a checkpoint that
+ * loadDiffusion reads), DIR/report.json and DIR/grid.png (each photo: input | original model |
+ * BIA output | unlearned model) and DIR/others.png (other people: input | original | unlearned).
+ * The trainer's state is saved to DIR/trainer.safetensors as it goes: Ctrl-C stops cleanly (exit 130)
+ * and the same command resumes. Without --diffusion/--encoder the built-in default models and the
+ * demo's erase settings are used, and the retain photos default to 16 training portraits.
+ */
+import { existsSync, mkdirSync, rmSync } from 'node:fs';
+import nodePath from 'node:path';
+import { parseArgs } from 'node:util';
+import { takeRows } from '../blackhole/codes';
+import { EXIT, INPUT_ERRORS } from '../cli/exit';
+import { loadDiffusion } from '../diffusion';
+import { BiaError } from '../errors';
+import { expandInputs } from '../erase/batch';
+import type { EraseOptions } from '../erase/types';
+import { loadIdentityEncoder } from '../identity';
+import { comparisonGrid, readImages, writeFileAtomic } from '../images';
+import { checkDevice, type Device } from '../options';
+import type { Tensor } from '../tensor';
+import { UNLEARN_PARAMS, unlearnIdentity, type UnlearnParams } from './unlearn';
+
+export const UNLEARN_HELP = `Usage: bia unlearn <photos or folders...> --out <dir> [flags]
+
+Fine-tunes the diffusion model so that it forgets the person in the photos: decoded without any edit,
+their photos come out as the model decodes their absorbed codes (BIA), while other people stay as
+they were. Writes <out>/unlearned.safetensors, report.json, grid.png and others.png; the training
+state (<out>/trainer.safetensors) lets an interrupted run resume.
+
+  --out <dir>               output folder
+  --diffusion <ckpt>        the DDPM UNet (default: the built-in default model)
+  --encoder <ckpt>          the identity encoder (default: the built-in default model)
+  --others <images|folder>  photos of other people to keep (repeatable; default with the built-in
+                            models: 16 training portraits)
+  --params decoder|all      which UNet parameters learn (decoder)
+  --iterations N            optimiser steps (200)
+  --lr X                    AdamW learning rate (2e-5)
+  --batch-size N            trajectory states per step (8)
+  --states N                states sampled per trajectory (6)
+  --retain-share X          share of each batch from other people (0.5)
+  --seed N                  seed (the erase settings')
+  --device <cpu|cuda|cuda:N>
+  --json                    print the report as JSON
+
+Exit codes: 0 done, 1 failure, 2 usage error, 3 input error, 130 interrupted (resumable).
+`;
+
+class UsageError extends Error {}
+
+function num(v: string | undefined, flag: string, integer: boolean): number | undefined {
+  if (v === undefined) return undefined;
+  const n = Number(v);
+  if (!Number.isFinite(n) || (integer && !Number.isSafeInteger(n))) throw new UsageError(`--${flag} must be ${integer ? 'an integer' : 'a number'}, got '${v}'`);
+  return n;
+}
+
+async function readAll(inputs: string[], size: number, what: string, device: Device): Promise<Tensor> {
+  const e = await expandInputs(inputs);
+  if (e.failed.length > 0) throw e.failed[0].error;
+  if (e.images.length === 0) throw new BiaError('BIA_IO_ERROR', `no image found in ${what} (${inputs.join(', ')})`);
+  const r = await readImages(e.images, { size, device });
+  return r.tensor;
+}
+
+async function grid(cols: Tensor[], file: string): Promise<void> {
+  const cells = [];
+  for (let i = 0; i < cols[0].shape[0]; i++) cells.push(await Promise.all(cols.map(async (c) => ({ tensor: await takeRows([c], [[0, i]]) }))));
+  try {
+    await comparisonGrid(cells, file, { cellSize: 128 });
+  } finally {
+    cells.flat().forEach((c) => c.tensor.dispose());
+  }
+}
+
+export async function runUnlearnCli(argv: string[]): Promise<number> {
+  let values: Record<string, string | boolean | string[] | undefined>;
+  let positionals: string[];
+  try {
+    ({ values, positionals } = parseArgs({
+      args: argv,
+      allowPositionals: true,
+      options: {
+        out: { type: 'string' }, diffusion: { type: 'string' }, encoder: { type: 'string' }, others: { type: 'string', multiple: true },
+        params: { type: 'string' }, iterations: { type: 'string' }, lr: { type: 'string' }, 'batch-size': { type: 'string' }, states: { type: 'string' },
+        'retain-share': { type: 'string' }, seed: { type: 'string' }, device: { type: 'string' }, json: { type: 'boolean' }, help: { type: 'boolean', short: 'h' },
+      },
+    }) as { values: Record<string, string | boolean | string[] | undefined>; positionals: string[] });
+  } catch (e) {
+    process.stderr.write(`bia unlearn: ${(e as Error).message}\n\n${UNLEARN_HELP}`);
+    return EXIT.usage;
+  }
+  if (values.help) {
+    process.stdout.write(UNLEARN_HELP);
+    return EXIT.ok;
+  }
+  const controller = new AbortController();
+  const onSigint = () => controller.abort(new Error('interrupted (Ctrl-C)'));
+  process.once('SIGINT', onSigint);
+  try {
+    const str = (k: string) => values[k] as string | undefined;
+    if (!str('out')) throw new UsageError('missing --out');
+    if (positionals.length === 0) throw new UsageError('no photos or folders given');
+    if ((str('diffusion') === undefined) !== (str('encoder') === undefined)) throw new UsageError('give both --diffusion and --encoder, or neither (the built-in default models)');
+    const params = (str('params') ?? 'decoder') as UnlearnParams;
+    if (!UNLEARN_PARAMS.includes(params)) throw new UsageError(`--params must be one of ${UNLEARN_PARAMS.join(', ')}, got '${params}'`);
+    let device: Device = 'cpu';
+    try {
+      device = checkDevice(str('device') ?? 'cpu', '--device');
+    } catch (e) {
+      throw new UsageError((e as Error).message);
+    }
+    const builtIn = str('diffusion') === undefined;
+    const others = values.others as string[] | undefined;
+    if (!builtIn && !others?.length) throw new UsageError('--others <photos of other people> is needed with your own models');
+    const opts = {
+      params,
+      iterations: num(str('iterations'), 'iterations', true),
+      lr: num(str('lr'), 'lr', false),
+      batchSize: num(str('batch-size'), 'batch-size', true),
+      statesPerCode: num(str('states'), 'states', true),
+      retainShare: num(str('retain-share'), 'retain-share', false),
+      seed: num(str('seed'), 'seed', true),
+    };
+    const out = str('out') as string;
+    mkdirSync(out, { recursive: true });
+    const signal = controller.signal;
+
+    // Models, erase settings and retain photos: the built-in world's, or the user's.
+    // Your own models: the released erase defaults, decoded every-step (what unlearning distils).
+    let erase: EraseOptions = { inject: 'every-step' };
+    let diffusionPath = str('diffusion');
+    let encoderPath = str('encoder');
+    let defaultOthers: (() => Promise<Tensor>) | undefined;
+    if (builtIn) {
+      const world = await import('../world/defaults');
+      const demo = await import('../world/demo');
+      diffusionPath = world.DEFAULT_FILES.diffusion;
+      encoderPath = world.DEFAULT_FILES.encoder;
+      erase = { ...demo.DEMO_SETTINGS, baseline: false, degenerateBaselines: false };
+      defaultOthers = () => world.otherPeople(16);
+    }
+    const diffusion = await loadDiffusion(diffusionPath as string, { device, signal });
+    const encoder = await loadIdentityEncoder(encoderPath as string, { device, signal });
+    const size = diffusion.config.resolution;
+    const photos = await readAll(positionals, size, 'the photos', device);
+    const otherPhotos = others?.length ? await readAll(others, size, '--others', device) : await (defaultOthers as () => Promise<Tensor>)();
+    const ckpt = nodePath.join(out, 'trainer.safetensors');
+    const resumeFrom = existsSync(ckpt) ? ckpt : undefined;
+    if (resumeFrom && !values.json) process.stderr.write(`bia unlearn: resuming from ${ckpt}\n`);
+    const r = await unlearnIdentity(photos, { diffusion, encoder, others: otherPhotos }, {
+      ...opts,
+      erase: { ...erase, ...(opts.seed !== undefined ? { seed: opts.seed } : {}) },
+      resumeFrom,
+      signal,
+      onCheckpoint: async (trainer) => {
+        await trainer.save(ckpt);
+      },
+      onStep: (s) => {
+        if (!values.json && (s.step % 10 === 0 || s.step === s.iterations)) process.stderr.write(`  step ${s.step}/${s.iterations}  loss ${s.loss.toExponential(3)}\n`);
+      },
+    });
+    try {
+      await r.model.save(nodePath.join(out, 'unlearned.safetensors'));
+      await grid([photos, r.images.before, r.images.absorbed, r.images.after], nodePath.join(out, 'grid.png'));
+      await grid([otherPhotos, r.images.othersBefore, r.images.othersAfter], nodePath.join(out, 'others.png'));
+      const report = { ...r.report, diffusion: diffusionPath, encoder: encoderPath, device };
+      await writeFileAtomic(nodePath.join(out, 'report.json'), JSON.stringify(report, null, 1), 'report');
+      rmSync(ckpt, { force: true }); // finished: nothing to resume
+      const mean = (a: number[]) => a.reduce((x, y) => x + y, 0) / a.length;
+      process.stdout.write(
+        values.json
+          ? `${JSON.stringify(report)}\n`
+          : `unlearned in ${r.report.seconds.toFixed(0)} s → ${nodePath.join(out, 'unlearned.safetensors')}\n` +
+              `  the photos' own similarity: original ${mean(r.report.forget.before).toFixed(3)}, unlearned ${mean(r.report.forget.after).toFixed(3)} (BIA output ${mean(r.report.forget.absorbed).toFixed(3)})\n` +
+              `  other people:               original ${mean(r.report.retain.before).toFixed(3)}, unlearned ${mean(r.report.retain.after).toFixed(3)}\n`,
+      );
+    } finally {
+      r.dispose();
+    }
+    return EXIT.ok;
+  } catch (e) {
+    if (e instanceof UsageError) {
+      process.stderr.write(`bia unlearn: ${e.message}\n\n${UNLEARN_HELP}`);
+      return EXIT.usage;
+    }
+    const err = e as BiaError;
+    if (err?.code === 'BIA_ABORTED') {
+      process.stderr.write('bia unlearn: interrupted; run the same command again to resume\n');
+      return EXIT.interrupted;
+    }
+    process.stderr.write(`bia unlearn: ${err?.message ?? String(e)}${err?.code ? ` [${err.code}]` : ''}\n`);
+    return err instanceof BiaError && INPUT_ERRORS.has(err.code) ? EXIT.input : EXIT.failure;
+  } finally {
+    process.off('SIGINT', onSigint);
+  }
+}
