@@ -1,4 +1,4 @@
-// The `optimize` absorption of BIA (docs/METHOD.md step 8): ĥ = h_r + δ optimised with Adam on
+// The `optimize` absorption of BIA (docs/method.md step 8): ĥ = h_r + δ optimised with Adam on
 //   L = λ_id·max(0, cos(E(Dec(ĥ)), f_r) − τ_m) + μ·min_k ‖ĥ − h_k‖² / ‖h_r‖²        (L_wrapper)
 //     + λ_sem·(MSE(Dec(ĥ), Dec(h_r)) + λ_perc·L_perc(Dec(ĥ), Dec(h_r)))              (L_sem)
 // with ∂L/∂ĥ backpropagated through the identity encoder and the DDIM decoding Dec(·) (η = 0, any

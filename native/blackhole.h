@@ -1,4 +1,4 @@
-// The black hole's linear algebra on h-space codes (docs/METHOD.md steps 6-7). The codes
+// The black hole's linear algebra on h-space codes (docs/method.md steps 6-7). The codes
 // [n, C, H, W] (32,768 numbers each for the 256² model) stay in C++; only what the SVM needs
 // crosses into JS: the float64 Gram matrix K = X·Xᵀ (libsvm-js fits on it as a precomputed
 // kernel), and back the other way the SVM's n coefficients, from which the normal
@@ -26,7 +26,7 @@ at::Tensor signedDistances(const at::Tensor& x, const at::Tensor& w, double b, b
 // scale·w/‖w‖ in float64, w's shape and device.
 at::Tensor scaledUnit(const at::Tensor& w, double scale);
 
-// Neighbours of h_r (METHOD.md step 3): h_j = h_r + α_j·u_j with α_j ~ U[0, alphaMax·‖h_r‖].
+// Neighbours of h_r (docs/method.md step 3): h_j = h_r + α_j·u_j with α_j ~ U[0, alphaMax·‖h_r‖].
 // `isotropic` (targets undefined): u_j a unit direction drawn from N(0, I). `manifold`:
 // u_j = unit(h_ran − h_r) with h_ran = targets[j mod P] (the h of random generated samples). Drawn
 // on the CPU from one seeded generator (the same numbers on every device), returned on h_r's device

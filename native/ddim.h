@@ -1,6 +1,6 @@
 // DDIM on the UNet: the linear β schedule, the timestep sequence, η = 0 inversion to x_lat with
 // h-space capture, and decoding from x_lat with an injected h in the four injection modes of
-// docs/METHOD.md. The DDIM step itself is ddimStep(); the h-space injection is in injectedEps().
+// docs/method.md. The DDIM step itself is ddimStep(); the h-space injection is in injectedEps().
 #pragma once
 #include <ATen/ATen.h>
 
@@ -24,7 +24,9 @@ class Schedule {
   std::vector<double> alphaBar_;
 };
 
-// seq_k = floor(k · t0 / (steps − 1)), k = 0..steps−1 (0, 12, 25, …, 487, 500 for 500/40).
+// The released code's sequence: seq_k = int(linspace(0, 1, steps)[k] · t0), k = 0..steps−1, the float
+// product truncated (0, 12, 25, …, 487, 500 for 500/40; for 700/50 seq_49 = 700 but seq_35 = 499, where
+// floor(k·t0/(steps−1)) would give 500).
 std::vector<int64_t> timestepSequence(int64_t t0, int64_t steps);
 
 // One DDIM step from t to tNext (tNext > t inverts). x̂0 = (x − √(1−ᾱ_t)·ε)/√ᾱ_t, no clipping.

@@ -31,7 +31,7 @@ c10::Device parseDevice(const std::string& spec) {
   if (!cudaBuilt()) {
     throw BiaError(ErrorCode::DeviceUnavailable,
                    "device '" + spec + "' requested, but this addon was built against a CPU-only LibTorch; "
-                   "rebuild against a CUDA LibTorch (see README, 'Building against a CUDA LibTorch')");
+                   "rebuild against a CUDA LibTorch (see docs/gpu.md, 'Building against a CUDA LibTorch')");
   }
   if (!torch::cuda::is_available()) {
     throw BiaError(ErrorCode::DeviceUnavailable,

@@ -1,4 +1,4 @@
-// Image losses of the absorption step (docs/METHOD.md step 8), differentiable (plain ATen ops):
+// Image losses of the absorption step (docs/method.md step 8), differentiable (plain ATen ops):
 // MSE, SSIM, the image-gradient L1, and the weight-free perceptual substitute used when no VGG16
 // weights are given: L_perc = (1 − SSIM(a, b)) + mean |∇a − ∇b|.
 // SSIM: 11×11 Gaussian window (σ 1.5), per channel, valid convolution, C1 = (0.01·2)², C2 = (0.03·2)²

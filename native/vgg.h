@@ -1,4 +1,4 @@
-// The learned perceptual distance L_perc of the absorption step (docs/METHOD.md step 8): VGG16
+// The learned perceptual distance L_perc of the absorption step (docs/method.md step 8): VGG16
 // features at relu1_2, relu2_2 and relu3_3 with ImageNet normalisation, as the released BIA code's
 // VGGPerceptual computes it.
 //
