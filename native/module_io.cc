@@ -1,5 +1,6 @@
 #include "module_io.h"
 
+#include <cmath>
 #include <sstream>
 
 #include "allocator.h"
@@ -63,11 +64,15 @@ void loadStateDictInto(torch::nn::Module& module, const StateDict& entries, bool
     throw BiaError(ErrorCode::CheckpointMismatch, msg.str());
   }
   torch::NoGradGuard noGrad;
-  // Weights that are not finite would only show later, as a NaN image blamed on its input: one pass
-  // over the floating-point tensors refuses them here, naming the first (test/hardening.test.ts).
+  // Weights that are not finite would only show later, as a NaN image blamed on its input: they are
+  // refused here, naming the first (test/hardening.test.ts). A sum is NaN or infinite when a value is,
+  // and it is one vectorised pass (measured on one thread over 113.7 M floats, the 256² UNet's size:
+  // 28 ms, against 4.0 s for isfinite().all() and 30 ms for the copy itself); a sum that overflows
+  // without any bad value (possible in float16) is settled by the exact, slower test.
   for (const auto& e : entries) {
     const at::Tensor& t = e.second;
     if (!own.count(e.first) || !t.is_floating_point() || t.numel() == 0) continue;
+    if (std::isfinite(t.sum().item<double>())) continue;
     if (!at::isfinite(t).all().item<bool>()) {
       const int64_t bad = t.numel() - at::isfinite(t).sum().item<int64_t>();
       throw BiaError(ErrorCode::Checkpoint, "the checkpoint's weights are not finite: tensor '" + e.first + "' holds " + std::to_string(bad) +
