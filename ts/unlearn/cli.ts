@@ -138,7 +138,7 @@ export async function runUnlearnCli(argv: string[]): Promise<number> {
       const demo = await import('../world/demo');
       diffusionPath = world.DEFAULT_FILES.diffusion;
       encoderPath = world.DEFAULT_FILES.encoder;
-      erase = { ...demo.DEMO_SETTINGS, baseline: false, degenerateBaselines: false };
+      erase = { ...demo.DEMO_SETTINGS, threshold: demo.calibratedThreshold() ?? 0.35, baseline: false, degenerateBaselines: false };
       defaultOthers = () => world.otherPeople(16);
     }
     const diffusion = await loadDiffusion(diffusionPath as string, { device, signal });
