@@ -16,15 +16,18 @@ import { takeRows } from '../blackhole/codes';
 import { loadDiffusion, type DiffusionModel, type UNetConfig, type UNetPreset } from '../diffusion';
 import { BiaError, ioError } from '../errors';
 import { loadIdentityEncoder, type IdentityEncoder } from '../identity';
-import { comparisonGrid, describeImage, readImage, writeFileAtomic, writeImage } from '../images';
+import { describeImage, readImage, writeFileAtomic } from '../images';
 import type { Device } from '../options';
 import { loadPerceptual, type PerceptualModel } from '../perceptual';
 import { renderReportHtml, summarize, type ReportEntry, type ReportSummary } from '../report/html';
 import type { Tensor } from '../tensor';
 import { sha256File } from '../util/hash';
 import type { EraseCall } from './call';
+import { exists, readFinishedReport, writeImageFolder } from './outputs';
 import { eraseIdentity } from './pipeline';
 import type { EraseOptions, EraseProgress, EraseReport, EraseResult } from './types';
+
+export { formatSid } from './outputs';
 
 // ---------------------------------------------------------------------------------------------------
 // the job and the models
@@ -215,13 +218,6 @@ export function errorInfo(e: unknown): { code: string; message: string } {
   };
 }
 
-interface Run {
-  opts: EraseFolderOptions;
-  device: Device;
-  signal: AbortSignal;
-  eraser: Eraser;
-}
-
 /**
  * Erase every image of `inputs` into `out` (see the top of this file for the layout). Rejects with an
  * EraseFolderError when the batch cannot run at all (output folder, no image, the models, the others'
@@ -229,7 +225,8 @@ interface Run {
  */
 export async function eraseFolder(opts: EraseFolderOptions): Promise<EraseFolderResult> {
   const signal = opts.signal ?? new AbortController().signal;
-  const run: Run = { opts, device: opts.device ?? 'cpu', signal, eraser: opts.eraser ?? eraseIdentity };
+  const device = opts.device ?? 'cpu';
+  const eraser = opts.eraser ?? eraseIdentity;
   const out = opts.out;
   const emit = (ev: EraseFolderEvent) => opts.onEvent?.(ev);
   const now = opts.now ?? Date.now;
@@ -268,7 +265,7 @@ export async function eraseFolder(opts: EraseFolderOptions): Promise<EraseFolder
       const progress = (p: EraseProgress) => emit({ type: 'progress', image, progress: p });
       emit({ type: 'start', image });
       if (!opts.force) {
-        const prev = await readFinished(dir);
+        const prev = await readFinishedReport(dir);
         if (prev) {
           finished.push({ report: prev, dir });
           outcomes.push({ input, dir, status: 'skipped', sid: sidOf(prev), noBoundary: !prev.blackHole?.found });
@@ -295,7 +292,7 @@ export async function eraseFolder(opts: EraseFolderOptions): Promise<EraseFolder
             secondEncoder: opts.secondEncoder,
             perceptual: opts.perceptual,
             config: opts.config,
-            device: run.device,
+            device,
             signal,
           });
         } catch (e) {
@@ -307,14 +304,14 @@ export async function eraseFolder(opts: EraseFolderOptions): Promise<EraseFolder
         }
         if (opts.others?.length) {
           try {
-            others = await readOthers(opts.others, models.diffusion.config.resolution, run.device, signal);
+            others = await readOthers(opts.others, models.diffusion.config.resolution, device, signal);
           } catch (e) {
             throw new EraseFolderError('others', e);
           }
         }
       }
       try {
-        const report = await eraseOne(run, models, others, input, sha, dir, progress);
+        const report = await eraseToFolder(models, { input, sha256: sha, dir, options: opts.options, others, eraser, device, signal, onStage: progress });
         const seconds = (now() - started) / 1000;
         finished.push({ report, dir });
         outcomes.push({ input, dir, status: 'done', sid: sidOf(report), noBoundary: !report.blackHole.found, seconds });
@@ -405,8 +402,6 @@ async function writeBatchReport(out: string, finished: Array<{ report: EraseRepo
 const IMAGE_EXTENSIONS = new Set(['.png', '.jpg', '.jpeg', '.webp']);
 /** Names in <out> that an image folder must not take. */
 const RESERVED = new Set(['report.json', 'report.html', 'errors.json']);
-/** The files a finished image folder holds (baseline.png only when the baseline ran). */
-const IMAGE_FILES = ['input.png', 'reconstruction.png', 'output.png'] as const;
 
 /** What a list of images and folders expands to. */
 export interface ExpandedInputs {
@@ -502,39 +497,6 @@ export function imageDirs(images: string[]): string[] {
   });
 }
 
-async function exists(path: string): Promise<boolean> {
-  try {
-    await fsp.access(path);
-    return true;
-  } catch {
-    return false;
-  }
-}
-
-/** The report of a finished image folder, or null when it is not finished (or not readable as one). */
-async function readFinished(dir: string): Promise<EraseReport | null> {
-  let text: string;
-  try {
-    text = await fsp.readFile(nodePath.join(dir, 'report.json'), 'utf8');
-  } catch {
-    return null;
-  }
-  let report: EraseReport;
-  try {
-    report = JSON.parse(text) as EraseReport;
-  } catch {
-    return null;
-  }
-  if (typeof report !== 'object' || report === null || typeof report.sid?.after !== 'number' || typeof report.input?.name !== 'string') return null;
-  for (const f of IMAGE_FILES) if (!(await exists(nodePath.join(dir, f)))) return null;
-  return report;
-}
-
-/** A similarity with three decimals, or — when there is none. */
-export function formatSid(v: number | null | undefined): string {
-  return typeof v === 'number' && Number.isFinite(v) ? v.toFixed(3) : '—';
-}
-
 function fillModelFiles(report: EraseReport, files: Models['files']): void {
   const fill = (m: { path: string | null; sha256: string | null } | undefined, f: ModelFile | undefined) => {
     if (!m || !f) return;
@@ -560,56 +522,49 @@ async function readOthers(paths: string[], resolution: number, device: Device, s
   }
 }
 
-/** Erase one image and write its folder; report.json last. */
-async function eraseOne(run: Run, models: Models, others: Tensor | undefined, input: string, sha: string, dir: string, onStage: (p: EraseProgress) => void): Promise<EraseReport> {
-  const { opts, signal } = run;
+/** One image to erase into its folder: the file, its hash and where it goes, with how to erase it. */
+export interface EraseToFolder {
+  input: string;
+  sha256: string;
+  /** <out>/<dir>. */
+  dir: string;
+  /** The erase options (under the models and the per-image fields). */
+  options: EraseOptions | undefined;
+  /** neighbourMode 'others': photos of other people at the model's resolution. */
+  others: Tensor | undefined;
+  eraser: Eraser;
+  device: Device;
+  signal: AbortSignal;
+  onStage: ((p: EraseProgress) => void) | undefined;
+  /** See WriteImageFolderOptions. */
+  removeStaleTemps?: boolean;
+}
+
+/** Erase one image at the model's resolution and write its folder (writeImageFolder: report.json last); the report. */
+export async function eraseToFolder(models: Models, job: EraseToFolder): Promise<EraseReport> {
+  const { signal } = job;
   const resolution = models.diffusion.config.resolution;
-  const image = await readImage(input, { size: resolution, fit: 'cover', device: run.device, signal });
+  const image = await readImage(job.input, { size: resolution, fit: 'cover', device: job.device, signal });
   let result: EraseResult | undefined;
   try {
-    result = await run.eraser(image, {
-      ...opts.options,
+    result = await job.eraser(image, {
+      ...job.options,
       diffusion: models.diffusion,
       encoder: models.encoder,
       secondEncoder: models.secondEncoder,
       perceptual: models.perceptual,
-      others,
-      inputName: input,
-      inputSha256: sha,
+      others: job.others,
+      inputName: job.input,
+      inputSha256: job.sha256,
       signal,
-      onStage,
+      onStage: job.onStage,
     });
     const report = result.report;
     fillModelFiles(report, models.files);
-    try {
-      await fsp.mkdir(dir, { recursive: true });
-    } catch (e) {
-      throw ioError(`cannot create ${dir}`, e);
-    }
-    // A redo: the old report must not vouch for files that are being replaced.
-    await fsp.rm(nodePath.join(dir, 'report.json'), { force: true });
-    await writeImage(image, nodePath.join(dir, 'input.png'));
-    await writeImage(result.image, nodePath.join(dir, 'output.png'));
-    await writeImage(result.reconstruction, nodePath.join(dir, 'reconstruction.png'));
-    if (result.randomBaseline) await writeImage(result.randomBaseline, nodePath.join(dir, 'baseline.png'));
-    else await fsp.rm(nodePath.join(dir, 'baseline.png'), { force: true });
-    for (const kind of ['fade', 'blur'] as const) {
-      const t = result.degenerate?.[kind];
-      if (t) await writeImage(t, nodePath.join(dir, `${kind}.png`));
-      else await fsp.rm(nodePath.join(dir, `${kind}.png`), { force: true });
-    }
-    const row = [
-      { tensor: image, label: 'input' },
-      { tensor: result.reconstruction, label: `reconstruction ${formatSid(report.sid.reconstruction)}` },
-      { tensor: result.image, label: `BIA ${formatSid(report.sid.after)}` },
-      ...(result.randomBaseline ? [{ tensor: result.randomBaseline, label: `baseline ${formatSid(report.sid.randomBaseline)}` }] : []),
-    ];
-    await comparisonGrid([row], nodePath.join(dir, 'grid.png'), { cellSize: Math.max(128, resolution) });
-    await writeFileAtomic(nodePath.join(dir, 'report.json'), `${JSON.stringify(report, null, 2)}\n`);
+    await writeImageFolder(job.dir, image, result, resolution, { removeStaleTemps: job.removeStaleTemps });
     return report;
   } finally {
     result?.dispose();
     image.dispose();
   }
 }
-

@@ -1,16 +1,15 @@
 /**
  * One erase job of the queue: what it carries (EraseJobData), its id, and how a worker runs it —
- * the same per-image folder as `bia erase` (ts/erase/batch.ts): <out>/<dir>/ with input.png,
+ * the same per-image folder as `bia erase` (ts/erase/outputs.ts): <out>/<dir>/ with input.png,
  * output.png, reconstruction.png, baseline.png, fade.png, blur.png, grid.png and, last, report.json.
  * Every file is written atomically; a folder whose report.json is there is finished and the job is
  * skipped, so delivering a job twice (BullMQ delivers at least once) is harmless.
  */
-import * as fsp from 'node:fs/promises';
 import nodePath from 'node:path';
-import { errorInfo, formatSid, type Eraser, type ModelFile, type Models } from '../erase/batch';
-import type { EraseOptions, EraseProgress, EraseReport, EraseResult } from '../erase/types';
-import { invalidArgument, ioError } from '../errors';
-import { comparisonGrid, readImage, writeFileAtomic, writeImage } from '../images';
+import { eraseToFolder, errorInfo, type Eraser, type Models } from '../erase/batch';
+import { readFinishedReport } from '../erase/outputs';
+import type { EraseOptions, EraseProgress, EraseReport } from '../erase/types';
+import { invalidArgument } from '../errors';
 import type { Device } from '../options';
 import type { Tensor } from '../tensor';
 import { sha256, sha256File } from '../util/hash';
@@ -103,53 +102,6 @@ export interface RunEraseJobContext {
   now?: () => number;
 }
 
-/** The files a finished image folder holds (baseline.png only when the baseline ran). */
-const IMAGE_FILES = ['input.png', 'reconstruction.png', 'output.png'] as const;
-
-async function exists(path: string): Promise<boolean> {
-  try {
-    await fsp.access(path);
-    return true;
-  } catch {
-    return false;
-  }
-}
-
-/** The report of a finished image folder, or null (as eraseFolder reads it: report.json and the images it vouches for). */
-export async function readFinishedReport(dir: string): Promise<EraseReport | null> {
-  let report: EraseReport;
-  try {
-    report = JSON.parse(await fsp.readFile(nodePath.join(dir, 'report.json'), 'utf8')) as EraseReport;
-  } catch {
-    return null;
-  }
-  if (typeof report !== 'object' || report === null || typeof report.sid?.after !== 'number' || typeof report.input?.name !== 'string') return null;
-  for (const f of IMAGE_FILES) if (!(await exists(nodePath.join(dir, f)))) return null;
-  return report;
-}
-
-/** Temporary files of writes that never finished (a worker killed mid-write): .<name>.<pid>.<random>.tmp. */
-async function removeStaleTemps(dir: string): Promise<void> {
-  let names: string[];
-  try {
-    names = await fsp.readdir(dir);
-  } catch {
-    return;
-  }
-  await Promise.all(names.filter((n) => n.startsWith('.') && n.endsWith('.tmp')).map((n) => fsp.rm(nodePath.join(dir, n), { force: true })));
-}
-
-function fillModelFiles(report: EraseReport, files: Models['files']): void {
-  const fill = (m: { path: string | null; sha256: string | null } | undefined, f: ModelFile | undefined) => {
-    if (!m || !f) return;
-    if (m.path === null || m.path === undefined) m.path = f.path;
-    if (m.sha256 === null || m.sha256 === undefined) m.sha256 = f.sha256;
-  };
-  fill(report.models?.diffusion, files?.diffusion);
-  fill(report.models?.encoder, files?.encoder);
-  fill(report.models?.secondEncoder, files?.secondEncoder);
-}
-
 function resultOf(status: EraseJobResult['status'], dir: string, r: EraseReport, seconds: number, worker: string): EraseJobResult {
   return { status, dir, sid: { reconstruction: r.sid.reconstruction, after: r.sid.after, randomBaseline: r.sid.randomBaseline }, noBoundary: !r.blackHole?.found, seconds, worker };
 }
@@ -166,63 +118,18 @@ export async function runEraseJob(data: EraseJobData, ctx: RunEraseJobContext): 
     const prev = await readFinishedReport(dir);
     if (prev) return resultOf('skipped', dir, prev, (now() - started) / 1000, ctx.worker);
   }
-  const { models, signal } = ctx;
   const sha = await sha256File(data.input);
-  const resolution = models.diffusion.config.resolution;
-  const image = await readImage(data.input, { size: resolution, fit: 'cover', device: ctx.device, signal });
-  let result: EraseResult | undefined;
-  try {
-    result = await ctx.eraser(image, {
-      ...models.options,
-      ...data.options,
-      diffusion: models.diffusion,
-      encoder: models.encoder,
-      secondEncoder: models.secondEncoder,
-      perceptual: models.perceptual,
-      others: models.others,
-      inputName: data.input,
-      inputSha256: sha,
-      signal,
-      onStage: ctx.onStage,
-    });
-    const report = result.report;
-    fillModelFiles(report, models.files);
-    await writeImageFolder(dir, image, result, resolution);
-    return resultOf('done', dir, report, (now() - started) / 1000, ctx.worker);
-  } finally {
-    result?.dispose();
-    image.dispose();
-  }
-}
-
-/** The folder of one erased image, as eraseFolder writes it: every file atomically, report.json last. */
-export async function writeImageFolder(dir: string, image: Tensor, result: EraseResult, resolution: number): Promise<void> {
-  const report = result.report;
-  try {
-    await fsp.mkdir(dir, { recursive: true });
-  } catch (e) {
-    throw ioError(`cannot create ${dir}`, e);
-  }
-  // A redo: the old report must not vouch for files that are being replaced; a killed worker's
-  // unfinished writes are removed.
-  await fsp.rm(nodePath.join(dir, 'report.json'), { force: true });
-  await removeStaleTemps(dir);
-  await writeImage(image, nodePath.join(dir, 'input.png'));
-  await writeImage(result.image, nodePath.join(dir, 'output.png'));
-  await writeImage(result.reconstruction, nodePath.join(dir, 'reconstruction.png'));
-  if (result.randomBaseline) await writeImage(result.randomBaseline, nodePath.join(dir, 'baseline.png'));
-  else await fsp.rm(nodePath.join(dir, 'baseline.png'), { force: true });
-  for (const kind of ['fade', 'blur'] as const) {
-    const t = result.degenerate?.[kind];
-    if (t) await writeImage(t, nodePath.join(dir, `${kind}.png`));
-    else await fsp.rm(nodePath.join(dir, `${kind}.png`), { force: true });
-  }
-  const row = [
-    { tensor: image, label: 'input' },
-    { tensor: result.reconstruction, label: `reconstruction ${formatSid(report.sid.reconstruction)}` },
-    { tensor: result.image, label: `BIA ${formatSid(report.sid.after)}` },
-    ...(result.randomBaseline ? [{ tensor: result.randomBaseline, label: `baseline ${formatSid(report.sid.randomBaseline)}` }] : []),
-  ];
-  await comparisonGrid([row], nodePath.join(dir, 'grid.png'), { cellSize: Math.max(128, resolution) });
-  await writeFileAtomic(nodePath.join(dir, 'report.json'), `${JSON.stringify(report, null, 2)}\n`);
+  const report = await eraseToFolder(ctx.models, {
+    input: data.input,
+    sha256: sha,
+    dir,
+    options: { ...ctx.models.options, ...data.options },
+    others: ctx.models.others,
+    eraser: ctx.eraser,
+    device: ctx.device,
+    signal: ctx.signal,
+    onStage: ctx.onStage,
+    removeStaleTemps: true,
+  });
+  return resultOf('done', dir, report, (now() - started) / 1000, ctx.worker);
 }

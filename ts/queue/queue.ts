@@ -4,11 +4,11 @@
  * how the queue stands (waiting / active / completed / failed with reasons, throughput, ETA) and puts
  * failed jobs back. Workers (./worker) take the jobs. See docs/scale-out.md.
  */
-import * as fsp from 'node:fs/promises';
 import nodePath from 'node:path';
 import type { Job, JobsOptions, Queue } from 'bullmq';
 import { errorInfo, expandInputs, imageDirs } from '../erase/batch';
 import { resolveEraseOptions } from '../erase/options';
+import { exists } from '../erase/outputs';
 import type { EraseOptions, EraseProgress } from '../erase/types';
 import { invalidArgument } from '../errors';
 import { checkQueueName, connectionOptions, DEFAULT_QUEUE_NAME, describeConnection, reachRedis, type QueueConnection } from './connection';
@@ -103,15 +103,6 @@ export interface EraseQueue {
 function positiveInt(v: unknown, what: string, min: number): number {
   if (typeof v !== 'number' || !Number.isSafeInteger(v) || v < min) throw invalidArgument(`${what} must be an integer ≥ ${min}, got ${JSON.stringify(v)}`);
   return v;
-}
-
-async function exists(p: string): Promise<boolean> {
-  try {
-    await fsp.access(p);
-    return true;
-  } catch {
-    return false;
-  }
 }
 
 /** A queue to add erase jobs to and watch; rejects with BIA_IO_ERROR when Redis cannot be reached. */
