@@ -10,12 +10,11 @@ import * as fsp from 'node:fs/promises';
 import nodePath from 'node:path';
 import { parseArgs } from 'node:util';
 import { UNET_PRESETS, type UNetConfig, type UNetPreset } from '../diffusion';
-import { eraseFolder, EraseFolderError, errorInfo, formatSid, loadEraseModels, type EraseFolderEvent, type EraseFolderResult, type Eraser, type ImageOutcome, type LoadModelsOptions, type Models } from '../erase/batch';
+import { eraseFolder, EraseFolderError, errorInfo, formatSid, loadEraseModels, type EraseFolderEvent, type EraseFolderOptions, type EraseFolderResult, type Eraser, type LoadModelsOptions, type Models } from '../erase/batch';
 import { ERASE_OPTION_KEYS, ERASE_OPTIONS, optionProblem, type EraseOptionKey, type OptionSpec } from '../erase/options';
 import type { EraseOptions, EraseReport } from '../erase/types';
 import { invalidArgument, ioError } from '../errors';
 import { checkDevice, type Device } from '../options';
-import type { ReportSummary } from '../report/html';
 import { VERSION } from '../version';
 import { EXIT, INPUT_ERRORS } from './exit';
 import { EraseProgressView, formatDuration, type ProgressStream } from './progress';
@@ -92,23 +91,81 @@ export class UsageError extends Error {
   }
 }
 
-export interface EraseArgs {
+/** The command line: the batch's inputs, output and checkpoints (EraseFolderOptions), and the rest. */
+export interface EraseArgs extends Pick<EraseFolderOptions, 'inputs' | 'out' | 'diffusion' | 'encoder' | 'secondEncoder' | 'perceptual' | 'others'> {
   help: boolean;
-  inputs: string[];
-  out: string;
-  diffusion: string;
-  encoder: string;
-  secondEncoder?: string;
-  /** VGG16 weights (torchvision vgg16-397923af.pth) for L_perc. */
-  perceptual?: string;
-  /** neighbourMode 'others': images or folders of photos of other people. */
-  others?: string[];
   /** A preset name, or the path of a JSON config file (read when the models load). */
   config?: string;
   device: Device;
   force: boolean;
   json: boolean;
   options: EraseOptions;
+}
+
+/**
+ * A command's line through its parser `parse` (null: --help): the parsed args; else the exit code, once
+ * the help (exit 0) or the UsageError with the help (exit 2) is written.
+ */
+export function commandLine<T>(command: string, help: string, stdout: ProgressStream, stderr: ProgressStream, parse: () => T | null): T | number {
+  let args: T | null;
+  try {
+    args = parse();
+  } catch (e) {
+    if (!(e instanceof UsageError)) throw e;
+    stderr.write(`bia ${command}: ${e.message}\n\n${help}`);
+    return EXIT.usage;
+  }
+  if (args === null) {
+    stdout.write(help);
+    return EXIT.ok;
+  }
+  return args;
+}
+
+/** The checkpoint flags of `bia erase` and `bia worker`. */
+export const MODEL_FLAGS = {
+  diffusion: { type: 'string' },
+  encoder: { type: 'string' },
+  'second-encoder': { type: 'string' },
+  perceptual: { type: 'string' },
+  config: { type: 'string' },
+} as const;
+
+/** --device: cpu, cuda or cuda:N (UsageError). */
+export function deviceFlag(s: unknown): Device {
+  if (s === undefined) return 'cpu';
+  try {
+    return checkDevice(s, '--device');
+  } catch (e) {
+    throw new UsageError((e as Error).message);
+  }
+}
+
+/** --config: a preset name or a .json file's path (UsageError); the file is read by readConfigFlag. */
+export function configFlag(config: string | undefined): string | undefined {
+  if (config !== undefined && !(UNET_PRESETS as readonly string[]).includes(config) && !config.toLowerCase().endsWith('.json')) {
+    throw new UsageError(`--config must be one of ${UNET_PRESETS.join(', ')} or a .json file, got '${config}'`);
+  }
+  return config;
+}
+
+/** --config: a preset name, or a JSON file holding a UNet config. */
+export async function readConfigFlag(config: string | undefined): Promise<UNetPreset | Partial<UNetConfig> | undefined> {
+  if (config === undefined || (UNET_PRESETS as readonly string[]).includes(config)) return config as UNetPreset | undefined;
+  let text: string;
+  try {
+    text = await fsp.readFile(config, 'utf8');
+  } catch (e) {
+    throw ioError(`cannot read --config ${config}`, e);
+  }
+  let v: unknown;
+  try {
+    v = JSON.parse(text);
+  } catch (e) {
+    throw invalidArgument(`--config ${config} is not valid JSON: ${(e as Error).message}`);
+  }
+  if (typeof v !== 'object' || v === null || Array.isArray(v)) throw invalidArgument(`--config ${config} must hold a JSON object (a UNet config)`);
+  return v as Partial<UNetConfig>;
 }
 
 const NUMBER = /^[+-]?(\d+\.?\d*|\.\d+)(e[+-]?\d+)?$/i;
@@ -133,11 +190,7 @@ function parseFlag(f: (typeof OPTION_FLAGS)[number], s: string): unknown {
 export function parseEraseArgs(argv: string[]): EraseArgs {
   const options: Record<string, { type: 'string' | 'boolean'; short?: string; multiple?: boolean }> = {
     others: { type: 'string', multiple: true },
-    diffusion: { type: 'string' },
-    encoder: { type: 'string' },
-    'second-encoder': { type: 'string' },
-    perceptual: { type: 'string' },
-    config: { type: 'string' },
+    ...MODEL_FLAGS,
     out: { type: 'string', short: 'o' },
     device: { type: 'string' },
     force: { type: 'boolean' },
@@ -159,18 +212,8 @@ export function parseEraseArgs(argv: string[]): EraseArgs {
   const missing = ['diffusion', 'encoder', 'out'].filter((k) => !str(k));
   if (missing.length > 0) throw new UsageError(`missing ${missing.map((k) => `--${k}`).join(', ')}`);
   if (positionals.length === 0) throw new UsageError('no images or folders given');
-  let device: Device = 'cpu';
-  if (str('device') !== undefined) {
-    try {
-      device = checkDevice(str('device'), '--device');
-    } catch (e) {
-      throw new UsageError((e as Error).message);
-    }
-  }
-  const config = str('config');
-  if (config !== undefined && !(UNET_PRESETS as readonly string[]).includes(config) && !config.toLowerCase().endsWith('.json')) {
-    throw new UsageError(`--config must be one of ${UNET_PRESETS.join(', ')} or a .json file, got '${config}'`);
-  }
+  const device = deviceFlag(str('device'));
+  const config = configFlag(str('config'));
   const opts: Record<string, unknown> = {};
   for (const f of OPTION_FLAGS) {
     const raw = values[f.flag];
@@ -203,17 +246,10 @@ export function parseEraseArgs(argv: string[]): EraseArgs {
 // ---------------------------------------------------------------------------------------------------
 // the batch
 
-/** What --json prints. */
-export interface EraseSummary {
+/** What --json prints: the batch's result (EraseFolderResult) with the version and the exit code. */
+export interface EraseSummary extends Pick<EraseFolderResult, 'out' | 'interrupted' | 'counts' | 'images' | 'summary' | 'files'> {
   version: string;
-  out: string;
   exitCode: number;
-  interrupted: boolean;
-  counts: { done: number; skipped: number; failed: number };
-  images: ImageOutcome[];
-  /** Over every finished image (this run's and the skipped ones). */
-  summary: ReportSummary;
-  files: { report: string | null; html: string | null; errors: string | null };
 }
 
 function isInputError(code: string): boolean {
@@ -223,25 +259,6 @@ function isInputError(code: string): boolean {
 function exitFor(codes: string[]): number {
   if (codes.length === 0) return EXIT.ok;
   return codes.every(isInputError) ? EXIT.input : EXIT.failure;
-}
-
-/** --config: a preset name, or a JSON file holding a UNet config. */
-async function resolveConfig(config: string | undefined): Promise<UNetPreset | Partial<UNetConfig> | undefined> {
-  if (config === undefined || (UNET_PRESETS as readonly string[]).includes(config)) return config as UNetPreset | undefined;
-  let text: string;
-  try {
-    text = await fsp.readFile(config, 'utf8');
-  } catch (e) {
-    throw ioError(`cannot read --config ${config}`, e);
-  }
-  let v: unknown;
-  try {
-    v = JSON.parse(text);
-  } catch (e) {
-    throw invalidArgument(`--config ${config} is not valid JSON: ${(e as Error).message}`);
-  }
-  if (typeof v !== 'object' || v === null || Array.isArray(v)) throw invalidArgument(`--config ${config} must hold a JSON object (a UNet config)`);
-  return v as Partial<UNetConfig>;
 }
 
 /** The final line of a finished image. */
@@ -257,18 +274,11 @@ function doneLine(label: string, r: EraseReport, seconds: number): string {
 export async function runErase(argv: string[], deps: EraseDeps): Promise<number> {
   const stdout = deps.stdout ?? process.stdout;
   const stderr = deps.stderr ?? process.stderr;
-  let args: EraseArgs;
-  try {
-    args = parseEraseArgs(argv);
-  } catch (e) {
-    if (!(e instanceof UsageError)) throw e;
-    stderr.write(`bia erase: ${e.message}\n\n${ERASE_HELP}`);
-    return EXIT.usage;
-  }
-  if (args.help) {
-    stdout.write(ERASE_HELP);
-    return EXIT.ok;
-  }
+  const args = commandLine('erase', ERASE_HELP, stdout, stderr, () => {
+    const a = parseEraseArgs(argv);
+    return a.help ? null : a;
+  });
+  if (typeof args === 'number') return args;
 
   const view = new EraseProgressView(stderr, { quiet: args.json, now: deps.now });
   const controller = new AbortController();
@@ -318,7 +328,7 @@ async function runBatch(args: EraseArgs, deps: EraseDeps, view: EraseProgressVie
       signal,
       eraser: deps.eraser,
       // --config names a preset or a JSON file, read only when the models load.
-      loadModels: async (o) => loadModels({ ...o, config: await resolveConfig(args.config) }),
+      loadModels: async (o) => loadModels({ ...o, config: await readConfigFlag(args.config) }),
       now: deps.now,
       onEvent: (ev) => showEvent(ev, view, stderr),
     });

@@ -4,18 +4,14 @@
  * the worker's own settings) are parsed by `bia erase`'s parser, so that they are the same flags with
  * the same limits and messages (ts/erase/options.ts is their one spec).
  */
-import * as fsp from 'node:fs/promises';
 import { parseArgs } from 'node:util';
-import { UNET_PRESETS, type UNetConfig, type UNetPreset } from '../diffusion';
-import { parseEraseArgs, UsageError } from '../cli/erase';
+import { commandLine, configFlag, deviceFlag, MODEL_FLAGS, parseEraseArgs, readConfigFlag, UsageError } from '../cli/erase';
 import { EXIT, INPUT_ERRORS } from '../cli/exit';
 import { formatDuration, type ProgressStream } from '../cli/progress';
 import { errorInfo, formatSid } from '../erase/batch';
 import type { EraseOptions } from '../erase/types';
-import { invalidArgument, ioError } from '../errors';
-import { checkDevice, type Device } from '../options';
 import { DEFAULT_QUEUE_NAME, DEFAULT_REDIS_URL } from './connection';
-import { createEraseQueue, type QueueStatus } from './queue';
+import { createEraseQueue, type AddEraseJobsOptions, type EraseQueue, type QueueStatus } from './queue';
 import { startEraseWorker, type EraseWorkerEvent, type EraseWorkerOptions, type WorkerModelSource } from './worker';
 
 export interface QueueCliDeps {
@@ -50,11 +46,7 @@ const WORKER_FLAGS: Record<string, FlagSpec> = {
   ...COMMON,
   device: { type: 'string' },
   concurrency: { type: 'string' },
-  diffusion: { type: 'string' },
-  encoder: { type: 'string' },
-  'second-encoder': { type: 'string' },
-  perceptual: { type: 'string' },
-  config: { type: 'string' },
+  ...MODEL_FLAGS,
   timeout: { type: 'string' },
   grace: { type: 'string' },
   'lock-duration': { type: 'string' },
@@ -182,8 +174,72 @@ function failed(stderr: ProgressStream, what: string, e: unknown): number {
   return INPUT_ERRORS.has(i.code) ? EXIT.input : EXIT.failure;
 }
 
+/** `bia queue add`'s command line (null: --help). Throws UsageError. */
+function parseAddArgs(argv: string[]): { values: Record<string, unknown>; inputs: string[]; add: AddEraseJobsOptions } | null {
+  const { values, rest } = splitFlags(argv, ADD_FLAGS, NOT_FOR_ADD);
+  if (values.help) return null;
+  if (!values.out) throw new UsageError('missing --out');
+  if (!rest.some((a) => !a.startsWith('-'))) throw new UsageError('no images or folders given');
+  const { inputs, options } = eraseFlags(rest);
+  return {
+    values,
+    inputs,
+    add: {
+      out: values.out as string,
+      options,
+      force: values.force === true,
+      attempts: integer(values.attempts, 'attempts', 1),
+      backoffMs: seconds(values.backoff, 'backoff'),
+      timeoutMs: seconds(values.timeout, 'timeout'),
+      priority: integer(values.priority, 'priority', 1),
+    },
+  };
+}
+
+/** `bia worker`'s command line (null: --help). Throws UsageError. */
+function parseWorkerArgs(argv: string[]) {
+  const { values, rest } = splitFlags(argv, WORKER_FLAGS, NOT_FOR_WORKER);
+  if (values.help) return null;
+  // The erase parser wants an image: '-' stands in, and anything else left over is a stray word.
+  const e = eraseFlags(['-', ...rest]);
+  if (e.inputs.length > 1) throw new UsageError(`bia worker takes no images (got ${e.inputs.slice(1).join(' ')}): add them with bia queue add`);
+  if ((values.diffusion === undefined) !== (values.encoder === undefined)) throw new UsageError('give both --diffusion and --encoder, or neither (the built-in default models)');
+  for (const k of ['second-encoder', 'perceptual', 'config']) {
+    if (values[k] !== undefined && values.diffusion === undefined) throw new UsageError(`--${k} goes with --diffusion and --encoder`);
+  }
+  configFlag(values.config as string | undefined);
+  return {
+    values: values as Record<string, unknown>,
+    options: e.options,
+    device: deviceFlag(values.device),
+    concurrency: integer(values.concurrency, 'concurrency', 1),
+    timeoutMs: seconds(values.timeout, 'timeout'),
+    graceMs: seconds(values.grace, 'grace'),
+    lockDurationMs: seconds(values['lock-duration'], 'lock-duration', 0.1),
+    stalledIntervalMs: seconds(values['stalled-interval'], 'stalled-interval', 0.1),
+  };
+}
+
 // ---------------------------------------------------------------------------------------------------
 // bia queue
+
+/** Open the queue of --redis and --name, run `use` on it and close it; a failure (Redis out of reach included) is said as `bia <command>`'s. */
+async function withQueue(values: Record<string, unknown>, env: NodeJS.ProcessEnv, stderr: ProgressStream, command: string, use: (q: EraseQueue, redis: string) => Promise<number>): Promise<number> {
+  const redis = redisOf(values, env);
+  let q;
+  try {
+    q = await createEraseQueue({ connection: redis, name: values.name as string | undefined });
+  } catch (e) {
+    return failed(stderr, command, e);
+  }
+  try {
+    return await use(q, redis);
+  } catch (e) {
+    return failed(stderr, command, e);
+  } finally {
+    await q.close();
+  }
+}
 
 /** Run `bia queue …` (argv without 'queue'); resolves to the exit code. */
 export async function runQueueCli(argv: string[], deps: QueueCliDeps = {}): Promise<number> {
@@ -195,45 +251,12 @@ export async function runQueueCli(argv: string[], deps: QueueCliDeps = {}): Prom
     (sub === undefined ? stderr : stdout).write(QUEUE_HELP);
     return sub === undefined ? EXIT.usage : EXIT.ok;
   }
-  const usage = (e: unknown): number => {
-    if (!(e instanceof UsageError)) throw e;
-    stderr.write(`bia queue ${sub}: ${e.message}\n\n${QUEUE_HELP}`);
-    return EXIT.usage;
-  };
   if (sub === 'add') {
-    let values: Record<string, unknown>;
-    let inputs: string[];
-    let options: EraseOptions;
-    let attempts: number | undefined;
-    let backoffMs: number | undefined;
-    let timeoutMs: number | undefined;
-    let priority: number | undefined;
-    try {
-      const s = splitFlags(rest, ADD_FLAGS, NOT_FOR_ADD);
-      values = s.values;
-      if (values.help) {
-        stdout.write(QUEUE_HELP);
-        return EXIT.ok;
-      }
-      if (!values.out) throw new UsageError('missing --out');
-      if (!s.rest.some((a) => !a.startsWith('-'))) throw new UsageError('no images or folders given');
-      ({ inputs, options } = eraseFlags(s.rest));
-      attempts = integer(values.attempts, 'attempts', 1);
-      backoffMs = seconds(values.backoff, 'backoff');
-      timeoutMs = seconds(values.timeout, 'timeout');
-      priority = integer(values.priority, 'priority', 1);
-    } catch (e) {
-      return usage(e);
-    }
-    const redis = redisOf(values, env);
-    let q;
-    try {
-      q = await createEraseQueue({ connection: redis, name: values.name as string | undefined });
-    } catch (e) {
-      return failed(stderr, 'queue add', e);
-    }
-    try {
-      const r = await q.add(inputs, { out: values.out as string, options, force: values.force === true, attempts, backoffMs, timeoutMs, priority });
+    const args = commandLine(`queue ${sub}`, QUEUE_HELP, stdout, stderr, () => parseAddArgs(rest));
+    if (typeof args === 'number') return args;
+    const { values, inputs } = args;
+    return withQueue(values, env, stderr, 'queue add', async (q, redis) => {
+      const r = await q.add(inputs, args.add);
       for (const d of r.empty) stderr.write(`warning: ${d} holds no .png/.jpg/.jpeg/.webp file\n`);
       for (const f of r.failed) stderr.write(`✗ ${f.input}  ${f.error.message} [${f.error.code}]\n`);
       const code = r.failed.length === 0 ? EXIT.ok : r.failed.every((f) => INPUT_ERRORS.has(f.error.code)) ? EXIT.input : EXIT.failure;
@@ -243,34 +266,22 @@ export async function runQueueCli(argv: string[], deps: QueueCliDeps = {}): Prom
         stdout.write(`${r.added.length} job(s) added to '${q.name}' on ${redis}${known}${r.failed.length ? `, ${r.failed.length} failed` : ''} → ${r.out}\n`);
       }
       return code;
-    } catch (e) {
-      return failed(stderr, 'queue add', e);
-    } finally {
-      await q.close();
-    }
+    });
   }
   if (sub === 'status' || sub === 'retry-failed') {
-    let values: Record<string, unknown>;
-    let failedCount: number | undefined;
-    try {
-      const parsed = parseArgs({ args: rest, options: { ...COMMON, ...(sub === 'status' ? { failed: { type: 'string' } } : {}) }, strict: true, allowPositionals: false });
-      values = parsed.values;
-      failedCount = integer(values.failed, 'failed', 0);
-    } catch (e) {
-      return usage(e instanceof UsageError ? e : new UsageError((e as Error).message));
-    }
-    if (values.help) {
-      stdout.write(QUEUE_HELP);
-      return EXIT.ok;
-    }
-    const redis = redisOf(values, env);
-    let q;
-    try {
-      q = await createEraseQueue({ connection: redis, name: values.name as string | undefined });
-    } catch (e) {
-      return failed(stderr, `queue ${sub}`, e);
-    }
-    try {
+    const args = commandLine(`queue ${sub}`, QUEUE_HELP, stdout, stderr, () => {
+      let values: Record<string, unknown>;
+      try {
+        ({ values } = parseArgs({ args: rest, options: { ...COMMON, ...(sub === 'status' ? { failed: { type: 'string' } } : {}) }, strict: true, allowPositionals: false }));
+      } catch (e) {
+        throw new UsageError((e as Error).message);
+      }
+      const failedCount = integer(values.failed, 'failed', 0);
+      return values.help ? null : { values, failedCount };
+    });
+    if (typeof args === 'number') return args;
+    const { values, failedCount } = args;
+    return withQueue(values, env, stderr, `queue ${sub}`, async (q, redis) => {
       if (sub === 'retry-failed') {
         const n = await q.retryFailed();
         stdout.write(values.json ? `${JSON.stringify({ queue: q.name, redis, retried: n })}\n` : `${n} failed job(s) back in the queue '${q.name}'\n`);
@@ -279,11 +290,7 @@ export async function runQueueCli(argv: string[], deps: QueueCliDeps = {}): Prom
       const s = await q.status({ failed: failedCount });
       stdout.write(values.json ? `${JSON.stringify(s, null, 2)}\n` : `${formatStatus(s)}\n`);
       return EXIT.ok;
-    } catch (e) {
-      return failed(stderr, `queue ${sub}`, e);
-    } finally {
-      await q.close();
-    }
+    });
   }
   stderr.write(`bia queue: unknown command '${sub}'\n\n${QUEUE_HELP}`);
   return EXIT.usage;
@@ -322,19 +329,6 @@ export function formatStatus(s: QueueStatus, now = Date.now()): string {
 // ---------------------------------------------------------------------------------------------------
 // bia worker
 
-/** --config: a preset name, or a JSON file holding a UNet config. */
-async function readConfig(config: string | undefined): Promise<UNetPreset | Partial<UNetConfig> | undefined> {
-  if (config === undefined || (UNET_PRESETS as readonly string[]).includes(config)) return config as UNetPreset | undefined;
-  let v: unknown;
-  try {
-    v = JSON.parse(await fsp.readFile(config, 'utf8'));
-  } catch (e) {
-    throw e instanceof SyntaxError ? invalidArgument(`--config ${config} is not valid JSON: ${e.message}`) : ioError(`cannot read --config ${config}`, e);
-  }
-  if (typeof v !== 'object' || v === null || Array.isArray(v)) throw invalidArgument(`--config ${config} must hold a JSON object (a UNet config)`);
-  return v as Partial<UNetConfig>;
-}
-
 /** One worker event as a log line (null: not shown). */
 export function formatWorkerEvent(ev: EraseWorkerEvent): string | null {
   const job = (j: { id: string; input: string; attempt: number }) => `${j.id} ${j.input}${j.attempt > 1 ? ` (attempt ${j.attempt})` : ''}`;
@@ -369,50 +363,9 @@ export async function runWorkerCli(argv: string[], deps: QueueCliDeps = {}): Pro
   const stdout = deps.stdout ?? process.stdout;
   const stderr = deps.stderr ?? process.stderr;
   const env = deps.env ?? process.env;
-  let values: Record<string, unknown>;
-  let options: EraseOptions;
-  let device: Device = 'cpu';
-  let concurrency: number | undefined;
-  let timeoutMs: number | undefined;
-  let graceMs: number | undefined;
-  let lockDurationMs: number | undefined;
-  let stalledIntervalMs: number | undefined;
-  try {
-    const s = splitFlags(argv, WORKER_FLAGS, NOT_FOR_WORKER);
-    values = s.values;
-    if (values.help) {
-      stdout.write(WORKER_HELP);
-      return EXIT.ok;
-    }
-    // The erase parser wants an image: '-' stands in, and anything else left over is a stray word.
-    const e = eraseFlags(['-', ...s.rest]);
-    if (e.inputs.length > 1) throw new UsageError(`bia worker takes no images (got ${e.inputs.slice(1).join(' ')}): add them with bia queue add`);
-    options = e.options;
-    if ((values.diffusion === undefined) !== (values.encoder === undefined)) throw new UsageError('give both --diffusion and --encoder, or neither (the built-in default models)');
-    for (const k of ['second-encoder', 'perceptual', 'config']) {
-      if (values[k] !== undefined && values.diffusion === undefined) throw new UsageError(`--${k} goes with --diffusion and --encoder`);
-    }
-    const config = values.config as string | undefined;
-    if (config !== undefined && !(UNET_PRESETS as readonly string[]).includes(config) && !config.toLowerCase().endsWith('.json')) {
-      throw new UsageError(`--config must be one of ${UNET_PRESETS.join(', ')} or a .json file, got '${config}'`);
-    }
-    if (values.device !== undefined) {
-      try {
-        device = checkDevice(values.device, '--device');
-      } catch (e) {
-        throw new UsageError((e as Error).message);
-      }
-    }
-    concurrency = integer(values.concurrency, 'concurrency', 1);
-    timeoutMs = seconds(values.timeout, 'timeout');
-    graceMs = seconds(values.grace, 'grace');
-    lockDurationMs = seconds(values['lock-duration'], 'lock-duration', 0.1);
-    stalledIntervalMs = seconds(values['stalled-interval'], 'stalled-interval', 0.1);
-  } catch (e) {
-    if (!(e instanceof UsageError)) throw e;
-    stderr.write(`bia worker: ${e.message}\n\n${WORKER_HELP}`);
-    return EXIT.usage;
-  }
+  const args = commandLine('worker', WORKER_HELP, stdout, stderr, () => parseWorkerArgs(argv));
+  if (typeof args === 'number') return args;
+  const { values, options, device } = args;
   const json = values.json === true;
   const emit = (ev: EraseWorkerEvent) => {
     if (json) {
@@ -440,7 +393,7 @@ export async function runWorkerCli(argv: string[], deps: QueueCliDeps = {}): Pro
             encoder: values.encoder as string,
             secondEncoder: values['second-encoder'] as string | undefined,
             perceptual: values.perceptual as string | undefined,
-            config: await readConfig(values.config as string | undefined),
+            config: await readConfigFlag(values.config as string | undefined),
           }
         : async (o) => (await import('./defaults')).loadDefaultWorkerModels(o);
     worker = await startEraseWorker({
@@ -448,12 +401,12 @@ export async function runWorkerCli(argv: string[], deps: QueueCliDeps = {}): Pro
       name: values.name as string | undefined,
       models,
       device,
-      concurrency,
+      concurrency: args.concurrency,
       options: Object.keys(options).length ? options : undefined,
-      timeoutMs,
-      shutdownGraceMs: graceMs,
-      lockDurationMs,
-      stalledIntervalMs,
+      timeoutMs: args.timeoutMs,
+      shutdownGraceMs: args.graceMs,
+      lockDurationMs: args.lockDurationMs,
+      stalledIntervalMs: args.stalledIntervalMs,
       untilDrained: values['until-drained'] === true,
       onEvent: emit,
       eraser: deps.eraser,
