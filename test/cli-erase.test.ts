@@ -15,7 +15,7 @@ import type { EraseCall } from '../ts/erase/call';
 import { EraseProgressView, formatDuration } from '../ts/cli/progress';
 import type { EraseResult } from '../ts/erase/types';
 import { createDiffusion, createIdentityEncoder, eraseIdentity, ERASE_DEFAULTS, setThreads, type EraseReport, type Tensor } from '../ts/index';
-import { runCli } from './helpers';
+import { FAST_ERASE_FLAGS, noiseImage, runCli, tmpFiles } from './helpers';
 
 // ---------------------------------------------------------------------------------------------------
 // the erase job: the real eraseIdentity, with hooks to observe calls and inject failures or hangs
@@ -38,28 +38,8 @@ function makeEraser(hooks: Hooks) {
 // ---------------------------------------------------------------------------------------------------
 // fixtures
 
-// Random tiny networks see one identity everywhere: calibration finds no boundary, and the job goes on
-// with a short `optimize` absorption.
-const FAST = ['--t0', '100', '--steps', '8', '--neighbours', '8', '--protocol', 'resize', '--calibration-rounds', '2', '--iterations', '2', '--backprop', 'one-step'];
-
 function sha256(path: string): string {
   return createHash('sha256').update(fs.readFileSync(path)).digest('hex');
-}
-
-async function noiseImage(path: string, seed: number, width = 24, height = 20): Promise<void> {
-  const px = Buffer.alloc(width * height * 3);
-  let s = seed;
-  for (let i = 0; i < px.length; i++) {
-    s = (s * 1103515245 + 12345) >>> 0;
-    px[i] = (s >>> 16) & 255;
-  }
-  const img = sharp(px, { raw: { width, height, channels: 3 } });
-  const ext = nodePath.extname(path);
-  await (ext === '.jpg' ? img.jpeg() : ext === '.webp' ? img.webp() : img.png()).toFile(path);
-}
-
-function tmpFiles(dir: string): string[] {
-  return (fs.readdirSync(dir, { recursive: true }) as string[]).filter((f) => f.endsWith('.tmp'));
 }
 
 class Capture {
@@ -99,7 +79,7 @@ async function makeWorld(): Promise<World> {
 }
 
 function argsFor(w: World, out: string, ...more: string[]): string[] {
-  return ['--diffusion', w.ckpt.diffusion, '--encoder', w.ckpt.encoder, '--out', out, ...FAST, ...more];
+  return ['--diffusion', w.ckpt.diffusion, '--encoder', w.ckpt.encoder, '--out', out, ...FAST_ERASE_FLAGS, ...more];
 }
 
 function deps(hooks: Hooks, extra: Partial<EraseDeps> = {}): EraseDeps & { loads: number } {

@@ -6,19 +6,15 @@ import { join } from 'node:path';
 import t from 'tap';
 import {
   absorbIdentity,
-  createDiffusion,
   createIdentityEncoder,
   createPerceptual,
   eraseIdentity,
   formBlackHole,
-  labelNeighbours,
   liveTensors,
   loadBlackHole,
   matchSimilarity,
   randn,
-  sampleNeighbours,
   saveBlackHole,
-  setThreads,
   signedDistance,
   tensor,
   type DiffusionModel,
@@ -26,7 +22,7 @@ import {
   type IdentityEncoder,
   type Tensor,
 } from '../ts/index';
-import { gc } from './helpers';
+import { gc, tinyWorld } from './helpers';
 
 const BASE = { t0: 100, steps: 6, protocol: 'resize' as const, inject: 'every-step' as const, neighbours: 16, wrapSize: 4, walkStepUnit: 'relative' as const, walkStep: [0.5, 0.6] as [number, number], fidelityThreshold: 10 };
 
@@ -36,19 +32,7 @@ let image: Tensor;
 let threshold: number;
 
 t.before(async () => {
-  setThreads(1); // tiny models gain nothing from a second thread, and it spins against other work on a shared machine
-  diffusion = await createDiffusion('tiny', { seed: 1 });
-  encoder = await createIdentityEncoder('iresnet18', { width: 0.125, embeddingSize: 32, seed: 2 });
-  image = await randn([1, 3, 16, 16], { seed: 5 });
-  // Random networks have no notion of identity: put the threshold at the median similarity of
-  // neighbours at α_max = 1 so that both labels occur (what calibration would look for).
-  const { xLat, hR } = await diffusion.invert(image, { t0: BASE.t0, steps: BASE.steps });
-  const fR = await encoder.embed(image, { protocol: 'resize' });
-  const nb = await sampleNeighbours(hR, { n: BASE.neighbours, alphaMax: 1, seed: 909090 });
-  const lab = await labelNeighbours(diffusion, encoder, { xLat, hR, fR }, nb.codes, { t0: BASE.t0, steps: BASE.steps, protocol: 'resize', mode: 'every-step' });
-  const s = Array.from(lab.similarities).sort((a, b) => a - b);
-  threshold = (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
-  for (const x of [xLat, hR, fR, nb.codes]) x.dispose();
+  ({ diffusion, encoder, image, threshold } = await tinyWorld(BASE));
 });
 
 t.test('eraseIdentity (walk): report, candidates, choice, baseline, progress', async (t) => {

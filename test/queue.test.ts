@@ -13,26 +13,15 @@ import { runQueueCli, runWorkerCli } from '../ts/queue/cli';
 import { connectionOptions } from '../ts/queue/connection';
 import { eraseJobId, parseFailure, type EraseJobData } from '../ts/queue/job';
 import { createDiffusion, createEraseQueue, createIdentityEncoder, setThreads, startEraseWorker, type EraseQueue, type EraseWorkerEvent } from '../ts/index';
-import { CLI } from './helpers';
+import { CLI, FAST_ERASE_FLAGS, noiseImage, tmpFiles } from './helpers';
 import { cheapModels } from './queue/child-worker';
 import { startLocalRedis as startRedis, type RedisServer } from '../ts/queue/local-redis';
 import { aborted } from '../ts/errors';
 
-// Random tiny networks: calibration finds no boundary and a short `optimize` runs (as in cli-erase).
+// Random tiny networks: calibration finds no boundary and a short `optimize` runs (FAST_ERASE_FLAGS as options).
 const FAST = { t0: 100, steps: 8, neighbours: 8, protocol: 'resize' as const, calibrationRounds: 2, iterations: 2, backprop: 'one-step' as const };
-const FAST_FLAGS = ['--t0', '100', '--steps', '8', '--neighbours', '8', '--protocol', 'resize', '--calibration-rounds', '2', '--iterations', '2', '--backprop', 'one-step'];
 const FOLDER_FILES = ['baseline.png', 'blur.png', 'fade.png', 'grid.png', 'input.png', 'output.png', 'reconstruction.png', 'report.json'];
 const CHILD = nodePath.join(__dirname, 'queue', 'child-worker.js');
-
-async function noiseImage(path: string, seed: number, width = 24, height = 20): Promise<void> {
-  const px = Buffer.alloc(width * height * 3);
-  let s = seed;
-  for (let i = 0; i < px.length; i++) {
-    s = (s * 1103515245 + 12345) >>> 0;
-    px[i] = (s >>> 16) & 255;
-  }
-  await sharp(px, { raw: { width, height, channels: 3 } }).png().toFile(path);
-}
 
 function sleep(ms: number): Promise<void> {
   return new Promise((r) => setTimeout(r, ms));
@@ -46,11 +35,6 @@ async function until<T>(what: string, fn: () => Promise<T | false | null | undef
     if (Date.now() - t0 > timeoutMs) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
     await sleep(everyMs);
   }
-}
-
-/** Every file under `dir` whose name marks an unfinished write. */
-function tmpFiles(dir: string): string[] {
-  return (fs.readdirSync(dir, { recursive: true }) as string[]).filter((f) => f.endsWith('.tmp'));
 }
 
 /** A finished folder: every file of `bia erase`, each PNG decodable, report.json parseable. */
@@ -257,7 +241,7 @@ async function main(): Promise<void> {
       t.equal(r.code, 2, argv.join(' '));
       t.match(r.err, msg);
     }
-    const r = await run(['add', inDir, nodePath.join(root, 'missing.png'), '--out', out, '--name', 'cli', '--json', '--seed', '7', ...FAST_FLAGS]);
+    const r = await run(['add', inDir, nodePath.join(root, 'missing.png'), '--out', out, '--name', 'cli', '--json', '--seed', '7', ...FAST_ERASE_FLAGS]);
     t.equal(r.code, 3, 'an input that cannot be listed: exit 3, the others added');
     const j = JSON.parse(r.out);
     t.equal(j.added.length, 4);

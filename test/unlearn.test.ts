@@ -5,9 +5,10 @@ import t from 'tap';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { createDiffusion, createIdentityEncoder, labelNeighbours, randn, sampleNeighbours, setThreads, type DiffusionModel, type IdentityEncoder, type Tensor } from '../ts/index';
+import { randn, type DiffusionModel, type IdentityEncoder, type Tensor } from '../ts/index';
 import { createTrainer } from '../ts/train/trainer';
 import { DECODER_PREFIXES, sampledSteps, unlearnIdentity } from '../ts/unlearn/unlearn';
+import { tinyWorld } from './helpers';
 
 const BASE = { t0: 100, steps: 6, protocol: 'resize' as const, inject: 'every-step' as const, neighbours: 16, wrapSize: 4, walkStepUnit: 'relative' as const, walkStep: [0.5, 0.6] as [number, number], fidelityThreshold: 10, baseline: false, degenerateBaselines: false };
 
@@ -28,18 +29,8 @@ function mse(a: ArrayLike<number>, b: ArrayLike<number>): number {
 }
 
 t.before(async () => {
-  setThreads(1);
-  diffusion = await createDiffusion('tiny', { seed: 1 });
-  encoder = await createIdentityEncoder('iresnet18', { width: 0.125, embeddingSize: 32, seed: 2 });
-  photo = await randn([1, 3, 16, 16], { seed: 5 });
+  ({ diffusion, encoder, image: photo, threshold } = await tinyWorld(BASE));
   others = await randn([2, 3, 16, 16], { seed: 6 });
-  const { xLat, hR } = await diffusion.invert(photo, { t0: BASE.t0, steps: BASE.steps });
-  const fR = await encoder.embed(photo, { protocol: 'resize' });
-  const nb = await sampleNeighbours(hR, { n: BASE.neighbours, alphaMax: 1, seed: 909090 });
-  const lab = await labelNeighbours(diffusion, encoder, { xLat, hR, fR }, nb.codes, { t0: BASE.t0, steps: BASE.steps, protocol: 'resize', mode: 'every-step' });
-  const s = Array.from(lab.similarities).sort((a, b) => a - b);
-  threshold = (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
-  for (const x of [xLat, hR, fR, nb.codes]) x.dispose();
 });
 
 t.test('the distillation step regresses ε(x_t, t) on the given targets', async (t) => {
