@@ -6,20 +6,5 @@ export { BENCH_EXIT, BENCH_HELP, formatRun, markdownRun, parseBenchArgs, runBenc
 export { asBenchRun, caseKey, compareRuns, formatComparison, markdownComparison, parseTolerance, type ComparedCase, type ComparedMemory, type Comparison, type Verdict } from './harness/compare';
 export { BENCH_CONFIGS, benchConfig } from './harness/configs';
 export { formatMeasurement, formatSeconds, runBench, runSuiteHere, stats, type RunHooks } from './harness/run';
-export {
-  SCHEMA,
-  type BenchConfig,
-  type BenchContext,
-  type BenchEnvironment,
-  type BenchOptions,
-  type BenchRun,
-  type CaseOptions,
-  type Measurement,
-  type ParamValue,
-  type PythonRef,
-  type Stats,
-  type Suite,
-  type SuiteMemory,
-  type SuiteResult,
-} from './harness/types';
+export * from './harness/types';
 export { SUITES } from './suites/index';

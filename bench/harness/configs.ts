@@ -3,7 +3,7 @@
  * of models/, 64² portraits) and `celeba-hq-256` (the paper's 113.7 M-parameter UNet and IR-SE50,
  * random weights: the timings do not depend on the values).
  */
-import { createDiffusion, createIdentityEncoder, type ComputeDtype, type Device } from '../../ts/index';
+import { createDiffusion, createIdentityEncoder, type ComputeDtype, type Device, type Tensor } from '../../ts/index';
 import { invalidArgument } from '../../ts/errors';
 import { DEMO_SETTINGS, loadDefaultModels } from '../../ts/world/demo';
 import { heldOut, otherPeople } from '../../ts/world/defaults';
@@ -19,6 +19,23 @@ function randomModels(preset: 'tiny' | 'celeba-hq-256', arch: 'iresnet18' | 'ir_
   };
 }
 
+/** The sizes the small configs (tiny, demo) share: 20 steps from t0 500, UNet batches 1, 4 and 16; smoke runs 4 steps at 1 and 4. */
+const SMALL_SWEEP: Pick<BenchConfig, 'protocol' | 'batches' | 't0' | 'steps' | 'smoke'> = {
+  protocol: 'resize',
+  batches: [1, 4, 16],
+  t0: 500,
+  steps: 20,
+  smoke: { batches: [1, 4], steps: 4, neighbours: 8 },
+};
+
+/** A CPU tensor on `device` (moved there, and the CPU one released; as it is on the CPU). */
+async function onDevice(t: Tensor, device: Device): Promise<Tensor> {
+  if (device === 'cpu') return t;
+  const moved = await t.to({ device });
+  t.dispose();
+  return moved;
+}
+
 export const BENCH_CONFIGS: Record<string, BenchConfig> = {
   tiny: {
     name: 'tiny',
@@ -27,13 +44,9 @@ export const BENCH_CONFIGS: Record<string, BenchConfig> = {
     models: randomModels('tiny', 'iresnet18', 0.125),
     encoderArch: 'iresnet18',
     encoderWidth: 0.125,
-    protocol: 'resize',
-    batches: [1, 4, 16],
-    t0: 500,
-    steps: 20,
+    ...SMALL_SWEEP,
     neighbours: 32,
     batchSize: 16,
-    smoke: { batches: [1, 4], steps: 4, neighbours: 8 },
   },
   demo: {
     name: 'demo',
@@ -45,30 +58,14 @@ export const BENCH_CONFIGS: Record<string, BenchConfig> = {
     },
     encoderArch: 'iresnet18',
     encoderWidth: 0.25,
-    protocol: 'resize',
-    batches: [1, 4, 16],
-    t0: 500,
-    steps: 20,
+    ...SMALL_SWEEP,
     neighbours: 48,
     batchSize: 48,
-    smoke: { batches: [1, 4], steps: 4, neighbours: 8 },
     // What `npm run demo` runs (line absorption, neighbours towards other people, every-step injection; ts/world/demo.ts).
     erase: DEMO_SETTINGS,
-    async others(device) {
-      const p = await otherPeople();
-      if (device === 'cpu') return p;
-      const moved = await p.to({ device });
-      p.dispose();
-      return moved;
-    },
+    others: async (device) => onDevice(await otherPeople(), device),
     // held-out portraits of the synthetic world (the demo's own seed)
-    async inputs(count, device) {
-      const p = await heldOut(count, 1, 21);
-      if (device === 'cpu') return p.images;
-      const moved = await p.images.to({ device });
-      p.images.dispose();
-      return moved;
-    },
+    inputs: async (count, device) => onDevice((await heldOut(count, 1, 21)).images, device),
   },
   'celeba-hq-256': {
     name: 'celeba-hq-256',

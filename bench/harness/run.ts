@@ -15,6 +15,7 @@ import {
   SCHEMA,
   type BenchContext,
   type BenchEnvironment,
+  type BenchModels,
   type BenchOptions,
   type BenchRun,
   type CaseOptions,
@@ -129,6 +130,7 @@ class Context implements BenchContext {
   readonly neighbours: number;
   readonly batches: number[];
   readonly batchSize: number;
+  readonly computeDtype: ComputeDtype;
 
   constructor(
     readonly suiteName: string,
@@ -141,6 +143,17 @@ class Context implements BenchContext {
     this.neighbours = options.neighbours ?? (options.smoke ? c.smoke.neighbours : c.neighbours);
     this.batches = options.batches ?? (options.smoke ? c.smoke.batches : c.batches);
     this.batchSize = options.batchSize ?? c.batchSize;
+    this.computeDtype = options.autocast ?? options.dtype;
+  }
+
+  async withModels<T>(fn: (models: BenchModels) => Promise<T>): Promise<T> {
+    const { device, dtype, autocast } = this.options;
+    const models = await this.config.models(device, { dtype, autocast });
+    try {
+      return await fn(models);
+    } finally {
+      models.dispose();
+    }
   }
 
   log(message: string): void {
@@ -198,7 +211,7 @@ class Context implements BenchContext {
       m.itemsPerSecond = opts.items / st.median;
     }
     if (opts.flops !== undefined) {
-      const dtype = opts.peakDtype ?? this.options.autocast ?? this.options.dtype;
+      const dtype = opts.peakDtype ?? this.computeDtype;
       m.flops = opts.flops;
       m.gflops = opts.flops / st.median / 1e9;
       m.peakDtype = dtype;

@@ -132,13 +132,20 @@ export interface BenchRun {
   suites: SuiteResult[];
 }
 
+/** The models of a bench configuration. */
+export interface BenchModels {
+  diffusion: DiffusionModel;
+  encoder: IdentityEncoder;
+  dispose(): void;
+}
+
 /** A bench configuration: which models, at which sizes, and the erase settings of the pipeline suite. */
 export interface BenchConfig {
   name: string;
   description: string;
   resolution: number;
   /** Loads the diffusion model and the identity encoder on the device (random weights unless the config has trained ones). */
-  models(device: Device, opts: { dtype: ComputeDtype; autocast: 'bfloat16' | 'float16' | null; channelsLast?: boolean }): Promise<{ diffusion: DiffusionModel; encoder: IdentityEncoder; dispose(): void }>;
+  models(device: Device, opts: { dtype: ComputeDtype; autocast: 'bfloat16' | 'float16' | null; channelsLast?: boolean }): Promise<BenchModels>;
   encoderArch: IdentityArch;
   encoderWidth: number;
   protocol: InputProtocol;
@@ -169,6 +176,10 @@ export interface BenchContext {
   readonly batches: number[];
   /** Images per UNet call when decoding many codes (neighbours, wrap points). */
   readonly batchSize: number;
+  /** The dtype the math runs in: the autocast dtype, else the weights' (what GFLOP/s is held against by default). */
+  readonly computeDtype: ComputeDtype;
+  /** Run `fn` with the config's models on the run's device, dtype and autocast; they are released when it ends. */
+  withModels<T>(fn: (models: BenchModels) => Promise<T>): Promise<T>;
   /** Time `fn` (warm-up, then trials); fn must finish its work (the addon's jobs synchronise the device). */
   measure(name: string, opts: CaseOptions, fn: () => Promise<unknown>): Promise<Measurement>;
   /** Record externally timed trials (seconds each), e.g. from a native timing loop. */

@@ -23,58 +23,57 @@ export const suite: Suite = {
   name: 'absorb',
   description: "optimize absorption: seconds per iteration (Adam on L through decoder + encoder), backprop 'full' and 'one-step'",
   async run(ctx: BenchContext) {
-    const { device, dtype, autocast } = ctx.options;
+    const { device, dtype } = ctx.options;
     const { t0, resolution, protocol } = ctx.config;
     const steps = ctx.steps;
     const iterations = ctx.options.smoke ? 3 : 10;
-    const models = await ctx.config.models(device, { dtype, autocast });
-    const owned: Tensor[] = [];
-    try {
-      const { diffusion, encoder } = models;
-      const c = diffusion.config;
-      const x = await randn([1, c.inChannels, resolution, resolution], { seed: 11, device, dtype });
-      owned.push(x);
-      const inv = await diffusion.invert(x, { t0, steps });
-      owned.push(inv.xLat, inv.hR, ...inv.hs);
-      const fR = await encoder.embed(x, { protocol });
-      owned.push(fR);
-      const wrap = (await sampleNeighbours(inv.hR, { n: WRAP, alphaMax: 1, seed: 13 })).codes;
-      owned.push(wrap);
-      const latents = { xLat: inv.xLat, hR: inv.hR, fR, wrap };
-      const firstIteration: Record<string, number[]> = {};
-      let perceptual = '';
-      for (const backprop of BACKPROPS) {
-        const params = { backprop, mode: 'asyrp', t0, steps, wrap: WRAP };
-        // Per call: the times of its progress events (one per iteration) from the call's start.
-        const calls: number[][] = [];
-        const m = await ctx.measure('optimize', { params: { ...params, iterations }, items: iterations }, async () => {
-          const start = performance.now();
-          const events: number[] = [];
-          const r = await absorbOptimize(diffusion, encoder, latents, {
-            mode: 'asyrp', t0, steps, backprop, protocol, iterations,
-            onProgress: (ev) => {
-              if (ev.stage === 'absorb') events.push((performance.now() - start) / 1e3);
-            },
+    await ctx.withModels(async ({ diffusion, encoder }) => {
+      const owned: Tensor[] = [];
+      try {
+        const c = diffusion.config;
+        const x = await randn([1, c.inChannels, resolution, resolution], { seed: 11, device, dtype });
+        owned.push(x);
+        const inv = await diffusion.invert(x, { t0, steps });
+        owned.push(inv.xLat, inv.hR, ...inv.hs);
+        const fR = await encoder.embed(x, { protocol });
+        owned.push(fR);
+        const wrap = (await sampleNeighbours(inv.hR, { n: WRAP, alphaMax: 1, seed: 13 })).codes;
+        owned.push(wrap);
+        const latents = { xLat: inv.xLat, hR: inv.hR, fR, wrap };
+        const firstIteration: Record<string, number[]> = {};
+        let perceptual = '';
+        for (const backprop of BACKPROPS) {
+          const params = { backprop, mode: 'asyrp', t0, steps, wrap: WRAP };
+          // Per call: the times of its progress events (one per iteration) from the call's start.
+          const calls: number[][] = [];
+          const m = await ctx.measure('optimize', { params: { ...params, iterations }, items: iterations }, async () => {
+            const start = performance.now();
+            const events: number[] = [];
+            const r = await absorbOptimize(diffusion, encoder, latents, {
+              mode: 'asyrp', t0, steps, backprop, protocol, iterations,
+              onProgress: (ev) => {
+                if (ev.stage === 'absorb') events.push((performance.now() - start) / 1e3);
+              },
+            });
+            perceptual = r.perceptual;
+            r.dispose();
+            calls.push(events);
           });
-          perceptual = r.perceptual;
-          r.dispose();
-          calls.push(events);
-        });
-        // The harness ran warm-up calls first, then the timed ones: keep the timed calls' iterations.
-        const timed = calls.slice(calls.length - m.samples.length);
-        if (timed.some((e) => e.length !== iterations)) {
-          ctx.note(`progressEvents:${backprop}`, timed.map((e) => e.length));
+          // The harness ran warm-up calls first, then the timed ones: keep the timed calls' iterations.
+          const timed = calls.slice(calls.length - m.samples.length);
+          if (timed.some((e) => e.length !== iterations)) {
+            ctx.note(`progressEvents:${backprop}`, timed.map((e) => e.length));
+          }
+          const perIteration = timed.flatMap((e) => e.slice(1).map((t, i) => t - e[i]));
+          firstIteration[backprop] = timed.map((e) => e[0]);
+          if (perIteration.length) await ctx.record('iteration', { params, items: 1 }, perIteration, m.warmup);
         }
-        const perIteration = timed.flatMap((e) => e.slice(1).map((t, i) => t - e[i]));
-        firstIteration[backprop] = timed.map((e) => e[0]);
-        if (perIteration.length) await ctx.record('iteration', { params, items: 1 }, perIteration, m.warmup);
+        ctx.note('perceptual', perceptual);
+        // Seconds from the call's start to the first iteration's end: model preparation + Dec(h_r) + one iteration.
+        ctx.note('firstIterationSeconds', firstIteration);
+      } finally {
+        for (const t of owned) t.dispose();
       }
-      ctx.note('perceptual', perceptual);
-      // Seconds from the call's start to the first iteration's end: model preparation + Dec(h_r) + one iteration.
-      ctx.note('firstIterationSeconds', firstIteration);
-    } finally {
-      for (const t of owned) t.dispose();
-      models.dispose();
-    }
+    });
   },
 };

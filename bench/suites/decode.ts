@@ -10,10 +10,9 @@
  *   asyrp:      two decoder passes (x̂0 from f.h + Δh, the direction from f.h);
  *   every-step: one decoder pass (f.h + Δh).
  */
-import { BiaError, randn, sampleNeighbours, type InjectMode, type Tensor } from '../../ts/index';
-import type { BenchContext, Suite } from '../harness/types';
-import { referenceModel } from './invert';
-import { unetPassFlops } from './unet';
+import { BiaError, sampleNeighbours, type InjectMode, type Tensor } from '../../ts/index';
+import type { Suite } from '../harness/types';
+import { withDdim } from './invert';
 
 /** Decoder passes per DDIM step when ĥ is injected (tEdit = 0). */
 const DECODER_PASSES: Partial<Record<InjectMode, number>> = { asyrp: 2, 'every-step': 1 };
@@ -21,67 +20,56 @@ const DECODER_PASSES: Partial<Record<InjectMode, number>> = { asyrp: 2, 'every-s
 export const suite: Suite = {
   name: 'decode',
   description: "DDIM decoding with ĥ injected ('asyrp'; 'every-step' at the largest batch) images/s over the batch sweep, vs Python eager",
-  async run(ctx: BenchContext) {
-    const { device, dtype, autocast } = ctx.options;
-    const { t0, resolution } = ctx.config;
-    const steps = ctx.steps;
-    const models = await ctx.config.models(device, { dtype, autocast });
-    const owned: Tensor[] = [];
-    try {
-      const { diffusion } = models;
-      const config = diffusion.config;
-      const pass = unetPassFlops(config, resolution);
-      const x0 = await randn([1, config.inChannels, resolution, resolution], { seed: 7, device, dtype });
-      owned.push(x0);
-      const inv = await diffusion.invert(x0, { t0, steps });
-      owned.push(inv.xLat, inv.hR, ...inv.hs);
-      const { xLat, hR } = inv;
-      const ref = await ctx.python('ddim_ref.py');
-      ctx.note('unetStepsPerImage', steps);
-      ctx.note('unetPassesPerStep', { encoder: 1, decoder: DECODER_PASSES });
-      ctx.note('gflopPerPass', { encoder: pass.encoder / 1e9, decoder: pass.decoder / 1e9 });
+  run: (ctx) =>
+    withDdim(ctx, async ({ diffusion, t0, steps, pass, images, reference }) => {
+      const owned: Tensor[] = [];
+      try {
+        const x0 = await images(1, 7);
+        owned.push(x0);
+        const inv = await diffusion.invert(x0, { t0, steps });
+        owned.push(inv.xLat, inv.hR, ...inv.hs);
+        const { xLat, hR } = inv;
+        ctx.note('unetStepsPerImage', steps);
+        ctx.note('unetPassesPerStep', { encoder: 1, decoder: DECODER_PASSES });
+        ctx.note('gflopPerPass', { encoder: pass.encoder / 1e9, decoder: pass.decoder / 1e9 });
 
-      const largest = Math.max(...ctx.batches);
-      const cases: { mode: InjectMode; batch: number }[] = [
-        ...ctx.batches.map((batch) => ({ mode: 'asyrp' as const, batch })),
-        { mode: 'every-step', batch: largest },
-      ];
-      for (const { mode, batch } of cases) {
-        const decoderPasses = DECODER_PASSES[mode]!;
-        const h = (await sampleNeighbours(hR, { n: batch, alphaMax: 1, seed: 100 + batch })).codes;
-        try {
-          await ctx.measure(
-            'decode',
-            {
-              params: { mode, batch, t0, steps },
-              items: batch,
-              flops: steps * (pass.encoder + decoderPasses * pass.decoder) * batch,
-              peakDtype: autocast ?? dtype,
-              reference: ref
-                ? async () => {
-                    const r = await ref.request<{ seconds: number[]; unetEncoderCalls: number; unetDecoderCalls: number }>({
-                      op: 'decode', mode, ...referenceModel(ctx, config), batch, t0, steps, warmup: ctx.options.warmup, iterations: ctx.options.trials,
-                    });
-                    if (r.unetEncoderCalls !== steps || r.unetDecoderCalls !== decoderPasses * steps) {
-                      throw new BiaError('BIA_NATIVE_ERROR', `ddim_ref.py made ${r.unetEncoderCalls} encoder / ${r.unetDecoderCalls} decoder passes per ${mode} decoding, ` +
-                        `the addon ${steps} / ${decoderPasses * steps}`);
+        const largest = Math.max(...ctx.batches);
+        const cases: { mode: InjectMode; batch: number }[] = [
+          ...ctx.batches.map((batch) => ({ mode: 'asyrp' as const, batch })),
+          { mode: 'every-step', batch: largest },
+        ];
+        for (const { mode, batch } of cases) {
+          const decoderPasses = DECODER_PASSES[mode]!;
+          const h = (await sampleNeighbours(hR, { n: batch, alphaMax: 1, seed: 100 + batch })).codes;
+          try {
+            await ctx.measure(
+              'decode',
+              {
+                params: { mode, batch, t0, steps },
+                items: batch,
+                flops: steps * (pass.encoder + decoderPasses * pass.decoder) * batch,
+                reference: reference
+                  ? async () => {
+                      const r = await reference<{ seconds: number[]; unetEncoderCalls: number; unetDecoderCalls: number }>({ op: 'decode', mode, batch });
+                      if (r.unetEncoderCalls !== steps || r.unetDecoderCalls !== decoderPasses * steps) {
+                        throw new BiaError('BIA_NATIVE_ERROR', `ddim_ref.py made ${r.unetEncoderCalls} encoder / ${r.unetDecoderCalls} decoder passes per ${mode} decoding, ` +
+                          `the addon ${steps} / ${decoderPasses * steps}`);
+                      }
+                      return r.seconds;
                     }
-                    return r.seconds;
-                  }
-                : undefined,
-            },
-            async () => {
-              const out = await diffusion.decode(xLat, h, { mode, t0, steps, hRef: hR, batchSize: batch });
-              out.dispose();
-            },
-          );
-        } finally {
-          h.dispose();
+                  : undefined,
+              },
+              async () => {
+                const out = await diffusion.decode(xLat, h, { mode, t0, steps, hRef: hR, batchSize: batch });
+                out.dispose();
+              },
+            );
+          } finally {
+            h.dispose();
+          }
         }
+      } finally {
+        for (const t of owned) t.dispose();
       }
-    } finally {
-      for (const t of owned) t.dispose();
-      models.dispose();
-    }
-  },
+    }),
 };

@@ -16,7 +16,6 @@ export const suite: Suite = {
   description: 'sgemm and conv2d GFLOP/s (addon vs Python eager), the rate the models inherit',
   async run(ctx) {
     const { device, smoke } = ctx.options;
-    const dtype = ctx.options.autocast ?? ctx.options.dtype;
     const gpu = device !== 'cpu';
     const n = (cpu: number, cuda: number) => Math.max(2, Math.round((gpu ? cuda : cpu) * (smoke ? 0.25 : 1)));
     const cases: { name: string; spec: BenchmarkSpec }[] = smoke
@@ -35,14 +34,13 @@ export const suite: Suite = {
     const ref = await ctx.python('engine_ref.py');
     for (const c of cases) {
       const iterations = c.spec.op === 'sgemm' ? n(c.spec.m! > 1024 ? 6 : 20, 100) : n(10, 200);
-      const spec: BenchmarkSpec = { ...c.spec, device, dtype, warmup: 2, iterations };
+      const spec: BenchmarkSpec = { ...c.spec, device, dtype: ctx.computeDtype, warmup: 2, iterations };
       // One native timing loop gives every trial (no per-call JS overhead in the numbers).
       const r = await benchmark(spec);
       const { op, warmup: _w, iterations: _i, device: _d, dtype: _t, ...shape } = spec;
       await ctx.record(c.name, {
-        params: { ...shape, channelsLast: spec.channelsLast ?? false, dtype } as Record<string, number | string | boolean>,
+        params: { ...shape, channelsLast: spec.channelsLast ?? false, dtype: ctx.computeDtype } as Record<string, number | string | boolean>,
         flops: engineFlops(spec),
-        peakDtype: dtype,
         reference: ref ? async () => (await ref.request<{ seconds: number[] }>(spec)).seconds : undefined,
       }, r.seconds, 2);
     }

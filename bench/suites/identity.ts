@@ -48,13 +48,12 @@ export const suite: Suite = {
   description: 'identity-encoder embeddings/s at 112² (addon vs Python eager)',
   async run(ctx) {
     const { device, smoke } = ctx.options;
-    const dtype = ctx.options.autocast ?? ctx.options.dtype;
     const batch = smoke ? 2 : device === 'cpu' ? 16 : 64;
     const encoders: { arch: IdentityArch; width: number }[] = [{ arch: ctx.config.encoderArch, width: ctx.config.encoderWidth }];
     if (ctx.config.name === 'celeba-hq-256' && !smoke) encoders.push({ arch: 'iresnet100', width: 1 });
     const ref = await ctx.python('identity_ref.py');
     for (const { arch, width } of encoders) {
-      const enc = await createIdentityEncoder(arch, { width, device, dtype, seed: 2 });
+      const enc = await createIdentityEncoder(arch, { width, device, dtype: ctx.computeDtype, seed: 2 });
       const x = await randn([batch, 3, 112, 112], { seed: 1, device });
       try {
         await ctx.measure('embed', {
@@ -62,7 +61,7 @@ export const suite: Suite = {
           items: batch,
           flops: encoderFlops(arch, width) * batch,
           reference: ref
-            ? async () => (await ref.request<{ seconds: number[] }>({ arch, width, batch, device, dtype, warmup: ctx.options.warmup, iterations: ctx.options.trials })).seconds
+            ? async () => (await ref.request<{ seconds: number[] }>({ arch, width, batch, device, dtype: ctx.computeDtype, warmup: ctx.options.warmup, iterations: ctx.options.trials })).seconds
             : undefined,
         }, async () => {
           (await enc.embed(x, { protocol: 'insightface' })).dispose();

@@ -41,14 +41,8 @@ export const suite: Suite = {
   name: 'svm',
   description: 'fitBoundary (float64 Gram + libsvm-js C-SVC) fit time vs n codes and code size d (h-space of the config, 512)',
   async run(ctx: BenchContext) {
-    const { device, dtype, autocast } = ctx.options;
-    const models = await ctx.config.models(device, { dtype, autocast });
-    let hShape: number[];
-    try {
-      hShape = hCodeShape(models.diffusion.config, ctx.config.resolution);
-    } finally {
-      models.dispose();
-    }
+    const { device } = ctx.options;
+    const hShape = await ctx.withModels(async ({ diffusion }) => hCodeShape(diffusion.config, ctx.config.resolution));
     const shapes = [hShape, [512]];
     const sizes = ctx.options.smoke ? SMOKE_SIZES : SIZES;
     const accuracy: Record<string, unknown>[] = [];

@@ -96,10 +96,8 @@ export const suite: Suite = {
   description: 'UNet forward over the batch sweep, a training step (forward+backward+AdamW), op breakdown; Python eager side by side',
   async run(ctx) {
     const { device, dtype, autocast } = ctx.options;
-    const models = await ctx.config.models(device, { dtype, autocast });
-    const ref = await ctx.python('unet_ref.py');
-    const { diffusion } = models;
-    try {
+    await ctx.withModels(async ({ diffusion }) => {
+      const ref = await ctx.python('unet_ref.py');
       const config = diffusion.config;
       const channelsLast = device === 'cpu';
       const perImage = unetFlops(config);
@@ -131,9 +129,7 @@ export const suite: Suite = {
         }
       }
       await trainStep(ctx, config);
-    } finally {
-      models.dispose();
-    }
+    });
   },
 };
 
