@@ -163,7 +163,7 @@ export {
   type MatchedBaseline,
   type MatchSimilarityOptions,
 } from './erase/degenerate';
-export type { AbsorbMode, Backprop, Candidate, DegenerateBaseline, EraseOptions, EraseProgress, EraseReport, EraseResult, EraseStage, NeighbourMode } from './erase/types';
+export type { AbsorbLossWeights, AbsorbMode, Backprop, Candidate, DegenerateBaseline, EraseOptions, EraseProgress, EraseReport, EraseResult, EraseStage, NeighbourMode } from './erase/types';
 export { imageLosses, PERCEPTUAL_SUBSTITUTE, type ImageLosses, type ImageLossesOptions } from './losses';
 export { PerceptualModel, createPerceptual, loadPerceptual, VGG16_PERCEPTUAL, type PerceptualOptions } from './perceptual';
 export { loadAddon, addonCandidates } from './native';

@@ -36,23 +36,22 @@ export function zip(entries: ZipEntry[]): Buffer {
     const method = e.method ?? 0;
     const size = e.size ?? e.stored.length;
     const crc = e.crc ?? crc32(e.stored);
-    const local = Buffer.alloc(30);
-    local.writeUInt32LE(0x04034b50, 0);
-    local.writeUInt16LE(20, 4);
-    local.writeUInt16LE(method, 8);
-    local.writeUInt32LE(crc, 14);
-    local.writeUInt32LE(e.stored.length, 18);
-    local.writeUInt32LE(size, 22);
-    local.writeUInt16LE(name.length, 26);
-    const central = Buffer.alloc(46);
-    central.writeUInt32LE(0x02014b50, 0);
+    // The central header repeats the local one's fields from "version needed" on, 2 bytes further in
+    // (after "version made by"); flags, time, date and the extra and comment lengths stay 0.
+    const header = (signature: number, length: number, at: number) => {
+      const h = Buffer.alloc(length);
+      h.writeUInt32LE(signature, 0);
+      h.writeUInt16LE(20, at);
+      h.writeUInt16LE(method, at + 4);
+      h.writeUInt32LE(crc, at + 10);
+      h.writeUInt32LE(e.stored.length, at + 14);
+      h.writeUInt32LE(size, at + 18);
+      h.writeUInt16LE(name.length, at + 22);
+      return h;
+    };
+    const local = header(0x04034b50, 30, 4);
+    const central = header(0x02014b50, 46, 6);
     central.writeUInt16LE(20, 4);
-    central.writeUInt16LE(20, 6);
-    central.writeUInt16LE(method, 10);
-    central.writeUInt32LE(crc, 16);
-    central.writeUInt32LE(e.stored.length, 20);
-    central.writeUInt32LE(size, 24);
-    central.writeUInt16LE(name.length, 28);
     central.writeUInt32LE(offset, 42);
     locals.push(local, name, e.stored);
     centrals.push(central, name);

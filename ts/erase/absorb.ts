@@ -34,7 +34,7 @@ import { decodeOptions, identitySimilarity, semanticLoss } from './measure';
 import type { ResolvedEraseOptions } from './options';
 import { StageClock } from './progress';
 import { Scope } from './scope';
-import type { AbsorbMode, Backprop, Candidate } from './types';
+import type { AbsorbLossWeights, AbsorbMode, Backprop, Candidate } from './types';
 
 // ---------------------------------------------------------------------------------------------------
 // the addon's absorption: L and its gradient, and the Adam loop on ĥ
@@ -55,7 +55,7 @@ export interface AbsorbLatents {
   dq?: Tensor;
 }
 
-export interface AbsorbLossOptions extends JobOptions {
+export interface AbsorbLossOptions extends JobOptions, AbsorbLossWeights {
   /** How ĥ reaches the decoder (default 'asyrp'); decoding is deterministic (η = 0) in every mode. */
   mode?: InjectMode;
   /** Decoding depth and timesteps (defaults 500 and 40), as in the inversion. */
@@ -63,18 +63,6 @@ export interface AbsorbLossOptions extends JobOptions {
   steps?: number;
   /** every-step / asyrp: inject while t ≥ tEdit (default 0; must not exceed t0). */
   tEdit?: number;
-  /** Backpropagate through every decoding step ('full', default) or through x̂0 at t0 ('one-step'). */
-  backprop?: Backprop;
-  /** τ_m of the identity hinge (default 0.25). */
-  tauM?: number;
-  /** μ of the pull towards the nearest wrap code (default 1). */
-  mu?: number;
-  /** λ_id on the identity hinge (default 1). */
-  lambdaId?: number;
-  /** λ_sem on L_sem (default 1). */
-  lambdaSem?: number;
-  /** λ_perc inside L_sem (default 0.5). */
-  lambdaPerc?: number;
   /** Identity-encoder input protocol (default 'bia': 256² images; use 'resize' for other sizes). */
   protocol?: InputProtocol;
   /**

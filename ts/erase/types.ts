@@ -19,7 +19,26 @@ export type AbsorbMode = 'walk' | 'optimize' | 'line';
 /** optimize: backprop through every decoding step (gradient checkpointing) or through x̂0 at t0. */
 export type Backprop = 'full' | 'one-step';
 
-export interface EraseOptions extends JobOptions {
+/**
+ * The weights of the absorption loss L (L_wrapper + λ_sem·L_sem) and the path of its gradient: options
+ * of the erase job (step 8) and of absorbLoss / absorbOptimize, with the same defaults.
+ */
+export interface AbsorbLossWeights {
+  /** Backpropagate through every decoding step ('full', default) or through x̂0 at t0 ('one-step'). */
+  backprop?: Backprop;
+  /** τ_m of the identity hinge of L_wrapper (default 0.25). */
+  tauM?: number;
+  /** μ of L_wrapper's pull towards the nearest wrap code (default 1). */
+  mu?: number;
+  /** λ_id on the identity hinge (default 1). */
+  lambdaId?: number;
+  /** λ_sem on L_sem (default 1). */
+  lambdaSem?: number;
+  /** λ_perc inside L_sem (default 0.5); the erase job also weighs L_perc with it inside L_fid. */
+  lambdaPerc?: number;
+}
+
+export interface EraseOptions extends JobOptions, AbsorbLossWeights {
   // --- inversion and decoding (docs/method.md steps 1, 4) ---
   /** Inversion depth. */
   t0?: number;
@@ -90,14 +109,7 @@ export interface EraseOptions extends JobOptions {
   lr?: number;
   /** optimize: start this far (relative to ‖h_r‖) beyond the boundary. */
   startMargin?: number;
-  backprop?: Backprop;
-  /** τ_m of L_wrapper, μ of its pull term. */
-  tauM?: number;
-  mu?: number;
-  /** Weights: λ_id on the identity term, λ_sem on L_sem, λ_perc inside L_sem and L_fid. */
-  lambdaId?: number;
-  lambdaSem?: number;
-  lambdaPerc?: number;
+  // optimize: backprop, and L's weights tauM, mu, lambdaId, lambdaSem, lambdaPerc (AbsorbLossWeights).
 
   // --- evaluation ---
   /** Run the random-direction baseline. */
