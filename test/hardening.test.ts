@@ -28,7 +28,7 @@ async function refused(t: Test, format: FuzzFormat, bytes: Buffer, code: string,
 }
 
 t.test('pickle amplification is stopped at once', async (t) => {
-  const budget = { ms: 1000, mib: 64 };
+  const budget = { ms: 1000, mib: 80 }; // measured here: at most 62 MiB; the slack is for other allocators
   // a disallowed global called, then each result called again: 40 KB, 120 KB and 1 MB
   for (const n of [20_000, 60_000, 500_000]) {
     await t.test(`${n} chained calls in a legacy file`, (t) => refused(t, 'torch', opaqueChainPickle(n), 'BIA_CHECKPOINT_ERROR', /magic number|refusing/, budget));
