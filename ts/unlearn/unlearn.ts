@@ -203,6 +203,8 @@ export async function unlearnIdentity(photos: Tensor, models: EraseModels & { di
       return rng % n;
     };
     for (let s = 0; s < first * batchSize; s++) rand(1); // the same draws as an uninterrupted run
+    const parts = [...forget.x, ...retain.x];
+    const epsParts = [...forget.eps, ...retain.eps];
     for (let step = first; step < iterations; step++) {
       const picksF: [number, number][] = [];
       const picksR: [number, number][] = [];
@@ -213,8 +215,6 @@ export async function unlearnIdentity(photos: Tensor, models: EraseModels & { di
         (fromRetain ? picksR : picksF).push([k, 0]);
       }
       const idx = [...picksF.map(([k]) => ({ pool: forget, k })), ...picksR.map(([k]) => ({ pool: retain, k }))];
-      const parts = [...forget.x, ...retain.x];
-      const epsParts = [...forget.eps, ...retain.eps];
       const at = idx.map(({ pool, k }) => (pool === forget ? k : forget.x.length + k));
       const images = await takeRows(parts, at.map((p) => [p, 0]));
       const targets = await takeRows(epsParts, at.map((p) => [p, 0]));
@@ -245,16 +245,8 @@ export async function unlearnIdentity(photos: Tensor, models: EraseModels & { di
     const othersBefore = await recon(diffusion, otherLats);
     const othersAfter = await recon(model, otherLats);
     const fR = await takeRows(fRs, fRs.map((_, i) => [i, 0]));
-    const simEach = async (images: Tensor, refs: Tensor) => {
-      const out: number[] = [];
-      for (let i = 0; i < images.shape[0]; i++) {
-        const [img, ref] = [await takeRows([images], [[0, i]]), await takeRows([refs], [[0, i]])];
-        out.push((await identitySimilarity(encoder, img, ref, o, job))[0]);
-        img.dispose();
-        ref.dispose();
-      }
-      return out;
-    };
+    // each image against its own reference row (pairwise similarity of equal batches): one embedding job
+    const simEach = async (images: Tensor, refs: Tensor) => Array.from(await identitySimilarity(encoder, images, refs, o, job));
     const othersEmb = await encoder.embed(models.others, { protocol: o.protocol, signal: job.signal });
     const report: UnlearnReport = {
       photos: photos.shape[0],
