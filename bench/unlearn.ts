@@ -5,7 +5,8 @@
  * erase settings with the encoder's calibrated threshold. Prints the report and the similarities before and
  * after, and writes grids to the output folder.
  *
- *   node dist/bench/unlearn.js [--iterations 200] [--params decoder|all] [--lr 2e-5] [--out out/unlearn-bench]
+ *   node dist/bench/unlearn.js [--iterations 200] [--params decoder|all] [--lr 2e-5] [--others 8] [--states 6]
+ *                              [--retain-share 0.5] [--no-mirror] [--out out/unlearn-bench]
  */
 import { mkdirSync } from 'node:fs';
 import path from 'node:path';
@@ -22,7 +23,18 @@ import { calibratedThreshold, DEMO_SETTINGS } from '../ts/world/demo';
 import { portraitBatch } from '../ts/world/portraits';
 
 async function main(): Promise<void> {
-  const { values } = parseArgs({ options: { iterations: { type: 'string', default: '200' }, params: { type: 'string', default: 'decoder' }, lr: { type: 'string', default: '2e-5' }, out: { type: 'string', default: 'out/unlearn-bench' } } });
+  const { values } = parseArgs({
+    options: {
+      iterations: { type: 'string', default: '200' },
+      params: { type: 'string', default: 'decoder' },
+      lr: { type: 'string', default: '2e-5' },
+      others: { type: 'string', default: '8' },
+      states: { type: 'string', default: '6' },
+      'retain-share': { type: 'string', default: '0.5' },
+      'no-mirror': { type: 'boolean', default: false },
+      out: { type: 'string', default: 'out/unlearn-bench' },
+    },
+  });
   setThreads(Number(process.env.BIA_NUM_THREADS ?? 1));
   const out = values.out as string;
   mkdirSync(out, { recursive: true });
@@ -33,7 +45,7 @@ async function main(): Promise<void> {
   const given = await shots(2000, [101, 102, 103]);
   const unseen = await shots(2000, [201, 202, 203, 204, 205, 206]);
   const people = await shots((i) => 2001 + i, [301, 302, 303, 304, 305, 306]);
-  const others = await otherPeople(8);
+  const others = await otherPeople(Number(values.others));
   const start = Date.now();
   const r = await unlearnIdentity(given, { diffusion, encoder, others }, {
     erase: { ...DEMO_SETTINGS, threshold, baseline: false, degenerateBaselines: false },
@@ -41,6 +53,9 @@ async function main(): Promise<void> {
     params: values.params as UnlearnParams,
     lr: Number(values.lr),
     batchSize: 8,
+    statesPerCode: Number(values.states),
+    retainShare: Number(values['retain-share']),
+    mirror: !values['no-mirror'],
     onStep: (s) => {
       if (s.step % 25 === 0) console.log(`step ${s.step} loss ${s.loss.toFixed(5)} (${((Date.now() - start) / 1000).toFixed(0)} s)`);
     },

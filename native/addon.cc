@@ -23,6 +23,7 @@
 #include "losses_js.h"
 #include "profile.h"
 #include "tensor_js.h"
+#include "lora_js.h"
 #include "train_js.h"
 #include "vgg_js.h"
 
@@ -75,7 +76,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   setFunctions(env, exports, {{"absorbLoss", AbsorbLoss}, {"absorbOptimize", AbsorbOptimize}});
   // Training: the Trainer, the ArcFace logits, the attribute estimator
   exports.Set("Trainer", TrainerHandle::Init(env));
-  setFunctions(env, exports, {{"createTrainer", CreateTrainer}, {"arcfaceLogits", ArcfaceLogits}});
+  setFunctions(env, exports, {{"createTrainer", CreateTrainer}, {"arcfaceLogits", ArcfaceLogits}, {"mergeAdapter", MergeAdapter}});
   exports.Set("AttributeEstimator", AttributeHandle::Init(env));
   setFunctions(env, exports, {{"createAttributeEstimator", CreateAttributeEstimator}, {"loadAttributeEstimator", LoadAttributeEstimator}});
 

@@ -93,7 +93,7 @@ std::string TrainerState::optionsJson() const {
               {"emaDecay", o.emaDecay}, {"emaWarmup", emaWarmup}, {"channelsLast", o.channelsLast}, {"seed", o.seed},
               {"gradClip", o.gradClip}, {"classes", o.classes}, {"auxDim", o.auxDim}, {"auxWeight", o.auxWeight},
               {"scale", o.scale}, {"flip", o.flip}, {"blur", o.blur}, {"blurProb", o.blurProb}, {"noise", o.noise},
-              {"trainable", o.trainable}}.dump();
+              {"trainable", o.trainable}, {"adapterRank", o.adapterRank}, {"adapterAlpha", o.adapterAlpha}}.dump();
 }
 
 namespace {
@@ -111,6 +111,7 @@ void toChannelsLast(torch::nn::Module& m) {
 StateDict TrainerState::liveState() {
   StateDict out = moduleState(module());
   if (head) for (const auto& p : head->named_parameters(true)) out.emplace_back("head." + p.key(), p.value());
+  for (const auto& e : lora.tensors()) out.emplace_back("lora." + e.first, e.second);
   for (const auto& e : ema) out.emplace_back("ema." + e.first, e.second);
   const StateDict& params = optimizer->params();
   for (size_t i = 0; i < params.size(); i++) out.emplace_back("optim.exp_avg." + params[i].first, optimizer->expAvg()[i]);
@@ -211,6 +212,9 @@ std::string TrainerState::infoJson() {
   if (head) for (const auto& p : head->parameters(true)) h += p.numel();
   j["parameterCount"] = n;
   j["headParameterCount"] = h;
+  int64_t a = 0;
+  for (const auto& e : lora.tensors()) a += e.second.numel();
+  j["adapterParameterCount"] = a;
   j["device"] = deviceName(options.device);
   return j.dump();
 }
@@ -233,7 +237,7 @@ StateDict TrainerState::weightsForModel(bool useEma) {
   } else {
     out = moduleState(module());
   }
-  return out;
+  return lora.empty() ? out : lora.merged(out);
 }
 
 std::shared_ptr<TrainerState> buildTrainer(TrainTarget target, const ModelSpec& spec, const TrainerOptions& o, bool emaWarmup) {
@@ -261,7 +265,9 @@ std::shared_ptr<TrainerState> buildTrainer(TrainTarget target, const ModelSpec& 
     for (const auto& prefix : o.trainable) if (name.compare(0, prefix.size(), prefix) == 0) return true;
     return false;
   };
-  for (const auto& p : m.named_parameters(true)) p.value().set_requires_grad(selected(p.key()));
+  const bool adapters = o.adapterRank > 0;
+  if (adapters && o.emaDecay > 0) invalidArgument("emaDecay is not available with adapters (adapterRank > 0)");
+  for (const auto& p : m.named_parameters(true)) p.value().set_requires_grad(!adapters && selected(p.key()));
   if (target == TrainTarget::Encoder) {
     st->head = std::make_shared<torch::nn::Module>();
     const int64_t d = spec.embeddingSize;
@@ -274,6 +280,10 @@ std::shared_ptr<TrainerState> buildTrainer(TrainTarget target, const ModelSpec& 
   }
   StateDict trainable;
   for (const auto& p : m.named_parameters(true)) if (p.value().requires_grad()) trainable.emplace_back(p.key(), p.value());
+  if (adapters) {
+    st->lora = makeLora(m, o.trainable, o.adapterRank, o.adapterAlpha > 0 ? o.adapterAlpha : static_cast<double>(o.adapterRank));
+    for (const auto& e : st->lora.tensors()) trainable.emplace_back("lora." + e.first, e.second);
+  }
   if (trainable.empty()) invalidArgument("trainable selects none of the network's parameters");
   if (st->head) for (const auto& p : st->head->named_parameters(true)) trainable.emplace_back("head." + p.key(), p.value());
   st->optimizer = std::make_unique<AdamW>(trainable);

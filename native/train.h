@@ -24,6 +24,7 @@
 #include "identity.h"
 #include "identity_net.h"
 #include "job_context.h"
+#include "lora.h"
 #include "unet.h"
 
 namespace bia {
@@ -121,6 +122,10 @@ struct TrainerOptions {
   // Name prefixes of the network parameters that learn ("up.", "norm_out.", …); empty: all of them.
   // The others stay frozen and have no optimiser state.
   std::vector<std::string> trainable;
+  // > 0: the network stays frozen and low-rank adapters of this rank (lora.h) on the Conv2d / Linear
+  // weights selected by `trainable` learn instead; adapterAlpha (0: = the rank) scales them.
+  int64_t adapterRank = 0;
+  double adapterAlpha = 0.0;
   uint64_t seed = 0;
   double gradClip = 0.0;  // max global L2 norm of the gradients; 0: no clipping
   // Encoder: the ArcFace head and the auxiliary regression head.
@@ -166,13 +171,14 @@ struct TrainerState {
   at::Tensor arcWeight;
   torch::nn::Linear aux{nullptr};
   std::unique_ptr<AdamW> optimizer;
+  LoraSet lora;         // the adapters when options.adapterRank > 0
   StateDict ema;        // the network's parameters then buffers, EMA'd (parameters) or copied (buffers)
   at::Tensor alphaBar;  // diffusion: ᾱ_t, float64 [1000]
 
   torch::nn::Module& module();
   std::string modelJson() const;    // what identifies the network (config / arch, width, D)
   std::string optionsJson() const;
-  // The checkpoint layout over live tensors: network (official names), head.*, ema.*, optim.exp_avg.*, optim.exp_avg_sq.*.
+  // The checkpoint layout over live tensors: network (official names), head.*, lora.*, ema.*, optim.exp_avg.*, optim.exp_avg_sq.*.
   StateDict liveState();
   // Copies (CPU, contiguous) of liveState plus optim.step.
   StateDict checkpointState();
@@ -189,6 +195,9 @@ struct TrainerState {
   void checkBatch(const TrainBatch& b) const;  // shapes and dtypes, BIA_INVALID_ARGUMENT
   StepResult trainStep(const TrainBatch& b, double lr, double margin);
   StepResult evaluate(const TrainBatch& b, double margin, uint64_t seed);
+  // The gradient of evaluate()'s loss (eval mode, seeded draws) with respect to every trainable tensor,
+  // under the optimiser's names (the network's, head.*, lora.*); nothing is updated.
+  StateDict gradients(const TrainBatch& b, double margin, uint64_t seed);
 };
 
 // What a trainer starts from: the network's config (the target's fields) and optionally its weights.

@@ -49,6 +49,9 @@ TrainerOptions trainerOptionsFromJs(Napi::Value v, TrainTarget target, bool& ema
       t.trainable.push_back(a.Get(i).As<Napi::String>().Utf8Value());
     }
   }
+  t.adapterRank = optInt(o, "adapterRank", 0, 0, 1024);
+  t.adapterAlpha = optNumber(o, "adapterAlpha", 0.0);
+  if (!(t.adapterAlpha >= 0 && t.adapterAlpha <= 1e4)) invalidArgument("adapterAlpha must be in [0, 10000] (0: the rank)");
   t.seed = static_cast<uint64_t>(optInt(o, "seed", 0, 0, int64_t{1} << 52));
   t.gradClip = optNumber(o, "gradClip", 0.0);
   if (t.gradClip < 0) invalidArgument("gradClip must be >= 0 (0: no clipping)");
@@ -173,6 +176,32 @@ Napi::Value evaluate(const Napi::CallbackInfo& info, const State& st) {
   });
 }
 
+// (batch, {margin, seed}, jobOpts) → [[name, gradient]] of evaluate()'s loss
+Napi::Value gradients(const Napi::CallbackInfo& info, const State& st) {
+  TrainBatch b = checkedBatch(*st, info[0]);
+  Napi::Object o = optObject(info[1], "gradient options");
+  const double margin = marginFromJs(o);
+  const uint64_t seed = static_cast<uint64_t>(optInt(o, "seed", 0, 0, int64_t{1} << 52));
+  return startJob(info.Env(), info[2], "bia.train.gradients", [st, b, margin, seed](JobContext& ctx) -> Finisher {
+    ctx.checkAbort();
+    StateDict g = st->gradients(b, margin, seed);
+    return [g](Napi::Env env) -> Napi::Value { return stateToJs(env, g); };
+  });
+}
+
+// (path, metadata, jobOpts) → the number of adapted layers written (the adapter patch, lora.h)
+Napi::Value saveAdapter(const Napi::CallbackInfo& info, const State& st) {
+  const std::string path = pathFromJs(info[0]);
+  std::map<std::string, std::string> user = metadataFromJs(info[1]);
+  if (st->lora.empty()) invalidArgument("this trainer has no adapters (create it with adapterRank > 0)");
+  if (st->target == TrainTarget::Diffusion) user[kUNetConfigKey] = unetConfigToJson(st->unet->config());
+  return startJob(info.Env(), info[2], "bia.train.saveAdapter", [st, path, user](JobContext& ctx) -> Finisher {
+    writeLoraPatch(path, st->lora, user, ctx);
+    const double n = static_cast<double>(st->lora.adapters.size());
+    return [n](Napi::Env env) -> Napi::Value { return Napi::Number::New(env, n); };
+  });
+}
+
 // (path, metadata, jobOpts) → the step count written
 Napi::Value save(const Napi::CallbackInfo& info, const State& st) {
   const std::string path = pathFromJs(info[0]);
@@ -228,7 +257,8 @@ Napi::Value snapshot(const Napi::CallbackInfo& info, const State& st) {
 std::vector<TrainerHandle::Property> TrainerHandle::properties() {
   return {Getter<&target>("target"), Getter<&stepCount>("step"), Getter<&info>("info"), DisposedAccessor(), DisposeMethod(),
           AsyncMethod<&trainStep>("trainStep"), AsyncMethod<&evaluate>("evaluate"), AsyncMethod<&save>("save"), AsyncMethod<&load>("load"),
-          AsyncMethod<&model>("model"), AsyncMethod<&snapshot>("snapshot")};
+          AsyncMethod<&model>("model"), AsyncMethod<&snapshot>("snapshot"), AsyncMethod<&gradients>("gradients"),
+          AsyncMethod<&saveAdapter>("saveAdapter")};
 }
 
 Napi::Value CreateTrainer(const Napi::CallbackInfo& info) {

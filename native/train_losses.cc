@@ -27,6 +27,17 @@ uint64_t splitmix64(uint64_t x) {
 uint64_t stepSeed(uint64_t seed, uint64_t k) { return splitmix64(seed ^ splitmix64(k + 0x5EEDull)) >> 1; }
 
 // The network (and the heads) in training mode for one forward pass; eval() again afterwards.
+// The adapters' sums in the layers for one loss computation; the base weights back afterwards, so that
+// nothing outside a step (saving, snapshots, model copies) sees a stale graph.
+class AdaptersApplied {
+ public:
+  explicit AdaptersApplied(const LoraSet& lora) : lora_(lora) { lora_.apply(); }
+  ~AdaptersApplied() { lora_.restore(); }
+
+ private:
+  const LoraSet& lora_;
+};
+
 class TrainMode {
  public:
   TrainMode(torch::nn::Module& m, torch::nn::Module* head) : m_(m), head_(head) {
@@ -240,6 +251,7 @@ StepResult TrainerState::trainStep(const TrainBatch& b, double lr, double margin
   LossTerms L;
   {
     TrainMode mode(module(), head.get());
+    AdaptersApplied adapters(lora);
     L = computeLoss(*this, b, margin, true);
   }
   const double loss = L.loss.item<double>();
@@ -278,6 +290,7 @@ StepResult TrainerState::evaluate(const TrainBatch& b, double margin, uint64_t s
   torch::NoGradGuard noGrad;
   torch::manual_seed(splitmix64(seed) >> 1);
   module().eval();
+  AdaptersApplied adapters(lora);
   LossTerms L = computeLoss(*this, b, margin, false);
   StepResult r;
   r.loss = L.loss.item<double>();
@@ -286,6 +299,28 @@ StepResult TrainerState::evaluate(const TrainBatch& b, double margin, uint64_t s
   r.step = optimizer->steps();
   r.images = b.images.size(0);
   return r;
+}
+
+StateDict TrainerState::gradients(const TrainBatch& b, double margin, uint64_t seed) {
+  c10::InferenceMode notInference(false);
+  torch::AutoGradMode grad(true);
+  torch::manual_seed(splitmix64(seed) >> 1);
+  module().eval();
+  for (const auto& p : optimizer->params()) p.second.mutable_grad().reset();
+  LossTerms L;
+  {
+    AdaptersApplied adapters(lora);
+    L = computeLoss(*this, b, margin, false);
+  }
+  L.loss.backward();
+  StateDict out;
+  for (const auto& p : optimizer->params()) {
+    at::Tensor g = p.second.grad();
+    out.emplace_back(p.first, g.defined() ? g.detach().clone() : at::zeros_like(p.second));
+    p.second.mutable_grad().reset();
+  }
+  synchronize(options.device);
+  return out;
 }
 
 }  // namespace bia

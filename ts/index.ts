@@ -150,6 +150,7 @@ export { createEraseQueue, type AddEraseJobsOptions, type AddedJobs, type EraseQ
 export { startEraseWorker, type EraseWorker, type EraseWorkerEvent, type EraseWorkerOptions, type WorkerModelFiles, type WorkerModelSource } from './queue/worker';
 export { DEFAULT_QUEUE_NAME, type QueueConnection } from './queue/connection';
 export type { EraseJobData, EraseJobResult, EraseWorkerModels } from './queue/job';
+export { mergeAdapter } from './train/trainer';
 export { DECODER_PREFIXES, UNLEARN_PARAMS, unlearnIdentity, type UnlearnOptions, type UnlearnParams, type UnlearnReport, type UnlearnResult } from './unlearn/unlearn';
 export { ERASE_DEFAULTS, resolveEraseOptions, type ResolvedEraseOptions } from './erase/options';
 export {

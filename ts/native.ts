@@ -149,7 +149,7 @@ export interface NativeDiffusion extends NativeModule {
   decode(
     xLat: NativeTensor,
     h: NativeTensor | null,
-    o: { mode?: string; eta?: number; t0?: number; steps?: number; tEdit?: number; tBoost?: number; etaBoost?: number; seed?: number; hRef?: NativeTensor; batchSize?: number; stopAfter?: number },
+    o: { mode?: string; eta?: number; t0?: number; steps?: number; tEdit?: number; tBoost?: number; etaBoost?: number; seed?: number; hRef?: NativeTensor; batchSize?: number; stopAfter?: number; predictX0?: boolean },
     opts?: NativeJobOptions,
   ): Promise<NativeTensor>;
 }
@@ -261,6 +261,13 @@ export interface NativeTrainerOptions {
   channelsLast?: boolean;
   /** Name prefixes of the network parameters that learn (e.g. ['up.', 'norm_out.', 'conv_out.']); default: all. */
   trainable?: string[];
+  /**
+   * > 0: the network stays frozen and low-rank adapters (LoRA) of this rank on the convolution and linear
+   * weights selected by `trainable` learn instead (default 0: the weights themselves learn).
+   */
+  adapterRank?: number;
+  /** The adapters' α: they add (α / rank)·up·down to each weight (default 0: α = the rank). */
+  adapterAlpha?: number;
   /** Seeds the initialisation of new networks and heads, and every step's randomness (with the step index). */
   seed?: number;
   /** Clip the global gradient norm to this (0, the default: no clipping). */
@@ -297,7 +304,7 @@ export interface NativeTrainer {
   readonly target: NativeTrainTarget;
   /** Optimiser steps done (as of the last finished job). */
   readonly step: number;
-  /** JSON: {target, model, options, parameterCount, headParameterCount, device}. */
+  /** JSON: {target, model, options, parameterCount, headParameterCount, adapterParameterCount, device}. */
   readonly info: string;
   readonly disposed: boolean;
   dispose(): void;
@@ -309,6 +316,10 @@ export interface NativeTrainer {
   model(o: { ema?: boolean }, opts?: NativeJobOptions): Promise<NativeDiffusion | NativeEncoder | NativeAttributes>;
   /** Copies of everything a checkpoint holds, under the checkpoint's names. */
   snapshot(opts?: NativeJobOptions): Promise<[string, NativeTensor][]>;
+  /** The gradient of evaluate()'s loss per trainable tensor, under the optimiser's names. */
+  gradients(batch: NativeTrainBatch, o: { margin?: number; seed?: number }, opts?: NativeJobOptions): Promise<[string, NativeTensor][]>;
+  /** Write the adapters as a patch file; resolves to the number of adapted layers. */
+  saveAdapter(path: string, metadata: Record<string, string>, opts?: NativeJobOptions): Promise<number>;
 }
 
 export interface NativeAttributeConfig {
@@ -394,6 +405,7 @@ export interface NativeAddon {
   Trainer: new (...args: never[]) => NativeTrainer;
   createTrainer(target: NativeTrainTarget, model: NativeTrainerModel, options: NativeTrainerOptions, opts?: NativeJobOptions): Promise<NativeTrainer>;
   /** s·cos(θ + m·[target]) for embeddings [B, D], weight [C, D], integer labels [B] → [B, C]. */
+  mergeAdapter(model: NativeDiffusion, path: string, opts?: NativeJobOptions): Promise<NativeDiffusion>;
   arcfaceLogits(embeddings: NativeTensor, weight: NativeTensor, labels: NativeTensor, arcfaceMargin: number, scale: number, opts?: NativeJobOptions): Promise<NativeTensor>;
   AttributeEstimator: new (...args: never[]) => NativeAttributes;
   createAttributeEstimator(config: Partial<NativeAttributeConfig>, seed: number, device: string, dtype: NativeDtype, opts?: NativeJobOptions): Promise<NativeAttributes>;

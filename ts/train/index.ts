@@ -5,6 +5,7 @@
 export {
   Trainer,
   createTrainer,
+  mergeAdapter,
   arcfaceLogits,
   checkTrainerOptions,
   TRAIN_TARGETS,

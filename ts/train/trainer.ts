@@ -88,7 +88,7 @@ function checkBool(v: unknown, what: string): void {
 export function checkTrainerOptions(target: TrainTarget, o: TrainerOptions | undefined): NativeTrainerOptions & { dropout?: number } {
   const opts = o ?? {};
   if (typeof opts !== 'object') throw invalidArgument('options must be an object');
-  const known = new Set(['lr', 'weightDecay', 'betas', 'eps', 'emaDecay', 'emaWarmup', 'channelsLast', 'seed', 'gradClip', 'classes', 'auxDim', 'auxWeight', 'scale', 'flip', 'blur', 'blurProb', 'noise', 'device', 'dropout', 'trainable', 'signal', 'onProgress']);
+  const known = new Set(['lr', 'weightDecay', 'betas', 'eps', 'emaDecay', 'emaWarmup', 'channelsLast', 'seed', 'gradClip', 'classes', 'auxDim', 'auxWeight', 'scale', 'flip', 'blur', 'blurProb', 'noise', 'device', 'dropout', 'trainable', 'adapterRank', 'adapterAlpha', 'signal', 'onProgress']);
   for (const k of Object.keys(opts)) if (!known.has(k)) throw invalidArgument(`unknown trainer option '${k}'`);
   if (opts.lr !== undefined) finiteIn(opts.lr, 'lr', 0, 10);
   if (opts.weightDecay !== undefined) finiteIn(opts.weightDecay, 'weightDecay', 0, 10);
@@ -114,6 +114,9 @@ export function checkTrainerOptions(target: TrainTarget, o: TrainerOptions | und
   if (opts.trainable !== undefined && (!Array.isArray(opts.trainable) || opts.trainable.length > 256 || opts.trainable.some((p) => typeof p !== 'string' || p.length === 0))) {
     throw invalidArgument('trainable must be an array of non-empty parameter-name prefixes');
   }
+  if (opts.adapterRank !== undefined) checkInt(opts.adapterRank, 'adapterRank', 0, 1024);
+  if (opts.adapterAlpha !== undefined) finiteIn(opts.adapterAlpha, 'adapterAlpha', 0, 1e4);
+  if (opts.adapterRank && opts.emaDecay) throw invalidArgument('emaDecay is not available with adapters (adapterRank > 0)');
   const device = opts.device === undefined ? 'cpu' : checkDevice(opts.device);
   if (target === 'encoder') {
     if (!opts.classes && !opts.auxDim) throw invalidArgument('an encoder trainer needs classes (ArcFace head) and/or auxDim (auxiliary regression head)');
@@ -127,7 +130,7 @@ export function checkTrainerOptions(target: TrainTarget, o: TrainerOptions | und
     lr: opts.lr, weightDecay: opts.weightDecay, betas: opts.betas, eps: opts.eps, emaDecay: opts.emaDecay, emaWarmup: opts.emaWarmup,
     channelsLast: opts.channelsLast ?? false, seed: opts.seed, gradClip: opts.gradClip, classes: opts.classes, auxDim: opts.auxDim,
     auxWeight: opts.auxWeight, scale: opts.scale, flip: opts.flip, blur: opts.blur, blurProb: opts.blurProb, noise: opts.noise, device,
-    dropout: opts.dropout, trainable: opts.trainable,
+    dropout: opts.dropout, trainable: opts.trainable, adapterRank: opts.adapterRank, adapterAlpha: opts.adapterAlpha,
   };
 }
 
@@ -236,6 +239,37 @@ export class Trainer<T extends TrainTarget = TrainTarget> extends NativeHandle<N
     return new AttributeEstimator(m as NativeAttributes) as TargetModels[T];
   }
 
+  /**
+   * The gradient of evaluate()'s loss (eval mode, seeded draws) with respect to every tensor that learns,
+   * under the optimiser's names (the network's, head.*, lora.*); nothing is updated. For gradient checks.
+   */
+  async gradients(batch: Batch, opts?: { arcfaceMargin?: number; seed?: number } & JobOptions): Promise<Map<string, Tensor>> {
+    const n = this.native;
+    if (opts?.arcfaceMargin !== undefined) finiteIn(opts.arcfaceMargin, 'arcfaceMargin', 0, 1.5);
+    if (opts?.seed !== undefined) checkInt(opts.seed, 'seed', 0, 2 ** 52);
+    const b = nativeBatch(batch);
+    try {
+      const entries = await runJob(opts, (j) => n.gradients(b.native, { margin: opts?.arcfaceMargin, seed: opts?.seed }, j));
+      return new Map(entries.map(([k, v]) => [k, new Tensor(v)]));
+    } finally {
+      for (const t of b.temporaries) t.dispose();
+    }
+  }
+
+  /**
+   * Write the low-rank adapters (a trainer made with adapterRank > 0) as a patch: safetensors with
+   * "<layer>.lora_down.weight" [r, fan-in] and "<layer>.lora_up.weight" [out, r] per adapted layer and the
+   * metadata "bia.lora" {rank, alpha} (and, for a UNet, its config). `mergeAdapter` applies it to a model.
+   * Resolves to the number of adapted layers.
+   */
+  async saveAdapter(path: string, opts?: { metadata?: Record<string, string> } & JobOptions): Promise<number> {
+    const n = this.native;
+    if (typeof path !== 'string' || path.length === 0) throw invalidArgument('path must be a non-empty string');
+    const metadata = opts?.metadata ?? {};
+    for (const [k, v] of Object.entries(metadata)) if (typeof v !== 'string') throw invalidArgument(`metadata['${k}'] must be a string`);
+    return runJob(opts, (j) => n.saveAdapter(path, metadata, j));
+  }
+
   /** Copies of everything a checkpoint holds, under the checkpoint's names (inspection, tests). */
   async snapshot(opts?: JobOptions): Promise<Map<string, Tensor>> {
     const n = this.native;
@@ -311,4 +345,16 @@ export async function arcfaceLogits(embeddings: Tensor, weight: Tensor, labels: 
   } finally {
     if (labels instanceof Int32Array) l.dispose();
   }
+}
+
+/**
+ * A new diffusion model: `model`'s weights with the adapter patch at `path` (written by
+ * Trainer.saveAdapter, e.g. `bia unlearn --params adapters`) merged in, W + (α / r)·up·down per layer; `model` is
+ * untouched. BIA_CHECKPOINT_MISMATCH when the patch names layers the model lacks or shapes that do not fit.
+ */
+export async function mergeAdapter(model: DiffusionModel, path: string, opts?: JobOptions): Promise<DiffusionModel> {
+  if (!(model instanceof DiffusionModel)) throw invalidArgument('model must be a DiffusionModel');
+  if (typeof path !== 'string' || path.length === 0) throw invalidArgument('path must be a non-empty string');
+  const native = model.native;
+  return new DiffusionModel(await runJob(opts, (j) => loadAddon().mergeAdapter(native, path, j)));
 }

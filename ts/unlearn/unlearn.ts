@@ -49,6 +49,11 @@ export interface UnlearnOptions extends JobOptions {
   statesPerCode?: number;
   /** Share of each batch drawn from the retain states (default 0.5). */
   retainShare?: number;
+  /**
+   * Also forget the mirrored photos (default true): each is inverted on its own and shifted by the
+   * mirrored Δh, doubling the person's poses at the cost of one inversion per photo.
+   */
+  mirror?: boolean;
   seed?: number;
   /** A trainer checkpoint to resume from (written by a previous, interrupted run's onCheckpoint). */
   resumeFrom?: string;
@@ -64,10 +69,11 @@ export interface UnlearnReport {
   others: number;
   params: UnlearnParams;
   iterations: number;
+  mirror: boolean;
   forgetStates: number;
   retainStates: number;
   /** Similarity to each photo's own embedding of its plain reconstruction: original model, unlearned model, and the BIA output (the target). */
-  forget: { before: number[]; after: number[]; absorbed: number[] };
+  forget: { before: number[]; after: number[]; absorbed: number[]; mirroredAbsorbed?: number[] };
   /** Similarity of each other person's reconstruction to their photo: original and unlearned model. */
   retain: { before: number[]; after: number[] };
   losses: number[];
@@ -83,10 +89,15 @@ export interface UnlearnResult extends Disposable {
   dispose(): void;
 }
 
+/** Trajectory states: batches of x_j and the teacher's ε there, and per state (batch, row, t_j). */
 interface States {
   x: Tensor[];
   eps: Tensor[];
-  t: number[];
+  at: { part: number; row: number; t: number }[];
+}
+
+function emptyStates(): States {
+  return { x: [], eps: [], at: [] };
 }
 
 function checkNumber(v: number, what: string, lo: number, hi: number): number {
@@ -94,12 +105,21 @@ function checkNumber(v: number, what: string, lo: number, hi: number): number {
   return v;
 }
 
-/** Δh = ĥ − h_r as a tensor (h is small: C·H·W numbers). */
-async function delta(hHat: Tensor, hR: Tensor): Promise<Tensor> {
-  const [a, b] = [await hHat.data(), await hR.data()];
-  const d = new Float32Array(a.length);
-  for (let i = 0; i < a.length; i++) d[i] = a[i] - b[i];
-  return tensor(d, hR.shape, { device: hR.device as never });
+/** a − b, or a + b, elementwise, as a new tensor on a's device (h codes are small: B·C·H·W numbers). */
+async function combine(a: Tensor, b: Tensor, sign: 1 | -1): Promise<Tensor> {
+  const [x, y] = [await a.data(), await b.data()];
+  const d = new Float32Array(x.length);
+  for (let i = 0; i < x.length; i++) d[i] = x[i] + sign * y[i];
+  return tensor(d, a.shape, { device: a.device as never });
+}
+
+/** The mirror image along the last axis (width) of a [B, C, H, W] tensor. */
+export async function mirrored(x: Tensor): Promise<Tensor> {
+  const v = await x.data();
+  const w = x.shape[x.shape.length - 1];
+  const d = new Float32Array(v.length);
+  for (let r = 0; r < v.length; r += w) for (let k = 0; k < w; k++) d[r + k] = v[r + w - 1 - k];
+  return tensor(d, x.shape, { device: x.device as never });
 }
 
 /** The decode call indices to sample: `k` of 0..steps−1, evenly spread, always including the first. */
@@ -108,19 +128,43 @@ export function sampledSteps(steps: number, k: number): number[] {
   return [...new Set(Array.from({ length: n }, (_, i) => Math.round((i * (steps - 1)) / Math.max(1, n - 1))))];
 }
 
+/** Codes to decode, batched: x_lat and h_r [B], and for forget codes the shift Δh and ĥ = h_r + Δh. */
+interface Codes {
+  xLat: Tensor;
+  hR: Tensor;
+  dh: Tensor | null;
+  hHat: Tensor | null;
+}
+
 /**
- * Teacher states of one code's decoding trajectory: at call j the state x_j (x_lat for j = 0) and the
- * teacher's ε there, with Δh added while t ≥ tEdit (Δh null: plain reconstruction).
+ * Teacher states of a batch of decoding trajectories: at call j the states x_j (x_lat for j = 0) and the
+ * teacher's ε there, with Δh added while t ≥ tEdit (dh null: plain reconstruction). One batched
+ * decode per sampled call.
  */
-async function trajectory(diffusion: DiffusionModel, xLat: Tensor, hR: Tensor, dh: Tensor | null, hHat: Tensor | null, seq: number[], picks: number[], o: { t0: number; steps: number; tEdit: number }, job: JobOptions, out: States): Promise<void> {
+async function trajectories(diffusion: DiffusionModel, c: Codes, seq: number[], picks: number[], o: { t0: number; steps: number; tEdit: number }, job: JobOptions, out: States): Promise<void> {
+  const n = c.xLat.shape[0];
   for (const j of picks) {
     const t = seq[seq.length - 1 - j];
-    const x = j === 0 ? xLat : await diffusion.decode(xLat, hHat, { mode: 'every-step', hRef: hR, t0: o.t0, steps: o.steps, tEdit: o.tEdit, eta: 0, stopAfter: j, signal: job.signal });
-    const r = await diffusion.forward(x, t, { hDelta: dh && t >= o.tEdit ? dh : undefined, signal: job.signal });
+    const x = j === 0 ? await takeRows([c.xLat], Array.from({ length: n }, (_, i) => [0, i])) : await diffusion.decode(c.xLat, c.hHat, { mode: 'every-step', hRef: c.hHat ? c.hR : undefined, t0: o.t0, steps: o.steps, tEdit: o.tEdit, eta: 0, stopAfter: j, batchSize: 64, signal: job.signal });
+    const r = await diffusion.forward(x, t, { hDelta: c.dh && t >= o.tEdit ? c.dh : undefined, signal: job.signal });
     r.h.dispose();
-    out.x.push(j === 0 ? await takeRows([xLat], [[0, 0]]) : x);
+    const part = out.x.length;
+    out.x.push(x);
     out.eps.push(r.eps);
-    out.t.push(t);
+    for (let row = 0; row < n; row++) out.at.push({ part, row, t });
+  }
+}
+
+/** Rows 0..n−1 of each part, concatenated. */
+function allRows(parts: Tensor[]): Promise<Tensor> {
+  return takeRows(parts, parts.flatMap((p, k) => Array.from({ length: p.shape[0] }, (_, i): [number, number] => [k, i])));
+}
+
+function checkPhotos(x: Tensor, what: string, diffusion: DiffusionModel): void {
+  const c = diffusion.config;
+  const want = [c.inChannels, c.resolution, c.resolution];
+  if (x.shape.length !== 4 || x.shape[0] < 1 || x.shape.slice(1).some((v, k) => v !== want[k])) {
+    throw invalidArgument(`${what} must be [N, ${want.join(', ')}] images at the model's resolution, got [${x.shape}]`);
   }
 }
 
@@ -141,17 +185,19 @@ export async function unlearnIdentity(photos: Tensor, models: EraseModels & { di
   const perCode = checkInt(opts.statesPerCode ?? 6, 'statesPerCode', 1, 1000);
   const retainShare = opts.retainShare ?? 0.5;
   if (!(retainShare >= 0 && retainShare < 1)) throw invalidArgument(`retainShare must be in [0, 1), got ${JSON.stringify(retainShare)}`);
+  const mirror = opts.mirror ?? true;
+  if (typeof mirror !== 'boolean') throw invalidArgument(`mirror must be true or false, got ${JSON.stringify(mirror)}`);
   const seed = checkInt(opts.seed ?? o.seed, 'seed', 0, 2 ** 52);
   const checkpointEvery = checkInt(opts.checkpointEvery ?? 50, 'checkpointEvery', 1, 1_000_000);
-  if (photos.shape.length !== 4 || photos.shape[0] < 1) throw invalidArgument(`photos must be [N, 3, H, W], got [${photos.shape}]`);
-  if (models.others.shape.length !== 4 || models.others.shape[0] < 1) throw invalidArgument(`others must be [N, 3, H, W] photos of other people, got [${models.others.shape}]`);
   const { diffusion, encoder } = models;
+  checkPhotos(photos, 'photos', diffusion);
+  checkPhotos(models.others, 'others (photos of other people)', diffusion);
   const job: JobOptions = { signal: opts.signal };
   const scope = new Scope();
   let trainer: Trainer<'diffusion'> | undefined;
   try {
-    const forget: States = { x: [], eps: [], t: [] };
-    const retain: States = { x: [], eps: [], t: [] };
+    const forget = emptyStates();
+    const retain = emptyStates();
     const seqInv = await diffusion.invert(await takeRows([photos], [[0, 0]]), { t0: o.t0, steps: o.steps, keepAll: true, signal: job.signal });
     const seq = [...seqInv.ts, o.t0];
     seqInv.hs.forEach((h) => h.dispose());
@@ -159,9 +205,9 @@ export async function unlearnIdentity(photos: Tensor, models: EraseModels & { di
     seqInv.hR.dispose();
     const picks = sampledSteps(o.steps, perCode);
     const decodeArgs = { t0: o.t0, steps: o.steps, tEdit: o.tEdit };
-    const fRs: Tensor[] = [];
-    const absorbed: Tensor[] = [];
-    const xLats: Tensor[] = [];
+
+    // Each photo's black hole and absorbed code ĥ_r; Δh = ĥ_r − h_r.
+    const per = { fR: [] as Tensor[], absorbed: [] as Tensor[], xLat: [] as Tensor[], hR: [] as Tensor[], dh: [] as Tensor[] };
     for (let i = 0; i < photos.shape[0]; i++) {
       const photo = scope.add(await takeRows([photos], [[0, i]]));
       const bh = await formBlackHole(photo, { ...o, ...models, signal: job.signal });
@@ -169,11 +215,11 @@ export async function unlearnIdentity(photos: Tensor, models: EraseModels & { di
         const ab = await absorbIdentity(bh, { ...o, ...models, signal: job.signal });
         try {
           const hHat = scope.add(await takeRows([ab.codes], [[0, ab.chosen]]));
-          absorbed.push(scope.add(await takeRows([ab.images], [[0, ab.chosen]])));
-          const dh = scope.add(await delta(hHat, bh.hR));
-          await trajectory(diffusion, bh.xLat, bh.hR, dh, hHat, seq, picks, decodeArgs, job, forget);
-          fRs.push(scope.add(await takeRows([bh.fR], [[0, 0]])));
-          xLats.push(scope.add(await takeRows([bh.xLat], [[0, 0]])));
+          per.absorbed.push(scope.add(await takeRows([ab.images], [[0, ab.chosen]])));
+          per.dh.push(scope.add(await combine(hHat, bh.hR, -1)));
+          per.fR.push(scope.add(await takeRows([bh.fR], [[0, 0]])));
+          per.xLat.push(scope.add(await takeRows([bh.xLat], [[0, 0]])));
+          per.hR.push(scope.add(await takeRows([bh.hR], [[0, 0]])));
         } finally {
           ab.dispose();
         }
@@ -181,15 +227,28 @@ export async function unlearnIdentity(photos: Tensor, models: EraseModels & { di
         bh.dispose();
       }
     }
-    const otherLats: Tensor[] = [];
-    for (let i = 0; i < models.others.shape[0]; i++) {
-      const photo = scope.add(await takeRows([models.others], [[0, i]]));
-      const inv = await diffusion.invert(photo, { t0: o.t0, steps: o.steps, signal: job.signal });
-      scope.add(inv.xLat);
-      scope.add(inv.hR);
-      await trajectory(diffusion, inv.xLat, inv.hR, null, null, seq, picks, decodeArgs, job, retain);
-      otherLats.push(inv.xLat);
+    const given: Codes = { xLat: scope.add(await allRows(per.xLat)), hR: scope.add(await allRows(per.hR)), dh: scope.add(await allRows(per.dh)), hHat: null };
+    given.hHat = scope.add(await combine(given.hR, given.dh!, 1));
+    await trajectories(diffusion, given, seq, picks, decodeArgs, job, forget);
+
+    // The mirrored photos: their own inversion, with the mirrored shift (the UNet is convolutional, so
+    // mirroring the photo mirrors h; the report says how far the mirrored shift erases).
+    let mirroredAbsorbed: Tensor | null = null;
+    if (mirror) {
+      const flipped = scope.add(await mirrored(photos));
+      const inv = await diffusion.invert(flipped, { t0: o.t0, steps: o.steps, signal: job.signal });
+      const m: Codes = { xLat: scope.add(inv.xLat), hR: scope.add(inv.hR), dh: scope.add(await mirrored(given.dh!)), hHat: null };
+      m.hHat = scope.add(await combine(m.hR, m.dh!, 1));
+      await trajectories(diffusion, m, seq, picks, decodeArgs, job, forget);
+      const decoded = scope.add(await diffusion.decode(m.xLat, m.hHat, { mode: 'every-step', hRef: m.hR, ...decodeArgs, eta: 0, signal: job.signal }));
+      mirroredAbsorbed = scope.add(await mirrored(decoded));
     }
+
+    // Other people: their own reconstruction trajectories, unedited.
+    const othersInv = await diffusion.invert(models.others, { t0: o.t0, steps: o.steps, signal: job.signal });
+    scope.add(othersInv.xLat);
+    scope.add(othersInv.hR);
+    await trajectories(diffusion, { xLat: othersInv.xLat, hR: othersInv.hR, dh: null, hHat: null }, seq, picks, decodeArgs, job, retain);
     [...forget.x, ...forget.eps, ...retain.x, ...retain.eps].forEach((t) => scope.add(t));
 
     trainer = await createTrainer('diffusion', diffusion, { lr, seed, trainable: params === 'decoder' ? DECODER_PREFIXES : undefined, device: diffusion.device as never, signal: job.signal });
@@ -203,23 +262,21 @@ export async function unlearnIdentity(photos: Tensor, models: EraseModels & { di
       return rng % n;
     };
     for (let s = 0; s < first * batchSize; s++) rand(1); // the same draws as an uninterrupted run
-    const parts = [...forget.x, ...retain.x];
+    const xParts = [...forget.x, ...retain.x];
     const epsParts = [...forget.eps, ...retain.eps];
     for (let step = first; step < iterations; step++) {
-      const picksF: [number, number][] = [];
-      const picksR: [number, number][] = [];
+      const chosen: { part: number; row: number; t: number }[] = [];
       for (let b = 0; b < batchSize; b++) {
         const fromRetain = b < nRetain;
         const pool = fromRetain ? retain : forget;
-        const k = rand(pool.x.length);
-        (fromRetain ? picksR : picksF).push([k, 0]);
+        const s = pool.at[rand(pool.at.length)];
+        chosen.push(fromRetain ? { ...s, part: forget.x.length + s.part } : s);
       }
-      const idx = [...picksF.map(([k]) => ({ pool: forget, k })), ...picksR.map(([k]) => ({ pool: retain, k }))];
-      const at = idx.map(({ pool, k }) => (pool === forget ? k : forget.x.length + k));
-      const images = await takeRows(parts, at.map((p) => [p, 0]));
-      const targets = await takeRows(epsParts, at.map((p) => [p, 0]));
+      const rows = chosen.map((c): [number, number] => [c.part, c.row]);
+      const images = await takeRows(xParts, rows);
+      const targets = await takeRows(epsParts, rows);
       try {
-        const r = await trainer.step({ images, labels: Int32Array.from(idx.map(({ pool, k }) => pool.t[k])), targets }, { lr, signal: job.signal });
+        const r = await trainer.step({ images, labels: Int32Array.from(chosen.map((c) => c.t)), targets }, { lr, signal: job.signal });
         losses.push(r.loss);
         opts.onStep?.({ step: r.step, iterations, loss: r.loss });
         if (opts.onCheckpoint && (r.step % checkpointEvery === 0 || r.step === iterations)) await opts.onCheckpoint(trainer, r.step);
@@ -231,37 +288,34 @@ export async function unlearnIdentity(photos: Tensor, models: EraseModels & { di
     const model = await trainer.model({ signal: job.signal });
 
     // The report: plain reconstructions (no edit) by both models.
-    const recon = async (m: DiffusionModel, lats: Tensor[]) => {
-      const xl = await takeRows(lats, lats.map((_, i) => [i, 0]));
-      try {
-        return await m.decode(xl, null, { t0: o.t0, steps: o.steps, eta: 0, signal: job.signal });
-      } finally {
-        xl.dispose();
-      }
-    };
-    const before = await recon(diffusion, xLats);
-    const after = await recon(model, xLats);
-    const absorbedAll = await takeRows(absorbed, absorbed.map((_, i) => [i, 0]));
-    const othersBefore = await recon(diffusion, otherLats);
-    const othersAfter = await recon(model, otherLats);
-    const fR = await takeRows(fRs, fRs.map((_, i) => [i, 0]));
+    const recon = (m: DiffusionModel, xl: Tensor) => m.decode(xl, null, { t0: o.t0, steps: o.steps, eta: 0, batchSize: 64, signal: job.signal });
+    const before = await recon(diffusion, given.xLat);
+    const after = await recon(model, given.xLat);
+    const absorbedAll = await allRows(per.absorbed);
+    const othersBefore = await recon(diffusion, othersInv.xLat);
+    const othersAfter = await recon(model, othersInv.xLat);
+    const fR = scope.add(await allRows(per.fR));
     // each image against its own reference row (pairwise similarity of equal batches): one embedding job
     const simEach = async (images: Tensor, refs: Tensor) => Array.from(await identitySimilarity(encoder, images, refs, o, job));
-    const othersEmb = await encoder.embed(models.others, { protocol: o.protocol, signal: job.signal });
+    const othersEmb = scope.add(await encoder.embed(models.others, { protocol: o.protocol, signal: job.signal }));
     const report: UnlearnReport = {
       photos: photos.shape[0],
       others: models.others.shape[0],
       params,
       iterations,
-      forgetStates: forget.x.length,
-      retainStates: retain.x.length,
-      forget: { before: await simEach(before, fR), after: await simEach(after, fR), absorbed: await simEach(absorbedAll, fR) },
+      mirror,
+      forgetStates: forget.at.length,
+      retainStates: retain.at.length,
+      forget: {
+        before: await simEach(before, fR),
+        after: await simEach(after, fR),
+        absorbed: await simEach(absorbedAll, fR),
+        ...(mirroredAbsorbed ? { mirroredAbsorbed: await simEach(mirroredAbsorbed, fR) } : {}),
+      },
       retain: { before: await simEach(othersBefore, othersEmb), after: await simEach(othersAfter, othersEmb) },
       losses,
       seconds: (performance.now() - start) / 1000,
     };
-    othersEmb.dispose();
-    fR.dispose();
     const images = { before, after, absorbed: absorbedAll, othersBefore, othersAfter };
     const dispose = () => {
       model.dispose();
