@@ -49,7 +49,7 @@ function fakeRun(ms: Measurement[], opts: Partial<BenchOptions> = {}, memory: Pa
   return { schema: 'bia-bench/1', complete: true, options, environment, suites: [{ suite: 's', ok: true, seconds: 1, measurements: ms, memory: { peakRssBytes: 100 * 2 ** 20, rssScope: 'reset', ...memory }, notes: {} }] };
 }
 
-t.test('compareRuns: like with like, verdicts beyond tolerance and measured spread', async (t) => {
+t.test('compareRuns: like with like, verdicts from the interval of the median ratio', async (t) => {
   const base = fakeRun([
     measurement('slower', [1.0, 1.01, 0.99]),
     measurement('noisy', [1.0, 0.5, 1.5]),
@@ -70,7 +70,7 @@ t.test('compareRuns: like with like, verdicts beyond tolerance and measured spre
   const v = Object.fromEntries(c.cases.map((x) => [x.key, x.verdict]));
   t.same(v, {
     's/slower': 'regression',
-    's/noisy': 'noisy',
+    's/noisy': 'inconclusive',
     's/same': 'unchanged',
     's/faster': 'improvement',
     's/added': 'new',
@@ -78,7 +78,11 @@ t.test('compareRuns: like with like, verdicts beyond tolerance and measured spre
     's/gone': 'missing',
     's/p{batch=1}': 'missing',
   });
-  t.equal(c.cases.find((x) => x.key === 's/slower')!.change!.toFixed(3), '0.300');
+  const slower = c.cases.find((x) => x.key === 's/slower')!;
+  t.equal(slower.change!.toFixed(3), '0.300');
+  t.ok(slower.interval!.lo > 0.1 && slower.interval!.hi >= 0.3 && slower.interval!.confidence === 0.99, 'the whole interval beyond +10%');
+  t.match(c.cases.find((x) => x.key === 's/noisy')!.reasons.join(), /straddles ±10%/);
+  t.equal(c.inconclusive, 1);
   t.same(c.memory.map((m) => [m.what, m.verdict]), [['peakRssBytes', 'regression']], 'RSS ×3 (+200 MiB) is a memory regression');
   t.equal(c.regressions, 2);
   t.equal(c.improvements, 1);
@@ -135,7 +139,19 @@ t.test('bia bench --smoke: every suite on the tiny config, JSON and markdown', a
   const unet = run.suites.find((s) => s.suite === 'unet')!;
   const fwd = unet.measurements.filter((m) => m.case === 'forward');
   t.same(fwd.map((m) => m.params.batch), [1, 4], 'the smoke batch sweep');
-  t.equal(fwd[0].samples.length, 2, 'smoke trials');
+  t.ok(fwd[0].samples.length >= 2 && fwd[0].samples.length <= 10, 'smoke samples: at least --trials 2, at most 10');
+  for (const m of run.suites.flatMap((s) => s.measurements)) {
+    t.ok(m.ci && m.ci.lo <= m.median && m.median <= m.ci.hi, `${m.suite}/${m.case}: the interval holds the median`);
+    t.ok(m.stability && Array.isArray(m.stability.unstable), `${m.suite}/${m.case}: stability flags`);
+  }
+  for (const m of run.suites.filter((s) => ['engine', 'unet', 'svm', 'identity'].includes(s.suite)).flatMap((s) => s.measurements)) {
+    const c = m.calibration!;
+    t.ok(c && c.firstCall > 0 && c.loops === m.loops && c.loops >= 1, `${m.suite}/${m.case}: calibrated (${m.loops} calls per sample)`);
+    t.equal(m.warmup, 1 + c.warmup.length, 'the warm-up count is the first call and the further warm-up calls');
+    // One sample lasts --min-time (5 ms in smoke) unless one call is longer: loops were planned from the estimate.
+    t.ok(c.loops === 1 || c.loops * c.estimate >= c.minTime * 0.999, `${m.suite}/${m.case}: ${c.loops} × ${c.estimate} s ≥ ${c.minTime} s`);
+    if (m.contention) t.equal(m.contention.length, m.samples.length, 'a CPU-wait share per sample');
+  }
   if (findPython()) t.ok(fwd.every((m) => m.reference && m.reference.speedup > 0), 'the Python eager reference ran side by side');
   const pipe = run.suites.find((s) => s.suite === 'pipeline')!;
   const flat = pipe.notes.memoryAcrossRuns as { rssAfterRunBytes: number[]; flat: boolean };
@@ -148,22 +164,24 @@ t.test('bia bench --smoke: every suite on the tiny config, JSON and markdown', a
 
 t.test('--baseline: exit 4 on a regression, 0 on an improvement, 2 when not comparable', async (t) => {
   const json = join(dir, 'engine.json');
-  t.equal(runCli(['bench', 'engine', '--smoke', '--no-python', '--json', json], ENV).status, 0);
+  t.equal(runCli(['bench', 'engine', '--smoke', '--no-python', '--trials', '3', '--json', json], ENV).status, 0);
   const run = JSON.parse(readFileSync(json, 'utf8')) as BenchRun;
+  // Every sample at k × the median; without the CPU-wait record, so the verdict rests on the times alone
+  // (a busier machine during this run cannot make it inconclusive).
   const scaled = (k: number) => ({
     ...run,
-    suites: run.suites.map((s) => ({ ...s, measurements: s.measurements.map((m) => ({ ...m, ...stats(m.samples.map(() => m.median * k)) })) })),
+    suites: run.suites.map((s) => ({ ...s, measurements: s.measurements.map(({ contention: _c, stability: _s, ...m }) => ({ ...m, ...stats(m.samples.map(() => m.median * k)) })) })),
   });
   const fast = join(dir, 'fast.json');
   writeFileSync(fast, JSON.stringify(scaled(1 / 20)));
   const md = join(dir, 'cmp.md');
-  const r = runCli(['bench', 'engine', '--smoke', '--no-python', '--baseline', fast, '--tolerance', '10%', '--markdown', md], ENV);
+  const r = runCli(['bench', 'engine', '--smoke', '--no-python', '--trials', '3', '--baseline', fast, '--tolerance', '10%', '--markdown', md], ENV);
   t.equal(r.status, 4, 'a 20× faster baseline makes this run a regression');
   t.match(r.stdout, /regression/);
   t.match(readFileSync(md, 'utf8'), /\*\*regression\*\*/);
   const slow = join(dir, 'slow.json');
   writeFileSync(slow, JSON.stringify(scaled(20)));
-  const r2 = runCli(['bench', 'engine', '--smoke', '--no-python', '--baseline', slow], ENV);
+  const r2 = runCli(['bench', 'engine', '--smoke', '--no-python', '--trials', '3', '--baseline', slow], ENV);
   t.equal(r2.status, 0, r2.stderr);
   t.match(r2.stdout, /improvement/);
   const other = join(dir, 'other.json');

@@ -10,8 +10,8 @@ import { BiaError, getThreads, setThreads, type ComputeDtype, type Device } from
 import { writeFileAtomic } from '../../ts/images';
 import { table } from '../common';
 import { BENCH_CONFIGS } from './configs';
-import { asBenchRun, compareRuns, formatComparison, markdownComparison, parseTolerance } from './compare';
-import { closeHooks, defaultHooks, formatSeconds, ROOT, runBench, runSuiteHere } from './run';
+import { asBenchRun, compareRuns, formatComparison, markdownComparison, parseConfidence, parseTolerance } from './compare';
+import { closeHooks, defaultHooks, formatInterval, formatSeconds, ROOT, runBench, runSuiteHere } from './run';
 import { SUITES } from '../suites/index';
 import type { BenchOptions, BenchRun } from './types';
 
@@ -24,8 +24,14 @@ Options:
   --device DEV        cpu | cuda | cuda:N (default cpu)
   --dtype T           weights' dtype: float32 | bfloat16 | float16 (default float32)
   --autocast T        bfloat16 | float16: UNet autocast and encoders in T (CUDA)
-  --warmup N          untimed runs before the trials (default 1)
-  --trials N          timed trials per case (default 5; --smoke: 2)
+  --warmup N          untimed calls per case at least (default 1: the first call, timed apart); warm-up
+                      goes on until two calls agree within 20%
+  --trials N          samples per case at least (default 5; --smoke: 2); also the Python references' runs
+  --max-trials N      samples per case at most (default 30; --smoke: 10)
+  --min-time S        seconds a sample lasts at least: a fast call is repeated inside one sample
+                      (default 0.05; --smoke: 0.005)
+  --case-time S       seconds of samples per case, which sets their number between --trials and
+                      --max-trials (default 0.5; --smoke: 0.04)
   --smoke             small sizes, seconds in all (CI keeps the harness from rotting with it)
   --isolate           run each suite in its own process (clean peak memory, no shared caches)
   --no-python         skip the Python eager references
@@ -35,9 +41,13 @@ Options:
                       pipeline images of which the first is a warm-up, images per UNet call when decoding
                       neighbours)
   --json FILE         write the run (schema bia-bench/1); default bench/out/bench-<config>-<device>-<date>.json
-  --baseline FILE     compare with an earlier run: like with like, a change counts when it is beyond
-                      --tolerance (default 10%) and beyond the measured spread of both runs
-  --tolerance P       e.g. 10% or 0.1
+  --baseline FILE     compare with an earlier run, like with like: a case is a regression only when
+                      the whole bootstrap confidence interval of (median now / median then) lies
+                      above 1 + tolerance (unchanged: within ±tolerance; otherwise inconclusive,
+                      with the reason: the interval straddles the bound, too few samples, or the
+                      process waited for a CPU > 10 points more of the time than in the baseline)
+  --tolerance P       e.g. 10% or 0.1 (default 10%)
+  --confidence P      of the intervals, e.g. 99% or 0.95 (default 99%)
   --markdown FILE     also write a markdown summary (of the comparison when --baseline is given)
   --list              list the suites and configs
 
@@ -53,6 +63,13 @@ function positiveInt(v: string | undefined, name: string, lo = 1): number | unde
   return n;
 }
 
+function seconds(v: string | undefined, name: string, hi: number): number | undefined {
+  if (v === undefined) return undefined;
+  const n = Number(v);
+  if (!/^\s*\d*\.?\d+(e-?\d+)?\s*$/i.test(v) || !(n >= 0 && n <= hi)) throw new BiaError('BIA_INVALID_ARGUMENT', `--${name} must be a number of seconds from 0 to ${hi}, got '${v}'`);
+  return n;
+}
+
 function oneOf<T extends string>(v: string, name: string, allowed: readonly T[]): T {
   if (!(allowed as readonly string[]).includes(v)) throw new BiaError('BIA_INVALID_ARGUMENT', `--${name} must be one of ${allowed.join(', ')}, got '${v}'`);
   return v as T;
@@ -65,6 +82,10 @@ const OPTIONS = {
   autocast: { type: 'string' },
   warmup: { type: 'string' },
   trials: { type: 'string' },
+  'max-trials': { type: 'string' },
+  'min-time': { type: 'string' },
+  'case-time': { type: 'string' },
+  confidence: { type: 'string', default: '99%' },
   smoke: { type: 'boolean', default: false },
   isolate: { type: 'boolean', default: false },
   'no-python': { type: 'boolean', default: false },
@@ -104,6 +125,9 @@ export function parseBenchArgs(argv: string[]): { options: BenchOptions; values:
     autocast,
     warmup: positiveInt(values.warmup, 'warmup', 0) ?? 1,
     trials: positiveInt(values.trials, 'trials') ?? (smoke ? 2 : 5),
+    maxTrials: positiveInt(values['max-trials'], 'max-trials'),
+    minTime: seconds(values['min-time'], 'min-time', 60),
+    caseTime: seconds(values['case-time'], 'case-time', 3600),
     isolate: values.isolate,
     python: !values['no-python'],
     smoke,
@@ -114,8 +138,14 @@ export function parseBenchArgs(argv: string[]): { options: BenchOptions; values:
     images: positiveInt(values.images, 'images', 2),
     batchSize: positiveInt(values['batch-size'], 'batch-size'),
   };
-  for (const k of ['steps', 'neighbours', 'batches', 'images', 'batchSize'] as const) if (options[k] === undefined) delete options[k];
-  if (values.baseline !== undefined) parseTolerance(values.tolerance);
+  if (options.maxTrials !== undefined && options.maxTrials < options.trials) {
+    throw new BiaError('BIA_INVALID_ARGUMENT', `--max-trials (${options.maxTrials}) must be at least --trials (${options.trials})`);
+  }
+  for (const k of ['steps', 'neighbours', 'batches', 'images', 'batchSize', 'maxTrials', 'minTime', 'caseTime'] as const) if (options[k] === undefined) delete options[k];
+  if (values.baseline !== undefined) {
+    parseTolerance(values.tolerance);
+    parseConfidence(values.confidence);
+  }
   return { options, values };
 }
 
@@ -127,8 +157,9 @@ export function formatRun(run: BenchRun): string {
     s.measurements.map((m) => [
       `${m.suite}/${m.case}`,
       Object.entries(m.params).map(([k, v]) => `${k}=${v}`).join(' '),
-      formatSeconds(m.median),
-      `±${(50 * m.spread).toFixed(1)}%`,
+      formatInterval(m),
+      `${m.samples.length}${m.loops && m.loops > 1 ? ` × ${m.loops}` : ''}`,
+      m.stability?.unstable.length ? m.stability.unstable.map((u) => u.split(':')[0]).join(', ') : '',
       m.itemsPerSecond === undefined ? '' : m.itemsPerSecond.toFixed(m.itemsPerSecond < 10 ? 2 : 1),
       m.gflops === undefined ? '' : m.gflops.toFixed(0),
       m.peakFraction === undefined ? '' : `${(100 * m.peakFraction).toFixed(1)}%`,
@@ -136,7 +167,7 @@ export function formatRun(run: BenchRun): string {
       m.reference ? `${m.reference.speedup.toFixed(2)}×` : '',
     ]),
   );
-  const lines = [table(['case', 'params', 'median', 'spread', 'items/s', 'GFLOP/s', 'of peak', 'python', 'speedup'], rows)];
+  const lines = [table(['case', 'params', 'median [99% interval]', 'samples × calls', 'unstable', 'items/s', 'GFLOP/s', 'of peak', 'python', 'speedup'], rows)];
   lines.push(
     table(
       ['suite', 'ok', 'seconds', 'peak RSS', 'peak CUDA allocated'],
@@ -152,12 +183,12 @@ export function markdownRun(run: BenchRun): string {
   const out = [
     `## bia bench: ${run.options.config} on ${run.options.device} (${e.cuda.gpus.length ? e.cuda.gpus.join(', ') : e.cpu}, ${e.threads} threads, LibTorch ${e.torch})`,
     '',
-    '| case | params | median | spread | items/s | GFLOP/s | of peak | python eager | speedup |',
-    '|---|---|---|---|---|---|---|---|---|',
+    '| case | params | median [99% interval] | samples × calls | unstable | items/s | GFLOP/s | of peak | python eager | speedup |',
+    '|---|---|---|---|---|---|---|---|---|---|',
   ];
   for (const s of run.suites) {
     for (const m of s.measurements) {
-      out.push(`| ${m.suite}/${m.case} | ${Object.entries(m.params).map(([k, v]) => `${k}=${v}`).join(' ')} | ${formatSeconds(m.median)} | ±${(50 * m.spread).toFixed(1)}% | ${m.itemsPerSecond?.toFixed(2) ?? ''} | ${m.gflops?.toFixed(0) ?? ''} | ${m.peakFraction === undefined ? '' : `${(100 * m.peakFraction).toFixed(1)}%`} | ${m.reference ? formatSeconds(m.reference.median) : ''} | ${m.reference ? `${m.reference.speedup.toFixed(2)}×` : ''} |`);
+      out.push(`| ${m.suite}/${m.case} | ${Object.entries(m.params).map(([k, v]) => `${k}=${v}`).join(' ')} | ${formatInterval(m)} | ${m.samples.length}${m.loops && m.loops > 1 ? ` × ${m.loops}` : ''} | ${(m.stability?.unstable ?? []).join('; ').replace(/\|/g, '\\|')} | ${m.itemsPerSecond?.toFixed(2) ?? ''} | ${m.gflops?.toFixed(0) ?? ''} | ${m.peakFraction === undefined ? '' : `${(100 * m.peakFraction).toFixed(1)}%`} | ${m.reference ? formatSeconds(m.reference.median) : ''} | ${m.reference ? `${m.reference.speedup.toFixed(2)}×` : ''} |`);
     }
   }
   return `${out.join('\n')}\n`;
@@ -212,7 +243,7 @@ export async function runBenchCli(
   out(`${formatRun(run)}\n\nwrote ${file}\n`);
   let code: number = run.suites.every((s) => s.ok) ? BENCH_EXIT.ok : BENCH_EXIT.failure;
   if (baseline) {
-    const c = compareRuns(baseline, run, parseTolerance(values.tolerance));
+    const c = compareRuns(baseline, run, parseTolerance(values.tolerance), parseConfidence(values.confidence));
     out(`\nagainst ${values.baseline}:\n${formatComparison(c, table)}\n`);
     if (values.markdown) await writeFileAtomic(values.markdown, markdownComparison(c, run), 'markdown summary');
     if (c.incomparable.length) code = Math.max(code, BENCH_EXIT.usage);

@@ -1,13 +1,15 @@
 /**
  * Compare a run with a baseline: like with like (same config, device, precision, threads, smoke,
- * and per case the same suite, name and params), flagging a change only when it is larger than
- * both the tolerance and the trials' measured spread.
+ * and per case the same suite, name and params). Per case, the bootstrap confidence interval of the
+ * ratio of medians decides (bench/harness/stats.ts `judge`): a regression only when the whole
+ * interval lies beyond the tolerance, unchanged when it lies within, otherwise inconclusive.
  */
 import { BiaError } from '../../ts/errors';
 import { formatSeconds } from './run';
+import { judge, seedOf, stability, type CaseVerdict } from './stats';
 import { SCHEMA, type BenchRun, type Measurement } from './types';
 
-export type Verdict = 'regression' | 'improvement' | 'unchanged' | 'noisy' | 'new' | 'missing';
+export type Verdict = CaseVerdict | 'new' | 'missing';
 
 export interface ComparedCase {
   key: string;
@@ -18,9 +20,13 @@ export interface ComparedCase {
   new: number | null;
   /** new / old − 1 of the median time (positive: slower). */
   change: number | null;
-  /** The measured noise: the mean of both runs' relative spreads. */
-  noise: number | null;
+  /** The confidence interval of new / old − 1 (null for new and missing cases). */
+  interval: { lo: number; hi: number; confidence: number } | null;
   verdict: Verdict;
+  /** Why the verdict is what it is (the interval, too few samples, a busier machine…). */
+  reasons: string[];
+  /** Stability flags of either run ('baseline: …', 'now: …'). */
+  unstable: string[];
 }
 
 export interface ComparedMemory {
@@ -34,6 +40,8 @@ export interface ComparedMemory {
 
 export interface Comparison {
   tolerance: number;
+  /** Two-sided confidence of the intervals. */
+  confidence: number;
   /** Why the runs are not like with like (empty: comparable). */
   incomparable: string[];
   /** Environment differences worth knowing (machine, library versions, commit). */
@@ -42,6 +50,7 @@ export interface Comparison {
   memory: ComparedMemory[];
   regressions: number;
   improvements: number;
+  inconclusive: number;
 }
 
 /** Parse '10%', '10', or '0.1' (a fraction when ≤ 1 and without %). */
@@ -70,7 +79,20 @@ export function asBenchRun(v: unknown, what: string): BenchRun {
 
 const MEMORY_FLOOR = 16 * 2 ** 20; // memory changes under 16 MiB are not judged
 
-export function compareRuns(baseline: BenchRun, current: BenchRun, tolerance: number): Comparison {
+/** Parse a confidence such as 99%, 99 or 0.99 (between 50% and 99.9%). */
+export function parseConfidence(s: string): number {
+  const m = /^\s*(\d+(?:\.\d+)?)\s*(%?)\s*$/.exec(s);
+  const v = m ? Number(m[1]) : NaN;
+  const c = m && (m[2] === '%' || v > 1) ? v / 100 : v;
+  if (!(c >= 0.5 && c <= 0.999)) throw new BiaError('BIA_INVALID_ARGUMENT', `--confidence must be between 50% and 99.9% (e.g. 99% or 0.99), got '${s}'`);
+  return c;
+}
+
+function flags(m: Measurement): string[] {
+  return (m.stability ?? stability(m.samples, m.contention)).unstable;
+}
+
+export function compareRuns(baseline: BenchRun, current: BenchRun, tolerance: number, confidence = 0.99): Comparison {
   const o = baseline.options;
   const n = current.options;
   const incomparable: string[] = [];
@@ -102,20 +124,24 @@ export function compareRuns(baseline: BenchRun, current: BenchRun, tolerance: nu
         seen.add(key);
         const b = old.get(key);
         if (!b) {
-          cases.push({ key, suite: m.suite, case: m.case, params: m.params, old: null, new: m.median, change: null, noise: null, verdict: 'new' });
+          cases.push({ key, suite: m.suite, case: m.case, params: m.params, old: null, new: m.median, change: null, interval: null, verdict: 'new', reasons: [], unstable: flags(m).map((f) => `now: ${f}`) });
           continue;
         }
-        const change = m.median / b.median - 1;
-        const noise = (b.spread + m.spread) / 2;
-        let verdict: Verdict = 'unchanged';
-        if (Math.abs(change) > tolerance) verdict = Math.abs(change) > noise ? (change > 0 ? 'regression' : 'improvement') : 'noisy';
-        cases.push({ key, suite: m.suite, case: m.case, params: m.params, old: b.median, new: m.median, change, noise, verdict });
+        const j = judge({ samples: b.samples, contention: b.contention }, { samples: m.samples, contention: m.contention }, tolerance, { confidence, seed: seedOf(key) });
+        cases.push({
+          key, suite: m.suite, case: m.case, params: m.params, old: b.median, new: m.median,
+          change: m.median / b.median - 1,
+          interval: { lo: j.ratio.lo - 1, hi: j.ratio.hi - 1, confidence },
+          verdict: j.verdict,
+          reasons: j.reasons,
+          unstable: [...flags(b).map((f) => `baseline: ${f}`), ...flags(m).map((f) => `now: ${f}`)],
+        });
       }
     }
     const ranSuites = new Set(current.suites.map((s) => s.suite));
     for (const [key, b] of old) {
       if (!seen.has(key) && ranSuites.has(b.suite)) {
-        cases.push({ key, suite: b.suite, case: b.case, params: b.params, old: b.median, new: null, change: null, noise: null, verdict: 'missing' });
+        cases.push({ key, suite: b.suite, case: b.case, params: b.params, old: b.median, new: null, change: null, interval: null, verdict: 'missing', reasons: [], unstable: [] });
       }
     }
     for (const s of current.suites) {
@@ -133,27 +159,49 @@ export function compareRuns(baseline: BenchRun, current: BenchRun, tolerance: nu
   }
   const regressions = cases.filter((c) => c.verdict === 'regression').length + memory.filter((m) => m.verdict === 'regression').length;
   const improvements = cases.filter((c) => c.verdict === 'improvement').length + memory.filter((m) => m.verdict === 'improvement').length;
-  return { tolerance, incomparable, environment, cases, memory, regressions, improvements };
+  const inconclusive = cases.filter((c) => c.verdict === 'inconclusive').length;
+  return { tolerance, confidence, incomparable, environment, cases, memory, regressions, improvements, inconclusive };
 }
 
 const pct = (x: number | null) => (x === null ? '—' : `${x >= 0 ? '+' : ''}${(100 * x).toFixed(1)}%`);
 const mib = (b: number) => `${(b / 2 ** 20).toFixed(1)} MiB`;
 
+const span = (x: ComparedCase['interval']) => (x === null ? '—' : `${pct(x.lo)} … ${pct(x.hi)}`);
+
 function rows(c: Comparison): string[][] {
   return [
-    ...c.cases.map((x) => [x.key, x.old === null ? '—' : formatSeconds(x.old), x.new === null ? '—' : formatSeconds(x.new), pct(x.change), x.noise === null ? "—" : `${(100 * x.noise).toFixed(1)}%`, x.verdict]),
+    ...c.cases.map((x) => [x.key, x.old === null ? '—' : formatSeconds(x.old), x.new === null ? '—' : formatSeconds(x.new), pct(x.change), span(x.interval), x.unstable.length ? `${x.verdict} (unstable)` : x.verdict]),
     ...c.memory.map((m) => [`${m.suite} ${m.what === 'peakRssBytes' ? 'peak RSS' : 'peak CUDA allocated'}`, mib(m.old), mib(m.new), pct(m.change), '', m.verdict]),
   ];
 }
 
-const HEADER = ['case', 'baseline', 'now', 'change', 'noise', 'verdict'];
+function header(c: Comparison): string[] {
+  return ['case', 'baseline', 'now', 'change', `${(100 * c.confidence).toFixed(0)}% interval`, 'verdict'];
+}
+
+/** Why each case that is not plainly unchanged came out as it did, and which cases are unstable. */
+function notes(c: Comparison): string[] {
+  const out: string[] = [];
+  for (const x of c.cases) {
+    if (x.verdict === 'regression' || x.verdict === 'improvement' || x.verdict === 'inconclusive') out.push(`${x.key}: ${x.verdict} — ${x.reasons.join('; ')}`);
+    if (x.unstable.length) out.push(`${x.key}: unstable — ${x.unstable.join('; ')}`);
+  }
+  return out;
+}
+
+function summary(c: Comparison): string {
+  return `${c.regressions} regression(s), ${c.improvements} improvement(s), ${c.inconclusive} inconclusive: a change counts when the whole ` +
+    `${(100 * c.confidence).toFixed(0)}% interval of the median ratio lies beyond ±${(100 * c.tolerance).toFixed(0)}%`;
+}
 
 /** A plain-text table of the comparison. */
 export function formatComparison(c: Comparison, table: (h: string[], r: string[][]) => string): string {
   if (c.incomparable.length) return `not comparable with the baseline (${c.incomparable.join('; ')})`;
-  const lines = [table(HEADER, rows(c))];
+  const lines = [table(header(c), rows(c))];
+  const n = notes(c);
+  if (n.length) lines.push(n.map((x) => `  ${x}`).join('\n'));
   if (c.environment.length) lines.push(`environment changed: ${c.environment.join('; ')}`);
-  lines.push(`${c.regressions} regression(s), ${c.improvements} improvement(s) beyond ${(100 * c.tolerance).toFixed(0)}% and the measured spread`);
+  lines.push(summary(c));
   return lines.join('\n');
 }
 
@@ -170,9 +218,12 @@ export function markdownComparison(c: Comparison, current: BenchRun): string {
     out.push(`Not comparable with the baseline: ${c.incomparable.join('; ')}.`);
     return `${out.join('\n')}\n`;
   }
-  out.push(`| ${HEADER.join(' | ')} |`, `|${HEADER.map(() => '---').join('|')}|`);
-  for (const r of rows(c)) out.push(`| ${r.map((x, i) => (i === 5 && x === 'regression' ? '**regression**' : x.replace(/\|/g, '\\|'))).join(' | ')} |`);
-  out.push('', `**${c.regressions} regression(s)**, ${c.improvements} improvement(s) beyond ${(100 * c.tolerance).toFixed(0)}% and the measured spread.`);
+  const h = header(c);
+  out.push(`| ${h.join(' | ')} |`, `|${h.map(() => '---').join('|')}|`);
+  for (const r of rows(c)) out.push(`| ${r.map((x, i) => (i === 5 && x.startsWith('regression') ? x.replace('regression', '**regression**') : x.replace(/\|/g, '\\|'))).join(' | ')} |`);
+  out.push('', `**${summary(c)}.**`);
+  const n = notes(c);
+  if (n.length) out.push('', ...n.map((x) => `- ${x.replace(/\|/g, '\\|')}`));
   if (c.environment.length) out.push('', `Environment changed: ${c.environment.join('; ')}.`);
   return `${out.join('\n')}\n`;
 }

@@ -11,6 +11,8 @@ import { benchmark, BiaError, cudaMemory, getThreads, info, setThreads, type Com
 import { findPython, PythonServer, settle } from '../common';
 import { benchConfig } from './configs';
 import { SUITES } from '../suites/index';
+import { contention, schedTimes } from './sched';
+import { calibrate, medianInterval, seedOf, stability, steady } from './stats';
 import {
   SCHEMA,
   type BenchContext,
@@ -18,6 +20,7 @@ import {
   type BenchModels,
   type BenchOptions,
   type BenchRun,
+  type Calibration,
   type CaseOptions,
   type Measurement,
   type PythonRef,
@@ -35,6 +38,20 @@ export function stats(samples: number[]): Stats {
   const median = s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
   return { samples, median, min: s[0], max: s[s.length - 1], spread: median > 0 ? (s[s.length - 1] - s[0]) / median : 0 };
 }
+
+/** The sampling settings of a run, with the defaults filled in (smoke: smaller and fewer). */
+export function sampling(o: Pick<BenchOptions, 'smoke' | 'warmup' | 'trials' | 'maxTrials' | 'minTime' | 'caseTime'>): { warmup: number; trials: number; maxTrials: number; minTime: number; caseTime: number } {
+  return {
+    warmup: Math.max(1, o.warmup),
+    trials: o.trials,
+    maxTrials: Math.max(o.trials, o.maxTrials ?? (o.smoke ? 10 : 30)),
+    minTime: o.minTime ?? (o.smoke ? 0.005 : 0.05),
+    caseTime: o.caseTime ?? (o.smoke ? 0.04 : 0.5),
+  };
+}
+
+/** Most warm-up calls of a case after the first (warm-up also ends when its time is spent). */
+const MAX_WARMUP_CALLS = 50;
 
 // ---- memory ------------------------------------------------------------------------------------
 
@@ -187,25 +204,69 @@ class Context implements BenchContext {
   }
 
   async measure(name: string, opts: CaseOptions, fn: () => Promise<unknown>): Promise<Measurement> {
-    const warmup = opts.warmup ?? this.options.warmup;
-    const trials = opts.trials ?? this.options.trials;
-    await settle(this.options.device);
-    for (let i = 0; i < warmup; i++) await fn();
-    const samples: number[] = [];
-    for (let i = 0; i < trials; i++) {
+    return this.measureLoops(name, opts, async (loops) => {
       const t = process.hrtime.bigint();
-      await fn();
-      samples.push(Number(process.hrtime.bigint() - t) / 1e9);
+      for (let i = 0; i < loops; i++) await fn();
+      return Number(process.hrtime.bigint() - t) / 1e9 / loops;
+    });
+  }
+
+  async measureLoops(name: string, opts: CaseOptions, sample: (loops: number) => Promise<number>): Promise<Measurement> {
+    const d = sampling(this.options);
+    const minTime = opts.minTime ?? d.minTime;
+    const trials = opts.trials ?? d.trials;
+    const warmupAtLeast = Math.max(1, opts.warmup ?? d.warmup);
+    await settle(this.options.device);
+    // The first call alone (oneDNN primitives, thread wake-up, allocator growth), then warm-up until two calls agree.
+    const firstCall = await sample(1);
+    const warm: number[] = [];
+    let spent = firstCall;
+    const warmupTime = Math.max(2 * minTime, d.caseTime / 2);
+    while (warm.length + 1 < warmupAtLeast || (!steady(warm) && spent < warmupTime && warm.length < MAX_WARMUP_CALLS)) {
+      const s = await sample(1);
+      warm.push(s);
+      spent += s;
     }
-    return this.record(name, opts, samples, warmup);
+    const estimate = warm.length ? Math.min(...warm.slice(-2)) : firstCall;
+    const plan = calibrate(estimate, { minTime, caseTime: d.caseTime, minSamples: trials, maxSamples: Math.max(trials, d.maxTrials) });
+    const samples: number[] = [];
+    const waits: number[] = [];
+    for (let i = 0; i < plan.samples; i++) {
+      const a = schedTimes();
+      const t = process.hrtime.bigint();
+      samples.push(await sample(plan.loops));
+      const w = contention(a, schedTimes(), Number(process.hrtime.bigint() - t) / 1e9);
+      if (w !== null) waits.push(w);
+    }
+    const calibration: Calibration = { minTime, firstCall, warmup: warm, estimate, loops: plan.loops };
+    return this.finish(name, opts, samples, 1 + warm.length, { loops: plan.loops, calibration, contention: waits.length === samples.length ? waits : undefined });
   }
 
   async record(name: string, opts: CaseOptions, samples: number[], warmup = 0): Promise<Measurement> {
+    return this.finish(name, opts, samples, warmup, {});
+  }
+
+  private async finish(
+    name: string,
+    opts: CaseOptions,
+    samples: number[],
+    warmup: number,
+    how: { loops?: number; calibration?: Calibration; contention?: number[] },
+  ): Promise<Measurement> {
     if (!samples.length || samples.some((s) => !(s >= 0) || !Number.isFinite(s))) {
       throw new BiaError('BIA_INVALID_ARGUMENT', `${this.suiteName}/${name}: trial times must be finite and non-negative, got ${JSON.stringify(samples)}`);
     }
     const st = stats(samples);
-    const m: Measurement = { suite: this.suiteName, case: name, params: opts.params ?? {}, unit: 's', warmup, ...st };
+    const params = opts.params ?? {};
+    const ci = medianInterval(samples, { seed: seedOf(`${this.suiteName}/${name}/${JSON.stringify(params)}`) });
+    const m: Measurement = {
+      suite: this.suiteName, case: name, params, unit: 's', warmup, ...st,
+      loops: how.loops ?? 1,
+      ci: { lo: ci.lo, hi: ci.hi, confidence: ci.confidence },
+      ...(how.calibration ? { calibration: how.calibration } : {}),
+      ...(how.contention ? { contention: how.contention } : {}),
+      stability: stability(samples, how.contention),
+    };
     if (opts.items !== undefined) {
       m.items = opts.items;
       m.itemsPerSecond = opts.items / st.median;
@@ -249,11 +310,19 @@ function formatParams(p: Measurement['params']): string {
   return e.length ? ` [${e.map(([k, v]) => `${k}=${v}`).join(' ')}]` : '';
 }
 
+/** '1.23 ms [1.20 ms, 1.25 ms]': the median and its confidence interval. */
+export function formatInterval(m: Pick<Measurement, 'median' | 'ci'>): string {
+  return m.ci ? `${formatSeconds(m.median)} [${formatSeconds(m.ci.lo)}, ${formatSeconds(m.ci.hi)}]` : formatSeconds(m.median);
+}
+
 export function formatMeasurement(m: Measurement): string {
-  const parts = [`${m.case}${formatParams(m.params)}: ${formatSeconds(m.median)} ±${(m.spread * 50).toFixed(1)}% (n=${m.samples.length})`];
+  const loops = m.loops && m.loops > 1 ? ` × ${m.loops} calls` : '';
+  const first = m.calibration ? `, first call ${formatSeconds(m.calibration.firstCall)}` : '';
+  const parts = [`${m.case}${formatParams(m.params)}: ${formatInterval(m)} (n=${m.samples.length}${loops}${first})`];
   if (m.itemsPerSecond !== undefined) parts.push(`${m.itemsPerSecond.toFixed(m.itemsPerSecond < 10 ? 2 : 1)}/s`);
   if (m.gflops !== undefined) parts.push(`${m.gflops.toFixed(1)} GFLOP/s (${(100 * m.peakFraction!).toFixed(1)}% of ${m.peakDtype} matmul)`);
   if (m.reference) parts.push(`${m.reference.name} ${formatSeconds(m.reference.median)} → ${m.reference.speedup.toFixed(2)}×`);
+  if (m.stability?.unstable.length) parts.push(`UNSTABLE (${m.stability.unstable.join('; ')})`);
   return parts.join(', ');
 }
 

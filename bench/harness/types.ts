@@ -3,6 +3,7 @@
  * (schema 'bia-bench/1'). Every measurement is a set of wall-clock trials of one case; a case is
  * identified for comparison by suite, case name, params and the run's config/device/precision/threads.
  */
+import type { Stability } from './stats';
 import type { ComputeDtype, Device, DiffusionModel, EraseOptions, IdentityEncoder, IdentityArch, InputProtocol, Tensor } from '../../ts/index';
 
 export const SCHEMA = 'bia-bench/1';
@@ -19,9 +20,11 @@ export interface CaseOptions {
   flops?: number;
   /** The matmul dtype whose measured peak `flops` is compared with (default: the run's compute dtype). */
   peakDtype?: ComputeDtype;
-  /** Override the run's warm-up / trial counts for this case. */
+  /** Override the run's warm-up calls (at least; warm-up goes on until two calls agree) / minimum samples for this case. */
   warmup?: number;
   trials?: number;
+  /** Override the run's seconds per sample (inner calls are added until a sample lasts this long). */
+  minTime?: number;
   /**
    * The same work in a reference implementation (Python eager), run after the addon's trials:
    * returns seconds per trial. Return null when no reference is available.
@@ -32,6 +35,7 @@ export interface CaseOptions {
 }
 
 export interface Stats {
+  /** Seconds per call, one per sample (each the mean of `loops` calls where the harness calibrated the case). */
   samples: number[];
   median: number;
   min: number;
@@ -40,12 +44,36 @@ export interface Stats {
   spread: number;
 }
 
+/** How a calibrated case was sampled. */
+export interface Calibration {
+  /** The target seconds per sample. */
+  minTime: number;
+  /** Seconds of the first call (first-call costs: oneDNN primitives, thread wake-up, allocator growth), not in the samples. */
+  firstCall: number;
+  /** Seconds of each further warm-up call, until two agreed within 20% (or the warm-up time ran out); not in the samples. */
+  warmup: number[];
+  /** The estimated seconds of one call the loops and samples were planned from. */
+  estimate: number;
+  /** Calls per sample. */
+  loops: number;
+}
+
 export interface Measurement extends Stats {
   suite: string;
   case: string;
   params: Record<string, ParamValue>;
   unit: 's';
+  /** Untimed calls before the samples (the first call included). */
   warmup: number;
+  /** Calls per sample (1 where the case was not calibrated). */
+  loops?: number;
+  /** The median's bootstrap confidence interval (seconds). */
+  ci?: { lo: number; hi: number; confidence: number };
+  calibration?: Calibration;
+  /** Per sample: seconds the process's threads waited for a CPU per second of the sample (bench/harness/sched.ts). */
+  contention?: number[];
+  /** Stability flags: dispersion, two clusters, a busy machine — and why, in words. */
+  stability?: Stability;
   items?: number;
   /** items / median seconds. */
   itemsPerSecond?: number;
@@ -104,8 +132,16 @@ export interface BenchOptions {
   dtype: ComputeDtype;
   /** UNet/encoder autocast on CUDA. */
   autocast: 'bfloat16' | 'float16' | null;
+  /** Warm-up calls per case at least (the first call included; warm-up goes on until two calls agree). */
   warmup: number;
+  /** Samples per case at least (also the Python references' iterations). */
   trials: number;
+  /** Samples per case at most (default 30; smoke 10). */
+  maxTrials?: number;
+  /** Seconds one sample lasts at least: fast calls are repeated inside a sample (default 0.05; smoke 0.005). */
+  minTime?: number;
+  /** Seconds of samples per case, which sets the sample count between trials and maxTrials (default 0.5; smoke 0.04). */
+  caseTime?: number;
   /** Run each suite in its own process. */
   isolate: boolean;
   /** Run the Python eager references where they exist. */
@@ -180,8 +216,17 @@ export interface BenchContext {
   readonly computeDtype: ComputeDtype;
   /** Run `fn` with the config's models on the run's device, dtype and autocast; they are released when it ends. */
   withModels<T>(fn: (models: BenchModels) => Promise<T>): Promise<T>;
-  /** Time `fn` (warm-up, then trials); fn must finish its work (the addon's jobs synchronise the device). */
+  /**
+   * Time `fn`: the first call apart, warm-up until steady, then calibrated samples (enough calls per
+   * sample to last minTime, enough samples to fill caseTime); fn must finish its work (the addon's
+   * jobs synchronise the device).
+   */
   measure(name: string, opts: CaseOptions, fn: () => Promise<unknown>): Promise<Measurement>;
+  /**
+   * As measure, where `sample(loops)` makes `loops` calls itself and returns the seconds per call
+   * (e.g. a native timing loop); the harness calibrates loops and samples.
+   */
+  measureLoops(name: string, opts: CaseOptions, sample: (loops: number) => Promise<number>): Promise<Measurement>;
   /** Record externally timed trials (seconds each), e.g. from a native timing loop. */
   record(name: string, opts: CaseOptions, samples: number[], warmup?: number): Promise<Measurement>;
   /** A started Python reference server for a bench/*.py script, or null (no Python torch, or --no-python). */

@@ -1,5 +1,6 @@
 /**
- * Suite engine: sgemm and conv2d through the addon's native timing loop, next to the same
+ * Suite engine: sgemm and conv2d through the addon's native timing loop (calibrated by the harness:
+ * each sample is one native loop of enough calls to last --min-time), next to the same
  * operations in Python eager torch (bench/engine_ref.py): the floor every model inherits.
  */
 import { benchmark, type BenchmarkSpec } from '../../ts/index';
@@ -33,16 +34,17 @@ export const suite: Suite = {
         ];
     const ref = await ctx.python('engine_ref.py');
     for (const c of cases) {
-      const iterations = c.spec.op === 'sgemm' ? n(c.spec.m! > 1024 ? 6 : 20, 100) : n(10, 200);
-      const spec: BenchmarkSpec = { ...c.spec, device, dtype: ctx.computeDtype, warmup: 2, iterations };
-      // One native timing loop gives every trial (no per-call JS overhead in the numbers).
-      const r = await benchmark(spec);
-      const { op, warmup: _w, iterations: _i, device: _d, dtype: _t, ...shape } = spec;
-      await ctx.record(c.name, {
+      const spec: BenchmarkSpec = { ...c.spec, device, dtype: ctx.computeDtype };
+      const { op: _op, device: _d, dtype: _t, ...shape } = spec;
+      // The native timing loop times each call (no per-call JS overhead); the harness sets the calls per sample.
+      await ctx.measureLoops(c.name, {
         params: { ...shape, channelsLast: spec.channelsLast ?? false, dtype: ctx.computeDtype } as Record<string, number | string | boolean>,
         flops: engineFlops(spec),
-        reference: ref ? async () => (await ref.request<{ seconds: number[] }>(spec)).seconds : undefined,
-      }, r.seconds, 2);
+        reference: ref ? async () => (await ref.request<{ seconds: number[] }>({ ...spec, warmup: 2, iterations: n(c.spec.op === 'sgemm' && c.spec.m! > 1024 ? 6 : 10, 100) })).seconds : undefined,
+      }, async (loops) => {
+        const r = await benchmark({ ...spec, warmup: 0, iterations: loops });
+        return r.seconds.reduce((a, b) => a + b, 0) / loops;
+      });
     }
   },
 };

@@ -1,0 +1,269 @@
+/**
+ * The bench's statistics: how many calls make a sample (calibration), the median and its bootstrap
+ * confidence interval, the interval of the ratio of two medians, stability flags (bimodal samples,
+ * high dispersion, a busy machine) and the verdict of a comparison. Pure functions of sample arrays:
+ * the bootstrap draws from a seeded generator, so a verdict is reproducible from the JSON files.
+ */
+import { invalidArgument } from '../../ts/errors';
+
+/** The p-quantile (0 ≤ p ≤ 1) of ascending-sorted values, linear between order statistics. */
+export function quantileSorted(sorted: ArrayLike<number>, p: number): number {
+  const n = sorted.length;
+  if (n === 0) throw invalidArgument('no values to take a quantile of');
+  const h = (n - 1) * p;
+  const lo = Math.floor(h);
+  const hi = Math.min(n - 1, lo + 1);
+  return sorted[lo] + (h - lo) * (sorted[hi] - sorted[lo]);
+}
+
+export function median(xs: readonly number[]): number {
+  if (xs.length === 0) throw invalidArgument('no values to take a median of');
+  return quantileSorted([...xs].sort((a, b) => a - b), 0.5);
+}
+
+/** A seeded uniform generator on [0, 1) (mulberry32). */
+export function seededRandom(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+/** A 32-bit seed from a string (FNV-1a): each case's bootstrap draws from its own, fixed stream. */
+export function seedOf(s: string): number {
+  let h = 0x811c9dc5;
+  for (let i = 0; i < s.length; i++) h = Math.imul(h ^ s.charCodeAt(i), 0x01000193) >>> 0;
+  return h;
+}
+
+export interface BootstrapOptions {
+  /** Two-sided confidence of the interval (default 0.99). */
+  confidence?: number;
+  /** Bootstrap resamples (default 2000). */
+  resamples?: number;
+  /** Seed of the resampling (default 1). */
+  seed?: number;
+}
+
+function checkBootstrap(o: BootstrapOptions): Required<BootstrapOptions> {
+  const confidence = o.confidence ?? 0.99;
+  const resamples = o.resamples ?? 2000;
+  if (!(confidence > 0 && confidence < 1)) throw invalidArgument(`confidence must be between 0 and 1 (exclusive), got ${confidence}`);
+  if (!Number.isInteger(resamples) || resamples < 100) throw invalidArgument(`resamples must be an integer ≥ 100, got ${resamples}`);
+  return { confidence, resamples, seed: o.seed ?? 1 };
+}
+
+/** The medians of `resamples` bootstrap resamples of xs (each n draws with replacement). */
+function bootstrapMedians(xs: readonly number[], resamples: number, rand: () => number): Float64Array {
+  const n = xs.length;
+  const buf = new Float64Array(n);
+  const out = new Float64Array(resamples);
+  for (let r = 0; r < resamples; r++) {
+    for (let i = 0; i < n; i++) buf[i] = xs[(rand() * n) | 0];
+    buf.sort();
+    out[r] = quantileSorted(buf, 0.5);
+  }
+  return out;
+}
+
+export interface Interval {
+  /** The point estimate (a median, or a ratio of medians). */
+  value: number;
+  lo: number;
+  hi: number;
+  confidence: number;
+}
+
+/** The median of xs with its percentile-bootstrap confidence interval. */
+export function medianInterval(xs: readonly number[], opts: BootstrapOptions = {}): Interval {
+  const o = checkBootstrap(opts);
+  if (xs.length === 0) throw invalidArgument('no samples for a confidence interval');
+  const meds = bootstrapMedians(xs, o.resamples, seededRandom(o.seed)).sort();
+  const a = (1 - o.confidence) / 2;
+  return { value: median(xs), lo: quantileSorted(meds, a), hi: quantileSorted(meds, 1 - a), confidence: o.confidence };
+}
+
+/**
+ * median(now) / median(old) with its percentile-bootstrap confidence interval: both sample sets are
+ * resampled independently and the ratio of their medians taken each time (criterion.rs, pyperf).
+ */
+export function ratioInterval(old: readonly number[], now: readonly number[], opts: BootstrapOptions = {}): Interval {
+  const o = checkBootstrap(opts);
+  if (old.length === 0 || now.length === 0) throw invalidArgument('no samples for a ratio interval');
+  const rand = seededRandom(o.seed);
+  const a = bootstrapMedians(old, o.resamples, rand);
+  const b = bootstrapMedians(now, o.resamples, rand);
+  const ratios = new Float64Array(o.resamples);
+  for (let i = 0; i < o.resamples; i++) ratios[i] = b[i] / a[i];
+  ratios.sort();
+  const t = (1 - o.confidence) / 2;
+  return { value: median(now) / median(old), lo: quantileSorted(ratios, t), hi: quantileSorted(ratios, 1 - t), confidence: o.confidence };
+}
+
+// ---- stability --------------------------------------------------------------------------------
+
+/** Samples whose IQR is above this share of the median are flagged as highly dispersed. */
+export const DISPERSION_LIMIT = 0.2;
+/** Two clusters: a gap where the next sorted sample is at least this many times the previous one. */
+export const BIMODAL_GAP = 1.5;
+/** A case is 'contended' when the process's threads waited for a CPU more than this share of the wall time (median over samples). */
+export const CONTENTION_LIMIT = 0.25;
+
+export interface Stability {
+  /** Interquartile range / median. */
+  dispersion: number;
+  /** Two clusters of samples, the lower and upper one's medians and sizes; null if none. */
+  bimodal: { low: number; high: number; lowCount: number; highCount: number } | null;
+  /** Samples beyond Q3 + 3 IQR (Tukey's far outliers). */
+  outliers: number;
+  /** Median share of the wall time the process's threads waited for a CPU (null: not measured). */
+  contention: number | null;
+  /** Why the case is unstable, in words (empty: stable). */
+  unstable: string[];
+}
+
+/** Two clusters in the samples: the widest relative gap that leaves ≥ max(2, 10%) samples on each side. */
+export function bimodality(samples: readonly number[]): Stability['bimodal'] {
+  const s = [...samples].sort((a, b) => a - b);
+  const n = s.length;
+  const k = Math.max(2, Math.ceil(0.1 * n));
+  let best = 0;
+  let at = -1;
+  for (let i = k; i <= n - k; i++) {
+    const r = s[i - 1] > 0 ? s[i] / s[i - 1] : 0;
+    if (r > best) {
+      best = r;
+      at = i;
+    }
+  }
+  if (at < 0 || best < BIMODAL_GAP) return null;
+  return { low: quantileSorted(s.slice(0, at), 0.5), high: quantileSorted(s.slice(at), 0.5), lowCount: at, highCount: n - at };
+}
+
+const fmt = (s: number) => (s >= 1 ? `${s.toFixed(2)} s` : s >= 1e-3 ? `${(s * 1e3).toFixed(2)} ms` : `${(s * 1e6).toFixed(1)} µs`);
+
+/** Stability flags of one case's samples (and, where measured, the CPU-wait share of each sample). */
+export function stability(samples: readonly number[], contention?: readonly number[]): Stability {
+  if (samples.length === 0) throw invalidArgument('no samples to judge');
+  const s = [...samples].sort((a, b) => a - b);
+  const med = quantileSorted(s, 0.5);
+  const q1 = quantileSorted(s, 0.25);
+  const q3 = quantileSorted(s, 0.75);
+  const dispersion = med > 0 ? (q3 - q1) / med : 0;
+  const outliers = s.filter((x) => x > q3 + 3 * (q3 - q1)).length;
+  const bimodal = s.length >= 4 ? bimodality(s) : null;
+  const wait = contention && contention.length ? median(contention) : null;
+  const unstable: string[] = [];
+  if (bimodal) unstable.push(`bimodal: ${bimodal.lowCount} samples near ${fmt(bimodal.low)}, ${bimodal.highCount} near ${fmt(bimodal.high)}`);
+  if (dispersion > DISPERSION_LIMIT) unstable.push(`dispersed: the middle half of the samples spans ${(100 * dispersion).toFixed(0)}% of the median`);
+  if (wait !== null && wait > CONTENTION_LIMIT) unstable.push(`busy machine: the threads waited for a CPU ${(100 * wait).toFixed(0)}% of the time`);
+  return { dispersion, bimodal, outliers, contention: wait, unstable };
+}
+
+// ---- calibration ------------------------------------------------------------------------------
+
+export interface CalibrationTargets {
+  /** Seconds one sample should last at least (inner calls are added until it does). */
+  minTime: number;
+  /** Seconds of samples per case: the sample count is this over the sample's time, within [minSamples, maxSamples]. */
+  caseTime: number;
+  minSamples: number;
+  maxSamples: number;
+  /** Inner calls per sample at most. */
+  maxLoops?: number;
+}
+
+/** Inner calls per sample and the number of samples, from the estimated seconds of one call. */
+export function calibrate(callSeconds: number, t: CalibrationTargets): { loops: number; samples: number } {
+  if (!(callSeconds >= 0) || !Number.isFinite(callSeconds)) throw invalidArgument(`a call's estimated time must be finite and ≥ 0, got ${callSeconds}`);
+  if (!(t.minTime >= 0) || !(t.caseTime >= 0)) throw invalidArgument('minTime and caseTime must be ≥ 0');
+  if (!Number.isInteger(t.minSamples) || !Number.isInteger(t.maxSamples) || t.minSamples < 1 || t.maxSamples < t.minSamples) {
+    throw invalidArgument(`the sample count bounds must be integers with 1 ≤ min ≤ max, got ${t.minSamples}..${t.maxSamples}`);
+  }
+  const per = Math.max(callSeconds, 1e-7);
+  const loops = Math.max(1, Math.min(t.maxLoops ?? 100_000, Math.ceil(t.minTime / per)));
+  const samples = Math.max(t.minSamples, Math.min(t.maxSamples, Math.ceil(t.caseTime / (loops * per))));
+  return { loops, samples };
+}
+
+/** Warm-up is steady when the last two calls are within this relative distance of each other. */
+export const STEADY_WITHIN = 0.2;
+
+export function steady(warmup: readonly number[]): boolean {
+  if (warmup.length < 2) return false;
+  const a = warmup[warmup.length - 1];
+  const b = warmup[warmup.length - 2];
+  return Math.abs(a - b) <= STEADY_WITHIN * Math.min(a, b);
+}
+
+// ---- the verdict ------------------------------------------------------------------------------
+
+export type CaseVerdict = 'regression' | 'improvement' | 'unchanged' | 'inconclusive';
+
+/** Fewer samples than this on either side: no change is called, whatever the interval. */
+export const MIN_SAMPLES_FOR_VERDICT = 3;
+/**
+ * A slowdown (speed-up) is not blamed on the code when the process waited for a CPU this much more
+ * (less) of the time than in the baseline: the machine was busier (quieter), and the verdict is
+ * inconclusive.
+ */
+export const CONTENTION_DELTA = 0.1;
+
+export interface JudgeInput {
+  samples: readonly number[];
+  /** Per-sample CPU-wait share (absent in runs that did not measure it). */
+  contention?: readonly number[];
+}
+
+export interface Judgement {
+  verdict: CaseVerdict;
+  /** median(now) / median(old) and its interval. */
+  ratio: Interval;
+  /** Why the verdict is what it is, in words. */
+  reasons: string[];
+}
+
+/**
+ * Compare one case: a regression only when the whole confidence interval of the ratio of medians
+ * lies above 1 + tolerance, an improvement only when it lies below 1 − tolerance, unchanged when it
+ * lies within ±tolerance; otherwise (it straddles a bound, too few samples, or the machine's load
+ * changed enough to explain the difference) inconclusive.
+ */
+export function judge(old: JudgeInput, now: JudgeInput, tolerance: number, opts: BootstrapOptions = {}): Judgement {
+  if (!(tolerance > 0)) throw invalidArgument(`tolerance must be > 0, got ${tolerance}`);
+  const ratio = ratioInterval(old.samples, now.samples, opts);
+  const pc = (x: number) => `${x >= 1 ? '+' : ''}${(100 * (x - 1)).toFixed(1)}%`;
+  const interval = `${pc(ratio.lo)} … ${pc(ratio.hi)} at ${(100 * ratio.confidence).toFixed(0)}%`;
+  const reasons: string[] = [];
+  const few = Math.min(old.samples.length, now.samples.length);
+  let verdict: CaseVerdict;
+  if (ratio.lo > 1 + tolerance) verdict = 'regression';
+  else if (ratio.hi < 1 - tolerance) verdict = 'improvement';
+  else if (ratio.lo >= 1 - tolerance && ratio.hi <= 1 + tolerance) verdict = 'unchanged';
+  else {
+    verdict = 'inconclusive';
+    reasons.push(`the interval (${interval}) straddles ±${(100 * tolerance).toFixed(0)}%: rerun with more samples (--case-time, --trials)`);
+  }
+  if ((verdict === 'regression' || verdict === 'improvement') && few < MIN_SAMPLES_FOR_VERDICT) {
+    reasons.push(`${verdict === 'regression' ? 'slower' : 'faster'} (${interval}) but only ${few} sample(s): rerun with --trials ${MIN_SAMPLES_FOR_VERDICT} or more`);
+    verdict = 'inconclusive';
+  }
+  if ((verdict === 'regression' || verdict === 'improvement') && old.contention?.length && now.contention?.length) {
+    const w0 = median(old.contention);
+    const w1 = median(now.contention);
+    const busier = verdict === 'regression' ? w1 - w0 : w0 - w1;
+    if (busier > CONTENTION_DELTA) {
+      reasons.push(
+        `${verdict === 'regression' ? 'slower' : 'faster'} (${interval}), but the machine was ${verdict === 'regression' ? 'busier' : 'quieter'}: ` +
+          `the threads waited for a CPU ${(100 * w1).toFixed(0)}% of the time, against ${(100 * w0).toFixed(0)}% in the baseline; rerun on a quieter machine`,
+      );
+      verdict = 'inconclusive';
+    }
+  }
+  if (verdict !== 'inconclusive') reasons.unshift(`${interval}`);
+  return { verdict, ratio, reasons };
+}

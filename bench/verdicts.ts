@@ -1,0 +1,178 @@
+/**
+ * Can the bench's verdicts be trusted on this machine? (docs/benchmarks.md, "Measured: false alarms
+ * and catches")
+ *
+ *   node dist/bench/verdicts.js [--runs 20] [--smoke-runs 5] [--slowdown 1.3] [--tolerance 10%]
+ *                               [--out bench/results/verdicts.json] [--keep DIR] [-- extra bench args]
+ *
+ * 1. false alarms: one `bia bench --config tiny` run as the baseline, then --runs more runs of the
+ *    same command with `--baseline` (each its own process, as a user runs them, the code unchanged):
+ *    every exit code 4 is a false alarm. The same with `--smoke` (--smoke-runs comparisons).
+ * 2. catches: a baseline whose every sample is the first run's divided by --slowdown (its medians
+ *    that much faster), against which each later run is compared: the share of the cases of ≥ 1 ms
+ *    that come out as regressions.
+ * The machine's load (1-minute load average before and after each run, the cases' CPU-wait share)
+ * is recorded with every run: the other processes on the machine are part of the measurement.
+ */
+import { spawnSync } from 'node:child_process';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { parseArgs } from 'node:util';
+import { invalidArgument } from '../ts/errors';
+import { asBenchRun, compareRuns, parseTolerance, type Comparison } from './harness/compare';
+import { ROOT } from './harness/run';
+import { median } from './harness/stats';
+import type { BenchRun } from './harness/types';
+
+const CLI = path.join(ROOT, 'dist', 'ts', 'cli.js');
+
+interface RunRecord {
+  index: number;
+  seconds: number;
+  exitCode: number | null;
+  loadBefore: number;
+  loadAfter: number;
+  /** Median over the run's cases of their median CPU-wait share. */
+  contention: number | null;
+  verdicts?: Record<string, number>;
+  regressions?: string[];
+  /** Against the --slowdown baseline: cases of ≥ 1 ms, and how many came out as regressions. */
+  slowdown?: { cases: number; caught: number; missed: { key: string; verdict: string; reasons: string[] }[] };
+}
+
+function bench(args: string[], log: (s: string) => void): { seconds: number; exitCode: number | null; loadBefore: number; loadAfter: number; stdout: string } {
+  const loadBefore = os.loadavg()[0];
+  const t = performance.now();
+  const r = spawnSync(process.execPath, [CLI, 'bench', ...args], { encoding: 'utf8', maxBuffer: 64 * 2 ** 20 });
+  const seconds = (performance.now() - t) / 1000;
+  const loadAfter = os.loadavg()[0];
+  log(`  bia bench ${args.join(' ')} → exit ${r.status} in ${seconds.toFixed(1)} s (load ${loadBefore.toFixed(2)} → ${loadAfter.toFixed(2)})`);
+  if (r.status !== 0 && r.status !== 4) log(r.stderr.slice(-2000));
+  return { seconds, exitCode: r.status, loadBefore, loadAfter, stdout: r.stdout };
+}
+
+function readRun(file: string): BenchRun {
+  return asBenchRun(JSON.parse(readFileSync(file, 'utf8')), file);
+}
+
+function runContention(run: BenchRun): number | null {
+  const w = run.suites.flatMap((s) => s.measurements).map((m) => m.stability?.contention).filter((x): x is number => typeof x === 'number');
+  return w.length ? median(w) : null;
+}
+
+function verdictCounts(c: Comparison): Record<string, number> {
+  const out: Record<string, number> = {};
+  for (const x of c.cases) out[x.verdict] = (out[x.verdict] ?? 0) + 1;
+  return out;
+}
+
+/** A copy of a run whose every sample is divided by `k` (its medians k× faster). */
+function faster(run: BenchRun, k: number): BenchRun {
+  return {
+    ...run,
+    suites: run.suites.map((s) => ({
+      ...s,
+      measurements: s.measurements.map((m) => {
+        const samples = m.samples.map((x) => x / k);
+        return { ...m, samples, median: m.median / k, min: m.min / k, max: m.max / k, ci: m.ci && { ...m.ci, lo: m.ci.lo / k, hi: m.ci.hi / k } };
+      }),
+    })),
+  };
+}
+
+async function main(argv: string[]): Promise<void> {
+  const dash = argv.indexOf('--');
+  const extra = dash >= 0 ? argv.slice(dash + 1) : [];
+  const { values } = parseArgs({
+    args: dash >= 0 ? argv.slice(0, dash) : argv,
+    options: {
+      runs: { type: 'string', default: '20' },
+      'smoke-runs': { type: 'string', default: '5' },
+      slowdown: { type: 'string', default: '1.3' },
+      tolerance: { type: 'string', default: '10%' },
+      out: { type: 'string', default: path.join(ROOT, 'bench', 'results', 'verdicts.json') },
+      keep: { type: 'string' },
+    },
+  });
+  const runs = Number(values.runs);
+  const smokeRuns = Number(values['smoke-runs']);
+  const slowdown = Number(values.slowdown);
+  if (!Number.isInteger(runs) || runs < 1) throw invalidArgument(`--runs must be an integer ≥ 1, got '${values.runs}'`);
+  if (!Number.isInteger(smokeRuns) || smokeRuns < 0) throw invalidArgument(`--smoke-runs must be an integer ≥ 0, got '${values['smoke-runs']}'`);
+  if (!(slowdown > 1)) throw invalidArgument(`--slowdown must be a number > 1, got '${values.slowdown}'`);
+  const tolerance = parseTolerance(values.tolerance);
+  const dir = values.keep ? path.resolve(values.keep) : mkdtempSync(path.join(os.tmpdir(), 'bia-verdicts-'));
+  mkdirSync(dir, { recursive: true });
+  const log = (s: string) => process.stderr.write(`${s}\n`);
+  const started = new Date().toISOString();
+  const result: Record<string, unknown> = {
+    what: 'false alarms of back-to-back self-comparisons, and catches of a slowdown (bench/verdicts.ts)',
+    command: `node dist/bench/verdicts.js ${argv.join(' ')}`.trim(),
+    started,
+    host: os.hostname(),
+    cpu: os.cpus()[0]?.model ?? 'unknown',
+    cores: os.availableParallelism(),
+    tolerance,
+    slowdown,
+  };
+  const write = () => {
+    mkdirSync(path.dirname(path.resolve(values.out)), { recursive: true });
+    writeFileSync(values.out, `${JSON.stringify(result, null, 2)}\n`);
+  };
+  try {
+    for (const [mode, count] of [['tiny', runs], ['smoke', smokeRuns]] as const) {
+      if (count === 0) continue;
+      log(`${mode}: a baseline, then ${count} comparisons`);
+      const flags = mode === 'smoke' ? ['--config', 'tiny', '--smoke', ...extra] : ['--config', 'tiny', ...extra];
+      const baseFile = path.join(dir, `${mode}-0.json`);
+      const b = bench([...flags, '--json', baseFile], log);
+      if (b.exitCode !== 0) throw new Error(`the baseline run failed with exit code ${b.exitCode}`);
+      const base = readRun(baseFile);
+      const slowBase = faster(base, slowdown);
+      const records: RunRecord[] = [{ index: 0, seconds: b.seconds, exitCode: b.exitCode, loadBefore: b.loadBefore, loadAfter: b.loadAfter, contention: runContention(base) }];
+      const summary = { runs: 0, falseAlarms: 0, exitCodes: {} as Record<string, number>, verdicts: {} as Record<string, number>, slowdown: { cases: 0, caught: 0 } };
+      result[mode] = { flags, baseline: records[0], runs: records, summary };
+      for (let i = 1; i <= count; i++) {
+        const file = path.join(dir, `${mode}-${i}.json`);
+        const r = bench([...flags, '--json', file, '--baseline', baseFile, '--tolerance', values.tolerance], log);
+        const rec: RunRecord = { index: i, seconds: r.seconds, exitCode: r.exitCode, loadBefore: r.loadBefore, loadAfter: r.loadAfter, contention: null };
+        try {
+          const run = readRun(file);
+          rec.contention = runContention(run);
+          const c = compareRuns(base, run, tolerance);
+          rec.verdicts = verdictCounts(c);
+          rec.regressions = c.cases.filter((x) => x.verdict === 'regression').map((x) => `${x.key}: ${x.reasons.join('; ')}`);
+          const s = compareRuns(slowBase, run, tolerance);
+          const judged = s.cases.filter((x) => x.old !== null && x.new !== null && x.new >= 1e-3);
+          const missed = judged.filter((x) => x.verdict !== 'regression');
+          rec.slowdown = { cases: judged.length, caught: judged.length - missed.length, missed: missed.map((x) => ({ key: x.key, verdict: x.verdict, reasons: x.reasons })) };
+          summary.slowdown.cases += rec.slowdown.cases;
+          summary.slowdown.caught += rec.slowdown.caught;
+          for (const [k, v] of Object.entries(rec.verdicts)) summary.verdicts[k] = (summary.verdicts[k] ?? 0) + v;
+        } catch (e) {
+          log(`  run ${i}: ${(e as Error).message}`);
+        }
+        records.push(rec);
+        summary.runs++;
+        summary.exitCodes[String(rec.exitCode)] = (summary.exitCodes[String(rec.exitCode)] ?? 0) + 1;
+        if (rec.exitCode === 4) summary.falseAlarms++;
+        log(`  ${mode} ${i}/${count}: exit ${rec.exitCode}, ${JSON.stringify(rec.verdicts)}, contention ${rec.contention?.toFixed(2)}; ` +
+          `against the ${slowdown}× faster baseline ${rec.slowdown?.caught}/${rec.slowdown?.cases} cases ≥ 1 ms caught`);
+        write();
+      }
+    }
+    result.finished = new Date().toISOString();
+    write();
+    log(`wrote ${values.out}`);
+  } finally {
+    if (!values.keep) rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+if (require.main === module) {
+  main(process.argv.slice(2)).catch((e: unknown) => {
+    process.stderr.write(`verdicts: ${(e as Error).message}\n`);
+    process.exitCode = 1;
+  });
+}
