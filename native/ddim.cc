@@ -151,6 +151,11 @@ at::Tensor ddimDecode(UNet& unet, const at::Tensor& xLat, const at::Tensor& h, c
       epsDir = r.epsDir;
       if (o.mode == InjectMode::Lagged) prevH = f.h;
     }
+    if (o.predictX0 && o.stopAfter > 0 && n - k >= o.stopAfter) {
+      const double a = s.alphaBar(t);
+      ctx.progress(static_cast<double>(n - k), static_cast<double>(n), "decode");
+      return (x - eps * std::sqrt(1.0 - a)) * (1.0 / std::sqrt(a));
+    }
     const double eta = t < o.tBoost ? o.etaBoost : o.eta;
     at::Tensor noise;
     if (eta > 0) {

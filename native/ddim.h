@@ -73,6 +73,9 @@ struct DecodeOptions {
   int64_t firstIndex = 0;   // index of this batch's first image within the call
   at::Tensor hRef;          // h_r: Δh = h − hRef (required by every-step and asyrp)
   int64_t stopAfter = 0;    // > 0: return the state after this many steps (tests, inspection)
+  // With stopAfter > 0: return the predicted x̂0 = (x_t − √(1−ᾱ_t)·ε)/√ᾱ_t of the last step run (ε from the
+  // injected h, as the step's own x̂0) instead of the state after it; cheap labels part-way down the trajectory.
+  bool predictX0 = false;
 };
 
 // Decode x_lat (batch 1 or B) with h (batch B, or undefined for no injection) → x0 [B, C, H, W].

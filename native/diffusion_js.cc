@@ -137,6 +137,8 @@ Napi::Value decode(const Napi::CallbackInfo& info, const State& st) {
   d.etaBoost = optNumber(o, "etaBoost", 1.0);
   if (d.etaBoost < 0 || d.etaBoost > 1) invalidArgument("etaBoost must be in [0, 1]");
   d.stopAfter = optInt(o, "stopAfter", 0, 0, 1000);
+  d.predictX0 = optBool(o, "predictX0", false);
+  if (d.predictX0 && d.stopAfter == 0) invalidArgument("predictX0 needs stopAfter > 0 (the step whose x̂0 is returned)");
   d.seed = static_cast<uint64_t>(optInt(o, "seed", 909090, 0, int64_t{1} << 52));
   const int64_t batchSize = optInt(o, "batchSize", 16, 1, 4096);
   d.hRef = optTensor(o, "hRef");

@@ -126,6 +126,34 @@ t.test('DDIM: quality boosting re-noises only the steps below tBoost', async (t)
   m.dispose();
 });
 
+t.test('DDIM: predictX0 returns the x̂0 of the last step run; at the last step it is the decoded image', async (t) => {
+  const m = await createDiffusion('tiny', { seed: 1 });
+  const x = await randn([2, 3, 16, 16], { seed: 6 });
+  const inv = await m.invert(x, { t0: 100, steps: 6 }); // 0, 20, 40, 60, 80, 100
+  const h = await randn([2, ...m.hShape], { seed: 8 });
+  const o = { t0: 100, steps: 6, eta: 0, mode: 'every-step' as const, hRef: inv.hR };
+  const full = await m.decode(inv.xLat, h, o);
+  const last = await m.decode(inv.xLat, h, { ...o, stopAfter: 6, predictX0: true });
+  t.equal(await maxAbsDiff(full, last), 0, 'the x̂0 of the step to t = −1 is the image');
+  // Part-way: x̂0 = (x_t − √(1 − ᾱ_t)·ε)/√ᾱ_t at t = 80, from the state after one step and ε of a forward pass.
+  const s1 = await m.decode(inv.xLat, null, { t0: 100, steps: 6, eta: 0, stopAfter: 1 });
+  const { eps } = await m.forward(s1, 80);
+  let ab = 1;
+  for (let i = 0; i <= 80; i++) ab *= 1 - (1e-4 + ((2e-2 - 1e-4) * i) / 999);
+  const [xs, es] = [await s1.data(), await eps.data()];
+  const want = Float32Array.from(xs, (v, i) => (v - Math.sqrt(1 - ab) * es[i]) / Math.sqrt(ab));
+  const got = await m.decode(inv.xLat, null, { t0: 100, steps: 6, eta: 0, stopAfter: 2, predictX0: true });
+  const g = await got.data();
+  const err = Math.max(...Array.from(g, (v, i) => Math.abs(v - want[i])));
+  t.ok(err < 1e-4, `x̂0 after 2 steps matches the formula (max |Δ| ${err.toExponential(2)})`);
+  const next = await m.decode(inv.xLat, null, { t0: 100, steps: 6, eta: 0, stopAfter: 2 });
+  t.ok((await maxAbsDiff(next, got)) > 1e-3, 'and differs from the state after the step');
+  await t.rejects(m.decode(inv.xLat, null, { t0: 100, steps: 6, predictX0: true }), { code: 'BIA_INVALID_ARGUMENT', message: /stopAfter/ });
+  await t.rejects(m.decode(inv.xLat, null, { t0: 100, steps: 6, stopAfter: 2, predictX0: 1 as never }), { code: 'BIA_INVALID_ARGUMENT' });
+  for (const y of [x, inv.xLat, inv.hR, h, full, last, s1, eps, got, next]) y.dispose();
+  m.dispose();
+});
+
 t.test('DDIM: inversion then decoding with the unmodified h reconstructs the input', async (t) => {
   const m = await createDiffusion('tiny', { seed: 1 });
   const x = await randn([2, 3, 16, 16], { seed: 5 });

@@ -21,6 +21,7 @@ import {
   type EraseProgress,
   type IdentityEncoder,
   type Tensor,
+  unetStats,
 } from '../ts/index';
 import { gc, tinyWorld } from './helpers';
 
@@ -104,6 +105,68 @@ t.test('eraseIdentity (walk): report, candidates, choice, baseline, progress', a
   r.dispose();
   gc();
   t.equal(liveTensors(), live, 'no tensor left behind');
+});
+
+t.test('line absorption in batches (lineBatch): the same output, decoding stops at the first batch with an erased move', async (t) => {
+  gc();
+  const live = liveTensors();
+  const o = { diffusion, encoder, ...BASE, threshold, absorb: 'line' as const, lineSteps: 6, baseline: false, degenerateBaselines: false };
+  const all = await eraseIdentity(image, { ...o, eraseTarget: 1 });
+  const sims = all.report.absorption.candidates.map((c) => c.similarity);
+  // A target first reached at distance j ≥ 2: below it only sims[j], none of the shorter moves.
+  const j = sims.findIndex((v, i) => i >= 2 && v < Math.min(...sims.slice(0, i)));
+  const eraseTarget = j >= 0 ? Math.min(...sims.slice(0, j)) : 1;
+  const want = j >= 0 ? j : 0;
+  const a = await eraseIdentity(image, { ...o, eraseTarget });
+  unetStats({ reset: true });
+  const b = await eraseIdentity(image, { ...o, eraseTarget, lineBatch: 2 });
+  const decoded = unetStats({ reset: true }).encodeImages;
+  t.equal(a.report.absorption.chosen, want, `the first erased move (${want}) is chosen`);
+  t.equal(b.report.absorption.chosen, want, 'in batches too');
+  t.same(Array.from(await b.image.data()), Array.from(await a.image.data()), 'the same output image');
+  const n = 2 * Math.ceil((want + 1) / 2);
+  t.equal(b.report.absorption.candidates.length, n, `decoding stopped after ${n} of 6 distances`);
+  const strip = (c: { signedDistance: number | null }[]) => c.map((x) => ({ ...x, signedDistance: Number(x.signedDistance?.toPrecision(12)) }));
+  t.same(strip(b.report.absorption.candidates), strip(a.report.absorption.candidates.slice(0, n)), 'the candidates decoded are the same (signed distances to 12 digits: a float64 sum over another batch)');
+  t.equal(b.candidates.shape[0], n);
+  // The UNet passes: inversion + reconstruction + labels + the decoded distances only.
+  t.equal(decoded, BASE.steps - 1 + BASE.steps * (1 + BASE.neighbours * b.report.blackHole.rounds.length + n), 'encoder passes: inversion, reconstruction, labels and the decoded distances only');
+  for (const r of [all, a, b]) r.dispose();
+  gc();
+  t.equal(liveTensors(), live, 'no tensors leaked');
+});
+
+t.test("'others' neighbours: the other people's photos are inverted once for every image erased with them", async (t) => {
+  gc();
+  const live = liveTensors();
+  const run = async () => {
+    const others = await randn([3, 3, 16, 16], { seed: 77 });
+    const o = { diffusion, encoder, ...BASE, threshold, neighbourMode: 'others' as const, others, absorb: 'line' as const, lineSteps: 3, baseline: false, degenerateBaselines: false };
+    const passes = async (extra: object = {}) => {
+      unetStats({ reset: true });
+      const r = await eraseIdentity(image, { ...o, ...extra });
+      return { r, n: unetStats({ reset: true }).encodeImages };
+    };
+    const a = await passes();
+    const b = await passes();
+    t.equal(a.n - b.n, 3 * (BASE.steps - 1), 'the second erase skips the 3 inversions');
+    t.same(b.r.report.blackHole.similarities, a.r.report.blackHole.similarities, 'with the same neighbours');
+    t.same(Array.from(await b.r.image.data()), Array.from(await a.r.image.data()), 'and the same output');
+    const c = await passes({ steps: BASE.steps - 1 });
+    const d = await passes({ steps: BASE.steps - 1 });
+    t.equal(c.n - d.n, 3 * (BASE.steps - 2), 'another schedule: inverted once more, then cached');
+    for (const x of [a, b, c, d]) x.r.dispose();
+    gc();
+    t.equal(liveTensors(), live + 3, 'while the photos live: them and one h per schedule');
+    others.dispose();
+  };
+  await run();
+  // Once the photos are unreachable, their cached h go with them.
+  for (let i = 0; i < 50 && liveTensors() !== live; i++) {
+    gc();
+    await new Promise((r) => setTimeout(r, 20));
+  }
+  t.equal(liveTensors(), live, 'released with the photos');
 });
 
 t.test('line absorption: the shortest erased move along the normal, distances increasing', async (t) => {

@@ -1,7 +1,7 @@
 // Black-hole formation, first half: seeded isotropic neighbours of h_r, decoded and labelled by
 // identity similarity, with α_max calibration (tiny random models, CPU).
 import t from 'tap';
-import { createDiffusion, createIdentityEncoder, formNeighbourhood, labelNeighbours, randn, sampleNeighbours, tensor, type Tensor } from '../ts/index';
+import { createDiffusion, createIdentityEncoder, formNeighbourhood, labelNeighbours, randn, sampleNeighbours, similarity, tensor, unetStats, type Tensor } from '../ts/index';
 
 async function norms(codes: Tensor, hR: Tensor): Promise<number[]> {
   const c = await codes.data();
@@ -82,4 +82,42 @@ t.test('labels and α_max calibration on tiny random models', async (t) => {
   });
   await t.rejects(formNeighbourhood(diffusion, encoder, latent, { ...common, threshold: 2 }), { code: 'BIA_INVALID_ARGUMENT' });
   await t.rejects(formNeighbourhood(diffusion, encoder, latent, { ...common, shareRange: [0.9, 0.1] }), { code: 'BIA_INVALID_ARGUMENT' });
+});
+
+t.test('cheap labels: the x̂0 after k steps or a k-step schedule, exactly what decode gives; k ≥ steps is the full decoding', async (t) => {
+  const diffusion = await createDiffusion('tiny', { seed: 1 });
+  const encoder = await createIdentityEncoder('iresnet18', { width: 0.125, embeddingSize: 32, seed: 2 });
+  const x = await randn([1, 3, 16, 16], { seed: 5 });
+  const o = { t0: 100, steps: 10 };
+  const { xLat, hR } = await diffusion.invert(x, o);
+  const fR = await encoder.embed(x, { protocol: 'resize' });
+  const latent = { xLat, hR, fR };
+  const common = { ...o, protocol: 'resize' as const, mode: 'every-step' as const, threshold: 0.5 };
+  const nb = await sampleNeighbours(hR, { n: 6, alphaMax: 4 });
+  const simsOf = async (images: Tensor) => {
+    const e = await encoder.embed(images, { protocol: 'resize' });
+    const s = Array.from(await (await similarity(e, fR)).data());
+    return s;
+  };
+  const decodeAs = (extra: object) => diffusion.decode(xLat, nb.codes, { mode: 'every-step', eta: 0, ...o, hRef: hR, ...extra });
+  const full = await labelNeighbours(diffusion, encoder, latent, nb.codes, common);
+  for (const k of [0, 10, 11]) {
+    const l = await labelNeighbours(diffusion, encoder, latent, nb.codes, { ...common, labelSteps: k });
+    t.same(Array.from(l.similarities), Array.from(full.similarities), `labelSteps ${k}: the full decoding`);
+  }
+  const x0 = await labelNeighbours(diffusion, encoder, latent, nb.codes, { ...common, labelSteps: 3 });
+  t.same(Array.from(x0.similarities), await simsOf(await decodeAs({ stopAfter: 3, predictX0: true })), 'x0: the x̂0 of the third step');
+  t.notSame(Array.from(x0.similarities), Array.from(full.similarities), 'x̂0 part-way is not the final image');
+  const coarse = await labelNeighbours(diffusion, encoder, latent, nb.codes, { ...common, labelSteps: 4, labelFrom: 'coarse' });
+  t.same(Array.from(coarse.similarities), await simsOf(await decodeAs({ steps: 4 })), 'coarse: a 4-timestep decoding');
+  t.same(Array.from(coarse.labels), Array.from(coarse.similarities, (s) => (s > 0.5 ? 1 : 0)));
+  unetStats({ reset: true });
+  await labelNeighbours(diffusion, encoder, latent, nb.codes, { ...common, labelSteps: 3 });
+  const counted = unetStats({ reset: true });
+  t.equal(counted.encodeImages, 6 * 3, 'x0 after 3 steps: 3 encoder passes per neighbour');
+  await labelNeighbours(diffusion, encoder, latent, nb.codes, common);
+  t.equal(unetStats({ reset: true }).encodeImages, 6 * 10, 'the full decoding: 10 per neighbour');
+  await t.rejects(labelNeighbours(diffusion, encoder, latent, nb.codes, { ...common, labelSteps: 1, labelFrom: 'coarse' }), { code: 'BIA_INVALID_ARGUMENT', message: /coarse/ });
+  await t.rejects(labelNeighbours(diffusion, encoder, latent, nb.codes, { ...common, labelFrom: 'final' as never, labelSteps: 2 }), { code: 'BIA_INVALID_ARGUMENT' });
+  await t.rejects(labelNeighbours(diffusion, encoder, latent, nb.codes, { ...common, labelSteps: -1 }), { code: 'BIA_INVALID_ARGUMENT' });
 });

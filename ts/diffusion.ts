@@ -72,6 +72,12 @@ export interface DecodeOptions extends JobOptions {
   batchSize?: number;
   /** Stop after this many DDIM steps and return that intermediate state (inspection, tests). */
   stopAfter?: number;
+  /**
+   * With stopAfter: return the predicted x̂0 = (x_t − √(1 − ᾱ_t)·ε)/√ᾱ_t of the last step run (ε from the
+   * injected h) instead of the state after it: an image part-way down the trajectory, at stopAfter UNet steps'
+   * cost (cheap neighbour labels, docs/method.md step 5).
+   */
+  predictX0?: boolean;
 }
 
 export interface ForwardOptions extends JobOptions {
@@ -145,12 +151,14 @@ export class DiffusionModel extends NativeModel<NativeDiffusion> {
     if (opts?.seed !== undefined) checkInt(opts.seed, 'seed', 0, 2 ** 52);
     if (opts?.batchSize !== undefined) checkInt(opts.batchSize, 'batchSize', 1, 4096);
     if (opts?.stopAfter !== undefined) checkInt(opts.stopAfter, 'stopAfter', 0, 1000);
+    if (opts?.predictX0 !== undefined && typeof opts.predictX0 !== 'boolean') throw invalidArgument('predictX0 must be a boolean');
+    if (opts?.predictX0 && !(opts.stopAfter !== undefined && opts.stopAfter > 0)) throw invalidArgument('predictX0 needs stopAfter > 0 (the step whose x̂0 is returned)');
     const hRef = checkOptional(opts?.hRef, 'hRef');
     if (hh && (mode === 'every-step' || mode === 'asyrp') && !hRef) {
       throw invalidArgument(`mode '${mode}' needs hRef (h_r from invert()) to form Δh = h − h_r`);
     }
     const native = await runJob(opts, (j) =>
-      n.decode(xl, hh, { mode, eta: opts?.eta, t0: opts?.t0, steps: opts?.steps, tEdit: opts?.tEdit, tBoost: opts?.tBoost, etaBoost: opts?.etaBoost, seed: opts?.seed, hRef, batchSize: opts?.batchSize, stopAfter: opts?.stopAfter }, j),
+      n.decode(xl, hh, { mode, eta: opts?.eta, t0: opts?.t0, steps: opts?.steps, tEdit: opts?.tEdit, tBoost: opts?.tBoost, etaBoost: opts?.etaBoost, seed: opts?.seed, hRef, batchSize: opts?.batchSize, stopAfter: opts?.stopAfter, predictX0: opts?.predictX0 }, j),
     );
     return new Tensor(native);
   }

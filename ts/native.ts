@@ -404,8 +404,9 @@ export interface NativeAddon {
   writeSafetensors(path: string, tensors: Array<[string, NativeTensor]>, metadata: Record<string, string> | undefined, opts?: NativeJobOptions): Promise<void>;
   Trainer: new (...args: never[]) => NativeTrainer;
   createTrainer(target: NativeTrainTarget, model: NativeTrainerModel, options: NativeTrainerOptions, opts?: NativeJobOptions): Promise<NativeTrainer>;
-  /** s·cos(θ + m·[target]) for embeddings [B, D], weight [C, D], integer labels [B] → [B, C]. */
+  /** A new UNet: the model's weights with an adapter patch merged in. */
   mergeAdapter(model: NativeDiffusion, path: string, opts?: NativeJobOptions): Promise<NativeDiffusion>;
+  /** s·cos(θ + m·[target]) for embeddings [B, D], weight [C, D], integer labels [B] → [B, C]. */
   arcfaceLogits(embeddings: NativeTensor, weight: NativeTensor, labels: NativeTensor, arcfaceMargin: number, scale: number, opts?: NativeJobOptions): Promise<NativeTensor>;
   AttributeEstimator: new (...args: never[]) => NativeAttributes;
   createAttributeEstimator(config: Partial<NativeAttributeConfig>, seed: number, device: string, dtype: NativeDtype, opts?: NativeJobOptions): Promise<NativeAttributes>;

@@ -101,6 +101,34 @@ export interface LabelOptions extends JobOptions {
   protocol?: InputProtocol;
   /** Images decoded per batch (default 16). */
   batchSize?: number;
+  /**
+   * How many DDIM steps are decoded before labelling (default 0: the whole decoding, `steps` UNet steps from
+   * t0 down to the image). With 0 < k < steps the labels cost k UNet steps per neighbour instead; `labelFrom`
+   * says which image is labelled.
+   */
+  labelSteps?: number;
+  /**
+   * labelSteps > 0: `x0` labels the predicted x̂0 of the labelSteps-th step of the full schedule (the
+   * default); `coarse` labels the end of a decoding with a schedule of labelSteps timesteps from t0 (≥ 2).
+   */
+  labelFrom?: LabelFrom;
+}
+
+export type LabelFrom = 'x0' | 'coarse';
+export const LABEL_FROMS: readonly LabelFrom[] = ['x0', 'coarse'];
+
+/**
+ * The decoding a neighbour's label is read from (docs/method.md step 5): the full one, the x̂0 predicted
+ * after labelSteps steps, or a coarser schedule. Shared by labelNeighbours and the throughput bench.
+ */
+export function labelDecodeOptions(opts: Pick<LabelOptions, 't0' | 'steps' | 'labelSteps' | 'labelFrom'> | undefined): { steps?: number; stopAfter?: number; predictX0?: boolean } {
+  const steps = opts?.steps ?? 40;
+  const k = checkInt(opts?.labelSteps ?? 0, 'labelSteps', 0, 1000);
+  const from = opts?.labelFrom ?? 'x0';
+  if (!LABEL_FROMS.includes(from)) throw invalidArgument(`labelFrom must be one of ${LABEL_FROMS.join(', ')}; got ${JSON.stringify(from)}`);
+  if (k === 0 || k >= steps) return { steps: opts?.steps };
+  if (from === 'coarse' && k < 2) throw invalidArgument(`labelFrom 'coarse' needs labelSteps ≥ 2 (a schedule of that many timesteps), got ${k}`);
+  return from === 'x0' ? { steps: opts?.steps, stopAfter: k, predictX0: true } : { steps: k };
 }
 
 export interface Labelled {
@@ -127,7 +155,7 @@ export async function labelNeighbours(
     mode: opts?.mode ?? 'asyrp',
     eta: opts?.eta ?? 0,
     t0: opts?.t0,
-    steps: opts?.steps,
+    ...labelDecodeOptions(opts),
     tEdit: opts?.tEdit,
     hRef: latent.hR,
     batchSize: opts?.batchSize,

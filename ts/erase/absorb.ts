@@ -303,8 +303,13 @@ async function walk(bh: BlackHole, models: EraseModels, o: ResolvedEraseOptions,
     const deltas = Array.from({ length: n }, () => (o.walkStep[0] + (o.walkStep[1] - o.walkStep[0]) * rand()) * unit);
     const first = deltas.map((d, i) => (i === 0 ? Math.abs(bh.boundary!.sR) + d : d));
     const base = scope.add(await takeRows([bh.hR, bh.wrap.codes], [[0, 0], ...bh.wrap.indices.map((_, k) => [1, k] as [number, number])], job));
-    // What each point decodes to before its step: Dec(h_r) is the reconstruction's counterpart in the injection mode.
-    const before = scope.add(await diffusion.decode(bh.xLat, base, decodeOptions(o, bh.hR, job)));
+    // What each point decodes to before its step. Dec(h_r) is the reconstruction's counterpart in the injection
+    // mode, and the reconstruction itself where injecting h_r changes nothing (never decoded twice).
+    const before = scope.add(
+      injectsNothingAtHr(o)
+        ? await takeRows([bh.reconstruction, scope.add(await diffusion.decode(bh.xLat, bh.wrap.codes, decodeOptions(o, bh.hR, job)))], [[0, 0], ...bh.wrap.indices.map((_, k) => [1, k] as [number, number])], job)
+        : await diffusion.decode(bh.xLat, base, decodeOptions(o, bh.hR, job)),
+    );
     const state = Array.from({ length: n }, (_, i) => ({ step: first[i], trials: 0, fid: Infinity, accepted: false, pick: [0, 0] as [number, number] }));
     const codeParts: Tensor[] = [];
     const imageParts: Tensor[] = [];
@@ -358,37 +363,67 @@ async function walk(bh: BlackHole, models: EraseModels, o: ResolvedEraseOptions,
 }
 
 /**
+ * Whether Dec(h) with h = h_r injected is the reconstruction itself: every-step and asyrp add Δh = h − h_r = 0,
+ * and with η = 0 (no boosted steps with noise) the decoding is the reconstruction's, step for step.
+ */
+function injectsNothingAtHr(o: ResolvedEraseOptions): boolean {
+  return (o.inject === 'every-step' || o.inject === 'asyrp') && o.eta === 0 && (o.tBoost === 0 || o.etaBoost === 0);
+}
+
+/**
  * `line`: h_r moved along dq to |s(h_r)| + Δ_j, Δ_j = walkStep[1]·j/lineSteps (j = 1 … lineSteps, in
- * walkStepUnit), decoded in one batch. The chosen move is the shortest whose similarity is below
- * eraseTarget and whose L_fid against the reconstruction is below fidelityThreshold; failing that, the
- * accepted move with the lowest similarity (then the one with the lowest L_fid).
+ * walkStepUnit), decoded shortest first in batches of lineBatch (0: all in one). The chosen move is the
+ * shortest whose similarity is below eraseTarget and whose L_fid against the reconstruction is below
+ * fidelityThreshold; failing that, the accepted move with the lowest similarity (then the one with the
+ * lowest L_fid). Decoding stops after the first batch holding a qualifying move: the shortest qualifying
+ * move is then known, and the output is the one all distances would give.
  */
 async function line(bh: BlackHole, models: EraseModels, o: ResolvedEraseOptions, job: JobOptions, clock: StageClock): Promise<Absorption> {
   if (!bh.boundary) throw invalidArgument('line absorption needs a boundary; this image has none (use absorb: "optimize")');
   const unit = o.walkStepUnit === 'relative' ? bh.hNorm : 1;
   const steps = Array.from({ length: o.lineSteps }, (_, j) => Math.abs(bh.boundary!.sR) + (o.walkStep[1] * (j + 1) * unit) / o.lineSteps);
-  clock.emit(0, 1, `${steps.length} distances along the normal`);
-  const codes = await offsetCodes(bh.hR, { rows: steps.map(() => 0), direction: bh.boundary.dq, steps, signal: job.signal });
-  let images: Tensor | null = null;
+  const per = o.lineBatch > 0 ? o.lineBatch : steps.length;
+  const scope = new Scope();
   try {
-    images = await models.diffusion.decode(bh.xLat, codes, decodeOptions(o, bh.hR, job));
-    const m = await measureCandidates(bh, models, codes, images, o, job);
-    const candidates: Candidate[] = steps.map((_, i) => ({
-      from: 'source',
-      distance: m.distance[i],
-      signedDistance: m.signed[i],
-      similarity: m.similarity[i],
-      sem: m.sem[i],
-      fidelity: m.sem[i],
-      accepted: m.sem[i] < o.fidelityThreshold,
-      trials: 1,
-    }));
-    const first = candidates.findIndex((c) => c.accepted && c.similarity < o.eraseTarget);
-    return absorption(candidates, codes, images, 'line', first >= 0 ? { chosen: first } : {});
-  } catch (e) {
-    codes.dispose();
-    images?.dispose();
-    throw e;
+    const candidates: Candidate[] = [];
+    const codeParts: Tensor[] = [];
+    const imageParts: Tensor[] = [];
+    let first = -1;
+    for (let start = 0; start < steps.length && first < 0; start += per) {
+      const part = steps.slice(start, start + per);
+      clock.emit(start, steps.length, `${part.length} distances along the normal (${start + 1}–${start + part.length} of ${steps.length})`);
+      const codes = scope.add(await offsetCodes(bh.hR, { rows: part.map(() => 0), direction: bh.boundary.dq, steps: part, signal: job.signal }));
+      const images = scope.add(await models.diffusion.decode(bh.xLat, codes, decodeOptions(o, bh.hR, job)));
+      codeParts.push(codes);
+      imageParts.push(images);
+      const m = await measureCandidates(bh, models, codes, images, o, job);
+      part.forEach((_, i) =>
+        candidates.push({
+          from: 'source',
+          distance: m.distance[i],
+          signedDistance: m.signed[i],
+          similarity: m.similarity[i],
+          sem: m.sem[i],
+          fidelity: m.sem[i],
+          accepted: m.sem[i] < o.fidelityThreshold,
+          trials: 1,
+        }),
+      );
+      first = candidates.findIndex((c) => c.accepted && c.similarity < o.eraseTarget);
+    }
+    const rows = (parts: Tensor[]) => parts.flatMap((p, i) => Array.from({ length: p.shape[0] }, (_, r) => [i, r] as [number, number]));
+    const codes = codeParts.length === 1 ? scope.keep(codeParts[0]) : await takeRows(codeParts, rows(codeParts), job);
+    let images: Tensor | null = null;
+    try {
+      images = imageParts.length === 1 ? scope.keep(imageParts[0]) : await takeRows(imageParts, rows(imageParts), job);
+      return absorption(candidates, codes, images, 'line', first >= 0 ? { chosen: first } : {});
+    } catch (e) {
+      codes.dispose();
+      images?.dispose();
+      throw e;
+    }
+  } finally {
+    scope.dispose();
   }
 }
 

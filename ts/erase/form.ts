@@ -50,11 +50,26 @@ export interface BlackHole extends Disposable {
   dispose(): void;
 }
 
-/** The h of the other people's photos, inverted exactly as x_r (the last inversion call's h). */
-async function othersTargets(diffusion: DiffusionModel, others: Tensor, o: ResolvedEraseOptions, job: JobOptions, onProgress: JobOptions['onProgress'], scope: Scope): Promise<Tensor> {
+/**
+ * The inverted h of each `others` tensor, per diffusion model and (t0, steps): the same photos are inverted
+ * once however many images are erased with them (a folder, `bia eval`). Tensors are immutable, so a cached
+ * entry stays right for as long as both keys live; both maps are weak, and a cached h is released with them.
+ */
+const othersCache = new WeakMap<Tensor, WeakMap<DiffusionModel, Map<string, Tensor>>>();
+
+/** The h of the other people's photos, inverted exactly as x_r (the last inversion call's h); cached, not owned. */
+async function othersTargets(diffusion: DiffusionModel, others: Tensor, o: ResolvedEraseOptions, job: JobOptions, onProgress: JobOptions['onProgress']): Promise<Tensor> {
+  let perModel = othersCache.get(others);
+  if (!perModel) othersCache.set(others, (perModel = new WeakMap()));
+  let perSchedule = perModel.get(diffusion);
+  if (!perSchedule) perModel.set(diffusion, (perSchedule = new Map()));
+  const key = `${o.t0}/${o.steps}`;
+  const cached = perSchedule.get(key);
+  if (cached && !cached.disposed) return cached;
   const inv = await diffusion.invert(others, { t0: o.t0, steps: o.steps, signal: job.signal, onProgress });
   inv.xLat.dispose();
-  return scope.add(inv.hR);
+  perSchedule.set(key, inv.hR);
+  return inv.hR;
 }
 
 /**
@@ -86,7 +101,7 @@ export async function formBlackHole(image: Tensor, call: EraseCall, clock = new 
       o.neighbourMode === 'manifold'
         ? scope.add(await manifoldTargets(diffusion, { pool: Math.min(o.neighbours, o.manifoldPool), t0: o.t0, steps: o.steps, seed: o.seed, batchSize: o.batchSize, signal: job.signal, onProgress: neighbourProgress }))
         : o.neighbourMode === 'others'
-          ? await othersTargets(diffusion, models.others!, o, job, neighbourProgress, scope)
+          ? await othersTargets(diffusion, models.others!, o, job, neighbourProgress)
           : undefined;
     const nb = await tryFormNeighbourhood(diffusion, encoder, { xLat, hR, fR }, {
       n: o.neighbours,
@@ -99,6 +114,8 @@ export async function formBlackHole(image: Tensor, call: EraseCall, clock = new 
       steps: o.steps,
       tEdit: o.tEdit,
       threshold: o.threshold,
+      labelSteps: o.labelSteps,
+      labelFrom: o.labelFrom,
       protocol: o.protocol,
       batchSize: o.batchSize,
       shareRange: o.shareRange,

@@ -8,6 +8,7 @@
 import { INJECT_MODES } from '../diffusion';
 import { invalidArgument } from '../errors';
 import { INPUT_PROTOCOLS } from '../identity';
+import { LABEL_FROMS } from '../blackhole/neighbours';
 import type { AbsorbMode, Backprop, EraseOptions, NeighbourMode } from './types';
 
 /** Every option the erase job takes (signal and onProgress are not settings). */
@@ -53,6 +54,8 @@ export const ERASE_OPTIONS: { readonly [K in EraseOptionKey]-?: OptionSpec<Resol
   alphaMax: { kind: 'number', min: 0, max: 1e6, minExclusive: true, default: 1, flag: 'alpha-max', group: 'neighbours', help: 'starting α_max, relative to ‖h_r‖' },
   calibrationRounds: { kind: 'int', min: 1, max: 64, default: 6, flag: 'calibration-rounds', group: 'neighbours', help: 'rounds calibrating α_max to the share range' },
   shareRange: { kind: 'pair', min: 0, max: 1, strict: true, default: [0.2, 0.8], flag: 'share-range', group: 'neighbours', help: 'accepted share of label-1 neighbours' },
+  labelSteps: { kind: 'int', min: 0, max: 1000, default: 0, flag: 'label-steps', group: 'neighbours', help: 'label neighbours after this many decoding steps (0: the full decoding)' },
+  labelFrom: { kind: 'enum', values: LABEL_FROMS, default: 'x0', flag: 'label-from', group: 'neighbours', help: "labelSteps > 0: the predicted x̂0 part-way ('x0') or a coarser schedule ('coarse')" },
   threshold: { kind: 'number', min: -1, max: 1, default: 0.35, flag: 'threshold', group: 'boundary', help: 'identity threshold: label 1 when similarity > this' },
   C: { kind: 'number', min: 0, max: 1e9, minExclusive: true, default: 1, flag: 'C', group: 'boundary', help: 'SVM cost' },
   holdout: { kind: 'number', min: 0, max: 0.9, default: 0.25, flag: 'holdout', group: 'boundary', help: 'share of neighbours held out to measure the SVM' },
@@ -60,6 +63,7 @@ export const ERASE_OPTIONS: { readonly [K in EraseOptionKey]-?: OptionSpec<Resol
   absorb: { kind: 'enum', values: ABSORB_MODES, default: 'walk', flag: 'absorb', group: 'absorption', help: 'how h_r is moved out of the black hole' },
   lineSteps: { kind: 'int', min: 1, max: 256, default: 12, flag: 'line-steps', group: 'absorption', help: "line: distances tried up to walkStep's upper end" },
   eraseTarget: { kind: 'number', min: -1, max: 1, default: 0.35, flag: 'erase-target', group: 'absorption', help: 'line: similarity a move must reach to count as erased' },
+  lineBatch: { kind: 'int', min: 0, max: 256, default: 0, flag: 'line-batch', group: 'absorption', help: 'line: distances per batch, stopping at the first batch with a qualifying move (0: all at once)' },
   walkStep: { kind: 'pair', min: 0, max: 1e9, strict: false, default: [100, 120], flag: 'walk-step', group: 'absorption', help: 'walk: step length Δ ~ U[lo, hi] (not [0, 0])' },
   walkStepUnit: { kind: 'enum', values: ['absolute', 'relative'], default: 'absolute', flag: 'walk-step-unit', group: 'absorption', help: 'walk: Δ absolute or relative to ‖h_r‖' },
   walkTrials: { kind: 'int', min: 1, max: 64, default: 5, flag: 'walk-trials', group: 'absorption', help: 'walk: trials, halving Δ each time' },

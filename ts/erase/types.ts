@@ -75,6 +75,13 @@ export interface EraseOptions extends JobOptions, AbsorbLossWeights {
   calibrationRounds?: number;
   /** Accepted share of label-1 neighbours. */
   shareRange?: [number, number];
+  /**
+   * Neighbour labels from fewer UNet steps: 0 decodes each neighbour in full (steps − 1 UNet steps); k > 0
+   * labels the image after k steps, read as `labelFrom` says.
+   */
+  labelSteps?: number;
+  /** labelSteps > 0: the predicted x̂0 after k steps of the full schedule (`x0`), or a k-step decoding (`coarse`). */
+  labelFrom?: 'x0' | 'coarse';
   /** Identity threshold: label 1 when sim > threshold. */
   threshold?: number;
   /** SVM C. */
@@ -96,6 +103,11 @@ export interface EraseOptions extends JobOptions, AbsorbLossWeights {
   lineSteps?: number;
   /** line: the identity similarity a move must reach to count as erased. */
   eraseTarget?: number;
+  /**
+   * line: distances decoded per batch, shortest first, stopping after the first batch that holds a qualifying
+   * move (the output is the same as decoding all of them; the report lists the distances decoded). 0: all at once.
+   */
+  lineBatch?: number;
   /** walk: Δ ~ U[lo, hi]. */
   walkStep?: [number, number];
   /** walk: Δ is absolute (default, the released code's) or relative to ‖h_r‖. */
