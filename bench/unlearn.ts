@@ -1,104 +1,212 @@
 /**
- * bench/unlearn: unlearning one identity of the synthetic world from the default DDPM, measured the way
- * docs/unlearning.md reports it. Identity 2000: three given photos, six unseen photos of her (other attribute
- * draws), eight retain photos (training identities), six other held-out people for preservation; the demo's
- * erase settings with the encoder's calibrated threshold. Prints the report and the similarities before and
- * after, and writes grids to the output folder.
+ * bench/unlearn: unlearning people of the synthetic world from the default DDPM, measured with GUIDE's
+ * protocol (docs/unlearning.md reports it). For each of `--people` held-out identities (2000, 2001, …) in
+ * turn, the model unlearned so far is fine-tuned from `--given` photos of that person; then
  *
- *   node dist/bench/unlearn.js [--iterations 200] [--params decoder|all] [--lr 2e-5] [--others 8] [--states 6]
- *                              [--retain-share 0.5] [--no-mirror] [--out out/unlearn-bench]
+ * - forgetting: `--unseen` other photos of every person unlearned so far (other attribute draws) are
+ *   inverted and reconstructed by the current model; their similarity to the person's enrolled embedding
+ *   (the mean of the given photos') against the calibrated threshold, with the loss encoder and the second,
+ *   independent recognizer; the reconstructions' validity (the quality net: ≈ 1 for a clean portrait);
+ * - preservation: `--held-out` other held-out people (identities 2100 + i, never unlearned, never a retain
+ *   photo): similarity of their reconstruction to their photo before and after, pixel change, validity and
+ *   the attribute estimator's error per group;
+ * - global: `--samples` unconditional samples (the same seeds, from pure noise at t = 999) before and after,
+ *   their FD to the realism reference (the quality net's features) and validity.
+ *
+ *   node dist/bench/unlearn.js [--people 1] [--given 3] [--unseen 20] [--held-out 50] [--samples 500]
+ *     [--sample-steps 20] [--iterations 300] [--params decoder|all|adapters] [--rank 8] [--lr 5e-5]
+ *     [--others 32] [--states 10] [--retain-share 0.5] [--no-mirror] [--out out/unlearn-bench] [--json FILE]
  */
-import { mkdirSync } from 'node:fs';
+import { mkdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { takeRows } from '../ts/blackhole/codes';
 import { loadDiffusion, type DiffusionModel } from '../ts/diffusion';
 import { setThreads } from '../ts/engine';
-import { loadIdentityEncoder, similarity } from '../ts/identity';
+import { loadIdentityEncoder, similarity, type IdentityEncoder } from '../ts/identity';
 import { comparisonGrid } from '../ts/images';
-import { tensor, type Tensor } from '../ts/tensor';
+import { randn, tensor, type Tensor } from '../ts/tensor';
 import { unlearnIdentity, type UnlearnParams } from '../ts/unlearn/unlearn';
 import { DEFAULT_FILES, otherPeople } from '../ts/world/defaults';
-import { calibratedThreshold, DEMO_SETTINGS } from '../ts/world/demo';
-import { portraitBatch } from '../ts/world/portraits';
+import { DEMO_SETTINGS } from '../ts/world/demo';
+import { featuresOf, GROUP_NAMES, loadMeters, scoreSet, type Meters } from '../ts/world/meters';
+import { portraitBatch, type PortraitBatch } from '../ts/world/portraits';
+import { validityScores } from '../ts/world/quality';
+
+const mean = (a: number[]) => a.reduce((x, y) => x + y, 0) / Math.max(1, a.length);
+const round = (v: number) => Math.round(v * 10000) / 10000;
 
 async function main(): Promise<void> {
   const { values } = parseArgs({
     options: {
-      iterations: { type: 'string', default: '200' },
+      people: { type: 'string', default: '1' },
+      given: { type: 'string', default: '3' },
+      unseen: { type: 'string', default: '20' },
+      'held-out': { type: 'string', default: '50' },
+      samples: { type: 'string', default: '500' },
+      'sample-steps': { type: 'string', default: '20' },
+      iterations: { type: 'string', default: '300' },
       params: { type: 'string', default: 'decoder' },
-      lr: { type: 'string', default: '2e-5' },
-      others: { type: 'string', default: '8' },
-      states: { type: 'string', default: '6' },
+      rank: { type: 'string', default: '8' },
+      lr: { type: 'string', default: '5e-5' },
+      others: { type: 'string', default: '32' },
+      states: { type: 'string', default: '10' },
       'retain-share': { type: 'string', default: '0.5' },
       'no-mirror': { type: 'boolean', default: false },
       out: { type: 'string', default: 'out/unlearn-bench' },
+      json: { type: 'string' },
     },
   });
+  const n = (k: string) => Number(values[k as keyof typeof values]);
   setThreads(Number(process.env.BIA_NUM_THREADS ?? 1));
   const out = values.out as string;
   mkdirSync(out, { recursive: true });
-  const diffusion = await loadDiffusion(DEFAULT_FILES.diffusion);
+  const log = (s: string) => console.log(`[${new Date().toISOString().slice(11, 19)}] ${s}`);
+  const original = await loadDiffusion(DEFAULT_FILES.diffusion);
   const encoder = await loadIdentityEncoder(DEFAULT_FILES.encoder);
-  const threshold = calibratedThreshold() ?? 0.35;
-  const shots = async (identity: number | ((i: number) => number), seeds: number[]) => (await portraitBatch(seeds.map((s, i) => ({ identity: typeof identity === 'number' ? identity : identity(i), seed: s })))).images;
-  const given = await shots(2000, [101, 102, 103]);
-  const unseen = await shots(2000, [201, 202, 203, 204, 205, 206]);
-  const people = await shots((i) => 2001 + i, [301, 302, 303, 304, 305, 306]);
-  const others = await otherPeople(Number(values.others));
-  const start = Date.now();
-  const r = await unlearnIdentity(given, { diffusion, encoder, others }, {
-    erase: { ...DEMO_SETTINGS, threshold, baseline: false, degenerateBaselines: false },
-    iterations: Number(values.iterations),
-    params: values.params as UnlearnParams,
-    lr: Number(values.lr),
-    batchSize: 8,
-    statesPerCode: Number(values.states),
-    retainShare: Number(values['retain-share']),
-    mirror: !values['no-mirror'],
-    onStep: (s) => {
-      if (s.step % 25 === 0) console.log(`step ${s.step} loss ${s.loss.toFixed(5)} (${((Date.now() - start) / 1000).toFixed(0)} s)`);
-    },
-  });
-  console.log(JSON.stringify({ ...r.report, losses: undefined }));
+  const meters = await loadMeters(encoder);
+  const threshold = meters.thresholds.encoder;
   const o = { t0: DEMO_SETTINGS.t0 as number, steps: DEMO_SETTINGS.steps as number };
+  const shots = (identity: number, first: number, count: number) => portraitBatch(Array.from({ length: count }, (_, i) => ({ identity, seed: first + i })));
   const recon = async (m: DiffusionModel, x: Tensor) => {
-    const inv = await diffusion.invert(x, o);
-    const rec = await m.decode(inv.xLat, null, { ...o, eta: 0 });
+    const inv = await original.invert(x, o);
+    const rec = await m.decode(inv.xLat, null, { ...o, eta: 0, batchSize: 64 });
     inv.xLat.dispose();
     inv.hR.dispose();
     return rec;
   };
-  // each image's similarity to its own reference (refs [N, D]) or to one reference ([1, D])
-  const rowSims = async (images: Tensor, refs: Tensor): Promise<number[]> => {
-    const e = await encoder.embed(images, { protocol: DEMO_SETTINGS.protocol });
-    return Array.from(await (await similarity(e, refs)).data());
+  const embedMean = async (enc: IdentityEncoder, x: Tensor) => {
+    const e = await enc.embed(x, { protocol: 'resize' });
+    const v = await e.data();
+    const d = v.length / x.shape[0];
+    const m = new Float32Array(d);
+    for (let i = 0; i < x.shape[0]; i++) for (let k = 0; k < d; k++) m[k] += v[i * d + k] / x.shape[0];
+    e.dispose();
+    return tensor(m, [1, d]);
   };
-  const g = await (await encoder.embed(given, { protocol: DEMO_SETTINGS.protocol })).data();
-  const d = g.length / given.shape[0];
-  const mean = new Float32Array(d);
-  for (let i = 0; i < given.shape[0]; i++) for (let k = 0; k < d; k++) mean[k] += g[i * d + k] / given.shape[0];
-  const enrolled = await tensor(mean, [1, d]);
-  const [ub, ua] = [await recon(diffusion, unseen), await recon(r.model, unseen)];
-  const [pb, pa] = [await recon(diffusion, people), await recon(r.model, people)];
-  const peopleEmb = await encoder.embed(people, { protocol: DEMO_SETTINGS.protocol });
-  const fmt = (a: number[]) => a.map((v) => v.toFixed(3)).join(' ');
-  const below = (a: number[]) => a.filter((v) => v < threshold).length;
-  const [sb, sa] = [await rowSims(ub, enrolled), await rowSims(ua, enrolled)];
-  const [qb, qa] = [await rowSims(pb, peopleEmb), await rowSims(pa, peopleEmb)];
-  const avg = (a: number[]) => a.reduce((x, y) => x + y, 0) / a.length;
-  console.log(`threshold ${threshold}`);
-  console.log(`unseen photos vs enrolled: original ${fmt(sb)} (${below(sb)}/6 below) | unlearned ${fmt(sa)} (${below(sa)}/6 below)`);
-  console.log(`other people, own similarity: original ${fmt(qb)} | unlearned ${fmt(qa)} | mean drop ${(avg(qb) - avg(qa)).toFixed(3)}`);
-  const grid = async (cols: Tensor[], file: string) => {
+  const simTo = async (enc: IdentityEncoder, images: Tensor, ref: Tensor) => {
+    const e = await enc.embed(images, { protocol: 'resize' });
+    const s = await similarity(e, ref);
+    const r = Array.from(await s.data());
+    e.dispose();
+    s.dispose();
+    return r;
+  };
+  const pixelChange = async (a: Tensor, b: Tensor) => {
+    const [x, y] = [await a.data(), await b.data()];
+    let s = 0;
+    for (let i = 0; i < x.length; i++) s += Math.abs(x[i] - y[i]);
+    return s / x.length / 2; // mean |Δ| on the [0, 1] scale
+  };
+  const grid = async (cols: Tensor[], file: string, rows = 8) => {
     const cells = [];
-    for (let i = 0; i < cols[0].shape[0]; i++) cells.push(await Promise.all(cols.map(async (c) => ({ tensor: await takeRows([c], [[0, i]]) }))));
+    for (let i = 0; i < Math.min(rows, cols[0].shape[0]); i++) cells.push(await Promise.all(cols.map(async (c) => ({ tensor: await takeRows([c], [[0, i]]) }))));
     await comparisonGrid(cells, path.join(out, file), { cellSize: 96 });
   };
-  await grid([given, r.images.before, r.images.absorbed, r.images.after], 'given.png');
-  await grid([unseen, ub, ua], 'unseen.png');
-  await grid([people, pb, pa], 'people.png');
-  console.log(`total ${((Date.now() - start) / 1000).toFixed(0)} s; grids in ${out}`);
+  const attributeSummary = (s: { attributeErrors: Record<string, number>[] }) => Object.fromEntries(GROUP_NAMES.map((g) => [g, round(mean(s.attributeErrors.map((e) => e[g])))]));
+
+  // Fixed sets: the people to forget, the held-out people to keep, the sample seeds.
+  const people = Array.from({ length: n('people') }, (_, i) => 2000 + i);
+  const given: PortraitBatch[] = [];
+  const unseen: PortraitBatch[] = [];
+  for (const p of people) {
+    given.push(await shots(p, 100, n('given')));
+    unseen.push(await shots(p, 200, n('unseen')));
+  }
+  const keep = await portraitBatch(Array.from({ length: n('held-out') }, (_, i) => ({ identity: 2100 + i, seed: 300 + i })));
+  const others = await otherPeople(n('others'));
+  const noise = await randn([n('samples'), 3, 64, 64], { seed: 4242 });
+  const sample = (m: DiffusionModel) => m.decode(noise, null, { t0: 999, steps: n('sample-steps'), eta: 0, batchSize: 100 });
+  const enrolled = await Promise.all(given.map((g) => embedMean(encoder, g.images)));
+  const enrolled2 = meters.recognizer ? await Promise.all(given.map((g) => embedMean(meters.recognizer as IdentityEncoder, g.images))) : [];
+
+  /** Forgetting of person k, preservation and samples under model m. */
+  const measure = async (m: DiffusionModel, k: number) => {
+    const rec = await recon(m, unseen[k].images);
+    const sims = await simTo(encoder, rec, enrolled[k]);
+    const sims2 = meters.recognizer ? await simTo(meters.recognizer, rec, enrolled2[k]) : [];
+    const sc = await scoreSet(meters, rec, unseen[k].images, unseen[k].attributes);
+    rec.dispose();
+    return {
+      identity: people[k],
+      similarity: sims.map(round),
+      belowThreshold: sims.filter((s) => s < threshold).length / sims.length,
+      similarity2: sims2.map(round),
+      belowThreshold2: sims2.length ? sims2.filter((s) => s < meters.thresholds.recognizer).length / sims2.length : null,
+      validity: round(mean(sc.validity)),
+    };
+  };
+  const preservation = async (m: DiffusionModel, base: Tensor | null) => {
+    const rec = await recon(m, keep.images);
+    const sc = await scoreSet(meters, rec, keep.images, keep.attributes);
+    const change = base ? await pixelChange(rec, base) : 0;
+    return { rec, similarity: round(mean(sc.similarity)), similarity2: round(mean(sc.similarity2)), validity: round(mean(sc.validity)), attributes: attributeSummary(sc), pixelChange: round(change) };
+  };
+  const samples = async (m: DiffusionModel) => {
+    const x = await sample(m);
+    const f = await featuresOf(meters.quality, x);
+    return { x, fd: round(meters.realism.fd(f)), validity: round(mean(await validityScores(meters.quality, x))) };
+  };
+
+  log('measuring the original model');
+  const before = { forget: await Promise.all(people.map((_, k) => measure(original, k))), keep: await preservation(original, null), samples: await samples(original) };
+  log(`original: unseen below threshold ${before.forget.map((f) => f.belowThreshold).join(' ')}, keep similarity ${before.keep.similarity}, sample FD ${before.samples.fd}`);
+  let current = original;
+  const rounds = [];
+  const start = Date.now();
+  for (let k = 0; k < people.length; k++) {
+    const t0 = Date.now();
+    const r = await unlearnIdentity(given[k].images, { diffusion: current, encoder, others }, {
+      erase: { ...DEMO_SETTINGS, threshold, baseline: false, degenerateBaselines: false },
+      iterations: n('iterations'),
+      params: values.params as UnlearnParams,
+      adapterRank: n('rank'),
+      lr: n('lr'),
+      batchSize: 8,
+      statesPerCode: n('states'),
+      retainShare: n('retain-share'),
+      mirror: !values['no-mirror'],
+      onStep: (s) => {
+        if (s.step % 50 === 0) log(`person ${people[k]} step ${s.step} loss ${s.loss.toFixed(5)}`);
+      },
+    });
+    const seconds = (Date.now() - t0) / 1000;
+    if (r.saveAdapter) await r.saveAdapter(path.join(out, `adapter-${people[k]}.safetensors`));
+    const { model } = r;
+    const forget = [];
+    for (let j = 0; j <= k; j++) forget.push(await measure(model, j));
+    const kept = await preservation(model, before.keep.rec);
+    const round_ = { person: people[k], seconds: round(seconds), report: { ...r.report, losses: undefined }, forget, keep: { ...kept, rec: undefined } };
+    rounds.push(round_);
+    log(`after ${people[k]} (${seconds.toFixed(0)} s): unseen below threshold ${forget.map((f) => `${f.identity}:${f.belowThreshold}`).join(' ')}; keep similarity ${kept.similarity} (was ${before.keep.similarity}), pixel change ${kept.pixelChange}`);
+    const ub = await recon(original, unseen[k].images);
+    const ua = await recon(model, unseen[k].images);
+    await grid([unseen[k].images, ub, ua], `unseen-${people[k]}.png`);
+    await grid([keep.images, before.keep.rec, kept.rec], `keep-after-${people[k]}.png`);
+    await grid([given[k].images, r.images.before, r.images.absorbed, r.images.after], `given-${people[k]}.png`);
+    [ub, ua, kept.rec].forEach((t) => t.dispose());
+    // the next person is unlearned from this model: the result's images go, the model stays
+    Object.values(r.images).forEach((t) => t.dispose());
+    if (current !== original) current.dispose();
+    current = model;
+  }
+  const after = await samples(current);
+  await grid([before.samples.x, after.x], 'samples.png', 12);
+  const result = {
+    command: `node dist/bench/unlearn.js ${process.argv.slice(2).join(' ')}`,
+    threshold,
+    thresholdRecognizer: meters.thresholds.recognizer,
+    before: { forget: before.forget, keep: { ...before.keep, rec: undefined }, samples: { fd: before.samples.fd, validity: before.samples.validity } },
+    rounds,
+    samplesAfter: { fd: after.fd, validity: after.validity, fdChange: round(after.fd / before.samples.fd - 1) },
+    seconds: round((Date.now() - start) / 1000),
+  };
+  log(`samples: FD ${before.samples.fd} → ${after.fd} (${(100 * result.samplesAfter.fdChange).toFixed(1)} %), validity ${before.samples.validity} → ${after.validity}`);
+  const json = JSON.stringify(result, null, 1);
+  writeFileSync(path.join(out, 'result.json'), json);
+  if (values.json) writeFileSync(values.json, json);
+  log(`done in ${result.seconds} s; grids and result.json in ${out}`);
+  meters.dispose();
 }
 
 main().catch((e) => {

@@ -2,12 +2,14 @@
 // and a tiny end-to-end run in which the student learns to decode the photo as the teacher decodes
 // its absorbed code, while another person's reconstruction stays close.
 import t from 'tap';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { randn, type DiffusionModel, type IdentityEncoder, type Tensor } from '../ts/index';
 import { createTrainer } from '../ts/train/trainer';
-import { DECODER_PREFIXES, sampledSteps, unlearnIdentity } from '../ts/unlearn/unlearn';
+import { mergeAdapter } from '../ts/train/trainer';
+import { renderUnlearnReport } from '../ts/unlearn/report';
+import { DECODER_PREFIXES, mirrored, sampledSteps, unlearnIdentity } from '../ts/unlearn/unlearn';
 import { tinyWorld } from './helpers';
 
 const BASE = { t0: 100, steps: 6, protocol: 'resize' as const, inject: 'every-step' as const, neighbours: 16, wrapSize: 4, walkStepUnit: 'relative' as const, walkStep: [0.5, 0.6] as [number, number], fidelityThreshold: 10, baseline: false, degenerateBaselines: false };
@@ -144,4 +146,65 @@ t.test('bia unlearn: usage errors exit 2', async (t) => {
   t.equal(await runUnlearnCli(['a.png', '--out', '/tmp/x', '--diffusion', 'd.pt']), 2, '--diffusion without --encoder');
   t.equal(await runUnlearnCli(['a.png', '--out', '/tmp/x', '--params', 'middle']), 2, 'bad --params');
   t.equal(await runUnlearnCli(['a.png', '--out', '/tmp/x', '--diffusion', 'd.pt', '--encoder', 'e.pt']), 2, 'own models need --others');
+});
+
+t.test('mirrored reverses the width axis', async (t) => {
+  const x = await randn([2, 3, 4, 5], { seed: 3 });
+  const [a, b] = [await values(x), await values(await mirrored(x))];
+  t.equal(b[6], a[8], 'row 1 of channel 0: column 1 ↔ column 3');
+  t.same(await values(await mirrored(await mirrored(x))), a, 'twice is the identity');
+  x.dispose();
+});
+
+t.test('adapters: a tiny run lowers the gap to the absorbed output; the patch merges into the same model', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'bia-unlearn-adapters-'));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  const r = await unlearnIdentity(photo, { diffusion, encoder, others }, { erase: { ...BASE, threshold }, iterations: 40, lr: 3e-3, batchSize: 6, statesPerCode: 6, params: 'adapters', adapterRank: 4, seed: 4 });
+  t.teardown(() => r.dispose());
+  const [before, after, absorbed] = await Promise.all([r.images.before, r.images.after, r.images.absorbed].map(values));
+  t.comment(`adapters: MSE to the absorbed output ${mse(before, absorbed).toFixed(4)} → ${mse(after, absorbed).toFixed(4)}`);
+  t.ok(mse(after, absorbed) < 0.7 * mse(before, absorbed), 'the photo decodes closer to its absorbed output');
+  t.equal(r.report.params, 'adapters');
+  t.equal(r.report.forget.mirroredAbsorbed?.length, 1, 'the mirrored shift is measured');
+  t.ok(r.report.forgetStates === 2 * r.report.retainStates / 2, 'photo and mirrored photo: as many forget states as the two retain people');
+  const patch = join(dir, 'adapter.safetensors');
+  t.ok((await r.saveAdapter!(patch)) > 0, 'the patch is written');
+  const merged = await mergeAdapter(diffusion, patch);
+  const inv = await diffusion.invert(photo, { t0: BASE.t0, steps: BASE.steps });
+  const viaPatch = await merged.decode(inv.xLat, null, { t0: BASE.t0, steps: BASE.steps, eta: 0 });
+  t.ok(mse(await values(viaPatch), after) < 1e-8, 'base + patch decodes as the unlearned model');
+  for (const x of [inv.xLat, inv.hR, viaPatch]) x.dispose();
+  merged.dispose();
+  // the HTML report carries the figures and both grids
+  const png = readFileSync(join(__dirname, '..', '..', 'docs', 'images', 'demo-grid.png'));
+  const html = renderUnlearnReport({ report: r.report, threshold, grids: { photos: png, others: png }, models: { diffusion: 'd.safetensors', encoder: 'e.safetensors' } });
+  t.match(html, r.report.forget.after[0].toFixed(3), 'the unlearned similarity is in the report');
+  t.equal(html.split('data:image/png;base64,').length - 1, 2, 'both grids are inlined');
+  t.match(html, /<svg class="chart losses"/, 'with the loss curve');
+});
+
+t.test('bad inputs: wrong sizes are refused; the CLI exits 3 on an unreadable photo and writes its outputs otherwise', async (t) => {
+  const small = await randn([1, 3, 8, 8], { seed: 1 });
+  await t.rejects(unlearnIdentity(small, { diffusion, encoder, others }), { code: 'BIA_INVALID_ARGUMENT', message: /photos must be \[N, 3, 16, 16\]/ });
+  await t.rejects(unlearnIdentity(photo, { diffusion, encoder, others: small }), { code: 'BIA_INVALID_ARGUMENT', message: /others .* must be \[N, 3, 16, 16\]/ });
+  await t.rejects(unlearnIdentity(photo, { diffusion, encoder, others }, { mirror: 'yes' as never }), { code: 'BIA_INVALID_ARGUMENT', message: /mirror/ });
+  small.dispose();
+  const dir = mkdtempSync(join(tmpdir(), 'bia-unlearn-cli-'));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  const { runUnlearnCli } = await import('../ts/unlearn/cli');
+  const { writeImage } = await import('../ts/images');
+  const [d, e] = [join(dir, 'unet.safetensors'), join(dir, 'encoder.safetensors')];
+  await diffusion.save(d);
+  await encoder.save(e);
+  await writeImage(photo, join(dir, 'her.png'));
+  const otherPng = join(dir, 'other.png');
+  const one = await randn([1, 3, 16, 16], { seed: 8 });
+  await writeImage(one, otherPng);
+  one.dispose();
+  writeFileSync(join(dir, 'broken.png'), 'not a png');
+  const flags = ['--diffusion', d, '--encoder', e, '--others', otherPng, '--iterations', '4', '--states', '2', '--json'];
+  t.equal(await runUnlearnCli([join(dir, 'broken.png'), '--out', join(dir, 'o1'), ...flags]), 3, 'an unreadable photo: input error');
+  t.equal(await runUnlearnCli([join(dir, 'her.png'), '--out', join(dir, 'o2'), ...flags, '--params', 'adapters', '--rank', '2']), 0, 'a run with adapters');
+  for (const f of ['unlearned.safetensors', 'adapter.safetensors', 'report.json', 'report.html', 'grid.png', 'others.png']) t.ok(existsSync(join(dir, 'o2', f)), `${f} written`);
+  t.notOk(existsSync(join(dir, 'o2', 'trainer.safetensors')), 'no resume state left after a finished run');
 });

@@ -73,7 +73,8 @@ function mean(xs: number[]): number | null {
   return xs.length === 0 ? null : xs.reduce((a, b) => a + b, 0) / xs.length;
 }
 
-function dataUri(png: Buffer): string {
+/** A PNG as an inline data: URI (reports are single files). */
+export function dataUri(png: Buffer): string {
   return `data:image/png;base64,${png.toString('base64')}`;
 }
 
@@ -209,7 +210,7 @@ export function histogramSvg(similarities: readonly number[], threshold: number,
 }
 
 /** Loss curves of the optimize absorption: one polyline per series over the iterations, with axes. */
-export function lossCurveSvg(losses: Record<string, readonly number[]>, opts?: { width?: number; height?: number }): string {
+export function lossCurveSvg(losses: Record<string, readonly number[]>, opts?: { width?: number; height?: number; title?: string; x?: string }): string {
   const f: Frame = { width: opts?.width ?? 460, height: opts?.height ?? 220, left: 50, right: 110, top: 14, bottom: 36 };
   const series = Object.entries(losses).filter(([, v]) => Array.isArray(v) && v.some((x) => Number.isFinite(x)));
   const n = Math.max(1, ...series.map(([, v]) => v.length));
@@ -224,8 +225,8 @@ export function lossCurveSvg(losses: Record<string, readonly number[]>, opts?: {
   const palette = ['#1f5fbf', '#c0392b', '#27865a', '#8e44ad', '#b7791f'];
   const parts = [
     `<svg class="chart losses" xmlns="http://www.w3.org/2000/svg" width="${f.width}" height="${f.height}" viewBox="0 0 ${f.width} ${f.height}" role="img">`,
-    `<title>Absorption losses over ${n} iterations</title>`,
-    axes(f, { lo: 0, hi: xHi, ticks: xt, label: 'iteration' }, { lo, hi, ticks: yt, label: 'value' }),
+    `<title>${esc(opts?.title ?? `Absorption losses over ${n} iterations`)}</title>`,
+    axes(f, { lo: 0, hi: xHi, ticks: xt, label: opts?.x ?? 'iteration' }, { lo, hi, ticks: yt, label: 'value' }),
   ];
   series.forEach(([name, v], i) => {
     const colour = palette[i % palette.length];
@@ -242,7 +243,8 @@ export function lossCurveSvg(losses: Record<string, readonly number[]>, opts?: {
   return parts.join('');
 }
 
-const CSS = `
+/** The reports' shared stylesheet. */
+export const REPORT_CSS = `
 :root { --fg: #1b1f24; --muted: #5b6570; --line: #d6dbe0; --ok: #1e7a46; --bad: #b3261e; --l1: #d9822b; --l0: #3d7ebf; }
 * { box-sizing: border-box; }
 body { font: 14px/1.45 system-ui, -apple-system, "Segoe UI", Roboto, "DejaVu Sans", sans-serif; color: var(--fg); margin: 0 auto; max-width: 1200px; padding: 24px; background: #fff; }
@@ -485,7 +487,7 @@ export function renderReportHtml(entries: readonly ReportEntry[], opts?: RenderR
   return [
     '<!DOCTYPE html>',
     '<html lang="en">',
-    `<head><meta charset="utf-8" /><meta name="viewport" content="width=device-width, initial-scale=1" /><title>${esc(title)}</title><style>${CSS}</style></head>`,
+    `<head><meta charset="utf-8" /><meta name="viewport" content="width=device-width, initial-scale=1" /><title>${esc(title)}</title><style>${REPORT_CSS}</style></head>`,
     '<body>',
     `<header><h1>${esc(title)}</h1><p class="muted">${esc(`${entries.length} image(s), generated ${generated}${version ? `, bia-torch ${version}` : ''}`)}</p></header>`,
     entries.length === 0 ? '<p>No image was processed.</p>' : summarySection(entries),

@@ -1,13 +1,13 @@
 /**
  * `bia unlearn <photos...> --out DIR`: fine-tunes the diffusion model so that it has forgotten the
  * person in the photos (ts/unlearn/unlearn.ts). Writes DIR/unlearned.safetensors (a checkpoint that
- * loadDiffusion reads), DIR/report.json and DIR/grid.png (each photo: input | original model |
+ * loadDiffusion reads), DIR/report.json, DIR/report.html and DIR/grid.png (each photo: input | original model |
  * BIA output | unlearned model) and DIR/others.png (other people: input | original | unlearned).
  * The trainer's state is saved to DIR/trainer.safetensors as it goes: Ctrl-C stops cleanly (exit 130)
  * and the same command resumes. Without --diffusion/--encoder the built-in default models and the
  * demo's erase settings are used, and the retain photos default to 16 training portraits.
  */
-import { existsSync, mkdirSync, rmSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, rmSync } from 'node:fs';
 import nodePath from 'node:path';
 import { parseArgs } from 'node:util';
 import { takeRows } from '../blackhole/codes';
@@ -15,26 +15,35 @@ import { EXIT, INPUT_ERRORS } from '../cli/exit';
 import { loadDiffusion } from '../diffusion';
 import { BiaError } from '../errors';
 import { expandInputs } from '../erase/batch';
+import { resolveEraseOptions } from '../erase/options';
 import type { EraseOptions } from '../erase/types';
-import { loadIdentityEncoder } from '../identity';
+import { INPUT_PROTOCOLS, loadIdentityEncoder } from '../identity';
 import { comparisonGrid, readImages, writeFileAtomic } from '../images';
 import { checkDevice, type Device } from '../options';
 import type { Tensor } from '../tensor';
+import { renderUnlearnReport } from './report';
 import { UNLEARN_PARAMS, unlearnIdentity, type UnlearnParams } from './unlearn';
 
 export const UNLEARN_HELP = `Usage: bia unlearn <photos or folders...> --out <dir> [flags]
 
 Fine-tunes the diffusion model so that it forgets the person in the photos: decoded without any edit,
 their photos come out as the model decodes their absorbed codes (BIA), while other people stay as
-they were. Writes <out>/unlearned.safetensors, report.json, grid.png and others.png; the training
-state (<out>/trainer.safetensors) lets an interrupted run resume.
+they were. Writes <out>/unlearned.safetensors, report.json, report.html, grid.png and others.png (and
+with --params adapters the patch <out>/adapter.safetensors); the training state
+(<out>/trainer.safetensors) lets an interrupted run resume.
 
   --out <dir>               output folder
   --diffusion <ckpt>        the DDPM UNet (default: the built-in default model)
   --encoder <ckpt>          the identity encoder (default: the built-in default model)
   --others <images|folder>  photos of other people to keep (repeatable; default with the built-in
                             models: 16 training portraits)
-  --params decoder|all      which UNet parameters learn (decoder)
+  --params decoder|all|adapters
+                            what learns: the decoder half's weights (default), all weights, or
+                            low-rank adapters on the decoder half (the patch is written apart)
+  --rank N                  the adapters' rank (8)
+  --no-mirror               do not add the mirrored photos to the ones to forget
+  --protocol P              how faces reach the encoder, with your own models: bia, insightface
+                            or resize (default: bia at 256², else resize)
   --iterations N            optimiser steps (200)
   --lr X                    AdamW learning rate (2e-5)
   --batch-size N            trajectory states per step (8)
@@ -84,7 +93,7 @@ export async function runUnlearnCli(argv: string[]): Promise<number> {
       options: {
         out: { type: 'string' }, diffusion: { type: 'string' }, encoder: { type: 'string' }, others: { type: 'string', multiple: true },
         params: { type: 'string' }, iterations: { type: 'string' }, lr: { type: 'string' }, 'batch-size': { type: 'string' }, states: { type: 'string' },
-        'retain-share': { type: 'string' }, seed: { type: 'string' }, device: { type: 'string' }, json: { type: 'boolean' }, help: { type: 'boolean', short: 'h' },
+        'retain-share': { type: 'string' }, rank: { type: 'string' }, 'no-mirror': { type: 'boolean' }, protocol: { type: 'string' }, seed: { type: 'string' }, device: { type: 'string' }, json: { type: 'boolean' }, help: { type: 'boolean', short: 'h' },
       },
     }) as { values: Record<string, string | boolean | string[] | undefined>; positionals: string[] });
   } catch (e) {
@@ -105,6 +114,8 @@ export async function runUnlearnCli(argv: string[]): Promise<number> {
     if ((str('diffusion') === undefined) !== (str('encoder') === undefined)) throw new UsageError('give both --diffusion and --encoder, or neither (the built-in default models)');
     const params = (str('params') ?? 'decoder') as UnlearnParams;
     if (!UNLEARN_PARAMS.includes(params)) throw new UsageError(`--params must be one of ${UNLEARN_PARAMS.join(', ')}, got '${params}'`);
+    const protocol = str('protocol');
+    if (protocol !== undefined && !INPUT_PROTOCOLS.includes(protocol as never)) throw new UsageError(`--protocol must be one of ${INPUT_PROTOCOLS.join(', ')}, got '${protocol}'`);
     let device: Device = 'cpu';
     try {
       device = checkDevice(str('device') ?? 'cpu', '--device');
@@ -121,6 +132,8 @@ export async function runUnlearnCli(argv: string[]): Promise<number> {
       batchSize: num(str('batch-size'), 'batch-size', true),
       statesPerCode: num(str('states'), 'states', true),
       retainShare: num(str('retain-share'), 'retain-share', false),
+      adapterRank: num(str('rank'), 'rank', true),
+      mirror: values['no-mirror'] ? false : undefined,
       seed: num(str('seed'), 'seed', true),
     };
     const out = str('out') as string;
@@ -144,6 +157,8 @@ export async function runUnlearnCli(argv: string[]): Promise<number> {
     const diffusion = await loadDiffusion(diffusionPath as string, { device, signal });
     const encoder = await loadIdentityEncoder(encoderPath as string, { device, signal });
     const size = diffusion.config.resolution;
+    // The released 'bia' crop is for 256² faces; other resolutions reach the encoder resized.
+    if (!builtIn) erase = { ...erase, protocol: (protocol ?? (size === 256 ? 'bia' : 'resize')) as EraseOptions['protocol'] };
     const photos = await readAll(positionals, size, 'the photos', device);
     const otherPhotos = others?.length ? await readAll(others, size, '--others', device) : await (defaultOthers as () => Promise<Tensor>)();
     const ckpt = nodePath.join(out, 'trainer.safetensors');
@@ -163,10 +178,19 @@ export async function runUnlearnCli(argv: string[]): Promise<number> {
     });
     try {
       await r.model.save(nodePath.join(out, 'unlearned.safetensors'));
-      await grid([photos, r.images.before, r.images.absorbed, r.images.after], nodePath.join(out, 'grid.png'));
-      await grid([otherPhotos, r.images.othersBefore, r.images.othersAfter], nodePath.join(out, 'others.png'));
-      const report = { ...r.report, diffusion: diffusionPath, encoder: encoderPath, device };
+      if (r.saveAdapter) await r.saveAdapter(nodePath.join(out, 'adapter.safetensors'));
+      const grids = { photos: nodePath.join(out, 'grid.png'), others: nodePath.join(out, 'others.png') };
+      await grid([photos, r.images.before, r.images.absorbed, r.images.after], grids.photos);
+      await grid([otherPhotos, r.images.othersBefore, r.images.othersAfter], grids.others);
+      const report = { ...r.report, diffusion: diffusionPath, encoder: encoderPath, device, threshold: erase.threshold ?? null };
       await writeFileAtomic(nodePath.join(out, 'report.json'), JSON.stringify(report, null, 1), 'report');
+      const html = renderUnlearnReport({
+        report: r.report,
+        threshold: erase.threshold ?? resolveEraseOptions(erase).threshold,
+        grids: { photos: readFileSync(grids.photos), others: readFileSync(grids.others) },
+        models: { diffusion: diffusionPath as string, encoder: encoderPath as string },
+      });
+      await writeFileAtomic(nodePath.join(out, 'report.html'), html, 'report');
       rmSync(ckpt, { force: true }); // finished: nothing to resume
       const mean = (a: number[]) => a.reduce((x, y) => x + y, 0) / a.length;
       process.stdout.write(

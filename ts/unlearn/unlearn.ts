@@ -28,9 +28,13 @@ import { checkInt } from '../options';
 import { tensor, type Tensor } from '../tensor';
 import { createTrainer, type Trainer } from '../train/trainer';
 
-/** Which UNet parameters learn: all of them, or the decoder half (up blocks and the output head). */
-export type UnlearnParams = 'all' | 'decoder';
-export const UNLEARN_PARAMS: readonly UnlearnParams[] = ['all', 'decoder'];
+/**
+ * What learns: all UNet weights, the decoder half's weights (up blocks and the output head), or low-rank
+ * adapters on the decoder half's convolutions and linear layers (the weights stay; the adapters can be
+ * saved apart as a patch and merged at load with mergeAdapter).
+ */
+export type UnlearnParams = 'all' | 'decoder' | 'adapters';
+export const UNLEARN_PARAMS: readonly UnlearnParams[] = ['all', 'decoder', 'adapters'];
 /** The official UNet's decoder: its up path and output head (encoder, middle block and time embedding frozen). */
 export const DECODER_PREFIXES = ['up.', 'norm_out.', 'conv_out.'];
 
@@ -39,6 +43,8 @@ export interface UnlearnOptions extends JobOptions {
   erase?: EraseOptions;
   /** Parameters that learn (default 'decoder'). */
   params?: UnlearnParams;
+  /** params 'adapters': their rank (default 8; α = the rank). */
+  adapterRank?: number;
   /** Optimiser steps (default 200). */
   iterations?: number;
   /** AdamW learning rate (default 2e-5). */
@@ -81,8 +87,10 @@ export interface UnlearnReport {
 }
 
 export interface UnlearnResult extends Disposable {
-  /** The unlearned UNet (a new model; the original is untouched). */
+  /** The unlearned UNet (a new model; the original is untouched; with adapters, they are merged in). */
   model: DiffusionModel;
+  /** params 'adapters': write them as a patch file (Trainer.saveAdapter); resolves to the layers adapted. */
+  saveAdapter?: (path: string) => Promise<number>;
   /** Reconstructions of the photos by the original and the unlearned model, [N, 3, H, W] each. */
   images: { before: Tensor; after: Tensor; absorbed: Tensor; othersBefore: Tensor; othersAfter: Tensor };
   report: UnlearnReport;
@@ -189,6 +197,7 @@ export async function unlearnIdentity(photos: Tensor, models: EraseModels & { di
   if (typeof mirror !== 'boolean') throw invalidArgument(`mirror must be true or false, got ${JSON.stringify(mirror)}`);
   const seed = checkInt(opts.seed ?? o.seed, 'seed', 0, 2 ** 52);
   const checkpointEvery = checkInt(opts.checkpointEvery ?? 50, 'checkpointEvery', 1, 1_000_000);
+  const adapterRank = checkInt(opts.adapterRank ?? 8, 'adapterRank', 1, 1024);
   const { diffusion, encoder } = models;
   checkPhotos(photos, 'photos', diffusion);
   checkPhotos(models.others, 'others (photos of other people)', diffusion);
@@ -251,7 +260,14 @@ export async function unlearnIdentity(photos: Tensor, models: EraseModels & { di
     await trajectories(diffusion, { xLat: othersInv.xLat, hR: othersInv.hR, dh: null, hHat: null }, seq, picks, decodeArgs, job, retain);
     [...forget.x, ...forget.eps, ...retain.x, ...retain.eps].forEach((t) => scope.add(t));
 
-    trainer = await createTrainer('diffusion', diffusion, { lr, seed, trainable: params === 'decoder' ? DECODER_PREFIXES : undefined, device: diffusion.device as never, signal: job.signal });
+    trainer = await createTrainer('diffusion', diffusion, {
+      lr,
+      seed,
+      trainable: params === 'all' ? undefined : DECODER_PREFIXES,
+      adapterRank: params === 'adapters' ? adapterRank : undefined,
+      device: diffusion.device as never,
+      signal: job.signal,
+    });
     let first = 0;
     if (opts.resumeFrom) first = (await trainer.load(opts.resumeFrom, job)).step;
     const losses: number[] = [];
@@ -317,11 +333,15 @@ export async function unlearnIdentity(photos: Tensor, models: EraseModels & { di
       seconds: (performance.now() - start) / 1000,
     };
     const images = { before, after, absorbed: absorbedAll, othersBefore, othersAfter };
+    const kept = params === 'adapters' ? trainer : undefined;
+    if (kept) trainer = undefined; // the result owns it: it writes the patch
     const dispose = () => {
       model.dispose();
+      kept?.dispose();
       Object.values(images).forEach((t) => t.dispose());
     };
-    return { model, images, report, dispose, [Symbol.dispose]: dispose };
+    const saveAdapter = kept ? (path: string) => kept.saveAdapter(path, { metadata: { 'bia.unlearn': JSON.stringify({ photos: report.photos, iterations }) } }) : undefined;
+    return { model, images, report, saveAdapter, dispose, [Symbol.dispose]: dispose };
   } finally {
     trainer?.dispose();
     scope.dispose();
