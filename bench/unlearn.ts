@@ -15,7 +15,7 @@
  *
  *   node dist/bench/unlearn.js [--people 1] [--given 3] [--unseen 20] [--held-out 50] [--samples 500]
  *     [--sample-steps 20] [--iterations 300] [--params decoder|all|adapters] [--rank 8] [--lr 5e-5]
- *     [--others 32] [--states 10] [--retain-share 0.5] [--no-mirror] [--out out/unlearn-bench] [--json FILE]
+ *     [--others 32] [--states 10] [--retain-share 0.5] [--mirror] [--out out/unlearn-bench] [--json FILE]
  */
 import { mkdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
@@ -52,7 +52,7 @@ async function main(): Promise<void> {
       others: { type: 'string', default: '32' },
       states: { type: 'string', default: '10' },
       'retain-share': { type: 'string', default: '0.5' },
-      'no-mirror': { type: 'boolean', default: false },
+      mirror: { type: 'boolean', default: false },
       out: { type: 'string', default: 'out/unlearn-bench' },
       json: { type: 'string' },
     },
@@ -165,7 +165,7 @@ async function main(): Promise<void> {
       batchSize: 8,
       statesPerCode: n('states'),
       retainShare: n('retain-share'),
-      mirror: !values['no-mirror'],
+      mirror: values.mirror as boolean,
       onStep: (s) => {
         if (s.step % 50 === 0) log(`person ${people[k]} step ${s.step} loss ${s.loss.toFixed(5)}`);
       },
@@ -178,6 +178,7 @@ async function main(): Promise<void> {
     const kept = await preservation(model, before.keep.rec);
     const round_ = { person: people[k], seconds: round(seconds), report: { ...r.report, losses: undefined }, forget, keep: { ...kept, rec: undefined } };
     rounds.push(round_);
+    writeFileSync(path.join(out, 'partial.json'), JSON.stringify({ before: { forget: before.forget, keep: { ...before.keep, rec: undefined } }, rounds }, null, 1));
     log(`after ${people[k]} (${seconds.toFixed(0)} s): unseen below threshold ${forget.map((f) => `${f.identity}:${f.belowThreshold}`).join(' ')}; keep similarity ${kept.similarity} (was ${before.keep.similarity}), pixel change ${kept.pixelChange}`);
     const ub = await recon(original, unseen[k].images);
     const ua = await recon(model, unseen[k].images);

@@ -159,7 +159,7 @@ t.test('mirrored reverses the width axis', async (t) => {
 t.test('adapters: a tiny run lowers the gap to the absorbed output; the patch merges into the same model', async (t) => {
   const dir = mkdtempSync(join(tmpdir(), 'bia-unlearn-adapters-'));
   t.teardown(() => rmSync(dir, { recursive: true, force: true }));
-  const r = await unlearnIdentity(photo, { diffusion, encoder, others }, { erase: { ...BASE, threshold }, iterations: 40, lr: 3e-3, batchSize: 6, statesPerCode: 6, params: 'adapters', adapterRank: 4, seed: 4 });
+  const r = await unlearnIdentity(photo, { diffusion, encoder, others }, { erase: { ...BASE, threshold }, iterations: 40, lr: 3e-3, batchSize: 6, statesPerCode: 6, params: 'adapters', adapterRank: 4, mirror: true, seed: 4 });
   t.teardown(() => r.dispose());
   const [before, after, absorbed] = await Promise.all([r.images.before, r.images.after, r.images.absorbed].map(values));
   t.comment(`adapters: MSE to the absorbed output ${mse(before, absorbed).toFixed(4)} → ${mse(after, absorbed).toFixed(4)}`);

@@ -41,7 +41,7 @@ with --params adapters the patch <out>/adapter.safetensors); the training state
                             what learns: the decoder half's weights (default), all weights, or
                             low-rank adapters on the decoder half (the patch is written apart)
   --rank N                  the adapters' rank (8)
-  --no-mirror               do not add the mirrored photos to the ones to forget
+  --mirror                  also forget the mirrored photos (shifted by the mirrored Δh)
   --protocol P              how faces reach the encoder, with your own models: bia, insightface
                             or resize (default: bia at 256², else resize)
   --iterations N            optimiser steps (200)
@@ -93,7 +93,7 @@ export async function runUnlearnCli(argv: string[]): Promise<number> {
       options: {
         out: { type: 'string' }, diffusion: { type: 'string' }, encoder: { type: 'string' }, others: { type: 'string', multiple: true },
         params: { type: 'string' }, iterations: { type: 'string' }, lr: { type: 'string' }, 'batch-size': { type: 'string' }, states: { type: 'string' },
-        'retain-share': { type: 'string' }, rank: { type: 'string' }, 'no-mirror': { type: 'boolean' }, protocol: { type: 'string' }, seed: { type: 'string' }, device: { type: 'string' }, json: { type: 'boolean' }, help: { type: 'boolean', short: 'h' },
+        'retain-share': { type: 'string' }, rank: { type: 'string' }, mirror: { type: 'boolean' }, protocol: { type: 'string' }, seed: { type: 'string' }, device: { type: 'string' }, json: { type: 'boolean' }, help: { type: 'boolean', short: 'h' },
       },
     }) as { values: Record<string, string | boolean | string[] | undefined>; positionals: string[] });
   } catch (e) {
@@ -133,7 +133,7 @@ export async function runUnlearnCli(argv: string[]): Promise<number> {
       statesPerCode: num(str('states'), 'states', true),
       retainShare: num(str('retain-share'), 'retain-share', false),
       adapterRank: num(str('rank'), 'rank', true),
-      mirror: values['no-mirror'] ? false : undefined,
+      mirror: values.mirror ? true : undefined,
       seed: num(str('seed'), 'seed', true),
     };
     const out = str('out') as string;
