@@ -159,14 +159,18 @@ t.test('mirrored reverses the width axis', async (t) => {
 t.test('adapters: a tiny run lowers the gap to the absorbed output; the patch merges into the same model', async (t) => {
   const dir = mkdtempSync(join(tmpdir(), 'bia-unlearn-adapters-'));
   t.teardown(() => rmSync(dir, { recursive: true, force: true }));
-  const r = await unlearnIdentity(photo, { diffusion, encoder, others }, { erase: { ...BASE, threshold }, iterations: 40, lr: 3e-3, batchSize: 6, statesPerCode: 6, params: 'adapters', adapterRank: 4, mirror: true, seed: 4 });
+  const r = await unlearnIdentity(photo, { diffusion, encoder, others }, { erase: { ...BASE, threshold }, iterations: 40, lr: 3e-3, batchSize: 6, statesPerCode: 6, params: 'adapters', adapterRank: 4, mirror: true, variants: 2, seed: 4 });
   t.teardown(() => r.dispose());
   const [before, after, absorbed] = await Promise.all([r.images.before, r.images.after, r.images.absorbed].map(values));
   t.comment(`adapters: MSE to the absorbed output ${mse(before, absorbed).toFixed(4)} → ${mse(after, absorbed).toFixed(4)}`);
   t.ok(mse(after, absorbed) < 0.7 * mse(before, absorbed), 'the photo decodes closer to its absorbed output');
   t.equal(r.report.params, 'adapters');
   t.equal(r.report.forget.mirroredAbsorbed?.length, 1, 'the mirrored shift is measured');
-  t.ok(r.report.forgetStates === 2 * r.report.retainStates / 2, 'photo and mirrored photo: as many forget states as the two retain people');
+  const v = r.report.variants;
+  t.comment(`variants: ${JSON.stringify(v)}`);
+  t.equal(v?.made, 2, 'two variants from inside the black hole');
+  t.equal(v!.kept, v!.absorbed.filter((a, k) => a < threshold && v!.similarity[k] >= threshold).length, 'kept: those still of the person whose shifted decoding is below the threshold');
+  t.equal(r.report.forgetStates, (2 + v!.kept) * 6, 'photo, mirrored photo and kept variants: 6 states each');
   const patch = join(dir, 'adapter.safetensors');
   t.ok((await r.saveAdapter!(patch)) > 0, 'the patch is written');
   const merged = await mergeAdapter(diffusion, patch);

@@ -42,6 +42,8 @@ with --params adapters the patch <out>/adapter.safetensors); the training state
                             low-rank adapters on the decoder half (the patch is written apart)
   --rank N                  the adapters' rank (8)
   --mirror                  also forget the mirrored photos (shifted by the mirrored Δh)
+  --variants N              per photo, N pictures of the person decoded from inside the black hole
+                            are forgotten too, where the photo's shift erases them (0)
   --protocol P              how faces reach the encoder, with your own models: bia, insightface
                             or resize (default: bia at 256², else resize)
   --iterations N            optimiser steps (200)
@@ -93,7 +95,7 @@ export async function runUnlearnCli(argv: string[]): Promise<number> {
       options: {
         out: { type: 'string' }, diffusion: { type: 'string' }, encoder: { type: 'string' }, others: { type: 'string', multiple: true },
         params: { type: 'string' }, iterations: { type: 'string' }, lr: { type: 'string' }, 'batch-size': { type: 'string' }, states: { type: 'string' },
-        'retain-share': { type: 'string' }, rank: { type: 'string' }, mirror: { type: 'boolean' }, protocol: { type: 'string' }, seed: { type: 'string' }, device: { type: 'string' }, json: { type: 'boolean' }, help: { type: 'boolean', short: 'h' },
+        'retain-share': { type: 'string' }, rank: { type: 'string' }, mirror: { type: 'boolean' }, variants: { type: 'string' }, protocol: { type: 'string' }, seed: { type: 'string' }, device: { type: 'string' }, json: { type: 'boolean' }, help: { type: 'boolean', short: 'h' },
       },
     }) as { values: Record<string, string | boolean | string[] | undefined>; positionals: string[] });
   } catch (e) {
@@ -134,6 +136,7 @@ export async function runUnlearnCli(argv: string[]): Promise<number> {
       retainShare: num(str('retain-share'), 'retain-share', false),
       adapterRank: num(str('rank'), 'rank', true),
       mirror: values.mirror ? true : undefined,
+      variants: num(str('variants'), 'variants', true),
       seed: num(str('seed'), 'seed', true),
     };
     const out = str('out') as string;

@@ -61,6 +61,13 @@ export interface UnlearnOptions extends JobOptions {
    * (similarity 0.73–0.90 against 0.33–0.62; docs/unlearning.md), so these targets teach little.
    */
   mirror?: boolean;
+  /**
+   * Per photo, this many codes inside its black hole (h_r moved half of α_max towards another person's code,
+   * as neighbours are drawn) are decoded, inverted like photos and shifted by the photo's Δh; those that still
+   * show the person (similarity ≥ the threshold) and whose shifted decoding falls below it become forget codes
+   * too: other pictures of the person, made by the model (default 0).
+   */
+  variants?: number;
   seed?: number;
   /** A trainer checkpoint to resume from (written by a previous, interrupted run's onCheckpoint). */
   resumeFrom?: string;
@@ -83,6 +90,12 @@ export interface UnlearnReport {
   forget: { before: number[]; after: number[]; absorbed: number[]; mirroredAbsorbed?: number[] };
   /** Similarity of each other person's reconstruction to their photo: original and unlearned model. */
   retain: { before: number[]; after: number[] };
+  /**
+   * With `variants`: how many were decoded from inside the black holes, how many were kept as forget codes,
+   * each one's similarity to its photo, and that of its shifted decoding (kept: the first at or above the
+   * threshold, the second below it).
+   */
+  variants?: { made: number; kept: number; similarity: number[]; absorbed: number[] };
   losses: number[];
   seconds: number;
 }
@@ -120,6 +133,14 @@ async function combine(a: Tensor, b: Tensor, sign: 1 | -1): Promise<Tensor> {
   const d = new Float32Array(x.length);
   for (let i = 0; i < x.length; i++) d[i] = x[i] + sign * y[i];
   return tensor(d, a.shape, { device: a.device as never });
+}
+
+/** h + α·(t_k − h) for each row t_k of `targets` (h: one code). */
+async function towards(h: Tensor, targets: Tensor, alpha: number): Promise<Tensor> {
+  const [a, b] = [await h.data(), await targets.data()];
+  const d = new Float32Array(b.length);
+  for (let i = 0; i < b.length; i++) d[i] = a[i % a.length] + alpha * (b[i] - a[i % a.length]);
+  return tensor(d, targets.shape, { device: targets.device as never });
 }
 
 /** The mirror image along the last axis (width) of a [B, C, H, W] tensor. */
@@ -199,6 +220,7 @@ export async function unlearnIdentity(photos: Tensor, models: EraseModels & { di
   const seed = checkInt(opts.seed ?? o.seed, 'seed', 0, 2 ** 52);
   const checkpointEvery = checkInt(opts.checkpointEvery ?? 50, 'checkpointEvery', 1, 1_000_000);
   const adapterRank = checkInt(opts.adapterRank ?? 8, 'adapterRank', 1, 1024);
+  const variants = checkInt(opts.variants ?? 0, 'variants', 0, 1024);
   const { diffusion, encoder } = models;
   checkPhotos(photos, 'photos', diffusion);
   checkPhotos(models.others, 'others (photos of other people)', diffusion);
@@ -216,8 +238,12 @@ export async function unlearnIdentity(photos: Tensor, models: EraseModels & { di
     const picks = sampledSteps(o.steps, perCode);
     const decodeArgs = { t0: o.t0, steps: o.steps, tEdit: o.tEdit };
 
+    const othersInv = await diffusion.invert(models.others, { t0: o.t0, steps: o.steps, signal: job.signal });
+    scope.add(othersInv.xLat);
+    scope.add(othersInv.hR);
+
     // Each photo's black hole and absorbed code ĥ_r; Δh = ĥ_r − h_r.
-    const per = { fR: [] as Tensor[], absorbed: [] as Tensor[], xLat: [] as Tensor[], hR: [] as Tensor[], dh: [] as Tensor[] };
+    const per = { fR: [] as Tensor[], absorbed: [] as Tensor[], xLat: [] as Tensor[], hR: [] as Tensor[], dh: [] as Tensor[], variants: [] as Tensor[], variantOf: [] as number[] };
     for (let i = 0; i < photos.shape[0]; i++) {
       const photo = scope.add(await takeRows([photos], [[0, i]]));
       const bh = await formBlackHole(photo, { ...o, ...models, signal: job.signal });
@@ -230,6 +256,15 @@ export async function unlearnIdentity(photos: Tensor, models: EraseModels & { di
           per.fR.push(scope.add(await takeRows([bh.fR], [[0, 0]])));
           per.xLat.push(scope.add(await takeRows([bh.xLat], [[0, 0]])));
           per.hR.push(scope.add(await takeRows([bh.hR], [[0, 0]])));
+          // inside the black hole: h_r moved part of the way (half α_max) towards other people's codes,
+          // as the neighbours are drawn; decoded, these are other pictures of the person
+          if (variants > 0) {
+            const toward = Array.from({ length: variants }, (_, k): [number, number] => [0, (i * variants + k) % othersInv.hR.shape[0]]);
+            const targets = scope.add(await takeRows([othersInv.hR], toward));
+            const codes = scope.add(await towards(bh.hR, targets, bh.alphaMax / 2));
+            per.variants.push(scope.add(await diffusion.decode(bh.xLat, codes, { mode: 'every-step', hRef: bh.hR, ...decodeArgs, eta: 0, signal: job.signal })));
+            per.variantOf.push(...toward.map(() => i));
+          }
         } finally {
           ab.dispose();
         }
@@ -240,6 +275,28 @@ export async function unlearnIdentity(photos: Tensor, models: EraseModels & { di
     const given: Codes = { xLat: scope.add(await allRows(per.xLat)), hR: scope.add(await allRows(per.hR)), dh: scope.add(await allRows(per.dh)), hHat: null };
     given.hHat = scope.add(await combine(given.hR, given.dh!, 1));
     await trajectories(diffusion, given, seq, picks, decodeArgs, job, forget);
+
+    // Variants of the person from inside the black hole: inverted like photos and shifted by their photo's
+    // Δh; kept only where the frozen model, so shifted, decodes them below the threshold.
+    let variantReport: UnlearnReport['variants'];
+    if (per.variants.length > 0) {
+      const images = scope.add(await allRows(per.variants));
+      const inv = await diffusion.invert(images, { t0: o.t0, steps: o.steps, signal: job.signal });
+      const rows = per.variantOf.map((p): [number, number] => [0, p]);
+      const v: Codes = { xLat: scope.add(inv.xLat), hR: scope.add(inv.hR), dh: scope.add(await takeRows([given.dh!], rows)), hHat: null };
+      v.hHat = scope.add(await combine(v.hR, v.dh!, 1));
+      const refs = scope.add(await takeRows([scope.add(await allRows(per.fR))], rows));
+      const shifted = scope.add(await diffusion.decode(v.xLat, v.hHat, { mode: 'every-step', hRef: v.hR, ...decodeArgs, eta: 0, batchSize: 64, signal: job.signal }));
+      const similarity = Array.from(await identitySimilarity(encoder, images, refs, o, job));
+      const absorbed = Array.from(await identitySimilarity(encoder, shifted, refs, o, job));
+      const keep = absorbed.map((a, k) => (similarity[k] >= o.threshold && a < o.threshold ? k : -1)).filter((k) => k >= 0);
+      variantReport = { made: absorbed.length, kept: keep.length, similarity, absorbed };
+      if (keep.length > 0) {
+        const pick = (t: Tensor) => takeRows([t], keep.map((k) => [0, k]));
+        const kept: Codes = { xLat: scope.add(await pick(v.xLat)), hR: scope.add(await pick(v.hR)), dh: scope.add(await pick(v.dh!)), hHat: scope.add(await pick(v.hHat)) };
+        await trajectories(diffusion, kept, seq, picks, decodeArgs, job, forget);
+      }
+    }
 
     // The mirrored photos: their own inversion, with the mirrored shift (the UNet is convolutional, so
     // mirroring the photo mirrors h; the report says how far the mirrored shift erases).
@@ -255,9 +312,6 @@ export async function unlearnIdentity(photos: Tensor, models: EraseModels & { di
     }
 
     // Other people: their own reconstruction trajectories, unedited.
-    const othersInv = await diffusion.invert(models.others, { t0: o.t0, steps: o.steps, signal: job.signal });
-    scope.add(othersInv.xLat);
-    scope.add(othersInv.hR);
     await trajectories(diffusion, { xLat: othersInv.xLat, hR: othersInv.hR, dh: null, hHat: null }, seq, picks, decodeArgs, job, retain);
     [...forget.x, ...forget.eps, ...retain.x, ...retain.eps].forEach((t) => scope.add(t));
 
@@ -330,6 +384,7 @@ export async function unlearnIdentity(photos: Tensor, models: EraseModels & { di
         ...(mirroredAbsorbed ? { mirroredAbsorbed: await simEach(mirroredAbsorbed, fR) } : {}),
       },
       retain: { before: await simEach(othersBefore, othersEmb), after: await simEach(othersAfter, othersEmb) },
+      ...(variantReport ? { variants: variantReport } : {}),
       losses,
       seconds: (performance.now() - start) / 1000,
     };
