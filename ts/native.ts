@@ -489,10 +489,25 @@ export function loadedAddonPath(): string {
   return cachedPath!;
 }
 
+/**
+ * How long LibTorch's idle OpenMP workers spin before they sleep: libgomp reads GOMP_SPINCOUNT once,
+ * when the addon loads it. Unless GOMP_SPINCOUNT or OMP_WAIT_POLICY is set, it is set to 1000 rounds
+ * (libgomp's own choice when threads outnumber cores) instead of 300,000: workers spinning between
+ * jobs took the cores from OpenBLAS's threads and from other processes, and small jobs came out a
+ * scheduler tick (4 ms) late or worse (docs/benchmarks.md, "Thread wake-up").
+ */
+export const DEFAULT_GOMP_SPINCOUNT = '1000';
+
+/** Set GOMP_SPINCOUNT to DEFAULT_GOMP_SPINCOUNT where neither it nor OMP_WAIT_POLICY is set (before the addon loads). */
+export function applyOpenMpDefaults(env: NodeJS.ProcessEnv = process.env): void {
+  if (env.GOMP_SPINCOUNT === undefined && env.OMP_WAIT_POLICY === undefined) env.GOMP_SPINCOUNT = DEFAULT_GOMP_SPINCOUNT;
+}
+
 /** Load the compiled addon once; on failure throw one error that lists what was tried. */
 export function loadAddon(): NativeAddon {
   if (cached) return cached;
   const threads = defaultThreads(); // a bad BIA_NUM_THREADS is its own error, not a load failure
+  applyOpenMpDefaults();
   const failures: string[] = [];
   for (const file of addonCandidates()) {
     if (!existsSync(file)) {
