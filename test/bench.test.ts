@@ -208,6 +208,11 @@ t.test('bad arguments: usage errors and input errors, with messages', async (t) 
   t.equal(runCli(['bench', '--config', 'huge'], ENV).status, 2);
   t.equal(runCli(['bench', '--tolerance', 'lots', '--baseline', 'x.json'], ENV).status, 2);
   t.equal(runCli(['bench', '--autocast', 'bfloat16'], ENV).status, 2, 'autocast needs CUDA');
+  for (const bad of [['--min-time', 'abc'], ['--case-time', '-1'], ['--trials', '5', '--max-trials', '3'], ['--confidence', '20%', '--baseline', 'x.json']]) {
+    const r = runCli(['bench', ...bad], ENV);
+    t.equal(r.status, 2, bad.join(' '));
+    t.match(r.stderr, new RegExp(`--${bad[bad[0] === '--trials' ? 2 : 0].slice(2)}`), 'the message names the option');
+  }
   const notJson = join(dir, 'bad.json');
   writeFileSync(notJson, '{ not json');
   const r = runCli(['bench', 'engine', '--smoke', '--baseline', notJson], ENV);
