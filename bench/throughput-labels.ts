@@ -34,6 +34,8 @@ interface Variant {
 
 export interface LabelComparison {
   variant: string;
+  /** Per image: every neighbour's similarity under these labels (for offline analysis). */
+  similarities: number[][];
   agreement: number[];
   cosine: number[];
   meanAbsSimilarityDiff: number[];
@@ -61,7 +63,7 @@ async function main(): Promise<void> {
       images: { type: 'string', default: '12' },
       inject: { type: 'string' },
       steps: { type: 'string' },
-      variants: { type: 'string', default: 'x0:6,x0:10,coarse:5,coarse:8,coarse:10' },
+      variants: { type: 'string', default: 'coarse:6,coarse:10,x0:10,x0:14' },
       json: { type: 'string' },
     },
   });
@@ -79,8 +81,8 @@ async function main(): Promise<void> {
   const inv0 = await diffusion.invert(others, { t0: o.t0, steps: o.steps });
   inv0.xLat.dispose();
   const targets = inv0.hR;
-  const results: LabelComparison[] = [...variants.map((v) => ({ variant: v.name, agreement: [], cosine: [], meanAbsSimilarityDiff: [], unetImageCalls: [], seconds: [] }))];
-  const full0: LabelComparison = { variant: 'full (reference)', agreement: [], cosine: [], meanAbsSimilarityDiff: [], unetImageCalls: [], seconds: [] };
+  const results: LabelComparison[] = [...variants.map((v) => ({ variant: v.name, similarities: [], agreement: [], cosine: [], meanAbsSimilarityDiff: [], unetImageCalls: [], seconds: [] }))];
+  const full0: LabelComparison = { variant: 'full (reference)', similarities: [], agreement: [], cosine: [], meanAbsSimilarityDiff: [], unetImageCalls: [], seconds: [] };
   const perImage: Array<{ name: string; share: number; rounds: number; alphaMax: number }> = [];
   const labelOpts = { mode: o.inject, eta: 0, t0: o.t0, steps: o.steps, tEdit: 0, threshold, protocol: o.protocol, batchSize: o.batchSize };
   try {
@@ -95,6 +97,7 @@ async function main(): Promise<void> {
       const u0 = unetStats({ reset: true });
       // The full labels' cost: the kept round's share of the calibration (every round costs the same).
       full0.seconds.push((performance.now() - t) / 1000 / nb.rounds.length);
+      full0.similarities.push(Array.from(nb.similarities));
       full0.unetImageCalls.push((u0.encodeImages + u0.decodeImages) / nb.rounds.length);
       perImage.push({ name: `portrait-${portraits.identities[i]}`, share: nb.rounds[nb.rounds.length - 1].share, rounds: nb.rounds.length, alphaMax: nb.alphaMax });
       const full = nb.found ? await fitBoundary(nb.codes, nb.labels as ArrayLike<0 | 1>, { C: 1, holdout: 0.25, seed: 909090 }) : null;
@@ -107,6 +110,7 @@ async function main(): Promise<void> {
           const u = unetStats({ reset: true });
           const r = results[vi];
           r.seconds.push(seconds);
+          r.similarities.push(Array.from(lab.similarities));
           r.unetImageCalls.push(u.encodeImages + u.decodeImages);
           r.agreement.push(lab.labels.reduce((a, l, j) => a + (l === nb.labels[j] ? 1 : 0), 0) / lab.labels.length);
           r.meanAbsSimilarityDiff.push(mean(Array.from(lab.similarities, (s, j) => Math.abs(s - nb.similarities[j]))));

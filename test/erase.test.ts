@@ -173,7 +173,7 @@ t.test('line absorption: the shortest erased move along the normal, distances in
   gc();
   const live = liveTensors();
   const eraseTarget = threshold; // reachable on random nets: the median neighbour similarity
-  const r = await eraseIdentity(image, { diffusion, encoder, ...BASE, threshold, absorb: 'line', lineSteps: 5, eraseTarget, baseline: false, degenerateBaselines: false });
+  const r = await eraseIdentity(image, { diffusion, encoder, ...BASE, threshold, absorb: 'line', lineSteps: 5, lineBatch: 0, eraseTarget, baseline: false, degenerateBaselines: false });
   const a = r.report.absorption;
   t.equal(a.mode, 'line');
   t.equal(a.candidates.length, 5, 'one candidate per distance');

@@ -63,7 +63,7 @@ export const ERASE_OPTIONS: { readonly [K in EraseOptionKey]-?: OptionSpec<Resol
   absorb: { kind: 'enum', values: ABSORB_MODES, default: 'walk', flag: 'absorb', group: 'absorption', help: 'how h_r is moved out of the black hole' },
   lineSteps: { kind: 'int', min: 1, max: 256, default: 12, flag: 'line-steps', group: 'absorption', help: "line: distances tried up to walkStep's upper end" },
   eraseTarget: { kind: 'number', min: -1, max: 1, default: 0.35, flag: 'erase-target', group: 'absorption', help: 'line: similarity a move must reach to count as erased' },
-  lineBatch: { kind: 'int', min: 0, max: 256, default: 0, flag: 'line-batch', group: 'absorption', help: 'line: distances per batch, stopping at the first batch with a qualifying move (0: all at once)' },
+  lineBatch: { kind: 'int', min: 0, max: 256, default: 4, flag: 'line-batch', group: 'absorption', help: 'line: distances per batch, stopping at the first batch with a qualifying move (0: all at once)' },
   walkStep: { kind: 'pair', min: 0, max: 1e9, strict: false, default: [100, 120], flag: 'walk-step', group: 'absorption', help: 'walk: step length Δ ~ U[lo, hi] (not [0, 0])' },
   walkStepUnit: { kind: 'enum', values: ['absolute', 'relative'], default: 'absolute', flag: 'walk-step-unit', group: 'absorption', help: 'walk: Δ absolute or relative to ‖h_r‖' },
   walkTrials: { kind: 'int', min: 1, max: 64, default: 5, flag: 'walk-trials', group: 'absorption', help: 'walk: trials, halving Δ each time' },
