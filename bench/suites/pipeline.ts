@@ -68,6 +68,9 @@ export const suite: Suite = {
       if (inputs) owned.push(inputs);
       const others = cfg.erase?.neighbourMode === 'others' && cfg.others ? await cfg.others(device) : undefined;
       if (others) owned.push(others);
+      // BIA_BENCH_ERASE='{"lineBatch":0}': erase options on top of the config's (old-vs-new runs, bench/throughput-gpu.sh).
+      const extra = process.env.BIA_BENCH_ERASE ? (JSON.parse(process.env.BIA_BENCH_ERASE) as Record<string, unknown>) : {};
+      if (Object.keys(extra).length > 0) ctx.note('eraseOverrides', extra);
       const trial = async (i: number) => {
         const x = inputs ? await takeRows([inputs], [[0, i]]) : await randn([1, 3, res, res], { seed: 100 + i, device });
         unetStats({ reset: true });
@@ -83,6 +86,7 @@ export const suite: Suite = {
           neighbours: ctx.neighbours,
           threshold: threshold!,
           seed: 909090 + i,
+          ...extra,
         });
         const total = (performance.now() - t) / 1000;
         const u = unetStats({ reset: true });
