@@ -8,9 +8,9 @@
  * 1. false alarms: one `bia bench --config tiny` run as the baseline, then --runs more runs of the
  *    same command with `--baseline` (each its own process, as a user runs them, the code unchanged):
  *    every exit code 4 is a false alarm. The same with `--smoke` (--smoke-runs comparisons).
- * 2. catches: a baseline whose every sample is the first run's divided by --slowdown (its medians
- *    that much faster), against which each later run is compared: the share of the cases of ≥ 1 ms
- *    that come out as regressions.
+ * 2. catches: a baseline whose every sample (wall and CPU time) is the first run's divided by
+ *    --slowdown (its medians that much faster), against which each later run is compared: the share
+ *    of the cases of ≥ 1 ms that come out as regressions.
  * The machine's load (1-minute load average before and after each run, the cases' CPU-wait share)
  * is recorded with every run: the other processes on the machine are part of the measurement.
  */
@@ -75,7 +75,8 @@ function faster(run: BenchRun, k: number): BenchRun {
       ...s,
       measurements: s.measurements.map((m) => {
         const samples = m.samples.map((x) => x / k);
-        return { ...m, samples, median: m.median / k, min: m.min / k, max: m.max / k, ci: m.ci && { ...m.ci, lo: m.ci.lo / k, hi: m.ci.hi / k } };
+        // The CPU time per call too: the faster code does less work.
+        return { ...m, samples, median: m.median / k, min: m.min / k, max: m.max / k, ci: m.ci && { ...m.ci, lo: m.ci.lo / k, hi: m.ci.hi / k }, cpu: m.cpu?.map((x) => x / k) };
       }),
     })),
   };
@@ -131,7 +132,7 @@ async function main(argv: string[]): Promise<void> {
       const base = readRun(baseFile);
       const slowBase = faster(base, slowdown);
       const records: RunRecord[] = [{ index: 0, seconds: b.seconds, exitCode: b.exitCode, loadBefore: b.loadBefore, loadAfter: b.loadAfter, contention: runContention(base) }];
-      const summary = { runs: 0, falseAlarms: 0, exitCodes: {} as Record<string, number>, verdicts: {} as Record<string, number>, slowdown: { cases: 0, caught: 0 } };
+      const summary = { runs: 0, falseAlarms: 0, exitCodes: {} as Record<string, number>, verdicts: {} as Record<string, number>, slowdown: { cases: 0, caught: 0, missedBecause: {} as Record<string, number> } };
       result[mode] = { flags, baseline: records[0], runs: records, summary };
       for (let i = 1; i <= count; i++) {
         const file = path.join(dir, `${mode}-${i}.json`);
@@ -149,6 +150,11 @@ async function main(argv: string[]): Promise<void> {
           rec.slowdown = { cases: judged.length, caught: judged.length - missed.length, missed: missed.map((x) => ({ key: x.key, verdict: x.verdict, reasons: x.reasons })) };
           summary.slowdown.cases += rec.slowdown.cases;
           summary.slowdown.caught += rec.slowdown.caught;
+          for (const m of missed) {
+            const why = m.reasons.join(' ');
+            const k = /machine was busy:/.test(why) ? 'busy machine' : /machine was busier/.test(why) ? 'busier machine' : /only \d+ sample/.test(why) ? 'too few samples' : /straddles/.test(why) ? 'interval straddles the tolerance' : m.verdict;
+            summary.slowdown.missedBecause[k] = (summary.slowdown.missedBecause[k] ?? 0) + 1;
+          }
           for (const [k, v] of Object.entries(rec.verdicts)) summary.verdicts[k] = (summary.verdicts[k] ?? 0) + v;
         } catch (e) {
           log(`  run ${i}: ${(e as Error).message}`);

@@ -102,16 +102,33 @@ t.test('verdicts: unchanged, regression, improvement, inconclusive', async (t) =
   t.throws(() => judge(base, base, 0), { code: 'BIA_INVALID_ARGUMENT' });
 });
 
-t.test('a slowdown with a busier machine is inconclusive; with the same load it is a regression', async (t) => {
+t.test('a busy machine: no change is called; a busier one below the limit neither', async (t) => {
   const old = { samples: noisy(20, 1e-3, 0.05, 21), contention: Array(20).fill(0.02) };
   const slower = noisy(20, 1.5e-3, 0.05, 22);
   const busy = judge(old, { samples: slower, contention: Array(20).fill(0.6) }, 0.1);
   t.equal(busy.verdict, 'inconclusive');
-  t.match(busy.reasons.join(), /machine was busier: the threads waited for a CPU 60% of the time, against 2% in the baseline/);
+  t.match(busy.reasons.join(), /the machine was busy: the threads waited for a CPU 60% of the time, 2% in the baseline \(above 25%\)/);
+  t.equal(judge({ ...old, contention: Array(20).fill(0.6) }, { samples: slower, contention: Array(20).fill(0.6) }, 0.1).verdict, 'inconclusive', 'busy in both runs');
+  const busier = judge(old, { samples: slower, contention: Array(20).fill(0.2) }, 0.1);
+  t.equal(busier.verdict, 'inconclusive', '18 points more wait, below the 25% limit');
+  t.match(busier.reasons.join(), /the machine was busier: the threads waited for a CPU 20% of the time, 2% in the baseline/);
   t.equal(judge(old, { samples: slower, contention: Array(20).fill(0.05) }, 0.1).verdict, 'regression', '3 points more wait does not explain +50%');
-  t.equal(judge({ samples: old.samples }, { samples: slower, contention: Array(20).fill(0.6) }, 0.1).verdict, 'regression', 'a baseline without the measure: judged on times alone');
+  t.equal(judge({ samples: old.samples }, { samples: slower, contention: Array(20).fill(0.05) }, 0.1).verdict, 'regression', 'a baseline without the measure');
+  t.equal(judge(old, { samples: slower, contention: Array(20).fill(0.6) }, 0.1, { ignoreLoad: true }).verdict, 'regression', 'ignoreLoad: the times alone');
   // A speed-up measured on a quieter machine is not credited to the code either.
-  t.equal(judge({ samples: slower, contention: Array(20).fill(0.6) }, old, 0.1).verdict, 'inconclusive');
+  t.equal(judge({ samples: slower, contention: Array(20).fill(0.2) }, old, 0.1).verdict, 'inconclusive');
+  // Busy, with CPU times: the verdict rests on them.
+  const cpu0 = noisy(20, 2e-3, 0.03, 31);
+  const sameCpu = judge({ ...old, cpu: cpu0 }, { samples: slower, contention: Array(20).fill(0.9), cpu: noisy(20, 2e-3, 0.03, 32) }, 0.1);
+  t.equal(sameCpu.verdict, 'unchanged', '1.5× the wall time on a busy machine, the same CPU time: unchanged');
+  t.equal(sameCpu.basis, 'cpu');
+  t.match(sameCpu.reasons.join(), /judged on the CPU time per call: [-+]\d+\.\d% … [-+]\d+\.\d% at 99% \(wall time \+\d+\.\d% … \+\d+\.\d% at 99%\)/);
+  const moreCpu = judge({ ...old, cpu: cpu0 }, { samples: slower, contention: Array(20).fill(0.9), cpu: noisy(20, 2.6e-3, 0.03, 32) }, 0.1);
+  t.equal(moreCpu.verdict, 'regression', '1.3× the CPU time per call: a regression, busy or not');
+  t.ok(moreCpu.cpuRatio!.lo > 1.1);
+  t.equal(judge({ ...old, cpu: cpu0 }, { samples: old.samples, cpu: noisy(20, 2.6e-3, 0.03, 32), contention: Array(20).fill(0.02) }, 0.1).verdict, 'unchanged', 'a quiet machine: judged on wall time alone');
+  // Unchanged stays unchanged on a busy machine: nothing is called either way.
+  t.equal(judge({ ...old, contention: Array(20).fill(0.9) }, { samples: noisy(20, 1e-3, 0.05, 23), contention: Array(20).fill(0.9) }, 0.1).verdict, 'unchanged');
 });
 
 t.test('stability: bimodal samples, dispersion, a busy machine', async (t) => {

@@ -175,13 +175,14 @@ t.test('--baseline: exit 4 on a regression, 0 on an improvement, 2 when not comp
   const fast = join(dir, 'fast.json');
   writeFileSync(fast, JSON.stringify(scaled(1 / 20)));
   const md = join(dir, 'cmp.md');
-  const r = runCli(['bench', 'engine', '--smoke', '--no-python', '--trials', '3', '--baseline', fast, '--tolerance', '10%', '--markdown', md], ENV);
+  // --ignore-load: this run's own CPU-wait (tests run side by side) must not make it inconclusive.
+  const r = runCli(['bench', 'engine', '--smoke', '--no-python', '--trials', '3', '--ignore-load', '--baseline', fast, '--tolerance', '10%', '--markdown', md], ENV);
   t.equal(r.status, 4, 'a 20× faster baseline makes this run a regression');
   t.match(r.stdout, /regression/);
   t.match(readFileSync(md, 'utf8'), /\*\*regression\*\*/);
   const slow = join(dir, 'slow.json');
   writeFileSync(slow, JSON.stringify(scaled(20)));
-  const r2 = runCli(['bench', 'engine', '--smoke', '--no-python', '--trials', '3', '--baseline', slow], ENV);
+  const r2 = runCli(['bench', 'engine', '--smoke', '--no-python', '--trials', '3', '--ignore-load', '--baseline', slow], ENV);
   t.equal(r2.status, 0, r2.stderr);
   t.match(r2.stdout, /improvement/);
   const other = join(dir, 'other.json');

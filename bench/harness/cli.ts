@@ -44,10 +44,13 @@ Options:
   --baseline FILE     compare with an earlier run, like with like: a case is a regression only when
                       the whole bootstrap confidence interval of (median now / median then) lies
                       above 1 + tolerance (unchanged: within ±tolerance; otherwise inconclusive,
-                      with the reason: the interval straddles the bound, too few samples, or the
-                      process waited for a CPU > 10 points more of the time than in the baseline)
+                      with the reason: the interval straddles the bound, or fewer than 3 samples).
+                      On a busy machine (the process's threads waited for a CPU more than 25% of
+                      the time in either run, or 10 points more or less than in the baseline) the
+                      same rule is applied to the CPU time per call instead of the wall time
   --tolerance P       e.g. 10% or 0.1 (default 10%)
   --confidence P      of the intervals, e.g. 99% or 0.95 (default 99%)
+  --ignore-load       judge on the wall time alone, however busy the machine was
   --markdown FILE     also write a markdown summary (of the comparison when --baseline is given)
   --list              list the suites and configs
 
@@ -86,6 +89,7 @@ const OPTIONS = {
   'min-time': { type: 'string' },
   'case-time': { type: 'string' },
   confidence: { type: 'string', default: '99%' },
+  'ignore-load': { type: 'boolean', default: false },
   smoke: { type: 'boolean', default: false },
   isolate: { type: 'boolean', default: false },
   'no-python': { type: 'boolean', default: false },
@@ -243,7 +247,7 @@ export async function runBenchCli(
   out(`${formatRun(run)}\n\nwrote ${file}\n`);
   let code: number = run.suites.every((s) => s.ok) ? BENCH_EXIT.ok : BENCH_EXIT.failure;
   if (baseline) {
-    const c = compareRuns(baseline, run, parseTolerance(values.tolerance), parseConfidence(values.confidence));
+    const c = compareRuns(baseline, run, parseTolerance(values.tolerance), parseConfidence(values.confidence), { ignoreLoad: values['ignore-load'] });
     out(`\nagainst ${values.baseline}:\n${formatComparison(c, table)}\n`);
     if (values.markdown) await writeFileAtomic(values.markdown, markdownComparison(c, run), 'markdown summary');
     if (c.incomparable.length) code = Math.max(code, BENCH_EXIT.usage);

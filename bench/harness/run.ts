@@ -231,15 +231,19 @@ class Context implements BenchContext {
     const plan = calibrate(estimate, { minTime, caseTime: d.caseTime, minSamples: trials, maxSamples: Math.max(trials, d.maxTrials) });
     const samples: number[] = [];
     const waits: number[] = [];
+    const cpu: number[] = [];
     for (let i = 0; i < plan.samples; i++) {
       const a = schedTimes();
       const t = process.hrtime.bigint();
       samples.push(await sample(plan.loops));
-      const w = contention(a, schedTimes(), Number(process.hrtime.bigint() - t) / 1e9);
+      const b = schedTimes();
+      const w = contention(a, b, Number(process.hrtime.bigint() - t) / 1e9);
       if (w !== null) waits.push(w);
+      if (a && b) cpu.push(Math.max(0, b.runNs - a.runNs) / 1e9 / plan.loops);
     }
     const calibration: Calibration = { minTime, firstCall, warmup: warm, estimate, loops: plan.loops };
-    return this.finish(name, opts, samples, 1 + warm.length, { loops: plan.loops, calibration, contention: waits.length === samples.length ? waits : undefined });
+    const whole = (xs: number[]) => (xs.length === samples.length ? xs : undefined);
+    return this.finish(name, opts, samples, 1 + warm.length, { loops: plan.loops, calibration, contention: whole(waits), cpu: whole(cpu) });
   }
 
   async record(name: string, opts: CaseOptions, samples: number[], warmup = 0): Promise<Measurement> {
@@ -251,7 +255,7 @@ class Context implements BenchContext {
     opts: CaseOptions,
     samples: number[],
     warmup: number,
-    how: { loops?: number; calibration?: Calibration; contention?: number[] },
+    how: { loops?: number; calibration?: Calibration; contention?: number[]; cpu?: number[] },
   ): Promise<Measurement> {
     if (!samples.length || samples.some((s) => !(s >= 0) || !Number.isFinite(s))) {
       throw new BiaError('BIA_INVALID_ARGUMENT', `${this.suiteName}/${name}: trial times must be finite and non-negative, got ${JSON.stringify(samples)}`);
@@ -265,6 +269,7 @@ class Context implements BenchContext {
       ci: { lo: ci.lo, hi: ci.hi, confidence: ci.confidence },
       ...(how.calibration ? { calibration: how.calibration } : {}),
       ...(how.contention ? { contention: how.contention } : {}),
+      ...(how.cpu ? { cpu: how.cpu } : {}),
       stability: stability(samples, how.contention),
     };
     if (opts.items !== undefined) {

@@ -209,7 +209,7 @@ export const MIN_SAMPLES_FOR_VERDICT = 3;
 /**
  * A slowdown (speed-up) is not blamed on the code when the process waited for a CPU this much more
  * (less) of the time than in the baseline: the machine was busier (quieter), and the verdict is
- * inconclusive.
+ * inconclusive. Above CONTENTION_LIMIT in either run no change is called at all.
  */
 export const CONTENTION_DELTA = 0.1;
 
@@ -217,53 +217,78 @@ export interface JudgeInput {
   samples: readonly number[];
   /** Per-sample CPU-wait share (absent in runs that did not measure it). */
   contention?: readonly number[];
+  /** Per-sample CPU seconds per call (absent in runs that did not measure it). */
+  cpu?: readonly number[];
 }
 
 export interface Judgement {
   verdict: CaseVerdict;
-  /** median(now) / median(old) and its interval. */
+  /** What the verdict rests on: the wall time per call, or (on a busy machine) the CPU time per call. */
+  basis: 'wall' | 'cpu';
+  /** median(now) / median(old) of the wall times and its interval. */
   ratio: Interval;
+  /** The same of the CPU times, where the machine was busy and both runs measured them. */
+  cpuRatio?: Interval;
   /** Why the verdict is what it is, in words. */
   reasons: string[];
 }
 
+function classify(r: Interval, tolerance: number): CaseVerdict {
+  if (r.lo > 1 + tolerance) return 'regression';
+  if (r.hi < 1 - tolerance) return 'improvement';
+  if (r.lo >= 1 - tolerance && r.hi <= 1 + tolerance) return 'unchanged';
+  return 'inconclusive';
+}
+
+const pc = (x: number) => `${x >= 1 ? '+' : ''}${(100 * (x - 1)).toFixed(1)}%`;
+const span = (r: Interval) => `${pc(r.lo)} … ${pc(r.hi)} at ${(100 * r.confidence).toFixed(0)}%`;
+
 /**
  * Compare one case: a regression only when the whole confidence interval of the ratio of medians
  * lies above 1 + tolerance, an improvement only when it lies below 1 − tolerance, unchanged when it
- * lies within ±tolerance; otherwise (it straddles a bound, too few samples, or the machine's load
- * changed enough to explain the difference) inconclusive.
+ * lies within ±tolerance; otherwise (it straddles a bound, or too few samples) inconclusive.
+ * On a busy machine — the process's threads waited for a CPU more than CONTENTION_LIMIT of the time in
+ * either run, or CONTENTION_DELTA more (or less) than in the baseline — the wall times measure the
+ * load as much as the code: the verdict is then made the same way on the CPU time per call where both
+ * runs measured it, and otherwise no change is called.
  */
-export function judge(old: JudgeInput, now: JudgeInput, tolerance: number, opts: BootstrapOptions = {}): Judgement {
+export function judge(old: JudgeInput, now: JudgeInput, tolerance: number, opts: BootstrapOptions & { ignoreLoad?: boolean } = {}): Judgement {
   if (!(tolerance > 0)) throw invalidArgument(`tolerance must be > 0, got ${tolerance}`);
-  const ratio = ratioInterval(old.samples, now.samples, opts);
-  const pc = (x: number) => `${x >= 1 ? '+' : ''}${(100 * (x - 1)).toFixed(1)}%`;
-  const interval = `${pc(ratio.lo)} … ${pc(ratio.hi)} at ${(100 * ratio.confidence).toFixed(0)}%`;
-  const reasons: string[] = [];
+  const boot = { confidence: opts.confidence, resamples: opts.resamples, seed: opts.seed };
+  const ratio = ratioInterval(old.samples, now.samples, boot);
   const few = Math.min(old.samples.length, now.samples.length);
-  let verdict: CaseVerdict;
-  if (ratio.lo > 1 + tolerance) verdict = 'regression';
-  else if (ratio.hi < 1 - tolerance) verdict = 'improvement';
-  else if (ratio.lo >= 1 - tolerance && ratio.hi <= 1 + tolerance) verdict = 'unchanged';
-  else {
-    verdict = 'inconclusive';
-    reasons.push(`the interval (${interval}) straddles ±${(100 * tolerance).toFixed(0)}%: rerun with more samples (--case-time, --trials)`);
-  }
-  if ((verdict === 'regression' || verdict === 'improvement') && few < MIN_SAMPLES_FOR_VERDICT) {
-    reasons.push(`${verdict === 'regression' ? 'slower' : 'faster'} (${interval}) but only ${few} sample(s): rerun with --trials ${MIN_SAMPLES_FOR_VERDICT} or more`);
-    verdict = 'inconclusive';
-  }
-  if ((verdict === 'regression' || verdict === 'improvement') && old.contention?.length && now.contention?.length) {
-    const w0 = median(old.contention);
-    const w1 = median(now.contention);
-    const busier = verdict === 'regression' ? w1 - w0 : w0 - w1;
-    if (busier > CONTENTION_DELTA) {
-      reasons.push(
-        `${verdict === 'regression' ? 'slower' : 'faster'} (${interval}), but the machine was ${verdict === 'regression' ? 'busier' : 'quieter'}: ` +
-          `the threads waited for a CPU ${(100 * w1).toFixed(0)}% of the time, against ${(100 * w0).toFixed(0)}% in the baseline; rerun on a quieter machine`,
-      );
+  const tol = `±${(100 * tolerance).toFixed(0)}%`;
+  const w0 = !opts.ignoreLoad && old.contention?.length ? median(old.contention) : null;
+  const w1 = !opts.ignoreLoad && now.contention?.length ? median(now.contention) : null;
+  const waited = `the threads waited for a CPU ${w1 === null ? '(not measured)' : `${(100 * w1).toFixed(0)}%`} of the time, ${w0 === null ? 'not measured' : `${(100 * w0).toFixed(0)}%`} in the baseline`;
+  let busy: string | null = null;
+  if (Math.max(w0 ?? 0, w1 ?? 0) > CONTENTION_LIMIT) busy = `the machine was busy: ${waited} (above ${(100 * CONTENTION_LIMIT).toFixed(0)}%)`;
+  else if (w0 !== null && w1 !== null && Math.abs(w1 - w0) > CONTENTION_DELTA) busy = `the machine was ${w1 > w0 ? 'busier' : 'quieter'}: ${waited}`;
+
+  let verdict = classify(ratio, tolerance);
+  const reasons: string[] = [];
+  if (busy) {
+    if (old.cpu?.length && now.cpu?.length && old.cpu.length === old.samples.length && now.cpu.length === now.samples.length) {
+      const cpuRatio = ratioInterval(old.cpu, now.cpu, boot);
+      verdict = classify(cpuRatio, tolerance);
+      reasons.push(`${busy}; judged on the CPU time per call: ${span(cpuRatio)} (wall time ${span(ratio)})`);
+      if (verdict === 'inconclusive') reasons.push(`the CPU-time interval straddles ${tol}: rerun on a quieter machine or with more samples`);
+      if ((verdict === 'regression' || verdict === 'improvement') && few < MIN_SAMPLES_FOR_VERDICT) {
+        reasons.push(`only ${few} sample(s): rerun with --trials ${MIN_SAMPLES_FOR_VERDICT} or more`);
+        verdict = 'inconclusive';
+      }
+      return { verdict, basis: 'cpu', ratio, cpuRatio, reasons };
+    }
+    if (verdict === 'regression' || verdict === 'improvement') {
+      reasons.push(`${verdict === 'regression' ? 'slower' : 'faster'} (${span(ratio)}), but ${busy}; rerun with the cores free (or fewer --threads)`);
       verdict = 'inconclusive';
     }
   }
-  if (verdict !== 'inconclusive') reasons.unshift(`${interval}`);
-  return { verdict, ratio, reasons };
+  if (verdict === 'inconclusive' && !reasons.length) reasons.push(`the interval (${span(ratio)}) straddles ${tol}: rerun with more samples (--case-time, --trials)`);
+  if ((verdict === 'regression' || verdict === 'improvement') && few < MIN_SAMPLES_FOR_VERDICT) {
+    reasons.push(`${verdict === 'regression' ? 'slower' : 'faster'} (${span(ratio)}) but only ${few} sample(s): rerun with --trials ${MIN_SAMPLES_FOR_VERDICT} or more`);
+    verdict = 'inconclusive';
+  }
+  if (verdict !== 'inconclusive') reasons.unshift(span(ratio));
+  return { verdict, basis: 'wall', ratio, reasons };
 }

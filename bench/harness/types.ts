@@ -72,6 +72,8 @@ export interface Measurement extends Stats {
   calibration?: Calibration;
   /** Per sample: seconds the process's threads waited for a CPU per second of the sample (bench/harness/sched.ts). */
   contention?: number[];
+  /** Per sample: CPU seconds per call, summed over the process's threads (what a busy machine's verdict falls back on). */
+  cpu?: number[];
   /** Stability flags: dispersion, two clusters, a busy machine — and why, in words. */
   stability?: Stability;
   items?: number;
