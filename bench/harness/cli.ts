@@ -44,13 +44,12 @@ Options:
   --baseline FILE     compare with an earlier run, like with like: a case is a regression only when
                       the whole bootstrap confidence interval of (median now / median then) lies
                       above 1 + tolerance (unchanged: within ±tolerance; otherwise inconclusive,
-                      with the reason: the interval straddles the bound, or fewer than 3 samples).
-                      On a busy machine (the process's threads waited for a CPU more than 25% of
-                      the time in either run, or 10 points more or less than in the baseline) the
-                      same rule is applied to the CPU time per call instead of the wall time
+                      with the reason: the interval straddles the bound, fewer than 3 samples, or
+                      a busy machine — the process's threads waited for a CPU more than 25% of the
+                      time in either run, or 10 points more than in the baseline)
   --tolerance P       e.g. 10% or 0.1 (default 10%)
   --confidence P      of the intervals, e.g. 99% or 0.95 (default 99%)
-  --ignore-load       judge on the wall time alone, however busy the machine was
+  --ignore-load       judge on the times alone, however busy the machine was
   --markdown FILE     also write a markdown summary (of the comparison when --baseline is given)
   --list              list the suites and configs
 

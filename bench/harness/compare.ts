@@ -22,11 +22,6 @@ export interface ComparedCase {
   change: number | null;
   /** The confidence interval of new / old − 1 (null for new and missing cases). */
   interval: { lo: number; hi: number; confidence: number } | null;
-  /** What the verdict rests on: wall time, or CPU time per call where the machine was busy. */
-  basis?: 'wall' | 'cpu';
-  /** The change of the median CPU time per call and its interval (where the verdict rests on it). */
-  cpuChange?: number;
-  cpuInterval?: { lo: number; hi: number; confidence: number };
   verdict: Verdict;
   /** Why the verdict is what it is (the interval, too few samples, a busier machine…). */
   reasons: string[];
@@ -132,13 +127,11 @@ export function compareRuns(baseline: BenchRun, current: BenchRun, tolerance: nu
           cases.push({ key, suite: m.suite, case: m.case, params: m.params, old: null, new: m.median, change: null, interval: null, verdict: 'new', reasons: [], unstable: flags(m).map((f) => `now: ${f}`) });
           continue;
         }
-        const j = judge({ samples: b.samples, contention: b.contention, cpu: b.cpu }, { samples: m.samples, contention: m.contention, cpu: m.cpu }, tolerance, { confidence, seed: seedOf(key), ignoreLoad: opts.ignoreLoad });
+        const j = judge({ samples: b.samples, contention: b.contention }, { samples: m.samples, contention: m.contention }, tolerance, { confidence, seed: seedOf(key), ignoreLoad: opts.ignoreLoad });
         cases.push({
           key, suite: m.suite, case: m.case, params: m.params, old: b.median, new: m.median,
           change: m.median / b.median - 1,
           interval: { lo: j.ratio.lo - 1, hi: j.ratio.hi - 1, confidence },
-          ...(j.cpuRatio ? { cpuChange: j.cpuRatio.value - 1, cpuInterval: { lo: j.cpuRatio.lo - 1, hi: j.cpuRatio.hi - 1, confidence } } : {}),
-          basis: j.basis,
           verdict: j.verdict,
           reasons: j.reasons,
           unstable: [...flags(b).map((f) => `baseline: ${f}`), ...flags(m).map((f) => `now: ${f}`)],
@@ -179,7 +172,7 @@ function rows(c: Comparison): string[][] {
   return [
     ...c.cases.map((x) => [
       x.key, x.old === null ? '—' : formatSeconds(x.old), x.new === null ? '—' : formatSeconds(x.new), pct(x.change),
-      x.basis === 'cpu' ? `CPU time ${pct(x.cpuChange ?? null)}: ${span(x.cpuInterval ?? null)}` : span(x.interval),
+      span(x.interval),
       `${x.verdict}${x.unstable.length ? ' (unstable)' : ''}`,
     ]),
     ...c.memory.map((m) => [`${m.suite} ${m.what === 'peakRssBytes' ? 'peak RSS' : 'peak CUDA allocated'}`, mib(m.old), mib(m.new), pct(m.change), '', m.verdict]),

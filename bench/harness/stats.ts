@@ -217,18 +217,12 @@ export interface JudgeInput {
   samples: readonly number[];
   /** Per-sample CPU-wait share (absent in runs that did not measure it). */
   contention?: readonly number[];
-  /** Per-sample CPU seconds per call (absent in runs that did not measure it). */
-  cpu?: readonly number[];
 }
 
 export interface Judgement {
   verdict: CaseVerdict;
-  /** What the verdict rests on: the wall time per call, or (on a busy machine) the CPU time per call. */
-  basis: 'wall' | 'cpu';
-  /** median(now) / median(old) of the wall times and its interval. */
+  /** median(now) / median(old) of the times per call, and its interval. */
   ratio: Interval;
-  /** The same of the CPU times, where the machine was busy and both runs measured them. */
-  cpuRatio?: Interval;
   /** Why the verdict is what it is, in words. */
   reasons: string[];
 }
@@ -246,49 +240,36 @@ const span = (r: Interval) => `${pc(r.lo)} … ${pc(r.hi)} at ${(100 * r.confide
 /**
  * Compare one case: a regression only when the whole confidence interval of the ratio of medians
  * lies above 1 + tolerance, an improvement only when it lies below 1 − tolerance, unchanged when it
- * lies within ±tolerance; otherwise (it straddles a bound, or too few samples) inconclusive.
- * On a busy machine — the process's threads waited for a CPU more than CONTENTION_LIMIT of the time in
- * either run, or CONTENTION_DELTA more (or less) than in the baseline — the wall times measure the
- * load as much as the code: the verdict is then made the same way on the CPU time per call where both
- * runs measured it, and otherwise no change is called.
+ * lies within ±tolerance; otherwise inconclusive: the interval straddles a bound, too few samples,
+ * or a busy machine — the process's threads waited for a CPU more than CONTENTION_LIMIT of the time
+ * in either run, or CONTENTION_DELTA more (for a slowdown; less for a speed-up) than in the baseline.
+ * Other processes' load comes in bursts longer than a case's samples: samples taken under it are not
+ * independent draws, and their interval is too narrow to call a change on (docs/benchmarks.md).
  */
 export function judge(old: JudgeInput, now: JudgeInput, tolerance: number, opts: BootstrapOptions & { ignoreLoad?: boolean } = {}): Judgement {
   if (!(tolerance > 0)) throw invalidArgument(`tolerance must be > 0, got ${tolerance}`);
-  const boot = { confidence: opts.confidence, resamples: opts.resamples, seed: opts.seed };
-  const ratio = ratioInterval(old.samples, now.samples, boot);
+  const ratio = ratioInterval(old.samples, now.samples, { confidence: opts.confidence, resamples: opts.resamples, seed: opts.seed });
   const few = Math.min(old.samples.length, now.samples.length);
-  const tol = `±${(100 * tolerance).toFixed(0)}%`;
+  let verdict = classify(ratio, tolerance);
+  const reasons: string[] = [];
+  if (verdict === 'inconclusive') reasons.push(`the interval (${span(ratio)}) straddles ±${(100 * tolerance).toFixed(0)}%: rerun with more samples (--case-time, --trials)`);
+  const called = () => verdict === 'regression' || verdict === 'improvement';
+  const direction = () => (verdict === 'regression' ? 'slower' : 'faster');
+  if (called() && few < MIN_SAMPLES_FOR_VERDICT) {
+    reasons.push(`${direction()} (${span(ratio)}) but only ${few} sample(s): rerun with --trials ${MIN_SAMPLES_FOR_VERDICT} or more`);
+    verdict = 'inconclusive';
+  }
   const w0 = !opts.ignoreLoad && old.contention?.length ? median(old.contention) : null;
   const w1 = !opts.ignoreLoad && now.contention?.length ? median(now.contention) : null;
   const waited = `the threads waited for a CPU ${w1 === null ? '(not measured)' : `${(100 * w1).toFixed(0)}%`} of the time, ${w0 === null ? 'not measured' : `${(100 * w0).toFixed(0)}%`} in the baseline`;
-  let busy: string | null = null;
-  if (Math.max(w0 ?? 0, w1 ?? 0) > CONTENTION_LIMIT) busy = `the machine was busy: ${waited} (above ${(100 * CONTENTION_LIMIT).toFixed(0)}%)`;
-  else if (w0 !== null && w1 !== null && Math.abs(w1 - w0) > CONTENTION_DELTA) busy = `the machine was ${w1 > w0 ? 'busier' : 'quieter'}: ${waited}`;
-
-  let verdict = classify(ratio, tolerance);
-  const reasons: string[] = [];
-  if (busy) {
-    if (old.cpu?.length && now.cpu?.length && old.cpu.length === old.samples.length && now.cpu.length === now.samples.length) {
-      const cpuRatio = ratioInterval(old.cpu, now.cpu, boot);
-      verdict = classify(cpuRatio, tolerance);
-      reasons.push(`${busy}; judged on the CPU time per call: ${span(cpuRatio)} (wall time ${span(ratio)})`);
-      if (verdict === 'inconclusive') reasons.push(`the CPU-time interval straddles ${tol}: rerun on a quieter machine or with more samples`);
-      if ((verdict === 'regression' || verdict === 'improvement') && few < MIN_SAMPLES_FOR_VERDICT) {
-        reasons.push(`only ${few} sample(s): rerun with --trials ${MIN_SAMPLES_FOR_VERDICT} or more`);
-        verdict = 'inconclusive';
-      }
-      return { verdict, basis: 'cpu', ratio, cpuRatio, reasons };
-    }
-    if (verdict === 'regression' || verdict === 'improvement') {
-      reasons.push(`${verdict === 'regression' ? 'slower' : 'faster'} (${span(ratio)}), but ${busy}; rerun with the cores free (or fewer --threads)`);
-      verdict = 'inconclusive';
-    }
+  if (called() && Math.max(w0 ?? 0, w1 ?? 0) > CONTENTION_LIMIT) {
+    reasons.push(`${direction()} (${span(ratio)}), but the machine was busy: ${waited} (above ${(100 * CONTENTION_LIMIT).toFixed(0)}%); rerun with the cores free (or fewer --threads)`);
+    verdict = 'inconclusive';
   }
-  if (verdict === 'inconclusive' && !reasons.length) reasons.push(`the interval (${span(ratio)}) straddles ${tol}: rerun with more samples (--case-time, --trials)`);
-  if ((verdict === 'regression' || verdict === 'improvement') && few < MIN_SAMPLES_FOR_VERDICT) {
-    reasons.push(`${verdict === 'regression' ? 'slower' : 'faster'} (${span(ratio)}) but only ${few} sample(s): rerun with --trials ${MIN_SAMPLES_FOR_VERDICT} or more`);
+  if (called() && w0 !== null && w1 !== null && (verdict === 'regression' ? w1 - w0 : w0 - w1) > CONTENTION_DELTA) {
+    reasons.push(`${direction()} (${span(ratio)}), but the machine was ${verdict === 'regression' ? 'busier' : 'quieter'}: ${waited}; rerun on a quieter machine`);
     verdict = 'inconclusive';
   }
   if (verdict !== 'inconclusive') reasons.unshift(span(ratio));
-  return { verdict, basis: 'wall', ratio, reasons };
+  return { verdict, ratio, reasons };
 }

@@ -72,7 +72,7 @@ export interface Measurement extends Stats {
   calibration?: Calibration;
   /** Per sample: seconds the process's threads waited for a CPU per second of the sample (bench/harness/sched.ts). */
   contention?: number[];
-  /** Per sample: CPU seconds per call, summed over the process's threads (what a busy machine's verdict falls back on). */
+  /** Per sample: CPU seconds per call, summed over the process's threads (recorded, not judged: spinning threads make it follow the load). */
   cpu?: number[];
   /** Stability flags: dispersion, two clusters, a busy machine — and why, in words. */
   stability?: Stability;
