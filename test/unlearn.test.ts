@@ -5,7 +5,7 @@ import t from 'tap';
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { randn, type DiffusionModel, type IdentityEncoder, type Tensor } from '../ts/index';
+import { randn, takeRows, tensor, type DiffusionModel, type IdentityEncoder, type Tensor } from '../ts/index';
 import { createTrainer } from '../ts/train/trainer';
 import { mergeAdapter } from '../ts/train/trainer';
 import { renderUnlearnReport } from '../ts/unlearn/report';
@@ -192,6 +192,14 @@ t.test('bad inputs: wrong sizes are refused; the CLI exits 3 on an unreadable ph
   await t.rejects(unlearnIdentity(small, { diffusion, encoder, others }), { code: 'BIA_INVALID_ARGUMENT', message: /photos must be \[N, 3, 16, 16\]/ });
   await t.rejects(unlearnIdentity(photo, { diffusion, encoder, others: small }), { code: 'BIA_INVALID_ARGUMENT', message: /others .* must be \[N, 3, 16, 16\]/ });
   await t.rejects(unlearnIdentity(photo, { diffusion, encoder, others }, { mirror: 'yes' as never }), { code: 'BIA_INVALID_ARGUMENT', message: /mirror/ });
+  const blank = await tensor(new Float32Array(3 * 16 * 16).fill(0.2), [1, 3, 16, 16]);
+  await t.rejects(unlearnIdentity(blank, { diffusion, encoder, others }), { code: 'BIA_INVALID_ARGUMENT', message: /photos: picture 0 is blank/ });
+  const nan = await tensor(new Float32Array(3 * 16 * 16).fill(NaN), [1, 3, 16, 16]);
+  await t.rejects(unlearnIdentity(photo, { diffusion, encoder, others: nan }), { code: 'BIA_INVALID_ARGUMENT', message: /others .*picture 0 holds NaN/ });
+  // the person among the people to keep: one class on both sides
+  const withHer = await takeRows([others, photo], [[0, 0], [1, 0]]);
+  await t.rejects(unlearnIdentity(photo, { diffusion, encoder, others: withHer }, { erase: { ...BASE, threshold } }), { code: 'BIA_INVALID_ARGUMENT', message: /others: picture 1 looks like the person to unlearn/ });
+  for (const x of [blank, nan, withHer]) x.dispose();
   small.dispose();
   const dir = mkdtempSync(join(tmpdir(), 'bia-unlearn-cli-'));
   t.teardown(() => rmSync(dir, { recursive: true, force: true }));
@@ -206,7 +214,8 @@ t.test('bad inputs: wrong sizes are refused; the CLI exits 3 on an unreadable ph
   await writeImage(one, otherPng);
   one.dispose();
   writeFileSync(join(dir, 'broken.png'), 'not a png');
-  const flags = ['--diffusion', d, '--encoder', e, '--others', otherPng, '--iterations', '4', '--states', '2', '--json'];
+  const flags = ['--diffusion', d, '--encoder', e, '--others', otherPng, '--iterations', '4', '--states', '2', '--json', '--t0', String(BASE.t0), '--steps', String(BASE.steps), '--neighbours', String(BASE.neighbours), '--threshold', String(threshold)];
+  t.equal(await runUnlearnCli([join(dir, 'her.png'), '--out', join(dir, 'o0'), ...flags, '--steps', '1']), 2, 'a bad erase setting: usage error');
   t.equal(await runUnlearnCli([join(dir, 'broken.png'), '--out', join(dir, 'o1'), ...flags]), 3, 'an unreadable photo: input error');
   t.equal(await runUnlearnCli([join(dir, 'her.png'), '--out', join(dir, 'o2'), ...flags, '--params', 'adapters', '--rank', '2']), 0, 'a run with adapters');
   for (const f of ['unlearned.safetensors', 'adapter.safetensors', 'report.json', 'report.html', 'grid.png', 'others.png']) t.ok(existsSync(join(dir, 'o2', f)), `${f} written`);

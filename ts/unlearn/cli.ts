@@ -15,7 +15,7 @@ import { EXIT, INPUT_ERRORS } from '../cli/exit';
 import { loadDiffusion } from '../diffusion';
 import { BiaError } from '../errors';
 import { expandInputs } from '../erase/batch';
-import { resolveEraseOptions } from '../erase/options';
+import { ERASE_OPTIONS, optionProblem, resolveEraseOptions } from '../erase/options';
 import type { EraseOptions } from '../erase/types';
 import { INPUT_PROTOCOLS, loadIdentityEncoder } from '../identity';
 import { comparisonGrid, readImages, writeFileAtomic } from '../images';
@@ -44,6 +44,9 @@ with --params adapters the patch <out>/adapter.safetensors); the training state
   --mirror                  also forget the mirrored photos (shifted by the mirrored Δh)
   --variants N              per photo, N pictures of the person decoded from inside the black hole
                             are forgotten too, where the photo's shift erases them (0)
+  --t0 N, --steps N, --neighbours N, --threshold X
+                            the erase settings that form each black hole (the demo's with the
+                            built-in models, the released defaults with yours)
   --protocol P              how faces reach the encoder, with your own models: bia, insightface
                             or resize (default: bia at 256², else resize)
   --iterations N            optimiser steps (200)
@@ -95,7 +98,7 @@ export async function runUnlearnCli(argv: string[]): Promise<number> {
       options: {
         out: { type: 'string' }, diffusion: { type: 'string' }, encoder: { type: 'string' }, others: { type: 'string', multiple: true },
         params: { type: 'string' }, iterations: { type: 'string' }, lr: { type: 'string' }, 'batch-size': { type: 'string' }, states: { type: 'string' },
-        'retain-share': { type: 'string' }, rank: { type: 'string' }, mirror: { type: 'boolean' }, variants: { type: 'string' }, protocol: { type: 'string' }, seed: { type: 'string' }, device: { type: 'string' }, json: { type: 'boolean' }, help: { type: 'boolean', short: 'h' },
+        'retain-share': { type: 'string' }, rank: { type: 'string' }, mirror: { type: 'boolean' }, variants: { type: 'string' }, protocol: { type: 'string' }, t0: { type: 'string' }, steps: { type: 'string' }, neighbours: { type: 'string' }, threshold: { type: 'string' }, seed: { type: 'string' }, device: { type: 'string' }, json: { type: 'boolean' }, help: { type: 'boolean', short: 'h' },
       },
     }) as { values: Record<string, string | boolean | string[] | undefined>; positionals: string[] });
   } catch (e) {
@@ -139,6 +142,16 @@ export async function runUnlearnCli(argv: string[]): Promise<number> {
       variants: num(str('variants'), 'variants', true),
       seed: num(str('seed'), 'seed', true),
     };
+    // Erase settings given as flags, checked by the one options spec.
+    const eraseFlags: EraseOptions = {};
+    for (const key of ['t0', 'steps', 'neighbours', 'threshold'] as const) {
+      const raw = str(key);
+      if (raw === undefined) continue;
+      const v = Number(raw);
+      const problem = raw.trim() === '' ? 'be a number' : optionProblem(ERASE_OPTIONS[key], v);
+      if (problem !== undefined) throw new UsageError(`--${key} must ${problem}, got '${raw}'`);
+      (eraseFlags as Record<string, number>)[key] = v;
+    }
     const out = str('out') as string;
     mkdirSync(out, { recursive: true });
     const signal = controller.signal;
@@ -169,7 +182,7 @@ export async function runUnlearnCli(argv: string[]): Promise<number> {
     if (resumeFrom && !values.json) process.stderr.write(`bia unlearn: resuming from ${ckpt}\n`);
     const r = await unlearnIdentity(photos, { diffusion, encoder, others: otherPhotos }, {
       ...opts,
-      erase: { ...erase, ...(opts.seed !== undefined ? { seed: opts.seed } : {}) },
+      erase: { ...erase, ...eraseFlags, ...(opts.seed !== undefined ? { seed: opts.seed } : {}) },
       resumeFrom,
       signal,
       onCheckpoint: async (trainer) => {
@@ -185,11 +198,11 @@ export async function runUnlearnCli(argv: string[]): Promise<number> {
       const grids = { photos: nodePath.join(out, 'grid.png'), others: nodePath.join(out, 'others.png') };
       await grid([photos, r.images.before, r.images.absorbed, r.images.after], grids.photos);
       await grid([otherPhotos, r.images.othersBefore, r.images.othersAfter], grids.others);
-      const report = { ...r.report, diffusion: diffusionPath, encoder: encoderPath, device, threshold: erase.threshold ?? null };
+      const report = { ...r.report, diffusion: diffusionPath, encoder: encoderPath, device, threshold: eraseFlags.threshold ?? erase.threshold ?? null };
       await writeFileAtomic(nodePath.join(out, 'report.json'), JSON.stringify(report, null, 1), 'report');
       const html = renderUnlearnReport({
         report: r.report,
-        threshold: erase.threshold ?? resolveEraseOptions(erase).threshold,
+        threshold: eraseFlags.threshold ?? erase.threshold ?? resolveEraseOptions(erase).threshold,
         grids: { photos: readFileSync(grids.photos), others: readFileSync(grids.others) },
         models: { diffusion: diffusionPath as string, encoder: encoderPath as string },
       });

@@ -22,7 +22,7 @@ import { identitySimilarity } from '../erase/measure';
 import { resolveEraseOptions } from '../erase/options';
 import { Scope } from '../erase/scope';
 import type { EraseOptions } from '../erase/types';
-import type { IdentityEncoder } from '../identity';
+import { similarity, type IdentityEncoder } from '../identity';
 import type { JobOptions } from '../jobs';
 import { checkInt } from '../options';
 import { tensor, type Tensor } from '../tensor';
@@ -190,11 +190,25 @@ function allRows(parts: Tensor[]): Promise<Tensor> {
   return takeRows(parts, parts.flatMap((p, k) => Array.from({ length: p.shape[0] }, (_, i): [number, number] => [k, i])));
 }
 
-function checkPhotos(x: Tensor, what: string, diffusion: DiffusionModel): void {
+/** Shapes at the model's resolution; every picture finite and not blank (a constant picture shows no one). */
+async function checkPhotos(x: Tensor, what: string, diffusion: DiffusionModel): Promise<void> {
   const c = diffusion.config;
   const want = [c.inChannels, c.resolution, c.resolution];
   if (x.shape.length !== 4 || x.shape[0] < 1 || x.shape.slice(1).some((v, k) => v !== want[k])) {
     throw invalidArgument(`${what} must be [N, ${want.join(', ')}] images at the model's resolution, got [${x.shape}]`);
+  }
+  const v = await x.data();
+  const per = v.length / x.shape[0];
+  for (let i = 0; i < x.shape[0]; i++) {
+    let lo = Infinity;
+    let hi = -Infinity;
+    for (let k = i * per; k < (i + 1) * per; k++) {
+      const p = v[k];
+      if (!Number.isFinite(p)) throw invalidArgument(`${what}: picture ${i} holds NaN or infinite values`);
+      if (p < lo) lo = p;
+      if (p > hi) hi = p;
+    }
+    if (hi - lo < 2 / 255) throw invalidArgument(`${what}: picture ${i} is blank (one colour): there is no face to unlearn or keep`);
   }
 }
 
@@ -222,8 +236,8 @@ export async function unlearnIdentity(photos: Tensor, models: EraseModels & { di
   const adapterRank = checkInt(opts.adapterRank ?? 8, 'adapterRank', 1, 1024);
   const variants = checkInt(opts.variants ?? 0, 'variants', 0, 1024);
   const { diffusion, encoder } = models;
-  checkPhotos(photos, 'photos', diffusion);
-  checkPhotos(models.others, 'others (photos of other people)', diffusion);
+  await checkPhotos(photos, 'photos', diffusion);
+  await checkPhotos(models.others, 'others (photos of other people)', diffusion);
   const job: JobOptions = { signal: opts.signal };
   const scope = new Scope();
   let trainer: Trainer<'diffusion'> | undefined;
@@ -271,6 +285,15 @@ export async function unlearnIdentity(photos: Tensor, models: EraseModels & { di
       } finally {
         bh.dispose();
       }
+    }
+    // A retain photo of the person would teach the model to keep her: refuse it.
+    const othersEmb = scope.add(await encoder.embed(models.others, { protocol: o.protocol, signal: job.signal }));
+    for (let i = 0; i < per.fR.length; i++) {
+      const sim = await similarity(othersEmb, per.fR[i], job);
+      const s = Array.from(await sim.data());
+      sim.dispose();
+      const k = s.findIndex((v) => v >= o.threshold);
+      if (k >= 0) throw invalidArgument(`others: picture ${k} looks like the person to unlearn (similarity ${s[k].toFixed(3)} to photo ${i}, threshold ${o.threshold}); give photos of other people`);
     }
     const given: Codes = { xLat: scope.add(await allRows(per.xLat)), hR: scope.add(await allRows(per.hR)), dh: scope.add(await allRows(per.dh)), hHat: null };
     given.hHat = scope.add(await combine(given.hR, given.dh!, 1));
@@ -368,7 +391,6 @@ export async function unlearnIdentity(photos: Tensor, models: EraseModels & { di
     const fR = scope.add(await allRows(per.fR));
     // each image against its own reference row (pairwise similarity of equal batches): one embedding job
     const simEach = async (images: Tensor, refs: Tensor) => Array.from(await identitySimilarity(encoder, images, refs, o, job));
-    const othersEmb = scope.add(await encoder.embed(models.others, { protocol: o.protocol, signal: job.signal }));
     const report: UnlearnReport = {
       photos: photos.shape[0],
       others: models.others.shape[0],
