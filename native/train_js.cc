@@ -164,27 +164,31 @@ Napi::Value trainStep(const Napi::CallbackInfo& info, const State& st) {
   });
 }
 
-// (batch, {margin, seed}, jobOpts) → {loss, parts, seconds, step, images}
-Napi::Value evaluate(const Napi::CallbackInfo& info, const State& st) {
+// A job over evaluate()'s arguments (batch, {margin, seed}, jobOpts): `run` gets the state, batch, margin
+// and seed on the compute thread.
+template <typename Run>
+Napi::Value evaluationJob(const Napi::CallbackInfo& info, const State& st, const char* name, Run run) {
   TrainBatch b = checkedBatch(*st, info[0]);
   Napi::Object o = optObject(info[1], "evaluate options");
   const double margin = marginFromJs(o);
   const uint64_t seed = static_cast<uint64_t>(optInt(o, "seed", 0, 0, int64_t{1} << 52));
-  return startJob(info.Env(), info[2], "bia.train.evaluate", [st, b, margin, seed](JobContext& ctx) -> Finisher {
+  return startJob(info.Env(), info[2], name, [st, b, margin, seed, run](JobContext& ctx) -> Finisher {
     ctx.checkAbort();
-    return stepResult(st->evaluate(b, margin, seed));
+    return run(*st, b, margin, seed);
+  });
+}
+
+// (batch, {margin, seed}, jobOpts) → {loss, parts, seconds, step, images}
+Napi::Value evaluate(const Napi::CallbackInfo& info, const State& st) {
+  return evaluationJob(info, st, "bia.train.evaluate", [](TrainerState& s, const TrainBatch& b, double margin, uint64_t seed) {
+    return stepResult(s.evaluate(b, margin, seed));
   });
 }
 
 // (batch, {margin, seed}, jobOpts) → [[name, gradient]] of evaluate()'s loss
 Napi::Value gradients(const Napi::CallbackInfo& info, const State& st) {
-  TrainBatch b = checkedBatch(*st, info[0]);
-  Napi::Object o = optObject(info[1], "gradient options");
-  const double margin = marginFromJs(o);
-  const uint64_t seed = static_cast<uint64_t>(optInt(o, "seed", 0, 0, int64_t{1} << 52));
-  return startJob(info.Env(), info[2], "bia.train.gradients", [st, b, margin, seed](JobContext& ctx) -> Finisher {
-    ctx.checkAbort();
-    StateDict g = st->gradients(b, margin, seed);
+  return evaluationJob(info, st, "bia.train.gradients", [](TrainerState& s, const TrainBatch& b, double margin, uint64_t seed) -> Finisher {
+    StateDict g = s.gradients(b, margin, seed);
     return [g](Napi::Env env) -> Napi::Value { return stateToJs(env, g); };
   });
 }
