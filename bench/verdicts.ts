@@ -4,6 +4,8 @@
  *
  *   node dist/bench/verdicts.js [--runs 20] [--smoke-runs 5] [--slowdown 1.3] [--tolerance 10%]
  *                               [--out bench/results/verdicts.json] [--keep DIR] [-- extra bench args]
+ *   node dist/bench/verdicts.js --from DIR [--ignore-load] …   (judge the runs a --keep DIR kept again, e.g.
+ *                               without the busy-machine rule; exit codes are then not known)
  *
  * 1. false alarms: one `bia bench --config tiny` run as the baseline, then --runs more runs of the
  *    same command with `--baseline` (each its own process, as a user runs them, the code unchanged):
@@ -15,7 +17,7 @@
  * is recorded with every run: the other processes on the machine are part of the measurement.
  */
 import { spawnSync } from 'node:child_process';
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
@@ -94,6 +96,8 @@ async function main(argv: string[]): Promise<void> {
       tolerance: { type: 'string', default: '10%' },
       out: { type: 'string', default: path.join(ROOT, 'bench', 'results', 'verdicts.json') },
       keep: { type: 'string' },
+      from: { type: 'string' },
+      'ignore-load': { type: 'boolean', default: false },
     },
   });
   const runs = Number(values.runs);
@@ -103,7 +107,9 @@ async function main(argv: string[]): Promise<void> {
   if (!Number.isInteger(smokeRuns) || smokeRuns < 0) throw invalidArgument(`--smoke-runs must be an integer ≥ 0, got '${values['smoke-runs']}'`);
   if (!(slowdown > 1)) throw invalidArgument(`--slowdown must be a number > 1, got '${values.slowdown}'`);
   const tolerance = parseTolerance(values.tolerance);
-  const dir = values.keep ? path.resolve(values.keep) : mkdtempSync(path.join(os.tmpdir(), 'bia-verdicts-'));
+  const from = values.from ? path.resolve(values.from) : null;
+  const ignoreLoad = values['ignore-load'];
+  const dir = from ?? (values.keep ? path.resolve(values.keep) : mkdtempSync(path.join(os.tmpdir(), 'bia-verdicts-')));
   mkdirSync(dir, { recursive: true });
   const log = (s: string) => process.stderr.write(`${s}\n`);
   const started = new Date().toISOString();
@@ -116,6 +122,8 @@ async function main(argv: string[]): Promise<void> {
     cores: os.availableParallelism(),
     tolerance,
     slowdown,
+    ...(from ? { judgedAgainFrom: from } : {}),
+    ignoreLoad,
   };
   const write = () => {
     mkdirSync(path.dirname(path.resolve(values.out)), { recursive: true });
@@ -127,8 +135,9 @@ async function main(argv: string[]): Promise<void> {
       log(`${mode}: a baseline, then ${count} comparisons`);
       const flags = mode === 'smoke' ? ['--config', 'tiny', '--smoke', ...extra] : ['--config', 'tiny', ...extra];
       const baseFile = path.join(dir, `${mode}-0.json`);
-      const b = bench([...flags, '--json', baseFile], log);
-      if (b.exitCode !== 0) throw new Error(`the baseline run failed with exit code ${b.exitCode}`);
+      const kept = { seconds: NaN, exitCode: null, loadBefore: NaN, loadAfter: NaN, stdout: '' };
+      const b = from ? kept : bench([...flags, '--json', baseFile], log);
+      if (!from && b.exitCode !== 0) throw new Error(`the baseline run failed with exit code ${b.exitCode}`);
       const base = readRun(baseFile);
       const slowBase = faster(base, slowdown);
       const records: RunRecord[] = [{ index: 0, seconds: b.seconds, exitCode: b.exitCode, loadBefore: b.loadBefore, loadAfter: b.loadAfter, contention: runContention(base) }];
@@ -136,15 +145,16 @@ async function main(argv: string[]): Promise<void> {
       result[mode] = { flags, baseline: records[0], runs: records, summary };
       for (let i = 1; i <= count; i++) {
         const file = path.join(dir, `${mode}-${i}.json`);
-        const r = bench([...flags, '--json', file, '--baseline', baseFile, '--tolerance', values.tolerance], log);
+        if (from && !existsSync(file)) break;
+        const r = from ? kept : bench([...flags, '--json', file, '--baseline', baseFile, '--tolerance', values.tolerance, ...(ignoreLoad ? ['--ignore-load'] : [])], log);
         const rec: RunRecord = { index: i, seconds: r.seconds, exitCode: r.exitCode, loadBefore: r.loadBefore, loadAfter: r.loadAfter, contention: null };
         try {
           const run = readRun(file);
           rec.contention = runContention(run);
-          const c = compareRuns(base, run, tolerance);
+          const c = compareRuns(base, run, tolerance, 0.99, { ignoreLoad });
           rec.verdicts = verdictCounts(c);
           rec.regressions = c.cases.filter((x) => x.verdict === 'regression').map((x) => `${x.key}: ${x.reasons.join('; ')}`);
-          const s = compareRuns(slowBase, run, tolerance);
+          const s = compareRuns(slowBase, run, tolerance, 0.99, { ignoreLoad });
           const judged = s.cases.filter((x) => x.old !== null && x.new !== null && x.new >= 1e-3);
           const missed = judged.filter((x) => x.verdict !== 'regression');
           rec.slowdown = { cases: judged.length, caught: judged.length - missed.length, missed: missed.map((x) => ({ key: x.key, verdict: x.verdict, reasons: x.reasons })) };
@@ -162,7 +172,7 @@ async function main(argv: string[]): Promise<void> {
         records.push(rec);
         summary.runs++;
         summary.exitCodes[String(rec.exitCode)] = (summary.exitCodes[String(rec.exitCode)] ?? 0) + 1;
-        if (rec.exitCode === 4) summary.falseAlarms++;
+        if (rec.exitCode === 4 || (from && rec.regressions?.length)) summary.falseAlarms++;
         log(`  ${mode} ${i}/${count}: exit ${rec.exitCode}, ${JSON.stringify(rec.verdicts)}, contention ${rec.contention?.toFixed(2)}; ` +
           `against the ${slowdown}× faster baseline ${rec.slowdown?.caught}/${rec.slowdown?.cases} cases ≥ 1 ms caught`);
         write();
@@ -172,7 +182,7 @@ async function main(argv: string[]): Promise<void> {
     write();
     log(`wrote ${values.out}`);
   } finally {
-    if (!values.keep) rmSync(dir, { recursive: true, force: true });
+    if (!values.keep && !from) rmSync(dir, { recursive: true, force: true });
   }
 }
 
