@@ -5,7 +5,7 @@
  * passes, one per image), the output's identity similarity, and the largest pixel difference between the
  * settings' outputs (0 when a saving changes nothing).
  *
- *   node dist/bench/throughput.js [--images 4] [--a '{"lineBatch":0}' --a-fresh-others] [--b '{}']
+ *   node dist/bench/throughput.js [--images 4] [--first 0] [--a '{"lineBatch":0}' --a-fresh-others] [--b '{}']
  *                                 [--json bench/results/throughput-demo.json]
  *
  * Settings are DEMO_SETTINGS with the encoder's calibrated threshold, plus each side's JSON overrides.
@@ -27,6 +27,10 @@ import { calibratedThreshold, DEMO_SETTINGS, loadDefaultModels } from '../ts/wor
 export interface SideRun {
   name: string;
   seconds: number;
+  /** Seconds inside UNet passes (unetStats). */
+  unetSeconds: number;
+  /** CPU seconds of the process (user + system) during the erasure: less sensitive than wall time to other jobs on a shared machine. */
+  cpuSeconds: number;
   unetImageCalls: number;
   similarity: number;
   randomSimilarity: number | null;
@@ -51,6 +55,7 @@ async function main(): Promise<void> {
   const { values } = parseArgs({
     options: {
       images: { type: 'string', default: '4' },
+      first: { type: 'string', default: '0' },
       a: { type: 'string', default: '{"lineBatch":0,"labelSteps":0}' },
       b: { type: 'string', default: '{}' },
       'a-fresh-others': { type: 'boolean', default: true },
@@ -58,20 +63,21 @@ async function main(): Promise<void> {
     },
   });
   const count = Number(values.images);
+  const first = Number(values.first);
   const threshold = calibratedThreshold() ?? 0.35;
   const sides: { name: string; options: EraseOptions; fresh: boolean }[] = [
     { name: 'A', options: { ...DEMO_SETTINGS, threshold, ...(JSON.parse(values.a!) as EraseOptions) }, fresh: values['a-fresh-others']! },
     { name: 'B', options: { ...DEMO_SETTINGS, threshold, ...(JSON.parse(values.b!) as EraseOptions) }, fresh: false },
   ];
   const models = await loadDefaultModels();
-  const portraits = await heldOut(count, 1, 21);
+  const portraits = await heldOut(first + count, 1, 21);
   const others = await otherPeople();
   const runs: Record<string, SideRun[]> = { A: [], B: [] };
   const diffs: number[] = [];
   const load: number[] = [];
   try {
     for (let i = 0; i < count; i++) {
-      const x = await takeRows([portraits.images], [[0, i]]);
+      const x = await takeRows([portraits.images], [[0, first + i]]);
       const outputs: Tensor[] = [];
       // Alternate which side goes first, so that neither always runs right after the other.
       const order = i % 2 === 0 ? sides : [...sides].reverse();
@@ -79,13 +85,17 @@ async function main(): Promise<void> {
         const o = side.fresh ? await takeRows([others], Array.from({ length: others.shape[0] }, (_, r) => [0, r] as [number, number])) : others;
         unetStats({ reset: true });
         const t = performance.now();
-        const r = await eraseIdentity(x, { diffusion: models.diffusion, encoder: models.encoder, others: o, ...side.options, inputName: `portrait-${portraits.identities[i]}` });
+        const cpu = process.cpuUsage();
+        const r = await eraseIdentity(x, { diffusion: models.diffusion, encoder: models.encoder, others: o, ...side.options, inputName: `portrait-${portraits.identities[first + i]}` });
         const seconds = (performance.now() - t) / 1000;
+        const c = process.cpuUsage(cpu);
         const u = unetStats({ reset: true });
         const rep = r.report;
         runs[side.name].push({
-          name: `portrait-${portraits.identities[i]}`,
+          name: `portrait-${portraits.identities[first + i]}`,
           seconds,
+          unetSeconds: u.seconds,
+          cpuSeconds: (c.user + c.system) / 1e6,
           unetImageCalls: u.encodeImages + u.decodeImages,
           similarity: rep.sid.after,
           randomSimilarity: rep.sid.randomBaseline ?? null,
@@ -101,7 +111,7 @@ async function main(): Promise<void> {
       load.push(os.loadavg()[0]);
       for (const t of [x, ...outputs]) t.dispose();
       const [a, b] = [runs.A[i], runs.B[i]];
-      console.log(`${a.name}: A ${a.seconds.toFixed(1)} s ${a.unetImageCalls} calls sim ${a.similarity.toFixed(3)} | B ${b.seconds.toFixed(1)} s ${b.unetImageCalls} calls sim ${b.similarity.toFixed(3)} | rounds ${a.rounds}/${b.rounds} | max |A − B| ${diffs[i].toExponential(2)} | load ${load[i].toFixed(1)}`);
+      console.log(`${a.name}: A ${a.seconds.toFixed(1)} s (cpu ${a.cpuSeconds.toFixed(1)} s) ${a.unetImageCalls} calls sim ${a.similarity.toFixed(3)} | B ${b.seconds.toFixed(1)} s (cpu ${b.cpuSeconds.toFixed(1)} s) ${b.unetImageCalls} calls sim ${b.similarity.toFixed(3)} | rounds ${a.rounds}/${b.rounds} | max |A − B| ${diffs[i].toExponential(2)} | load ${load[i].toFixed(1)}`);
     }
   } finally {
     others.dispose();
@@ -110,13 +120,14 @@ async function main(): Promise<void> {
   }
   const timed = (s: string) => runs[s].slice(count > 1 ? 1 : 0);
   const summary = Object.fromEntries(
-    ['A', 'B'].map((s) => [s, { secondsMedian: median(timed(s).map((r) => r.seconds)), unetImageCallsMedian: median(timed(s).map((r) => r.unetImageCalls)), imagesPerHour: 3600 / median(timed(s).map((r) => r.seconds)) }]),
+    ['A', 'B'].map((s) => [s, { secondsMedian: median(timed(s).map((r) => r.seconds)), cpuSecondsMedian: median(timed(s).map((r) => r.cpuSeconds)), unetImageCallsMedian: median(timed(s).map((r) => r.unetImageCalls)), imagesPerHour: 3600 / median(timed(s).map((r) => r.seconds)) }]),
   );
   const ratios = timed('A').map((a, i) => a.seconds / timed('B')[i].seconds);
+  const cpuRatios = timed('A').map((a, i) => a.cpuSeconds / timed('B')[i].cpuSeconds);
   console.log(`\nA: ${JSON.stringify(sides[0].options)}${sides[0].fresh ? ' (others inverted every time)' : ''}\nB: ${JSON.stringify(sides[1].options)}`);
-  console.log(`median per portrait (after the first): A ${summary.A.secondsMedian.toFixed(2)} s, ${summary.A.unetImageCallsMedian} UNet image-calls; B ${summary.B.secondsMedian.toFixed(2)} s, ${summary.B.unetImageCallsMedian} calls; A/B time ratio per portrait: median ${median(ratios).toFixed(2)} (${ratios.map((r) => r.toFixed(2)).join(', ')})`);
+  console.log(`median per portrait (after the first): A ${summary.A.secondsMedian.toFixed(2)} s, ${summary.A.unetImageCallsMedian} UNet image-calls; B ${summary.B.secondsMedian.toFixed(2)} s, ${summary.B.unetImageCallsMedian} calls; A/B time ratio per portrait: median ${median(ratios).toFixed(2)} (${ratios.map((r) => r.toFixed(2)).join(', ')}); CPU-time ratio: median ${median(cpuRatios).toFixed(2)} (${cpuRatios.map((r) => r.toFixed(2)).join(', ')})`);
   if (values.json) {
-    const out = { command: `node ${process.argv.slice(1).join(' ')}`, threads: getThreads(), cpu: os.cpus()[0]?.model, cores: os.cpus().length, loadAverage1m: load, sides, runs, maxAbsOutputDiff: diffs, summary, timeRatioAB: ratios };
+    const out = { command: `node ${process.argv.slice(1).join(' ')}`, threads: getThreads(), cpu: os.cpus()[0]?.model, cores: os.cpus().length, loadAverage1m: load, sides, runs, maxAbsOutputDiff: diffs, summary, timeRatioAB: ratios, cpuTimeRatioAB: cpuRatios };
     writeFileSync(values.json, `${JSON.stringify(out, null, 2)}\n`);
   }
 }

@@ -136,20 +136,46 @@ at::Tensor ddimDecode(UNet& unet, const at::Tensor& xLat, const at::Tensor& h, c
   }
   at::Tensor prevH;  // lagged: the unedited h of the previous call
   const int64_t n = static_cast<int64_t>(seq.size());
+  // One x_lat for many codes: the first step's encoder pass (and asyrp's unedited decoder pass) is the same for
+  // every image, so it runs once, at batch 1, and its features are shared (docs/throughput.md).
+  const bool shareFirst = h.defined() && xLat.size(0) == 1 && batch > 1;
   for (int64_t k = n - 1; k >= 0; k--) {
     ctx.checkAbort();
     const int64_t t = seq[static_cast<size_t>(k)];
     const int64_t tNext = k > 0 ? seq[static_cast<size_t>(k - 1)] : -1;
     const bool first = k == n - 1;
-    UNetFeatures f = unet->encode(x, timesOf(x, t));
+    const bool edit = t >= o.tEdit;
     at::Tensor eps, epsDir;
-    if (!h.defined()) {
-      eps = unet->decode(f.h, f);
-    } else {
-      InjectedEps r = injectedEps(unet, f, o.mode, first, t >= o.tEdit, h, o.hRef, prevH);
-      eps = r.eps;
-      epsDir = r.epsDir;
+    UNetFeatures f;
+    if (first && shareFirst) {
+      const UNetFeatures one = unet->encode(xLat, timesOf(xLat, t));
+      const auto wide = [batch](const at::Tensor& v) {
+        std::vector<int64_t> size = v.sizes().vec();
+        size[0] = batch;
+        return v.expand(size);
+      };
+      f.tembAct = wide(one.tembAct);
+      for (const auto& s : one.skips) f.skips.push_back(wide(s));
+      f.h = wide(one.h);
+      if (o.mode == InjectMode::Asyrp && edit) {
+        eps = unet->decode(f.h + (h - o.hRef), f);
+        epsDir = wide(unet->decode(one.h, one));
+      } else {
+        InjectedEps r = injectedEps(unet, f, o.mode, first, edit, h, o.hRef, prevH);
+        eps = r.eps;
+        epsDir = r.epsDir;
+      }
       if (o.mode == InjectMode::Lagged) prevH = f.h;
+    } else {
+      f = unet->encode(x, timesOf(x, t));
+      if (!h.defined()) {
+        eps = unet->decode(f.h, f);
+      } else {
+        InjectedEps r = injectedEps(unet, f, o.mode, first, edit, h, o.hRef, prevH);
+        eps = r.eps;
+        epsDir = r.epsDir;
+        if (o.mode == InjectMode::Lagged) prevH = f.h;
+      }
     }
     if (o.predictX0 && o.stopAfter > 0 && n - k >= o.stopAfter) {
       const double a = s.alphaBar(t);

@@ -1,7 +1,7 @@
 // The diffusion core on random weights: architecture and names, h-space injection, DDIM
 // inversion/decoding semantics of every injection mode, state dicts, bad input.
 import t from 'tap';
-import { createDiffusion, diffusionPreset, randn, tensor, tensorSync, zeros, type DiffusionModel, type Tensor } from '../ts/index';
+import { createDiffusion, diffusionPreset, randn, tensor, tensorSync, unetStats, zeros, type DiffusionModel, type Tensor } from '../ts/index';
 
 async function maxAbsDiff(a: Tensor, b: Tensor): Promise<number> {
   const [x, y] = [await a.data(), await b.data()];
@@ -151,6 +151,35 @@ t.test('DDIM: predictX0 returns the x̂0 of the last step run; at the last step 
   await t.rejects(m.decode(inv.xLat, null, { t0: 100, steps: 6, predictX0: true }), { code: 'BIA_INVALID_ARGUMENT', message: /stopAfter/ });
   await t.rejects(m.decode(inv.xLat, null, { t0: 100, steps: 6, stopAfter: 2, predictX0: 1 as never }), { code: 'BIA_INVALID_ARGUMENT' });
   for (const y of [x, inv.xLat, inv.hR, h, full, last, s1, eps, got, next]) y.dispose();
+  m.dispose();
+});
+
+t.test('DDIM: many codes from one x_lat share the first encoder pass, and decode as each alone', async (t) => {
+  const m = await createDiffusion('tiny', { seed: 1 });
+  const x = await randn([1, 3, 16, 16], { seed: 6 });
+  const inv = await m.invert(x, { t0: 100, steps: 6 });
+  const h = await randn([3, ...m.hShape], { seed: 9 });
+  for (const mode of ['every-step', 'asyrp', 'first-step', 'lagged'] as const) {
+    const o = { t0: 100, steps: 6, eta: 0, mode, hRef: inv.hR };
+    unetStats({ reset: true });
+    const all = await m.decode(inv.xLat, h, o);
+    const u = unetStats({ reset: true });
+    t.equal(u.encodeImages, 1 + 3 * 5, `${mode}: one shared first encoder pass, then one per image and step`);
+    t.equal(u.decodeImages, mode === 'asyrp' ? 1 + 3 + 3 * 5 * 2 : 3 * 6, `${mode}: decoder passes`);
+    const a = await all.data();
+    let worst = 0;
+    for (let i = 0; i < 3; i++) {
+      const per = m.hShape.reduce((p, v) => p * v, 1);
+      const hi = await tensor((await h.data()).slice(i * per, (i + 1) * per), [1, ...m.hShape]);
+      const one = await m.decode(inv.xLat, hi, o);
+      const d = await one.data();
+      for (let j = 0; j < d.length; j++) worst = Math.max(worst, Math.abs(d[j] - a[i * d.length + j]));
+      for (const y of [hi, one]) y.dispose();
+    }
+    t.ok(worst < 1e-5, `${mode}: each image as decoded alone (max |Δ| ${worst.toExponential(2)})`);
+    all.dispose();
+  }
+  for (const y of [x, inv.xLat, inv.hR, h]) y.dispose();
   m.dispose();
 });
 
