@@ -492,7 +492,7 @@ export function loadedAddonPath(): string {
 /**
  * How long LibTorch's idle OpenMP workers spin before they sleep: libgomp reads GOMP_SPINCOUNT once,
  * when the addon loads it. Unless GOMP_SPINCOUNT or OMP_WAIT_POLICY is set, it is set to 1000 rounds
- * (libgomp's own choice when threads outnumber cores) instead of 300,000: workers spinning between
+ * instead of libgomp's default 300,000 (it spins 100 when threads outnumber cores): workers spinning between
  * jobs took the cores from OpenBLAS's threads and from other processes, and small jobs came out a
  * scheduler tick (4 ms) late or worse (docs/benchmarks.md, "Thread wake-up").
  */
