@@ -252,6 +252,18 @@ export async function unlearnIdentity(photos: Tensor, models: EraseModels & { di
     const picks = sampledSteps(o.steps, perCode);
     const decodeArgs = { t0: o.t0, steps: o.steps, tEdit: o.tEdit };
 
+    // A retain photo of the person would teach the model to keep her: refuse it (before any long work).
+    const othersEmb = scope.add(await encoder.embed(models.others, { protocol: o.protocol, signal: job.signal }));
+    const photosEmb = scope.add(await encoder.embed(photos, { protocol: o.protocol, signal: job.signal }));
+    for (let i = 0; i < photos.shape[0]; i++) {
+      const row = scope.add(await takeRows([photosEmb], [[0, i]]));
+      const sim = await similarity(othersEmb, row, job);
+      const s = Array.from(await sim.data());
+      sim.dispose();
+      const k = s.findIndex((v) => v >= o.threshold);
+      if (k >= 0) throw invalidArgument(`others: picture ${k} looks like the person to unlearn (similarity ${s[k].toFixed(3)} to photo ${i}, threshold ${o.threshold}); give photos of other people`);
+    }
+
     const othersInv = await diffusion.invert(models.others, { t0: o.t0, steps: o.steps, signal: job.signal });
     scope.add(othersInv.xLat);
     scope.add(othersInv.hR);
@@ -285,15 +297,6 @@ export async function unlearnIdentity(photos: Tensor, models: EraseModels & { di
       } finally {
         bh.dispose();
       }
-    }
-    // A retain photo of the person would teach the model to keep her: refuse it.
-    const othersEmb = scope.add(await encoder.embed(models.others, { protocol: o.protocol, signal: job.signal }));
-    for (let i = 0; i < per.fR.length; i++) {
-      const sim = await similarity(othersEmb, per.fR[i], job);
-      const s = Array.from(await sim.data());
-      sim.dispose();
-      const k = s.findIndex((v) => v >= o.threshold);
-      if (k >= 0) throw invalidArgument(`others: picture ${k} looks like the person to unlearn (similarity ${s[k].toFixed(3)} to photo ${i}, threshold ${o.threshold}); give photos of other people`);
     }
     const given: Codes = { xLat: scope.add(await allRows(per.xLat)), hR: scope.add(await allRows(per.hR)), dh: scope.add(await allRows(per.dh)), hHat: null };
     given.hHat = scope.add(await combine(given.hR, given.dh!, 1));
