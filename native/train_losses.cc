@@ -26,7 +26,6 @@ uint64_t splitmix64(uint64_t x) {
 // an uninterrupted one would have drawn. Kept below 2^63 (torch seeds are read as int64 in places).
 uint64_t stepSeed(uint64_t seed, uint64_t k) { return splitmix64(seed ^ splitmix64(k + 0x5EEDull)) >> 1; }
 
-// The network (and the heads) in training mode for one forward pass; eval() again afterwards.
 // The adapters' sums in the layers for one loss computation; the base weights back afterwards, so that
 // nothing outside a step (saving, snapshots, model copies) sees a stale graph.
 class AdaptersApplied {
@@ -38,6 +37,7 @@ class AdaptersApplied {
   const LoraSet& lora_;
 };
 
+// The network (and the heads) in training mode for one forward pass; eval() again afterwards.
 class TrainMode {
  public:
   TrainMode(torch::nn::Module& m, torch::nn::Module* head) : m_(m), head_(head) {

@@ -211,7 +211,9 @@ export class Trainer<T extends TrainTarget = TrainTarget> extends NativeHandle<N
    * Write a checkpoint (safetensors, atomically): the network under its official names, head.*, ema.*,
    * optim.exp_avg.*, optim.exp_avg_sq.*, optim.step, and the trainer's metadata ("bia.trainer") plus
    * the model's own ("bia.unet.config" / "arch" / "bia.attributes.config"), so that loadDiffusion /
-   * loadIdentityEncoder / loadAttributeEstimator read it with strict: false. Resolves to the step written.
+   * loadIdentityEncoder / loadAttributeEstimator read it with strict: false (with adapters, lora.* too: such a
+   * load gives the base network without them; use model() or saveAdapter for the adapted one). Resolves to the
+   * step written.
    */
   async save(path: string, opts?: { metadata?: Record<string, string> } & JobOptions): Promise<number> {
     const n = this.native;
