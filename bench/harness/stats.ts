@@ -5,6 +5,7 @@
  * the bootstrap draws from a seeded generator, so a verdict is reproducible from the JSON files.
  */
 import { invalidArgument } from '../../ts/errors';
+import { prng } from '../../ts/blackhole/svm';
 
 /** The p-quantile (0 ≤ p ≤ 1) of ascending-sorted values, linear between order statistics. */
 export function quantileSorted(sorted: ArrayLike<number>, p: number): number {
@@ -21,17 +22,8 @@ export function median(xs: readonly number[]): number {
   return quantileSorted([...xs].sort((a, b) => a - b), 0.5);
 }
 
-/** A seeded uniform generator on [0, 1) (mulberry32). */
-export function seededRandom(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+/** A seeded uniform generator on [0, 1): the library's mulberry32 (ts/blackhole/svm.ts). */
+export const seededRandom: (seed: number) => () => number = prng;
 
 /** A 32-bit seed from a string (FNV-1a): each case's bootstrap draws from its own, fixed stream. */
 export function seedOf(s: string): number {
