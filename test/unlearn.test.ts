@@ -198,7 +198,12 @@ t.test('bad inputs: wrong sizes are refused; the CLI exits 3 on an unreadable ph
   await t.rejects(unlearnIdentity(photo, { diffusion, encoder, others: nan }), { code: 'BIA_INVALID_ARGUMENT', message: /others .*picture 0 holds NaN/ });
   // the person among the people to keep: one class on both sides
   const withHer = await takeRows([others, photo], [[0, 0], [1, 0]]);
-  await t.rejects(unlearnIdentity(photo, { diffusion, encoder, others: withHer }, { erase: { ...BASE, threshold } }), { code: 'BIA_INVALID_ARGUMENT', message: /others: picture 1 looks like the person to unlearn/ });
+  const r = await unlearnIdentity(photo, { diffusion, encoder, others: withHer }, { erase: { ...BASE, threshold }, iterations: 2, statesPerCode: 2 });
+  t.same(r.report.othersLeftOut, [1], 'a retain picture of the person is left out');
+  t.equal(r.report.others, 1);
+  t.equal(r.images.others.shape[0], r.images.othersAfter.shape[0], 'the grid rows match the kept retain pictures');
+  r.dispose();
+  await t.rejects(unlearnIdentity(photo, { diffusion, encoder, others: photo }, { erase: { ...BASE, threshold } }), { code: 'BIA_INVALID_ARGUMENT', message: /every picture looks like the person/ });
   for (const x of [blank, nan, withHer]) x.dispose();
   small.dispose();
   const dir = mkdtempSync(join(tmpdir(), 'bia-unlearn-cli-'));

@@ -197,7 +197,7 @@ export async function runUnlearnCli(argv: string[]): Promise<number> {
       if (r.saveAdapter) await r.saveAdapter(nodePath.join(out, 'adapter.safetensors'));
       const grids = { photos: nodePath.join(out, 'grid.png'), others: nodePath.join(out, 'others.png') };
       await grid([photos, r.images.before, r.images.absorbed, r.images.after], grids.photos);
-      await grid([otherPhotos, r.images.othersBefore, r.images.othersAfter], grids.others);
+      await grid([r.images.others, r.images.othersBefore, r.images.othersAfter], grids.others);
       const report = { ...r.report, diffusion: diffusionPath, encoder: encoderPath, device, threshold: eraseFlags.threshold ?? erase.threshold ?? null };
       await writeFileAtomic(nodePath.join(out, 'report.json'), JSON.stringify(report, null, 1), 'report');
       const html = renderUnlearnReport({

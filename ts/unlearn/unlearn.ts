@@ -80,7 +80,9 @@ export interface UnlearnOptions extends JobOptions {
 
 export interface UnlearnReport {
   photos: number;
+  /** Retain photos used; othersLeftOut: the indices of those left out because the encoder took them for the person. */
   others: number;
+  othersLeftOut?: number[];
   params: UnlearnParams;
   iterations: number;
   mirror: boolean;
@@ -106,7 +108,7 @@ export interface UnlearnResult extends Disposable {
   /** params 'adapters': write them as a patch file (Trainer.saveAdapter); resolves to the layers adapted. */
   saveAdapter?: (path: string) => Promise<number>;
   /** Reconstructions of the photos by the original and the unlearned model, [N, 3, H, W] each. */
-  images: { before: Tensor; after: Tensor; absorbed: Tensor; othersBefore: Tensor; othersAfter: Tensor };
+  images: { before: Tensor; after: Tensor; absorbed: Tensor; others: Tensor; othersBefore: Tensor; othersAfter: Tensor };
   report: UnlearnReport;
   dispose(): void;
 }
@@ -252,19 +254,23 @@ export async function unlearnIdentity(photos: Tensor, models: EraseModels & { di
     const picks = sampledSteps(o.steps, perCode);
     const decodeArgs = { t0: o.t0, steps: o.steps, tEdit: o.tEdit };
 
-    // A retain photo of the person would teach the model to keep her: refuse it (before any long work).
+    // A retain photo that the encoder takes for the person would teach the model to keep her: it is left out
+    // (and named in the report); if none is left, the call is refused (before any long work).
     const othersEmb = scope.add(await encoder.embed(models.others, { protocol: o.protocol, signal: job.signal }));
     const photosEmb = scope.add(await encoder.embed(photos, { protocol: o.protocol, signal: job.signal }));
+    const lookAlike = new Set<number>();
     for (let i = 0; i < photos.shape[0]; i++) {
       const row = scope.add(await takeRows([photosEmb], [[0, i]]));
       const sim = await similarity(othersEmb, row, job);
-      const s = Array.from(await sim.data());
+      (await sim.data()).forEach((v, k) => v >= o.threshold && lookAlike.add(k));
       sim.dispose();
-      const k = s.findIndex((v) => v >= o.threshold);
-      if (k >= 0) throw invalidArgument(`others: picture ${k} looks like the person to unlearn (similarity ${s[k].toFixed(3)} to photo ${i}, threshold ${o.threshold}); give photos of other people`);
     }
+    const keptOthers = Array.from({ length: models.others.shape[0] }, (_, k) => k).filter((k) => !lookAlike.has(k));
+    if (keptOthers.length === 0) throw invalidArgument(`others: every picture looks like the person to unlearn (similarity ≥ the threshold ${o.threshold}); give photos of other people`);
+    const others = lookAlike.size ? scope.add(await takeRows([models.others], keptOthers.map((k) => [0, k]))) : models.others;
+    const othersEmbKept = lookAlike.size ? scope.add(await takeRows([othersEmb], keptOthers.map((k) => [0, k]))) : othersEmb;
 
-    const othersInv = await diffusion.invert(models.others, { t0: o.t0, steps: o.steps, signal: job.signal });
+    const othersInv = await diffusion.invert(others, { t0: o.t0, steps: o.steps, signal: job.signal });
     scope.add(othersInv.xLat);
     scope.add(othersInv.hR);
 
@@ -396,7 +402,8 @@ export async function unlearnIdentity(photos: Tensor, models: EraseModels & { di
     const simEach = async (images: Tensor, refs: Tensor) => Array.from(await identitySimilarity(encoder, images, refs, o, job));
     const report: UnlearnReport = {
       photos: photos.shape[0],
-      others: models.others.shape[0],
+      others: others.shape[0],
+      ...(lookAlike.size ? { othersLeftOut: [...lookAlike].sort((a, b) => a - b) } : {}),
       params,
       iterations,
       mirror,
@@ -408,12 +415,12 @@ export async function unlearnIdentity(photos: Tensor, models: EraseModels & { di
         absorbed: await simEach(absorbedAll, fR),
         ...(mirroredAbsorbed ? { mirroredAbsorbed: await simEach(mirroredAbsorbed, fR) } : {}),
       },
-      retain: { before: await simEach(othersBefore, othersEmb), after: await simEach(othersAfter, othersEmb) },
+      retain: { before: await simEach(othersBefore, othersEmbKept), after: await simEach(othersAfter, othersEmbKept) },
       ...(variantReport ? { variants: variantReport } : {}),
       losses,
       seconds: (performance.now() - start) / 1000,
     };
-    const images = { before, after, absorbed: absorbedAll, othersBefore, othersAfter };
+    const images = { before, after, absorbed: absorbedAll, others: await allRows([others]), othersBefore, othersAfter };
     const kept = params === 'adapters' ? trainer : undefined;
     if (kept) trainer = undefined; // the result owns it: it writes the patch
     const dispose = () => {
