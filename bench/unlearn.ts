@@ -23,13 +23,13 @@ import { parseArgs } from 'node:util';
 import { takeRows } from '../ts/blackhole/codes';
 import { loadDiffusion, type DiffusionModel } from '../ts/diffusion';
 import { setThreads } from '../ts/engine';
-import { loadIdentityEncoder, similarity, type IdentityEncoder } from '../ts/identity';
+import { loadIdentityEncoder, type IdentityEncoder } from '../ts/identity';
 import { comparisonGrid } from '../ts/images';
 import { randn, tensor, type Tensor } from '../ts/tensor';
 import { unlearnIdentity, type UnlearnParams } from '../ts/unlearn/unlearn';
 import { DEFAULT_FILES, otherPeople } from '../ts/world/defaults';
 import { DEMO_SETTINGS } from '../ts/world/demo';
-import { featuresOf, GROUP_NAMES, loadMeters, scoreSet, type Meters } from '../ts/world/meters';
+import { featuresOf, GROUP_NAMES, loadMeters, scoreSet, similarityTo } from '../ts/world/meters';
 import { portraitBatch, type PortraitBatch } from '../ts/world/portraits';
 import { validityScores } from '../ts/world/quality';
 
@@ -85,14 +85,7 @@ async function main(): Promise<void> {
     e.dispose();
     return tensor(m, [1, d]);
   };
-  const simTo = async (enc: IdentityEncoder, images: Tensor, ref: Tensor) => {
-    const e = await enc.embed(images, { protocol: 'resize' });
-    const s = await similarity(e, ref);
-    const r = Array.from(await s.data());
-    e.dispose();
-    s.dispose();
-    return r;
-  };
+
   const pixelChange = async (a: Tensor, b: Tensor) => {
     const [x, y] = [await a.data(), await b.data()];
     let s = 0;
@@ -124,8 +117,8 @@ async function main(): Promise<void> {
   /** Forgetting of person k, preservation and samples under model m. */
   const measure = async (m: DiffusionModel, k: number) => {
     const rec = await recon(m, unseen[k].images);
-    const sims = await simTo(encoder, rec, enrolled[k]);
-    const sims2 = meters.recognizer ? await simTo(meters.recognizer, rec, enrolled2[k]) : [];
+    const sims = await similarityTo(encoder, rec, enrolled[k]);
+    const sims2 = meters.recognizer ? await similarityTo(meters.recognizer, rec, enrolled2[k]) : [];
     const sc = await scoreSet(meters, rec, unseen[k].images, unseen[k].attributes);
     rec.dispose();
     return {

@@ -19,7 +19,7 @@ import { BiaError } from '../errors';
 import type { BlackHole } from '../erase/form';
 import { eraseIdentity } from '../erase/pipeline';
 import type { EraseOptions, EraseReport } from '../erase/types';
-import { loadIdentityEncoder, similarity, type IdentityEncoder } from '../identity';
+import { loadIdentityEncoder, type IdentityEncoder } from '../identity';
 import { comparisonGrid, imageToBuffer, writeFileAtomic, writeImage } from '../images';
 import { renderReportHtml } from '../report/html';
 import type { Tensor } from '../tensor';
@@ -29,7 +29,7 @@ import { loadAttributeEstimator, type AttributeEstimator } from '../train/attrib
 import { ATTRIBUTE_SPEC, attributeNames } from './attributes';
 import { DEFAULT_FILES, readManifest, ROOT, heldOut, otherPeople, type DefaultModel } from './defaults';
 import { FACE_ELLIPSE } from '../erase/degenerate';
-import { cellLabel, loadMeters, scoreSet, type Meters } from './meters';
+import { cellLabel, loadMeters, scoreSet, similarityTo, type Meters } from './meters';
 
 /**
  * What the demo changes from the released defaults, and why (measured on this world with `bia eval`, see
@@ -135,14 +135,6 @@ export interface DemoImage {
   seconds: number;
 }
 
-async function sims(encoder: IdentityEncoder, images: Tensor, fR: Tensor): Promise<number[]> {
-  const e = await encoder.embed(images, { protocol: 'resize' });
-  const s = await similarity(e, fR);
-  const out = Array.from(await s.data());
-  e.dispose();
-  s.dispose();
-  return out;
-}
 
 /** Identity along the BIA direction and along a random one, at 0..max·‖h_r‖; writes strip.png. */
 async function walkStrip(bh: BlackHole, models: { diffusion: DiffusionModel; encoder: IdentityEncoder }, o: EraseOptions, maxDistance: number, file: string): Promise<DemoImage['strip']> {
@@ -153,7 +145,7 @@ async function walkStrip(bh: BlackHole, models: { diffusion: DiffusionModel; enc
   const codes = [await offsetCodes(bh.hR, { rows: distances.map(() => 0), direction: bh.boundary!.dq, steps }), await offsetCodes(bh.hR, { rows: distances.map(() => 0), direction: u, steps })];
   const dec = { mode: o.inject, t0: o.t0, steps: o.steps, eta: 0, hRef: bh.hR, batchSize: o.batchSize };
   const images = [await models.diffusion.decode(bh.xLat, codes[0], dec), await models.diffusion.decode(bh.xLat, codes[1], dec)];
-  const [bia, random] = [await sims(models.encoder, images[0], bh.fR), await sims(models.encoder, images[1], bh.fR)];
+  const [bia, random] = [await similarityTo(models.encoder, images[0], bh.fR), await similarityTo(models.encoder, images[1], bh.fR)];
   const cells = await Promise.all(
     [0, 1].map((r) =>
       Promise.all(distances.map(async (d, i) => ({ tensor: await takeRows([images[r]], [[0, i]]), label: `${r === 0 ? 'BIA' : 'rnd'} ${d.toFixed(1)}: ${(r === 0 ? bia : random)[i].toFixed(2)}` }))),

@@ -126,12 +126,24 @@ export async function featuresOf(quality: AttributeEstimator, images: Tensor, ba
   return concatFeatures(parts);
 }
 
-async function sims(enc: IdentityEncoder, images: Tensor, ref: Tensor): Promise<number[]> {
-  const [a, b] = [await enc.embed(images, { protocol: 'resize' }), await enc.embed(ref, { protocol: 'resize' })];
-  const s = await similarity(a, b);
+/** cos(E(image_i), ref) per image, the 'resize' protocol; ref: embeddings [1, D] or one per image. */
+export async function similarityTo(enc: IdentityEncoder, images: Tensor, ref: Tensor): Promise<number[]> {
+  const e = await enc.embed(images, { protocol: 'resize' });
+  const s = await similarity(e, ref);
   const out = Array.from(await s.data());
-  for (const t of [a, b, s]) t.dispose();
+  e.dispose();
+  s.dispose();
   return out;
+}
+
+/** Pairwise identity similarity of two image sets (same order). */
+async function sims(enc: IdentityEncoder, images: Tensor, ref: Tensor): Promise<number[]> {
+  const r = await enc.embed(ref, { protocol: 'resize' });
+  try {
+    return await similarityTo(enc, images, r);
+  } finally {
+    r.dispose();
+  }
 }
 
 /** Every per-image measure of one image set against the inputs (same order). */
