@@ -13,7 +13,7 @@
  * 2. catches: a baseline whose every sample (wall and CPU time) is the first run's divided by
  *    --slowdown (its medians that much faster), against which each later run is compared: the share
  *    of the cases of ≥ 1 ms that come out as regressions.
- * The machine's load (1-minute load average before and after each run, the cases' CPU-wait share)
+ * The machine's load (1-minute load average before and after each run, other processes' load on the cases' cores)
  * is recorded with every run: the other processes on the machine are part of the measurement.
  */
 import { spawnSync } from 'node:child_process';
@@ -35,8 +35,8 @@ interface RunRecord {
   exitCode: number | null;
   loadBefore: number;
   loadAfter: number;
-  /** Median over the run's cases of their median CPU-wait share. */
-  contention: number | null;
+  /** Median over the run's cases of other processes' load on the cores the bench needs (cores). */
+  load: number | null;
   verdicts?: Record<string, number>;
   regressions?: string[];
   /** Against the --slowdown baseline: cases of ≥ 1 ms, and how many came out as regressions. */
@@ -58,8 +58,8 @@ function readRun(file: string): BenchRun {
   return asBenchRun(JSON.parse(readFileSync(file, 'utf8')), file);
 }
 
-function runContention(run: BenchRun): number | null {
-  const w = run.suites.flatMap((s) => s.measurements).map((m) => m.stability?.contention).filter((x): x is number => typeof x === 'number');
+function runLoad(run: BenchRun): number | null {
+  const w = run.suites.flatMap((s) => s.measurements).map((m) => m.stability?.load).filter((x): x is number => typeof x === 'number');
   return w.length ? median(w) : null;
 }
 
@@ -140,17 +140,17 @@ async function main(argv: string[]): Promise<void> {
       if (!from && b.exitCode !== 0) throw new Error(`the baseline run failed with exit code ${b.exitCode}`);
       const base = readRun(baseFile);
       const slowBase = faster(base, slowdown);
-      const records: RunRecord[] = [{ index: 0, seconds: b.seconds, exitCode: b.exitCode, loadBefore: b.loadBefore, loadAfter: b.loadAfter, contention: runContention(base) }];
+      const records: RunRecord[] = [{ index: 0, seconds: b.seconds, exitCode: b.exitCode, loadBefore: b.loadBefore, loadAfter: b.loadAfter, load: runLoad(base) }];
       const summary = { runs: 0, falseAlarms: 0, exitCodes: {} as Record<string, number>, verdicts: {} as Record<string, number>, slowdown: { cases: 0, caught: 0, missedBecause: {} as Record<string, number> } };
       result[mode] = { flags, baseline: records[0], runs: records, summary };
       for (let i = 1; i <= count; i++) {
         const file = path.join(dir, `${mode}-${i}.json`);
         if (from && !existsSync(file)) break;
         const r = from ? kept : bench([...flags, '--json', file, '--baseline', baseFile, '--tolerance', values.tolerance, ...(ignoreLoad ? ['--ignore-load'] : [])], log);
-        const rec: RunRecord = { index: i, seconds: r.seconds, exitCode: r.exitCode, loadBefore: r.loadBefore, loadAfter: r.loadAfter, contention: null };
+        const rec: RunRecord = { index: i, seconds: r.seconds, exitCode: r.exitCode, loadBefore: r.loadBefore, loadAfter: r.loadAfter, load: null };
         try {
           const run = readRun(file);
-          rec.contention = runContention(run);
+          rec.load = runLoad(run);
           const c = compareRuns(base, run, tolerance, 0.99, { ignoreLoad });
           rec.verdicts = verdictCounts(c);
           rec.regressions = c.cases.filter((x) => x.verdict === 'regression').map((x) => `${x.key}: ${x.reasons.join('; ')}`);
@@ -173,7 +173,7 @@ async function main(argv: string[]): Promise<void> {
         summary.runs++;
         summary.exitCodes[String(rec.exitCode)] = (summary.exitCodes[String(rec.exitCode)] ?? 0) + 1;
         if (rec.exitCode === 4 || (from && rec.regressions?.length)) summary.falseAlarms++;
-        log(`  ${mode} ${i}/${count}: exit ${rec.exitCode}, ${JSON.stringify(rec.verdicts)}, contention ${rec.contention?.toFixed(2)}; ` +
+        log(`  ${mode} ${i}/${count}: exit ${rec.exitCode}, ${JSON.stringify(rec.verdicts)}, load ${rec.load?.toFixed(2)}; ` +
           `against the ${slowdown}× faster baseline ${rec.slowdown?.caught}/${rec.slowdown?.cases} cases ≥ 1 ms caught`);
         write();
       }

@@ -103,22 +103,24 @@ t.test('verdicts: unchanged, regression, improvement, inconclusive', async (t) =
 });
 
 t.test('a busy machine: no change is called; a busier one below the limit neither', async (t) => {
-  const old = { samples: noisy(20, 1e-3, 0.05, 21), contention: Array(20).fill(0.02) };
+  const old = { samples: noisy(20, 1e-3, 0.05, 21), load: Array(20).fill(0.02) };
   const slower = noisy(20, 1.5e-3, 0.05, 22);
-  const busy = judge(old, { samples: slower, contention: Array(20).fill(0.6) }, 0.1);
+  const busy = judge(old, { samples: slower, load: Array(20).fill(0.6) }, 0.1);
   t.equal(busy.verdict, 'inconclusive');
-  t.match(busy.reasons.join(), /the machine was busy: the threads waited for a CPU 60% of the time, 2% in the baseline \(above 25%\)/);
-  t.equal(judge({ ...old, contention: Array(20).fill(0.6) }, { samples: slower, contention: Array(20).fill(0.6) }, 0.1).verdict, 'inconclusive', 'busy in both runs');
-  const busier = judge(old, { samples: slower, contention: Array(20).fill(0.2) }, 0.1);
-  t.equal(busier.verdict, 'inconclusive', '18 points more wait, below the 25% limit');
-  t.match(busier.reasons.join(), /the machine was busier: the threads waited for a CPU 20% of the time, 2% in the baseline/);
-  t.equal(judge(old, { samples: slower, contention: Array(20).fill(0.05) }, 0.1).verdict, 'regression', '3 points more wait does not explain +50%');
-  t.equal(judge({ samples: old.samples }, { samples: slower, contention: Array(20).fill(0.05) }, 0.1).verdict, 'regression', 'a baseline without the measure');
-  t.equal(judge(old, { samples: slower, contention: Array(20).fill(0.6) }, 0.1, { ignoreLoad: true }).verdict, 'regression', 'ignoreLoad: the times alone');
+  t.match(busy.reasons.join(), /the machine was busy: other processes took 0\.60 cores of the cores it needs, 0\.02 cores in the baseline \(above 0\.25\)/);
+  t.equal(judge({ ...old, load: Array(20).fill(0.6) }, { samples: slower, load: Array(20).fill(0.6) }, 0.1).verdict, 'inconclusive', 'busy in both runs');
+  const busier = judge(old, { samples: slower, load: Array(20).fill(0.2) }, 0.1);
+  t.equal(busier.verdict, 'inconclusive', '0.18 cores more load, below the 0.25 limit');
+  t.match(busier.reasons.join(), /the machine was busier: other processes took 0\.20 cores of the cores it needs, 0\.02 cores in the baseline/);
+  t.equal(judge(old, { samples: slower, load: Array(20).fill(0.05) }, 0.1).verdict, 'regression', '0.03 cores more load does not explain +50%');
+  t.equal(judge({ samples: old.samples }, { samples: slower, load: Array(20).fill(0.05) }, 0.1).verdict, 'regression', 'a baseline without the measure');
+  t.equal(judge(old, { samples: slower, load: Array(20).fill(0.6) }, 0.1, { ignoreLoad: true }).verdict, 'regression', 'ignoreLoad: the times alone');
+  // The load is the mean over the samples: one busy sample in twenty does not make the case busy.
+  t.equal(judge(old, { samples: slower, load: [2, ...Array(19).fill(0)] }, 0.1).verdict, 'regression', 'mean load 0.1');
   // A speed-up measured on a quieter machine is not credited to the code either.
-  t.equal(judge({ samples: slower, contention: Array(20).fill(0.2) }, old, 0.1).verdict, 'inconclusive');
+  t.equal(judge({ samples: slower, load: Array(20).fill(0.2) }, old, 0.1).verdict, 'inconclusive');
   // Unchanged stays unchanged on a busy machine: nothing is called either way.
-  t.equal(judge({ ...old, contention: Array(20).fill(0.9) }, { samples: noisy(20, 1e-3, 0.05, 23), contention: Array(20).fill(0.9) }, 0.1).verdict, 'unchanged');
+  t.equal(judge({ ...old, load: Array(20).fill(0.9) }, { samples: noisy(20, 1e-3, 0.05, 23), load: Array(20).fill(0.9) }, 0.1).verdict, 'unchanged');
 });
 
 t.test('stability: bimodal samples, dispersion, a busy machine', async (t) => {
@@ -133,9 +135,9 @@ t.test('stability: bimodal samples, dispersion, a busy machine', async (t) => {
   const calm = stability(noisy(20, 1e-3, 0.03, 5), Array(20).fill(0.01));
   t.same(calm.unstable, [], 'unimodal ±3% noise on a quiet machine: stable');
   t.equal(calm.bimodal, null);
-  t.equal(calm.contention, 0.01);
-  t.equal(stability(noisy(20, 1e-3, 0.03, 5)).contention, null, 'not measured');
-  t.match(stability(noisy(20, 1e-3, 0.03, 5), Array(20).fill(0.8)).unstable.join(), /busy machine: the threads waited for a CPU 80% of the time/);
+  t.ok(Math.abs(calm.load! - 0.01) < 1e-12, 'the mean load');
+  t.equal(stability(noisy(20, 1e-3, 0.03, 5)).load, null, 'not measured');
+  t.match(stability(noisy(20, 1e-3, 0.03, 5), Array(20).fill(0.8)).unstable.join(), /busy machine: other processes took 0\.80 of the cores the case needs/);
   t.equal(bimodality(mixture(30, 1e-3, 14e-3, 0.3, 9))!.highCount > 4, true, 'a 30% slow mode among 30 samples');
   t.equal(stability([1, 1, 1, 1, 1, 1, 1, 50]).outliers, 1, 'a far outlier');
   t.throws(() => stability([]), { code: 'BIA_INVALID_ARGUMENT' });

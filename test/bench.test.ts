@@ -151,6 +151,7 @@ t.test('bia bench --smoke: every suite on the tiny config, JSON and markdown', a
     // One sample lasts --min-time (5 ms in smoke) unless one call is longer: loops were planned from the estimate.
     t.ok(c.loops === 1 || c.loops * c.estimate >= c.minTime * 0.999, `${m.suite}/${m.case}: ${c.loops} × ${c.estimate} s ≥ ${c.minTime} s`);
     if (m.contention) t.equal(m.contention.length, m.samples.length, 'a CPU-wait share per sample');
+    t.ok(m.load && m.load.length === m.samples.length && m.load.every((l) => l >= 0), `${m.suite}/${m.case}: other processes' load per sample`);
   }
   if (findPython()) t.ok(fwd.every((m) => m.reference && m.reference.speedup > 0), 'the Python eager reference ran side by side');
   const pipe = run.suites.find((s) => s.suite === 'pipeline')!;
@@ -166,16 +167,16 @@ t.test('--baseline: exit 4 on a regression, 0 on an improvement, 2 when not comp
   const json = join(dir, 'engine.json');
   t.equal(runCli(['bench', 'engine', '--smoke', '--no-python', '--trials', '3', '--json', json], ENV).status, 0);
   const run = JSON.parse(readFileSync(json, 'utf8')) as BenchRun;
-  // Every sample at k × the median; without the CPU-wait record, so the verdict rests on the times alone
+  // Every sample at k × the median; without the load record, so the verdict rests on the times alone
   // (a busier machine during this run cannot make it inconclusive).
   const scaled = (k: number) => ({
     ...run,
-    suites: run.suites.map((s) => ({ ...s, measurements: s.measurements.map(({ contention: _c, stability: _s, ...m }) => ({ ...m, ...stats(m.samples.map(() => m.median * k)) })) })),
+    suites: run.suites.map((s) => ({ ...s, measurements: s.measurements.map(({ contention: _c, load: _l, stability: _s, ...m }) => ({ ...m, ...stats(m.samples.map(() => m.median * k)) })) })),
   });
   const fast = join(dir, 'fast.json');
   writeFileSync(fast, JSON.stringify(scaled(1 / 20)));
   const md = join(dir, 'cmp.md');
-  // --ignore-load: this run's own CPU-wait (tests run side by side) must not make it inconclusive.
+  // --ignore-load: other processes' load on the cores (tests run side by side) must not make it inconclusive.
   const r = runCli(['bench', 'engine', '--smoke', '--no-python', '--trials', '3', '--ignore-load', '--baseline', fast, '--tolerance', '10%', '--markdown', md], ENV);
   t.equal(r.status, 4, 'a 20× faster baseline makes this run a regression');
   t.match(r.stdout, /regression/);

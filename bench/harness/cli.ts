@@ -45,8 +45,8 @@ Options:
                       the whole bootstrap confidence interval of (median now / median then) lies
                       above 1 + tolerance (unchanged: within ±tolerance; otherwise inconclusive,
                       with the reason: the interval straddles the bound, fewer than 3 samples, or
-                      a busy machine — the process's threads waited for a CPU more than 25% of the
-                      time in either run, or 10 points more than in the baseline)
+                      a busy machine — other processes took more than 0.25 of the cores the case
+                      needs in either run, or 0.1 more than in the baseline)
   --tolerance P       e.g. 10% or 0.1 (default 10%)
   --confidence P      of the intervals, e.g. 99% or 0.95 (default 99%)
   --ignore-load       judge on the times alone, however busy the machine was

@@ -11,7 +11,7 @@ import { benchmark, BiaError, cudaMemory, getThreads, info, setThreads, type Com
 import { findPython, PythonServer, settle } from '../common';
 import { benchConfig } from './configs';
 import { SUITES } from '../suites/index';
-import { contention, schedTimes } from './sched';
+import { contention, machineTimes, otherLoad, schedTimes } from './sched';
 import { calibrate, medianInterval, seedOf, stability, steady } from './stats';
 import {
   SCHEMA,
@@ -232,18 +232,24 @@ class Context implements BenchContext {
     const samples: number[] = [];
     const waits: number[] = [];
     const cpu: number[] = [];
+    const load: number[] = [];
     for (let i = 0; i < plan.samples; i++) {
       const a = schedTimes();
+      const ma = machineTimes();
       const t = process.hrtime.bigint();
       samples.push(await sample(plan.loops));
+      const wall = Number(process.hrtime.bigint() - t) / 1e9;
       const b = schedTimes();
-      const w = contention(a, b, Number(process.hrtime.bigint() - t) / 1e9);
+      const mb = machineTimes();
+      const w = contention(a, b, wall);
       if (w !== null) waits.push(w);
+      const l = otherLoad(ma, mb, wall, this.options.threads);
+      if (l !== null) load.push(l);
       if (a && b) cpu.push(Math.max(0, b.runNs - a.runNs) / 1e9 / plan.loops);
     }
     const calibration: Calibration = { minTime, firstCall, warmup: warm, estimate, loops: plan.loops };
     const whole = (xs: number[]) => (xs.length === samples.length ? xs : undefined);
-    return this.finish(name, opts, samples, 1 + warm.length, { loops: plan.loops, calibration, contention: whole(waits), cpu: whole(cpu) });
+    return this.finish(name, opts, samples, 1 + warm.length, { loops: plan.loops, calibration, contention: whole(waits), load: whole(load), cpu: whole(cpu) });
   }
 
   async record(name: string, opts: CaseOptions, samples: number[], warmup = 0): Promise<Measurement> {
@@ -255,7 +261,7 @@ class Context implements BenchContext {
     opts: CaseOptions,
     samples: number[],
     warmup: number,
-    how: { loops?: number; calibration?: Calibration; contention?: number[]; cpu?: number[] },
+    how: { loops?: number; calibration?: Calibration; contention?: number[]; load?: number[]; cpu?: number[] },
   ): Promise<Measurement> {
     if (!samples.length || samples.some((s) => !(s >= 0) || !Number.isFinite(s))) {
       throw new BiaError('BIA_INVALID_ARGUMENT', `${this.suiteName}/${name}: trial times must be finite and non-negative, got ${JSON.stringify(samples)}`);
@@ -269,8 +275,9 @@ class Context implements BenchContext {
       ci: { lo: ci.lo, hi: ci.hi, confidence: ci.confidence },
       ...(how.calibration ? { calibration: how.calibration } : {}),
       ...(how.contention ? { contention: how.contention } : {}),
+      ...(how.load ? { load: how.load } : {}),
       ...(how.cpu ? { cpu: how.cpu } : {}),
-      stability: stability(samples, how.contention),
+      stability: stability(samples, how.load),
     };
     if (opts.items !== undefined) {
       m.items = opts.items;

@@ -1,9 +1,16 @@
 /**
- * How long this process's threads waited for a CPU: the kernel's per-thread scheduler statistics
- * (/proc/self/task/<tid>/schedstat: nanoseconds on a CPU, nanoseconds runnable but waiting, slices).
- * The wait over a sample, divided by the sample's wall time, is the sample's *contention*: about 0 on
- * an idle machine, 1 when one thread's worth of the process's time went to waiting (other processes
- * on the cores, or more of our own threads than cores). null where the kernel does not give it.
+ * Two views of the CPU around a sample.
+ *
+ * - Contention (recorded, not judged): how long this process's threads waited for a CPU — the kernel's
+ *   per-thread scheduler statistics (/proc/self/task/<tid>/schedstat: nanoseconds on a CPU, nanoseconds
+ *   runnable but waiting). Measured on the quiet 2-core machine it is not a load signal: small cases
+ *   (a batch-1 UNet, an SVM fit) show 0.5–0.9 there, the process's own OpenMP, OpenBLAS and Node threads
+ *   outnumbering the cores (docs/benchmarks.md).
+ * - Load (judged): the CPU time that *other* processes used during the sample, from the machine's
+ *   counters (/proc/stat) less this process's own (/proc/self/stat), in cores, less the cores the
+ *   bench leaves free (all cores − its threads): how many cores' worth of other work sat on the cores
+ *   the bench needs. About 0 on a quiet machine whatever the process's own threads do.
+ * Both are null where the kernel does not give them.
  */
 import { readdirSync, readFileSync } from 'node:fs';
 
@@ -46,4 +53,48 @@ export function schedTimes(): SchedTimes | null {
 export function contention(a: SchedTimes | null, b: SchedTimes | null, wallSeconds: number): number | null {
   if (!a || !b || !(wallSeconds > 0)) return null;
   return Math.max(0, (b.waitNs - a.waitNs) / 1e9 / wallSeconds);
+}
+
+/** The kernel's clock ticks per second in /proc/stat and /proc/<pid>/stat (USER_HZ: 100 on Linux). */
+const USER_HZ = 100;
+
+export interface MachineTimes {
+  /** Ticks all CPUs spent busy (user, nice, system, irq, softirq, steal), and this process's own (utime + stime). */
+  busyTicks: number;
+  selfTicks: number;
+  /** CPUs that /proc/stat counts (in a container, possibly more than the process may use). */
+  cores: number;
+}
+
+let machineAvailable: boolean | null = null;
+
+/** Busy CPU ticks of the whole machine and of this process now, or null where /proc does not give them. */
+export function machineTimes(): MachineTimes | null {
+  if (machineAvailable === false) return null;
+  try {
+    const lines = readFileSync('/proc/stat', 'utf8').split('\n');
+    const cpu = lines[0].trim().split(/\s+/);
+    const cores = lines.filter((l) => /^cpu\d/.test(l)).length;
+    if (cpu[0] !== 'cpu') throw new Error('no cpu line');
+    const [user, nice, system, , , irq, softirq, steal] = cpu.slice(1, 9).map(Number);
+    const busyTicks = user + nice + system + (irq || 0) + (softirq || 0) + (steal || 0);
+    const stat = readFileSync('/proc/self/stat', 'utf8');
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' '); // fields from the 3rd (state) on
+    const selfTicks = Number(fields[11]) + Number(fields[12]); // utime (14th), stime (15th)
+    machineAvailable = Number.isFinite(busyTicks) && Number.isFinite(selfTicks);
+    return machineAvailable ? { busyTicks, selfTicks, cores } : null;
+  } catch {
+    machineAvailable = false;
+    return null;
+  }
+}
+
+/**
+ * Cores' worth of other processes' work between two readings that sat on the cores the bench needs:
+ * (machine busy − own) / wall, less the cores left free (the machine's cores − `threads`), at least 0.
+ */
+export function otherLoad(a: MachineTimes | null, b: MachineTimes | null, wallSeconds: number, threads: number): number | null {
+  if (!a || !b || !(wallSeconds > 0)) return null;
+  const others = (b.busyTicks - a.busyTicks - (b.selfTicks - a.selfTicks)) / USER_HZ / wallSeconds;
+  return Math.max(0, others - Math.max(0, b.cores - threads));
 }

@@ -17,6 +17,11 @@ export function quantileSorted(sorted: ArrayLike<number>, p: number): number {
   return sorted[lo] + (h - lo) * (sorted[hi] - sorted[lo]);
 }
 
+/** The arithmetic mean (NaN for no values). */
+export function mean(xs: readonly number[]): number {
+  return xs.reduce((a, b) => a + b, 0) / xs.length;
+}
+
 export function median(xs: readonly number[]): number {
   if (xs.length === 0) throw invalidArgument('no values to take a median of');
   return quantileSorted([...xs].sort((a, b) => a - b), 0.5);
@@ -102,8 +107,11 @@ export function ratioInterval(old: readonly number[], now: readonly number[], op
 export const DISPERSION_LIMIT = 0.2;
 /** Two clusters: a gap where the next sorted sample is at least this many times the previous one. */
 export const BIMODAL_GAP = 1.5;
-/** A case is 'contended' when the process's threads waited for a CPU more than this share of the wall time (median over samples). */
-export const CONTENTION_LIMIT = 0.25;
+/**
+ * A case is measured on a busy machine when other processes' work sat on the cores it needs for more than
+ * this many cores' worth on average over its samples (bench/harness/sched.ts, otherLoad).
+ */
+export const LOAD_LIMIT = 0.25;
 
 export interface Stability {
   /** Interquartile range / median. */
@@ -112,8 +120,8 @@ export interface Stability {
   bimodal: { low: number; high: number; lowCount: number; highCount: number } | null;
   /** Samples beyond Q3 + 3 IQR (Tukey's far outliers). */
   outliers: number;
-  /** Median share of the wall time the process's threads waited for a CPU (null: not measured). */
-  contention: number | null;
+  /** Mean over the samples of other processes' load on the cores the case needs, in cores (null: not measured). */
+  load: number | null;
   /** Why the case is unstable, in words (empty: stable). */
   unstable: string[];
 }
@@ -138,8 +146,8 @@ export function bimodality(samples: readonly number[]): Stability['bimodal'] {
 
 const fmt = (s: number) => (s >= 1 ? `${s.toFixed(2)} s` : s >= 1e-3 ? `${(s * 1e3).toFixed(2)} ms` : `${(s * 1e6).toFixed(1)} µs`);
 
-/** Stability flags of one case's samples (and, where measured, the CPU-wait share of each sample). */
-export function stability(samples: readonly number[], contention?: readonly number[]): Stability {
+/** Stability flags of one case's samples (and, where measured, other processes' load during each sample). */
+export function stability(samples: readonly number[], load?: readonly number[]): Stability {
   if (samples.length === 0) throw invalidArgument('no samples to judge');
   const s = [...samples].sort((a, b) => a - b);
   const med = quantileSorted(s, 0.5);
@@ -148,12 +156,12 @@ export function stability(samples: readonly number[], contention?: readonly numb
   const dispersion = med > 0 ? (q3 - q1) / med : 0;
   const outliers = s.filter((x) => x > q3 + 3 * (q3 - q1)).length;
   const bimodal = s.length >= 4 ? bimodality(s) : null;
-  const wait = contention && contention.length ? median(contention) : null;
+  const busy = load && load.length ? mean(load) : null;
   const unstable: string[] = [];
   if (bimodal) unstable.push(`bimodal: ${bimodal.lowCount} samples near ${fmt(bimodal.low)}, ${bimodal.highCount} near ${fmt(bimodal.high)}`);
   if (dispersion > DISPERSION_LIMIT) unstable.push(`dispersed: the middle half of the samples spans ${(100 * dispersion).toFixed(0)}% of the median`);
-  if (wait !== null && wait > CONTENTION_LIMIT) unstable.push(`busy machine: the threads waited for a CPU ${(100 * wait).toFixed(0)}% of the time`);
-  return { dispersion, bimodal, outliers, contention: wait, unstable };
+  if (busy !== null && busy > LOAD_LIMIT) unstable.push(`busy machine: other processes took ${busy.toFixed(2)} of the cores the case needs`);
+  return { dispersion, bimodal, outliers, load: busy, unstable };
 }
 
 // ---- calibration ------------------------------------------------------------------------------
@@ -199,16 +207,16 @@ export type CaseVerdict = 'regression' | 'improvement' | 'unchanged' | 'inconclu
 /** Fewer samples than this on either side: no change is called, whatever the interval. */
 export const MIN_SAMPLES_FOR_VERDICT = 3;
 /**
- * A slowdown (speed-up) is not blamed on the code when the process waited for a CPU this much more
- * (less) of the time than in the baseline: the machine was busier (quieter), and the verdict is
- * inconclusive. Above CONTENTION_LIMIT in either run no change is called at all.
+ * A slowdown (speed-up) is not blamed on the code when other processes' load on the needed cores was this
+ * many cores more (less) than in the baseline: the machine was busier (quieter), and the verdict is
+ * inconclusive. Above LOAD_LIMIT in either run no change is called at all.
  */
-export const CONTENTION_DELTA = 0.1;
+export const LOAD_DELTA = 0.1;
 
 export interface JudgeInput {
   samples: readonly number[];
-  /** Per-sample CPU-wait share (absent in runs that did not measure it). */
-  contention?: readonly number[];
+  /** Per-sample load of other processes on the needed cores (absent in runs that did not measure it). */
+  load?: readonly number[];
 }
 
 export interface Judgement {
@@ -233,8 +241,8 @@ const span = (r: Interval) => `${pc(r.lo)} … ${pc(r.hi)} at ${(100 * r.confide
  * Compare one case: a regression only when the whole confidence interval of the ratio of medians
  * lies above 1 + tolerance, an improvement only when it lies below 1 − tolerance, unchanged when it
  * lies within ±tolerance; otherwise inconclusive: the interval straddles a bound, too few samples,
- * or a busy machine — the process's threads waited for a CPU more than CONTENTION_LIMIT of the time
- * in either run, or CONTENTION_DELTA more (for a slowdown; less for a speed-up) than in the baseline.
+ * or a busy machine — other processes took more than LOAD_LIMIT cores of those the case needs in either
+ * run, or LOAD_DELTA more (for a slowdown; less for a speed-up) than in the baseline.
  * Other processes' load comes in bursts longer than a case's samples: samples taken under it are not
  * independent draws, and their interval is too narrow to call a change on (docs/benchmarks.md).
  */
@@ -251,14 +259,15 @@ export function judge(old: JudgeInput, now: JudgeInput, tolerance: number, opts:
     reasons.push(`${direction()} (${span(ratio)}) but only ${few} sample(s): rerun with --trials ${MIN_SAMPLES_FOR_VERDICT} or more`);
     verdict = 'inconclusive';
   }
-  const w0 = !opts.ignoreLoad && old.contention?.length ? median(old.contention) : null;
-  const w1 = !opts.ignoreLoad && now.contention?.length ? median(now.contention) : null;
-  const waited = `the threads waited for a CPU ${w1 === null ? '(not measured)' : `${(100 * w1).toFixed(0)}%`} of the time, ${w0 === null ? 'not measured' : `${(100 * w0).toFixed(0)}%`} in the baseline`;
-  if (called() && Math.max(w0 ?? 0, w1 ?? 0) > CONTENTION_LIMIT) {
-    reasons.push(`${direction()} (${span(ratio)}), but the machine was busy: ${waited} (above ${(100 * CONTENTION_LIMIT).toFixed(0)}%); rerun with the cores free (or fewer --threads)`);
+  const w0 = !opts.ignoreLoad && old.load?.length ? mean(old.load) : null;
+  const w1 = !opts.ignoreLoad && now.load?.length ? mean(now.load) : null;
+  const cores = (w: number | null) => (w === null ? 'not measured' : `${w.toFixed(2)} cores`);
+  const waited = `other processes took ${cores(w1)} of the cores it needs, ${cores(w0)} in the baseline`;
+  if (called() && Math.max(w0 ?? 0, w1 ?? 0) > LOAD_LIMIT) {
+    reasons.push(`${direction()} (${span(ratio)}), but the machine was busy: ${waited} (above ${LOAD_LIMIT}); rerun with the cores free (or fewer --threads)`);
     verdict = 'inconclusive';
   }
-  if (called() && w0 !== null && w1 !== null && (verdict === 'regression' ? w1 - w0 : w0 - w1) > CONTENTION_DELTA) {
+  if (called() && w0 !== null && w1 !== null && (verdict === 'regression' ? w1 - w0 : w0 - w1) > LOAD_DELTA) {
     reasons.push(`${direction()} (${span(ratio)}), but the machine was ${verdict === 'regression' ? 'busier' : 'quieter'}: ${waited}; rerun on a quieter machine`);
     verdict = 'inconclusive';
   }

@@ -70,8 +70,17 @@ export interface Measurement extends Stats {
   /** The median's bootstrap confidence interval (seconds). */
   ci?: { lo: number; hi: number; confidence: number };
   calibration?: Calibration;
-  /** Per sample: seconds the process's threads waited for a CPU per second of the sample (bench/harness/sched.ts). */
+  /**
+   * Per sample: seconds the process's threads waited for a CPU per second of the sample (bench/harness/sched.ts).
+   * Recorded, not judged: on a quiet machine the process's own threads make it 0.5–0.9 for small cases.
+   */
   contention?: number[];
+  /**
+   * Per sample: cores' worth of other processes' CPU time on the cores the bench needs (the machine's busy
+   * time less the process's own, less the cores left free; bench/harness/sched.ts). Judged: a case above
+   * LOAD_LIMIT is measured on a busy machine.
+   */
+  load?: number[];
   /** Per sample: CPU seconds per call, summed over the process's threads (recorded, not judged: spinning threads make it follow the load). */
   cpu?: number[];
   /** Stability flags: dispersion, two clusters, a busy machine — and why, in words. */
