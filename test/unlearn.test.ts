@@ -9,7 +9,7 @@ import { randn, takeRows, tensor, type DiffusionModel, type IdentityEncoder, typ
 import { createTrainer } from '../ts/train/trainer';
 import { mergeAdapter } from '../ts/train/trainer';
 import { renderUnlearnReport } from '../ts/unlearn/report';
-import { DECODER_PREFIXES, mirrored, sampledSteps, unlearnIdentity } from '../ts/unlearn/unlearn';
+import { blendFaces, DECODER_PREFIXES, mirrored, sampledSteps, unlearnIdentity } from '../ts/unlearn/unlearn';
 import { tinyWorld } from './helpers';
 
 const BASE = { t0: 100, steps: 6, protocol: 'resize' as const, inject: 'every-step' as const, neighbours: 16, wrapSize: 4, walkStepUnit: 'relative' as const, walkStep: [0.5, 0.6] as [number, number], fidelityThreshold: 10, baseline: false, degenerateBaselines: false };
@@ -159,7 +159,7 @@ t.test('mirrored reverses the width axis', async (t) => {
 t.test('adapters: a tiny run lowers the gap to the absorbed output; the patch merges into the same model', async (t) => {
   const dir = mkdtempSync(join(tmpdir(), 'bia-unlearn-adapters-'));
   t.teardown(() => rmSync(dir, { recursive: true, force: true }));
-  const r = await unlearnIdentity(photo, { diffusion, encoder, others }, { erase: { ...BASE, threshold }, iterations: 40, lr: 3e-3, batchSize: 6, statesPerCode: 6, params: 'adapters', adapterRank: 4, mirror: true, variants: 2, seed: 4 });
+  const r = await unlearnIdentity(photo, { diffusion, encoder, others }, { erase: { ...BASE, threshold }, iterations: 40, lr: 3e-3, batchSize: 6, statesPerCode: 6, params: 'adapters', adapterRank: 4, mirror: true, variants: 2, composites: 2, seed: 4 });
   t.teardown(() => r.dispose());
   const [before, after, absorbed] = await Promise.all([r.images.before, r.images.after, r.images.absorbed].map(values));
   t.comment(`adapters: MSE to the absorbed output ${mse(before, absorbed).toFixed(4)} → ${mse(after, absorbed).toFixed(4)}`);
@@ -170,7 +170,11 @@ t.test('adapters: a tiny run lowers the gap to the absorbed output; the patch me
   t.comment(`variants: ${JSON.stringify(v)}`);
   t.equal(v?.made, 2, 'two variants from inside the black hole');
   t.equal(v!.kept, v!.absorbed.filter((a, k) => a < threshold && v!.similarity[k] >= threshold).length, 'kept: those still of the person whose shifted decoding is below the threshold');
-  t.equal(r.report.forgetStates, (2 + v!.kept) * 6, 'photo, mirrored photo and kept variants: 6 states each');
+  const c = r.report.composites;
+  t.comment(`composites: ${JSON.stringify(c)}`);
+  t.equal(c?.made, 2, "two composites: the photo's face in two other people's pictures");
+  t.equal(c!.kept, c!.absorbed.filter((a, k) => a < threshold && c!.similarity[k] >= threshold).length, 'kept by the same rule');
+  t.equal(r.report.forgetStates, (2 + v!.kept + c!.kept) * 6, 'photo, mirrored photo, kept variants and composites: 6 states each');
   const patch = join(dir, 'adapter.safetensors');
   t.ok((await r.saveAdapter!(patch)) > 0, 'the patch is written');
   const merged = await mergeAdapter(diffusion, patch);
@@ -185,6 +189,29 @@ t.test('adapters: a tiny run lowers the gap to the absorbed output; the patch me
   t.match(html, r.report.forget.after[0].toFixed(3), 'the unlearned similarity is in the report');
   t.equal(html.split('data:image/png;base64,').length - 1, 2, 'both grids are inlined');
   t.match(html, /<svg class="chart losses"/, 'with the loss curve');
+  t.match(html, new RegExp(`composites \\(the person's face in other people's pictures\\) kept as forget codes</th><td class="n">${c!.kept} of 2<`), 'and how many composites were kept');
+});
+
+t.test("blendFaces: the face's ellipse from one picture, the rest from the other", async (t) => {
+  const face = await randn([2, 3, 20, 10], { seed: 5 });
+  const scene = await randn([3, 3, 20, 10], { seed: 6 });
+  const region = { cx: 0.5, cy: 0.5, rx: 0.3, ry: 0.3 };
+  const x = await blendFaces(face, [1, 0], scene, [2, 2], region);
+  t.same(x.shape, [2, 3, 20, 10]);
+  const [f, g, v] = [await values(face), await values(scene), await values(x)];
+  const at = (b: number, c: number, y: number, xx: number) => ((b * 3 + c) * 20 + y) * 10 + xx;
+  t.equal(v[at(0, 1, 10, 5)], f[at(1, 1, 10, 5)], "the centre is face row 1's");
+  t.equal(v[at(1, 2, 10, 5)], f[at(0, 2, 10, 5)], "row 1: face row 0's centre");
+  t.equal(v[at(0, 0, 0, 0)], g[at(2, 0, 0, 0)], "the corner is scene row 2's");
+  t.equal(v[at(1, 0, 19, 9)], g[at(2, 0, 19, 9)]);
+  t.equal(v[at(0, 0, 10, 7)], f[at(1, 0, 10, 7)], 'r ≈ 0.84 of the radius: within 85%, all face');
+  t.equal(v[at(0, 0, 10, 8)], g[at(2, 0, 10, 8)], 'r ≈ 1.17: beyond the ellipse, all scene');
+  const mid = v[at(0, 0, 12, 7)]; // r ≈ 0.93: on the soft edge, between the two
+  const [fm, gm] = [f[at(1, 0, 12, 7)], g[at(2, 0, 12, 7)]];
+  t.ok(Math.min(fm, gm) < mid && mid < Math.max(fm, gm), `the soft edge blends: ${fm.toFixed(3)} / ${mid.toFixed(3)} / ${gm.toFixed(3)}`);
+  await t.rejects(blendFaces(face, [0], scene, [0, 1], region), { code: 'BIA_INVALID_ARGUMENT' });
+  await t.rejects(unlearnIdentity(photo, { diffusion, encoder, others }, { faceRegion: { cx: 0.5, cy: 0.5, rx: 0, ry: 0.2 } }), { code: 'BIA_INVALID_ARGUMENT', message: /faceRegion/ });
+  for (const y of [face, scene, x]) y.dispose();
 });
 
 t.test('bad inputs: wrong sizes are refused; the CLI exits 3 on an unreadable photo and writes its outputs otherwise', async (t) => {

@@ -44,6 +44,8 @@ with --params adapters the patch <out>/adapter.safetensors); the training state
   --mirror                  also forget the mirrored photos (shifted by the mirrored Δh)
   --variants N              per photo, N pictures of the person decoded from inside the black hole
                             are forgotten too, where the photo's shift erases them (0)
+  --composites N            per photo, N pictures of other people with the photo's face blended in
+                            are forgotten too, where the photo's shift erases them (0)
   --t0 N, --steps N, --neighbours N, --threshold X
                             the erase settings that form each black hole (the demo's with the
                             built-in models, the released defaults with yours)
@@ -98,7 +100,7 @@ export async function runUnlearnCli(argv: string[]): Promise<number> {
       options: {
         out: { type: 'string' }, diffusion: { type: 'string' }, encoder: { type: 'string' }, others: { type: 'string', multiple: true },
         params: { type: 'string' }, iterations: { type: 'string' }, lr: { type: 'string' }, 'batch-size': { type: 'string' }, states: { type: 'string' },
-        'retain-share': { type: 'string' }, rank: { type: 'string' }, mirror: { type: 'boolean' }, variants: { type: 'string' }, protocol: { type: 'string' }, t0: { type: 'string' }, steps: { type: 'string' }, neighbours: { type: 'string' }, threshold: { type: 'string' }, seed: { type: 'string' }, device: { type: 'string' }, json: { type: 'boolean' }, help: { type: 'boolean', short: 'h' },
+        'retain-share': { type: 'string' }, rank: { type: 'string' }, mirror: { type: 'boolean' }, variants: { type: 'string' }, composites: { type: 'string' }, protocol: { type: 'string' }, t0: { type: 'string' }, steps: { type: 'string' }, neighbours: { type: 'string' }, threshold: { type: 'string' }, seed: { type: 'string' }, device: { type: 'string' }, json: { type: 'boolean' }, help: { type: 'boolean', short: 'h' },
       },
     }) as { values: Record<string, string | boolean | string[] | undefined>; positionals: string[] });
   } catch (e) {
@@ -140,6 +142,7 @@ export async function runUnlearnCli(argv: string[]): Promise<number> {
       adapterRank: num(str('rank'), 'rank', true),
       mirror: values.mirror ? true : undefined,
       variants: num(str('variants'), 'variants', true),
+      composites: num(str('composites'), 'composites', true),
       seed: num(str('seed'), 'seed', true),
     };
     // Erase settings given as flags, checked by the one options spec.

@@ -45,6 +45,10 @@ export function renderUnlearnReport(p: UnlearnReportPage): string {
     `<tr><th>the photos decoded by the unlearned model, below the threshold ${f3(p.threshold)}</th><td class="n">${forgotten} of ${r.photos}</td></tr>`,
     `<tr><th>their similarity to themselves, mean: original → unlearned (BIA output)</th><td class="n">${f3(mean(r.forget.before))} → ${f3(mean(r.forget.after))} (${f3(mean(r.forget.absorbed))})</td></tr>`,
     `<tr><th>other people's similarity to their photo, mean: original → unlearned</th><td class="n">${f3(mean(r.retain.before))} → ${f3(mean(r.retain.after))}</td></tr>`,
+    ...(['variants', 'composites'] as const).flatMap((k) => {
+      const e = r[k];
+      return e ? [`<tr><th>${k === 'variants' ? 'variants from inside the black holes' : "composites (the person's face in other people's pictures)"} kept as forget codes</th><td class="n">${e.kept} of ${e.made}</td></tr>`] : [];
+    }),
     '</table>',
     '<h3>The photos (similarity of each plain reconstruction to the photo)</h3>',
     `<table><tr><th>photo</th><th>original model</th><th>unlearned model</th><th>BIA output (the target)</th>${r.forget.mirroredAbsorbed ? '<th>mirrored BIA output</th>' : ''}</tr>${photoRows}</table>`,

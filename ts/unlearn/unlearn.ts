@@ -68,6 +68,20 @@ export interface UnlearnOptions extends JobOptions {
    * too: other pictures of the person, made by the model (default 0).
    */
   variants?: number;
+  /**
+   * Per photo, this many composites: the photo's face region (`faceRegion`) blended into a retain photo of
+   * another person, so that the person's face is seen with other hair, clothes and backgrounds. Each is
+   * inverted and shifted by its photo's Δh; those the encoder still takes for the person and whose shifted
+   * decoding falls below the threshold become forget codes, next to the other person's photo as a retain
+   * code: the two differ only in the face (default 0).
+   */
+  composites?: number;
+  /**
+   * Where the face is in the model's aligned portraits, for `composites`: an ellipse, centre and radii as
+   * shares of the width and height (default { cx: 0.5, cy: 0.5, rx: 0.18, ry: 0.22 }: the synthetic world's
+   * and the usual FFHQ/CelebA-HQ alignment put the face there).
+   */
+  faceRegion?: FaceRegion;
   seed?: number;
   /** A trainer checkpoint to resume from (written by a previous, interrupted run's onCheckpoint). */
   resumeFrom?: string;
@@ -76,6 +90,23 @@ export interface UnlearnOptions extends JobOptions {
   checkpointEvery?: number;
   /** Per optimiser step. */
   onStep?: (s: { step: number; iterations: number; loss: number }) => void;
+}
+
+/** An ellipse in an image: centre and radii as shares of the width (x) and height (y). */
+export interface FaceRegion {
+  cx: number;
+  cy: number;
+  rx: number;
+  ry: number;
+}
+export const DEFAULT_FACE_REGION: Readonly<FaceRegion> = { cx: 0.5, cy: 0.5, rx: 0.18, ry: 0.22 };
+
+/** Extra forget codes made from the photos: how many, how many kept, each one's similarity to its photo before and after its shift. */
+export interface ExtraCodesReport {
+  made: number;
+  kept: number;
+  similarity: number[];
+  absorbed: number[];
 }
 
 export interface UnlearnReport {
@@ -97,7 +128,9 @@ export interface UnlearnReport {
    * each one's similarity to its photo, and that of its shifted decoding (kept: the first at or above the
    * threshold, the second below it).
    */
-  variants?: { made: number; kept: number; similarity: number[]; absorbed: number[] };
+  variants?: ExtraCodesReport;
+  /** With `composites`: the same figures for the composites (the photo's face in another person's picture). */
+  composites?: ExtraCodesReport;
   losses: number[];
   seconds: number;
 }
@@ -152,6 +185,43 @@ export async function mirrored(x: Tensor): Promise<Tensor> {
   const d = new Float32Array(v.length);
   for (let r = 0; r < v.length; r += w) for (let k = 0; k < w; k++) d[r + k] = v[r + w - 1 - k];
   return tensor(d, x.shape, { device: x.device as never });
+}
+
+/**
+ * Row k of the result: `face` row faceRows[k] blended into `scene` row sceneRows[k] inside `region` (an
+ * ellipse with a soft edge: full weight within 85% of the radius, none beyond it), [B, C, H, W] each.
+ */
+export async function blendFaces(face: Tensor, faceRows: number[], scene: Tensor, sceneRows: number[], region: FaceRegion): Promise<Tensor> {
+  const [C, H, W] = face.shape.slice(1);
+  if (faceRows.length !== sceneRows.length) throw invalidArgument('blendFaces: one scene row per face row');
+  const [f, g] = [await face.data(), await scene.data()];
+  const mask = new Float32Array(H * W);
+  for (let y = 0; y < H; y++) {
+    for (let x = 0; x < W; x++) {
+      const r = Math.hypot(((x + 0.5) / W - region.cx) / region.rx, ((y + 0.5) / H - region.cy) / region.ry);
+      const u = Math.min(1, Math.max(0, (1 - r) / 0.15));
+      mask[y * W + x] = u * u * (3 - 2 * u);
+    }
+  }
+  const per = C * H * W;
+  const out = new Float32Array(faceRows.length * per);
+  faceRows.forEach((fr, k) => {
+    for (let c = 0; c < C; c++) {
+      for (let p = 0; p < H * W; p++) {
+        const m = mask[p];
+        out[k * per + c * H * W + p] = m * f[fr * per + c * H * W + p] + (1 - m) * g[sceneRows[k] * per + c * H * W + p];
+      }
+    }
+  });
+  return tensor(out, [faceRows.length, C, H, W], { device: face.device as never });
+}
+
+function checkRegion(r: FaceRegion): FaceRegion {
+  const ok = (v: unknown, lo: number, hi: number) => typeof v === 'number' && Number.isFinite(v) && v > lo && v <= hi;
+  if (typeof r !== 'object' || r === null || !ok(r.cx, 0, 1) || !ok(r.cy, 0, 1) || !ok(r.rx, 0, 1) || !ok(r.ry, 0, 1)) {
+    throw invalidArgument(`faceRegion must be { cx, cy, rx, ry }, each a share of the image in (0, 1]; got ${JSON.stringify(r)}`);
+  }
+  return r;
 }
 
 /** The decode call indices to sample: `k` of 0..steps−1, evenly spread, always including the first. */
@@ -237,6 +307,8 @@ export async function unlearnIdentity(photos: Tensor, models: EraseModels & { di
   const checkpointEvery = checkInt(opts.checkpointEvery ?? 50, 'checkpointEvery', 1, 1_000_000);
   const adapterRank = checkInt(opts.adapterRank ?? 8, 'adapterRank', 1, 1024);
   const variants = checkInt(opts.variants ?? 0, 'variants', 0, 1024);
+  const composites = checkInt(opts.composites ?? 0, 'composites', 0, 1024);
+  const faceRegion = checkRegion(opts.faceRegion ?? DEFAULT_FACE_REGION);
   const { diffusion, encoder } = models;
   await checkPhotos(photos, 'photos', diffusion);
   await checkPhotos(models.others, 'others (photos of other people)', diffusion);
@@ -308,26 +380,34 @@ export async function unlearnIdentity(photos: Tensor, models: EraseModels & { di
     given.hHat = scope.add(await combine(given.hR, given.dh!, 1));
     await trajectories(diffusion, given, seq, picks, decodeArgs, job, forget);
 
-    // Variants of the person from inside the black hole: inverted like photos and shifted by their photo's
-    // Δh; kept only where the frozen model, so shifted, decodes them below the threshold.
-    let variantReport: UnlearnReport['variants'];
-    if (per.variants.length > 0) {
-      const images = scope.add(await allRows(per.variants));
+    // Other pictures of the person (made from the photos): inverted like photos and shifted by their photo's
+    // Δh; kept only where the encoder still takes them for the person and the frozen model, so shifted,
+    // decodes them below the threshold.
+    const fRAll = scope.add(await allRows(per.fR));
+    const extraCodes = async (images: Tensor, of: number[]): Promise<ExtraCodesReport> => {
       const inv = await diffusion.invert(images, { t0: o.t0, steps: o.steps, signal: job.signal });
-      const rows = per.variantOf.map((p): [number, number] => [0, p]);
+      const rows = of.map((p): [number, number] => [0, p]);
       const v: Codes = { xLat: scope.add(inv.xLat), hR: scope.add(inv.hR), dh: scope.add(await takeRows([given.dh!], rows)), hHat: null };
       v.hHat = scope.add(await combine(v.hR, v.dh!, 1));
-      const refs = scope.add(await takeRows([scope.add(await allRows(per.fR))], rows));
+      const refs = scope.add(await takeRows([fRAll], rows));
       const shifted = scope.add(await diffusion.decode(v.xLat, v.hHat, { mode: 'every-step', hRef: v.hR, ...decodeArgs, eta: 0, batchSize: 64, signal: job.signal }));
       const similarity = Array.from(await identitySimilarity(encoder, images, refs, o, job));
       const absorbed = Array.from(await identitySimilarity(encoder, shifted, refs, o, job));
       const keep = absorbed.map((a, k) => (similarity[k] >= o.threshold && a < o.threshold ? k : -1)).filter((k) => k >= 0);
-      variantReport = { made: absorbed.length, kept: keep.length, similarity, absorbed };
       if (keep.length > 0) {
         const pick = (t: Tensor) => takeRows([t], keep.map((k) => [0, k]));
         const kept: Codes = { xLat: scope.add(await pick(v.xLat)), hR: scope.add(await pick(v.hR)), dh: scope.add(await pick(v.dh!)), hHat: scope.add(await pick(v.hHat)) };
         await trajectories(diffusion, kept, seq, picks, decodeArgs, job, forget);
       }
+      return { made: absorbed.length, kept: keep.length, similarity, absorbed };
+    };
+    const variantReport = per.variants.length > 0 ? await extraCodes(scope.add(await allRows(per.variants)), per.variantOf) : undefined;
+    // The person's face in other people's pictures: photo i's face region in retain photos (i·N + k) mod M.
+    let compositeReport: ExtraCodesReport | undefined;
+    if (composites > 0) {
+      const of = Array.from({ length: photos.shape[0] * composites }, (_, j) => Math.floor(j / composites));
+      const scenes = of.map((_, j) => j % others.shape[0]);
+      compositeReport = await extraCodes(scope.add(await blendFaces(photos, of, others, scenes, faceRegion)), of);
     }
 
     // The mirrored photos: their own inversion, with the mirrored shift (the UNet is convolutional, so
@@ -397,7 +477,7 @@ export async function unlearnIdentity(photos: Tensor, models: EraseModels & { di
     const absorbedAll = await allRows(per.absorbed);
     const othersBefore = await recon(diffusion, othersInv.xLat);
     const othersAfter = await recon(model, othersInv.xLat);
-    const fR = scope.add(await allRows(per.fR));
+    const fR = fRAll;
     // each image against its own reference row (pairwise similarity of equal batches): one embedding job
     const simEach = async (images: Tensor, refs: Tensor) => Array.from(await identitySimilarity(encoder, images, refs, o, job));
     const report: UnlearnReport = {
@@ -417,6 +497,7 @@ export async function unlearnIdentity(photos: Tensor, models: EraseModels & { di
       },
       retain: { before: await simEach(othersBefore, othersEmbKept), after: await simEach(othersAfter, othersEmbKept) },
       ...(variantReport ? { variants: variantReport } : {}),
+      ...(compositeReport ? { composites: compositeReport } : {}),
       losses,
       seconds: (performance.now() - start) / 1000,
     };
