@@ -14,6 +14,7 @@ import {
   stability,
   steady,
 } from '../bench/harness/stats';
+import { mergeProcessRuns } from '../bench/harness/run';
 
 /** n samples around `center` with log-normal noise of relative size sigma (seeded). */
 function noisy(n: number, center: number, sigma: number, seed: number): number[] {
@@ -157,4 +158,47 @@ t.test('false alarms and catches over many synthetic comparisons', async (t) => 
   t.equal(alarms, 0, 'no regression called between two draws of the same ±10% distribution (100 pairs)');
   t.ok(caught >= 95, `a 1.3× slowdown with ±5% noise and 10 samples is caught in ${caught}/100`);
   t.equal(bimodalAlarms, 0, 'no regression called between two draws of the same bimodal distribution (100 pairs)');
+});
+
+// --processes: samples from several processes; the interval must span the processes, not hide their
+// difference (on the 2-core machine a small UNet's median moved 25–60% between processes).
+t.test('samples from several processes: the interval spans them', async (t) => {
+  const g = (p: number[][]) => p.flatMap((s, k) => s.map(() => k));
+  const procs = (centres: number[], seed: number) => centres.map((c, k) => noisy(10, c * 1e-3, 0.02, seed + k));
+  // Five processes of 10 samples (±2%), one of them in a slow mode (1.5 ms).
+  const five = procs([1, 1, 1, 1, 1.5], 40);
+  const pooled = medianInterval(five.flat());
+  const spread = medianInterval(five.flat(), {}, g(five));
+  t.ok(pooled.hi < 1.05e-3, `pooled, the slow process hides: ${pooled.lo.toExponential(2)}…${pooled.hi.toExponential(2)}`);
+  t.ok(spread.hi > 1.3e-3, `by process, a resample of several slow ones reaches it: ${spread.lo.toExponential(2)}…${spread.hi.toExponential(2)}`);
+  t.throws(() => medianInterval(five.flat(), {}, g(five).slice(1)), { code: 'BIA_INVALID_ARGUMENT' });
+  // One process per run: a run that lands in the slow mode is a (false) regression, and statistics cannot tell.
+  t.equal(judge({ samples: procs([1], 50)[0] }, { samples: procs([1.5], 60)[0] }, 0.1).verdict, 'regression', 'one process per run: the mode is taken for the code');
+  // Five per run: the modes mix in both runs, and the interval spans the processes: not called.
+  const old = procs([1, 1, 1, 1, 1.5], 50);
+  const now = procs([1.5, 1, 1, 1, 1], 60);
+  t.not(judge({ samples: old.flat(), processes: g(old) }, { samples: now.flat(), processes: g(now) }, 0.1).verdict, 'regression', 'five processes per run: not called');
+  // A real 1.3× slowdown in every process is still caught.
+  const slow = procs([1.3, 1.3, 1.3, 1.3, 1.3], 70);
+  const steady = procs([1, 1, 1, 1, 1], 80);
+  t.equal(judge({ samples: steady.flat(), processes: g(steady) }, { samples: slow.flat(), processes: g(slow) }, 0.1).verdict, 'regression', '1.3× in every process');
+  t.same(ratioInterval([1, 1], [2, 2], {}, { old: [0, 1], now: [0, 1] }).value, 2);
+});
+
+t.test('mergeProcessRuns: one case from two processes', async (t) => {
+  const m = (samples: number[]) => ({
+    suite: 'unet', case: 'forward', params: { batch: 1 }, unit: 's' as const, warmup: 2, samples, median: median(samples), mean: 0, min: Math.min(...samples), max: Math.max(...samples), spread: 0,
+    load: samples.map(() => 0), items: 1, itemsPerSecond: 1 / median(samples),
+  });
+  const part = (samples: number[], rss: number) => ({ suite: 'unet', ok: true, seconds: 2, measurements: [m(samples)], memory: { peakRssBytes: rss, rssScope: 'reset' as const }, notes: { a: 1 } });
+  const r = mergeProcessRuns([part([1, 1.1, 0.9], 10), part([2, 2.1, 1.9], 30)]);
+  const x = r.measurements[0];
+  t.same(x.samples, [1, 1.1, 0.9, 2, 2.1, 1.9]);
+  t.same(x.processes, [0, 0, 0, 1, 1, 1]);
+  t.equal(x.median, 1.5);
+  t.equal(x.itemsPerSecond, 1 / 1.5, 'recomputed from the merged median');
+  t.equal(x.warmup, 4);
+  t.ok(x.ci!.lo <= 1.1 && x.ci!.hi >= 1.9, 'the interval spans both processes');
+  t.same([r.seconds, r.memory.peakRssBytes, r.notes.processes], [4, 30, 2]);
+  t.equal(mergeProcessRuns([part([1], 1)]).measurements[0].processes, undefined, 'one process: as it was');
 });

@@ -392,6 +392,55 @@ async function runSuiteIsolated(name: string, options: BenchOptions, hooks: RunH
   }
 }
 
+/**
+ * One suite's results from several processes (--processes) as one: each case's samples (and their load,
+ * CPU-wait and CPU records) side by side, with the process of each sample, so that its interval spans the
+ * processes (stats.ts, bootstrapMedians); median-derived figures recomputed; the largest peak memory.
+ */
+export function mergeProcessRuns(parts: SuiteResult[]): SuiteResult {
+  if (parts.length === 0) throw new BiaError('BIA_INVALID_ARGUMENT', 'no suite results to merge');
+  if (parts.length === 1) return parts[0];
+  const failed = parts.find((p) => !p.ok);
+  const key = (m: Measurement) => `${m.case}${JSON.stringify(m.params)}`;
+  const measurements: Measurement[] = [];
+  for (const first of parts[0].measurements) {
+    const same = parts.map((p) => p.measurements.find((m) => key(m) === key(first))).filter((m): m is Measurement => !!m);
+    const samples = same.flatMap((m) => m.samples);
+    const processes = same.flatMap((m, k) => m.samples.map(() => k));
+    const joined = (f: 'contention' | 'load' | 'cpu') => (same.every((m) => m[f]?.length === m.samples.length) ? same.flatMap((m) => m[f]!) : undefined);
+    const st = stats(samples);
+    const ci = medianInterval(samples, { seed: seedOf(`${first.suite}/${key(first)}`) }, processes);
+    const load = joined('load');
+    const m: Measurement = {
+      ...first,
+      ...st,
+      warmup: same.reduce((a, x) => a + x.warmup, 0),
+      ci: { lo: ci.lo, hi: ci.hi, confidence: ci.confidence },
+      processes,
+      contention: joined('contention'),
+      load,
+      cpu: joined('cpu'),
+      stability: stability(samples, load),
+    };
+    for (const f of ['contention', 'load', 'cpu'] as const) if (m[f] === undefined) delete m[f];
+    if (m.items !== undefined) m.itemsPerSecond = m.items / st.median;
+    if (m.flops !== undefined && first.gflops && first.peakFraction !== undefined) {
+      m.gflops = m.flops / st.median / 1e9;
+      m.peakFraction = (first.peakFraction * m.gflops) / first.gflops;
+    }
+    measurements.push(m);
+  }
+  return {
+    ...parts[0],
+    ok: !failed,
+    ...(failed ? { error: failed.error } : {}),
+    seconds: parts.reduce((a, p) => a + p.seconds, 0),
+    measurements,
+    memory: { peakRssBytes: Math.max(...parts.map((p) => p.memory.peakRssBytes)), rssScope: 'process' },
+    notes: { ...parts[0].notes, processes: parts.length },
+  };
+}
+
 export function defaultHooks(options: BenchOptions, log: (m: string) => void): RunHooks {
   const peaks = process.env.BIA_BENCH_PEAKS ? (JSON.parse(process.env.BIA_BENCH_PEAKS) as RunHooks['peaks']) : {};
   return { log, pythons: new Map(), pythonExe: options.python ? findPython() : null, peaks };
@@ -434,7 +483,13 @@ export async function runBench(
   try {
     for (const name of options.suites) {
       log(`• ${name}`);
-      suites.push(options.isolate ? await runSuiteIsolated(name, options, hooks) : await runSuiteHere(name, options, hooks));
+      if ((options.processes ?? 1) > 1) {
+        const parts: SuiteResult[] = [];
+        for (let k = 0; k < options.processes!; k++) parts.push(await runSuiteIsolated(name, options, hooks));
+        suites.push(mergeProcessRuns(parts));
+      } else {
+        suites.push(options.isolate ? await runSuiteIsolated(name, options, hooks) : await runSuiteHere(name, options, hooks));
+      }
       if (onSuite && suites.length < options.suites.length) await onSuite(snapshot(false));
     }
   } finally {

@@ -54,13 +54,31 @@ function checkBootstrap(o: BootstrapOptions): Required<BootstrapOptions> {
   return { confidence, resamples, seed: o.seed ?? 1 };
 }
 
-/** The medians of `resamples` bootstrap resamples of xs (each n draws with replacement). */
-function bootstrapMedians(xs: readonly number[], resamples: number, rand: () => number): Float64Array {
+/**
+ * The medians of `resamples` bootstrap resamples of xs (each n draws with replacement). With `groups`
+ * (the process each sample came from) naming two or more, the resampling is hierarchical: the groups are
+ * drawn with replacement, then as many samples as each holds from within it — so a difference between
+ * processes widens the interval instead of hiding in it (pyperf runs its values in several processes
+ * for this reason).
+ */
+function bootstrapMedians(xs: readonly number[], resamples: number, rand: () => number, groups?: readonly number[]): Float64Array {
   const n = xs.length;
   const buf = new Float64Array(n);
   const out = new Float64Array(resamples);
+  if (groups && groups.length !== n) throw invalidArgument(`groups: one per sample (${n}), got ${groups.length}`);
+  const byGroup = new Map<number, number[]>();
+  if (groups) xs.forEach((x, i) => byGroup.set(groups[i], [...(byGroup.get(groups[i]) ?? []), x]));
+  const members = [...byGroup.values()];
   for (let r = 0; r < resamples; r++) {
-    for (let i = 0; i < n; i++) buf[i] = xs[(rand() * n) | 0];
+    if (members.length >= 2) {
+      let k = 0;
+      while (k < n) {
+        const g = members[(rand() * members.length) | 0];
+        for (let i = 0; i < g.length && k < n; i++) buf[k++] = g[(rand() * g.length) | 0];
+      }
+    } else {
+      for (let i = 0; i < n; i++) buf[i] = xs[(rand() * n) | 0];
+    }
     buf.sort();
     out[r] = quantileSorted(buf, 0.5);
   }
@@ -75,25 +93,26 @@ export interface Interval {
   confidence: number;
 }
 
-/** The median of xs with its percentile-bootstrap confidence interval. */
-export function medianInterval(xs: readonly number[], opts: BootstrapOptions = {}): Interval {
+/** The median of xs with its percentile-bootstrap confidence interval (hierarchical with `groups`, see bootstrapMedians). */
+export function medianInterval(xs: readonly number[], opts: BootstrapOptions = {}, groups?: readonly number[]): Interval {
   const o = checkBootstrap(opts);
   if (xs.length === 0) throw invalidArgument('no samples for a confidence interval');
-  const meds = bootstrapMedians(xs, o.resamples, seededRandom(o.seed)).sort();
+  const meds = bootstrapMedians(xs, o.resamples, seededRandom(o.seed), groups).sort();
   const a = (1 - o.confidence) / 2;
   return { value: median(xs), lo: quantileSorted(meds, a), hi: quantileSorted(meds, 1 - a), confidence: o.confidence };
 }
 
 /**
  * median(now) / median(old) with its percentile-bootstrap confidence interval: both sample sets are
- * resampled independently and the ratio of their medians taken each time (criterion.rs, pyperf).
+ * resampled independently and the ratio of their medians taken each time (criterion.rs, pyperf); with
+ * groups (the process of each sample), hierarchically (bootstrapMedians).
  */
-export function ratioInterval(old: readonly number[], now: readonly number[], opts: BootstrapOptions = {}): Interval {
+export function ratioInterval(old: readonly number[], now: readonly number[], opts: BootstrapOptions = {}, groups: { old?: readonly number[]; now?: readonly number[] } = {}): Interval {
   const o = checkBootstrap(opts);
   if (old.length === 0 || now.length === 0) throw invalidArgument('no samples for a ratio interval');
   const rand = seededRandom(o.seed);
-  const a = bootstrapMedians(old, o.resamples, rand);
-  const b = bootstrapMedians(now, o.resamples, rand);
+  const a = bootstrapMedians(old, o.resamples, rand, groups.old);
+  const b = bootstrapMedians(now, o.resamples, rand, groups.now);
   const ratios = new Float64Array(o.resamples);
   for (let i = 0; i < o.resamples; i++) ratios[i] = b[i] / a[i];
   ratios.sort();
@@ -217,6 +236,8 @@ export interface JudgeInput {
   samples: readonly number[];
   /** Per-sample load of other processes on the needed cores (absent in runs that did not measure it). */
   load?: readonly number[];
+  /** Per sample: the process it was measured in (runs with --processes); the interval then spans the processes. */
+  processes?: readonly number[];
 }
 
 export interface Judgement {
@@ -248,7 +269,7 @@ const span = (r: Interval) => `${pc(r.lo)} … ${pc(r.hi)} at ${(100 * r.confide
  */
 export function judge(old: JudgeInput, now: JudgeInput, tolerance: number, opts: BootstrapOptions & { ignoreLoad?: boolean } = {}): Judgement {
   if (!(tolerance > 0)) throw invalidArgument(`tolerance must be > 0, got ${tolerance}`);
-  const ratio = ratioInterval(old.samples, now.samples, { confidence: opts.confidence, resamples: opts.resamples, seed: opts.seed });
+  const ratio = ratioInterval(old.samples, now.samples, { confidence: opts.confidence, resamples: opts.resamples, seed: opts.seed }, { old: old.processes, now: now.processes });
   const few = Math.min(old.samples.length, now.samples.length);
   let verdict = classify(ratio, tolerance);
   const reasons: string[] = [];

@@ -81,6 +81,8 @@ export interface Measurement extends Stats {
    * LOAD_LIMIT is measured on a busy machine.
    */
   load?: number[];
+  /** Per sample: the process it was measured in (0, 1, …), in runs with --processes N > 1. */
+  processes?: number[];
   /** Per sample: CPU seconds per call, summed over the process's threads (recorded, not judged: spinning threads make it follow the load). */
   cpu?: number[];
   /** Stability flags: dispersion, two clusters, a busy machine — and why, in words. */
@@ -155,6 +157,8 @@ export interface BenchOptions {
   caseTime?: number;
   /** Run each suite in its own process. */
   isolate: boolean;
+  /** Run each suite in this many fresh processes, one after another, and judge their samples together (default 1). */
+  processes?: number;
   /** Run the Python eager references where they exist. */
   python: boolean;
   /** Smaller problem sizes for a smoke run (CI): seconds, not minutes. */
