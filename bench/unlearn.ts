@@ -15,7 +15,7 @@
  *
  *   node dist/bench/unlearn.js [--people 1] [--given 3] [--unseen 20] [--held-out 50] [--samples 500]
  *     [--sample-steps 20] [--iterations 300] [--params decoder|all|adapters] [--rank 8] [--lr 5e-5]
- *     [--others 32] [--states 10] [--retain-share 0.5] [--mirror] [--variants 0] [--composites 0] [--out out/unlearn-bench] [--json FILE]
+ *     [--others 32] [--states 10] [--retain-share 0.5] [--mirror] [--variants 0] [--composites 0] [--face-region cx,cy,rx,ry] [--out out/unlearn-bench] [--json FILE]
  */
 import { mkdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
@@ -55,6 +55,7 @@ async function main(): Promise<void> {
       mirror: { type: 'boolean', default: false },
       variants: { type: 'string', default: '0' },
       composites: { type: 'string', default: '0' },
+      'face-region': { type: 'string' },
       out: { type: 'string', default: 'out/unlearn-bench' },
       json: { type: 'string' },
     },
@@ -163,6 +164,7 @@ async function main(): Promise<void> {
       mirror: values.mirror as boolean,
       variants: n('variants'),
       composites: n('composites'),
+      faceRegion: values['face-region'] ? (([cx, cy, rx, ry]) => ({ cx, cy, rx, ry }))((values['face-region'] as string).split(',').map(Number)) : undefined,
       onStep: (s) => {
         if (s.step % 50 === 0) log(`person ${people[k]} step ${s.step} loss ${s.loss.toFixed(5)}`);
       },
