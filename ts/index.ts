@@ -151,7 +151,7 @@ export { startEraseWorker, type EraseWorker, type EraseWorkerEvent, type EraseWo
 export { DEFAULT_QUEUE_NAME, type QueueConnection } from './queue/connection';
 export type { EraseJobData, EraseJobResult, EraseWorkerModels } from './queue/job';
 export { mergeAdapter } from './train/trainer';
-export { DECODER_PREFIXES, UNLEARN_PARAMS, unlearnIdentity, type UnlearnOptions, type UnlearnParams, type UnlearnReport, type UnlearnResult } from './unlearn/unlearn';
+export { blendFaces, DECODER_PREFIXES, DEFAULT_FACE_REGION, UNLEARN_PARAMS, unlearnIdentity, type ExtraCodesReport, type FaceRegion, type UnlearnOptions, type UnlearnParams, type UnlearnReport, type UnlearnResult } from './unlearn/unlearn';
 export { ERASE_DEFAULTS, resolveEraseOptions, type ResolvedEraseOptions } from './erase/options';
 export {
   FACE_ELLIPSE,

@@ -127,7 +127,7 @@ export function compareRuns(baseline: BenchRun, current: BenchRun, tolerance: nu
           cases.push({ key, suite: m.suite, case: m.case, params: m.params, old: null, new: m.median, change: null, interval: null, verdict: 'new', reasons: [], unstable: flags(m).map((f) => `now: ${f}`) });
           continue;
         }
-        const j = judge({ samples: b.samples, load: b.load, processes: b.processes, yardstick: b.yardstick }, { samples: m.samples, load: m.load, processes: m.processes, yardstick: m.yardstick }, tolerance, { confidence, seed: seedOf(key), ignoreLoad: opts.ignoreLoad });
+        const j = judge({ samples: b.samples, load: b.load, processes: b.processes }, { samples: m.samples, load: m.load, processes: m.processes }, tolerance, { confidence, seed: seedOf(key), ignoreLoad: opts.ignoreLoad });
         cases.push({
           key, suite: m.suite, case: m.case, params: m.params, old: b.median, new: m.median,
           change: j.ratio.value - 1,

@@ -233,8 +233,6 @@ class Context implements BenchContext {
     const waits: number[] = [];
     const cpu: number[] = [];
     const load: number[] = [];
-    const yard: number[] = [];
-    const useYardstick = this.options.device === 'cpu';
     for (let i = 0; i < plan.samples; i++) {
       const a = schedTimes();
       const ma = machineTimes();
@@ -248,11 +246,10 @@ class Context implements BenchContext {
       const l = otherLoad(ma, mb, wall, this.options.threads);
       if (l !== null) load.push(l);
       if (a && b) cpu.push(Math.max(0, b.runNs - a.runNs) / 1e9 / plan.loops);
-      if (useYardstick) yard.push(await yardstick());
     }
     const calibration: Calibration = { minTime, firstCall, warmup: warm, estimate, loops: plan.loops };
     const whole = (xs: number[]) => (xs.length === samples.length ? xs : undefined);
-    return this.finish(name, opts, samples, 1 + warm.length, { loops: plan.loops, calibration, contention: whole(waits), load: whole(load), cpu: whole(cpu), yardstick: whole(yard) });
+    return this.finish(name, opts, samples, 1 + warm.length, { loops: plan.loops, calibration, contention: whole(waits), load: whole(load), cpu: whole(cpu) });
   }
 
   async record(name: string, opts: CaseOptions, samples: number[], warmup = 0): Promise<Measurement> {
@@ -264,7 +261,7 @@ class Context implements BenchContext {
     opts: CaseOptions,
     samples: number[],
     warmup: number,
-    how: { loops?: number; calibration?: Calibration; contention?: number[]; load?: number[]; cpu?: number[]; yardstick?: number[] },
+    how: { loops?: number; calibration?: Calibration; contention?: number[]; load?: number[]; cpu?: number[] },
   ): Promise<Measurement> {
     if (!samples.length || samples.some((s) => !(s >= 0) || !Number.isFinite(s))) {
       throw new BiaError('BIA_INVALID_ARGUMENT', `${this.suiteName}/${name}: trial times must be finite and non-negative, got ${JSON.stringify(samples)}`);
@@ -279,7 +276,6 @@ class Context implements BenchContext {
       ...(how.calibration ? { calibration: how.calibration } : {}),
       ...(how.contention ? { contention: how.contention } : {}),
       ...(how.load ? { load: how.load } : {}),
-      ...(how.yardstick ? { yardstick: how.yardstick } : {}),
       ...(how.cpu ? { cpu: how.cpu } : {}),
       stability: stability(samples, how.load),
     };
@@ -397,18 +393,6 @@ async function runSuiteIsolated(name: string, options: BenchOptions, hooks: RunH
 }
 
 /**
- * The yardstick: a fixed job (a 64-channel 32² convolution twice and a 256² matmul four times, about 3 ms on
- * the 2-core machine), timed after each CPU sample. This VM's speed drifts by 20–45% over minutes with nothing
- * else running and no steal time reported (docs/benchmarks.md); a verdict compares each case relative to the
- * yardstick of its own samples, so a machine-wide slowdown between the runs cancels out.
- */
-export async function yardstick(): Promise<number> {
-  const conv = await benchmark({ op: 'conv2d', batch: 1, inChannels: 64, height: 32, warmup: 0, iterations: 2 });
-  const mm = await benchmark({ op: 'sgemm', m: 256, warmup: 0, iterations: 4 });
-  return [...conv.seconds, ...mm.seconds].reduce((x, y) => x + y, 0);
-}
-
-/**
  * One suite's results from several processes (--processes) as one: each case's samples (and their load,
  * CPU-wait and CPU records) side by side, with the process of each sample, so that its interval spans the
  * processes (stats.ts, bootstrapMedians); median-derived figures recomputed; the largest peak memory.
@@ -423,7 +407,7 @@ export function mergeProcessRuns(parts: SuiteResult[]): SuiteResult {
     const same = parts.map((p) => p.measurements.find((m) => key(m) === key(first))).filter((m): m is Measurement => !!m);
     const samples = same.flatMap((m) => m.samples);
     const processes = same.flatMap((m, k) => m.samples.map(() => k));
-    const joined = (f: 'contention' | 'load' | 'cpu' | 'yardstick') => (same.every((m) => m[f]?.length === m.samples.length) ? same.flatMap((m) => m[f]!) : undefined);
+    const joined = (f: 'contention' | 'load' | 'cpu') => (same.every((m) => m[f]?.length === m.samples.length) ? same.flatMap((m) => m[f]!) : undefined);
     const st = stats(samples);
     const ci = medianInterval(samples, { seed: seedOf(`${first.suite}/${key(first)}`) }, processes);
     const load = joined('load');
@@ -436,10 +420,9 @@ export function mergeProcessRuns(parts: SuiteResult[]): SuiteResult {
       contention: joined('contention'),
       load,
       cpu: joined('cpu'),
-      yardstick: joined('yardstick'),
       stability: stability(samples, load),
     };
-    for (const f of ['contention', 'load', 'cpu', 'yardstick'] as const) if (m[f] === undefined) delete m[f];
+    for (const f of ['contention', 'load', 'cpu'] as const) if (m[f] === undefined) delete m[f];
     if (m.items !== undefined) m.itemsPerSecond = m.items / st.median;
     if (m.flops !== undefined && first.gflops && first.peakFraction !== undefined) {
       m.gflops = m.flops / st.median / 1e9;

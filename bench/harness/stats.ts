@@ -238,8 +238,6 @@ export interface JudgeInput {
   load?: readonly number[];
   /** Per sample: the process it was measured in (runs with --processes); the interval then spans the processes. */
   processes?: readonly number[];
-  /** Per sample: the yardstick's time right after it; where both runs have it, times are judged relative to its median. */
-  yardstick?: readonly number[];
 }
 
 export interface Judgement {
@@ -271,11 +269,7 @@ const span = (r: Interval) => `${pc(r.lo)} … ${pc(r.hi)} at ${(100 * r.confide
  */
 export function judge(old: JudgeInput, now: JudgeInput, tolerance: number, opts: BootstrapOptions & { ignoreLoad?: boolean } = {}): Judgement {
   if (!(tolerance > 0)) throw invalidArgument(`tolerance must be > 0, got ${tolerance}`);
-  // Relative to the machine's speed at the time: each run's times divided by the median of its yardstick.
-  const yards = old.yardstick?.length === old.samples.length && now.yardstick?.length === now.samples.length;
-  const speed = yards ? median(now.yardstick!) / median(old.yardstick!) : 1;
-  const scaled = (x: JudgeInput) => (yards ? x.samples.map((v) => v / median(x.yardstick!)) : x.samples);
-  const ratio = ratioInterval(scaled(old), scaled(now), { confidence: opts.confidence, resamples: opts.resamples, seed: opts.seed }, { old: old.processes, now: now.processes });
+  const ratio = ratioInterval(old.samples, now.samples, { confidence: opts.confidence, resamples: opts.resamples, seed: opts.seed }, { old: old.processes, now: now.processes });
   const few = Math.min(old.samples.length, now.samples.length);
   let verdict = classify(ratio, tolerance);
   const reasons: string[] = [];
@@ -299,6 +293,5 @@ export function judge(old: JudgeInput, now: JudgeInput, tolerance: number, opts:
     verdict = 'inconclusive';
   }
   if (verdict !== 'inconclusive') reasons.unshift(span(ratio));
-  if (yards && Math.abs(speed - 1) > tolerance) reasons.push(`the machine ran the yardstick ${pc(speed)} against the baseline; the times are compared relative to it (raw change ${pc((median(now.samples) / median(old.samples)))})`);
   return { verdict, ratio, reasons };
 }

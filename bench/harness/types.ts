@@ -81,8 +81,6 @@ export interface Measurement extends Stats {
    * LOAD_LIMIT is measured on a busy machine.
    */
   load?: number[];
-  /** Per sample on the CPU: seconds of the yardstick job timed right after it (bench/harness/run.ts, yardstick). */
-  yardstick?: number[];
   /** Per sample: the process it was measured in (0, 1, …), in runs with --processes N > 1. */
   processes?: number[];
   /** Per sample: CPU seconds per call, summed over the process's threads (recorded, not judged: spinning threads make it follow the load). */
