@@ -4,6 +4,9 @@
  *
  *   node dist/bench/verdicts.js [--runs 20] [--smoke-runs 5] [--slowdown 1.3] [--tolerance 10%]
  *                               [--out bench/results/verdicts.json] [--keep DIR] [-- extra bench args]
+ *   node dist/bench/verdicts.js --ab …                 (each comparison is one `bia bench --against` this
+ *                               checkout: this build and itself, interleaved; the slowdown is applied to
+ *                               the interleaved baseline)
  *   node dist/bench/verdicts.js --from DIR [--ignore-load] …   (judge the runs a --keep DIR kept again, e.g.
  *                               without the busy-machine rule; exit codes are then not known)
  *
@@ -98,6 +101,7 @@ async function main(argv: string[]): Promise<void> {
       keep: { type: 'string' },
       from: { type: 'string' },
       'ignore-load': { type: 'boolean', default: false },
+      ab: { type: 'boolean', default: false },
     },
   });
   const runs = Number(values.runs);
@@ -132,24 +136,27 @@ async function main(argv: string[]): Promise<void> {
   try {
     for (const [mode, count] of [['tiny', runs], ['smoke', smokeRuns]] as const) {
       if (count === 0) continue;
-      log(`${mode}: a baseline, then ${count} comparisons`);
+      const ab = values.ab;
+      log(ab ? `${mode}: ${count} interleaved comparisons of this build with itself` : `${mode}: a baseline, then ${count} comparisons`);
       const flags = mode === 'smoke' ? ['--config', 'tiny', '--smoke', ...extra] : ['--config', 'tiny', ...extra];
       const baseFile = path.join(dir, `${mode}-0.json`);
       const kept = { seconds: NaN, exitCode: null, loadBefore: NaN, loadAfter: NaN, stdout: '' };
-      const b = from ? kept : bench([...flags, '--json', baseFile], log);
-      if (!from && b.exitCode !== 0) throw new Error(`the baseline run failed with exit code ${b.exitCode}`);
-      const base = readRun(baseFile);
-      const slowBase = faster(base, slowdown);
-      const records: RunRecord[] = [{ index: 0, seconds: b.seconds, exitCode: b.exitCode, loadBefore: b.loadBefore, loadAfter: b.loadAfter, load: runLoad(base) }];
+      const b = from || ab ? kept : bench([...flags, '--json', baseFile], log);
+      if (!from && !ab && b.exitCode !== 0) throw new Error(`the baseline run failed with exit code ${b.exitCode}`);
+      const firstBase = ab ? null : readRun(baseFile);
+      const records: RunRecord[] = ab ? [] : [{ index: 0, seconds: b.seconds, exitCode: b.exitCode, loadBefore: b.loadBefore, loadAfter: b.loadAfter, load: runLoad(firstBase!) }];
       const summary = { runs: 0, falseAlarms: 0, exitCodes: {} as Record<string, number>, verdicts: {} as Record<string, number>, slowdown: { cases: 0, caught: 0, missedBecause: {} as Record<string, number> } };
       result[mode] = { flags, baseline: records[0], runs: records, summary };
       for (let i = 1; i <= count; i++) {
         const file = path.join(dir, `${mode}-${i}.json`);
         if (from && !existsSync(file)) break;
-        const r = from ? kept : bench([...flags, '--json', file, '--baseline', baseFile, '--tolerance', values.tolerance, ...(ignoreLoad ? ['--ignore-load'] : [])], log);
+        const against = ab ? ['--against', ROOT] : ['--baseline', baseFile];
+        const r = from ? kept : bench([...flags, '--json', file, ...against, '--tolerance', values.tolerance, ...(ignoreLoad ? ['--ignore-load'] : [])], log);
         const rec: RunRecord = { index: i, seconds: r.seconds, exitCode: r.exitCode, loadBefore: r.loadBefore, loadAfter: r.loadAfter, load: null };
         try {
           const run = readRun(file);
+          const base = ab ? asBenchRun(run.against, `${file} (against)`) : firstBase!;
+          const slowBase = faster(base, slowdown);
           rec.load = runLoad(run);
           const c = compareRuns(base, run, tolerance, 0.99, { ignoreLoad });
           rec.verdicts = verdictCounts(c);

@@ -139,6 +139,8 @@ t.test('stability: bimodal samples, dispersion, a busy machine', async (t) => {
   t.ok(Math.abs(calm.load! - 0.01) < 1e-12, 'the mean load');
   t.equal(stability(noisy(20, 1e-3, 0.03, 5)).load, null, 'not measured');
   t.match(stability(noisy(20, 1e-3, 0.03, 5), Array(20).fill(0.8)).unstable.join(), /busy machine: other processes took 0\.80 of the cores the case needs/);
+  t.equal(stability(noisy(4, 1e-3, 0.03, 5), [2, -2, 0, 0]).load, 0, 'tick noise of short samples averages out');
+  t.equal(stability(noisy(4, 1e-3, 0.03, 5), [-1, -1, -1, -1]).load, 0, 'idle free cores: no load');
   t.equal(bimodality(mixture(30, 1e-3, 14e-3, 0.3, 9))!.highCount > 4, true, 'a 30% slow mode among 30 samples');
   t.equal(stability([1, 1, 1, 1, 1, 1, 1, 50]).outliers, 1, 'a far outlier');
   t.throws(() => stability([]), { code: 'BIA_INVALID_ARGUMENT' });

@@ -31,6 +31,7 @@ t.test("otherLoad: other processes' cores on the cores the bench needs", async (
   const at = (busyTicks: number, selfTicks: number) => ({ busyTicks, selfTicks, cores: 4 });
   t.equal(otherLoad(at(0, 0), at(250, 50), 1, 4), 2, 'two cores of others, all four needed');
   t.equal(otherLoad(at(0, 0), at(250, 50), 1, 2), 0, 'two cores of others on the two left free');
+  t.equal(otherLoad(at(0, 0), at(50, 50), 1, 2), -2, 'not clamped: the two free cores idle (the mean over a case is clamped)');
   t.equal(otherLoad(at(0, 0), at(450, 50), 2, 3), 1, '4 s of others in 2 s: 2 cores, one beyond the one left free');
   t.equal(otherLoad(at(0, 0), at(100, 100), 1, 4), 0, 'only the process itself');
   t.equal(otherLoad(null, at(1, 1), 1, 2), null, 'not measured');

@@ -11,7 +11,7 @@ import { writeFileAtomic } from '../../ts/images';
 import { table } from '../common';
 import { BENCH_CONFIGS } from './configs';
 import { asBenchRun, compareRuns, formatComparison, markdownComparison, parseConfidence, parseTolerance } from './compare';
-import { closeHooks, defaultHooks, formatInterval, formatSeconds, ROOT, runBench, runSuiteHere } from './run';
+import { againstCli, closeHooks, defaultHooks, formatInterval, formatSeconds, ROOT, runBench, runSuiteHere } from './run';
 import { SUITES } from '../suites/index';
 import type { BenchOptions, BenchRun } from './types';
 
@@ -35,8 +35,11 @@ Options:
   --smoke             small sizes, seconds in all (CI keeps the harness from rotting with it)
   --isolate           run each suite in its own process (clean peak memory, no shared caches)
   --processes N       run each suite in N fresh processes in turn and judge their samples together:
-                      a case's interval then spans the processes (on the 2-core machine a small
-                      UNet's median moves 25-60% from one process to the next; default 1)
+                      a case's interval then spans the processes (default 1; 2 with --against)
+  --against DIR       another bia-torch checkout (built): each suite runs in turn in a process of this
+                      build and of that one (ABBA…, --processes pairs), and this run is judged against
+                      that one — a machine whose speed drifts over minutes drifts for both (the JSON
+                      keeps that run under 'against')
   --no-python         skip the Python eager references
   --threads N         intra-op threads (default: BIA_NUM_THREADS or all cores)
   --steps N, --neighbours N, --batches 1,4,16, --images N, --batch-size N
@@ -95,6 +98,7 @@ const OPTIONS = {
   smoke: { type: 'boolean', default: false },
   isolate: { type: 'boolean', default: false },
   processes: { type: 'string' },
+  against: { type: 'string' },
   'no-python': { type: 'boolean', default: false },
   threads: { type: 'string' },
   steps: { type: 'string' },
@@ -136,7 +140,8 @@ export function parseBenchArgs(argv: string[]): { options: BenchOptions; values:
     minTime: seconds(values['min-time'], 'min-time', 60),
     caseTime: seconds(values['case-time'], 'case-time', 3600),
     isolate: values.isolate,
-    processes: positiveInt(values.processes, 'processes') ?? 1,
+    processes: positiveInt(values.processes, 'processes') ?? (values.against ? 2 : 1),
+    ...(values.against ? { against: values.against } : {}),
     python: !values['no-python'],
     smoke,
     threads: positiveInt(values.threads, 'threads') ?? getThreads(),
@@ -150,7 +155,9 @@ export function parseBenchArgs(argv: string[]): { options: BenchOptions; values:
     throw new BiaError('BIA_INVALID_ARGUMENT', `--max-trials (${options.maxTrials}) must be at least --trials (${options.trials})`);
   }
   for (const k of ['steps', 'neighbours', 'batches', 'images', 'batchSize', 'maxTrials', 'minTime', 'caseTime'] as const) if (options[k] === undefined) delete options[k];
-  if (values.baseline !== undefined) {
+  if (values.against !== undefined && values.baseline !== undefined) throw new BiaError('BIA_INVALID_ARGUMENT', '--against and --baseline: give one (--against measures its own baseline)');
+  if (values.against !== undefined) againstCli(values.against);
+  if (values.baseline !== undefined || values.against !== undefined) {
     parseTolerance(values.tolerance);
     parseConfidence(values.confidence);
   }
@@ -250,9 +257,10 @@ export async function runBenchCli(
   await save(run);
   out(`${formatRun(run)}\n\nwrote ${file}\n`);
   let code: number = run.suites.every((s) => s.ok) ? BENCH_EXIT.ok : BENCH_EXIT.failure;
-  if (baseline) {
-    const c = compareRuns(baseline, run, parseTolerance(values.tolerance), parseConfidence(values.confidence), { ignoreLoad: values['ignore-load'] });
-    out(`\nagainst ${values.baseline}:\n${formatComparison(c, table)}\n`);
+  const base = baseline ?? run.against ?? null;
+  if (base) {
+    const c = compareRuns(base, run, parseTolerance(values.tolerance), parseConfidence(values.confidence), { ignoreLoad: values['ignore-load'] });
+    out(`\nagainst ${baseline ? values.baseline : `${run.against!.root} (measured interleaved)`}:\n${formatComparison(c, table)}\n`);
     if (values.markdown) await writeFileAtomic(values.markdown, markdownComparison(c, run), 'markdown summary');
     if (c.incomparable.length) code = Math.max(code, BENCH_EXIT.usage);
     else if (c.regressions > 0) code = BENCH_EXIT.regression;

@@ -4,7 +4,7 @@
  * and (optionally) each suite in its own process.
  */
 import { spawn, spawnSync } from 'node:child_process';
-import { readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { benchmark, BiaError, cudaMemory, getThreads, info, setThreads, type ComputeDtype, type Device } from '../../ts/index';
@@ -367,9 +367,9 @@ export async function runSuiteHere(name: string, options: BenchOptions, hooks: R
 }
 
 /** Run one suite in a child process (the same CLI with --worker-out); its peaks are passed in. */
-async function runSuiteIsolated(name: string, options: BenchOptions, hooks: RunHooks): Promise<SuiteResult> {
+async function runSuiteIsolated(name: string, options: BenchOptions, hooks: RunHooks, cli = path.join(__dirname, 'cli.js')): Promise<SuiteResult> {
   const out = path.join(os.tmpdir(), `bia-bench-${process.pid}-${name}-${Date.now()}.json`);
-  const args = [path.join(__dirname, 'cli.js'), name, '--worker-out', out, '--worker-options', JSON.stringify(options)];
+  const args = [cli, name, '--worker-out', out, '--worker-options', JSON.stringify(options)];
   const env = { ...process.env, BIA_BENCH_PEAKS: JSON.stringify(hooks.peaks) };
   const code = await new Promise<number>((resolve) => {
     const child = spawn(process.execPath, ['--expose-gc', ...args], { stdio: ['ignore', 'inherit', 'inherit'], env });
@@ -390,6 +390,13 @@ async function runSuiteIsolated(name: string, options: BenchOptions, hooks: RunH
   } finally {
     rmSync(out, { force: true });
   }
+}
+
+/** The bench worker of another checkout (--against): its built dist/bench/harness/cli.js. */
+export function againstCli(root: string): string {
+  const cli = path.resolve(root, 'dist', 'bench', 'harness', 'cli.js');
+  if (!existsSync(cli)) throw new BiaError('BIA_INVALID_ARGUMENT', `--against ${root}: no ${path.relative(path.resolve(root), cli)} there (build that checkout first: npm run setup, or npm run build:ts)`);
+  return cli;
 }
 
 /**
@@ -479,11 +486,29 @@ export async function runBench(
     `matmul peak ${dtypes.map((d) => `${d} ${hooks.peaks[d]!.toFixed(0)} GFLOP/s`).join(', ')}` +
     `${python ? `; reference: Python eager torch ${python.torch}` : '; no Python reference'}${options.smoke ? ' [smoke]' : ''}`);
   const suites: SuiteResult[] = [];
-  const snapshot = (complete: boolean): BenchRun => ({ schema: SCHEMA, complete, options, environment: { ...env, matmulPeakGflops: { ...hooks.peaks } }, suites: [...suites] });
+  const otherSuites: SuiteResult[] = [];
+  const otherCli = options.against ? againstCli(options.against) : null;
+  const snapshot = (complete: boolean): BenchRun => ({
+    schema: SCHEMA, complete, options, environment: { ...env, matmulPeakGflops: { ...hooks.peaks } }, suites: [...suites],
+    ...(otherCli ? { against: { schema: SCHEMA, complete, options, environment: { ...env, matmulPeakGflops: { ...hooks.peaks } }, suites: [...otherSuites], root: path.resolve(options.against!) } } : {}),
+  });
   try {
     for (const name of options.suites) {
       log(`• ${name}`);
-      if ((options.processes ?? 1) > 1) {
+      if (otherCli) {
+        // Interleaved: this build and the other in turn, ABBA…, so that a drift of the machine falls on both.
+        const mine: SuiteResult[] = [];
+        const theirs: SuiteResult[] = [];
+        for (let k = 0; k < Math.max(2, options.processes ?? 2); k++) {
+          const order = k % 2 === 0 ? ['mine', 'theirs'] : ['theirs', 'mine'];
+          for (const who of order) {
+            if (who === 'mine') mine.push(await runSuiteIsolated(name, options, hooks));
+            else theirs.push(await runSuiteIsolated(name, options, hooks, otherCli));
+          }
+        }
+        suites.push(mergeProcessRuns(mine));
+        otherSuites.push(mergeProcessRuns(theirs));
+      } else if ((options.processes ?? 1) > 1) {
         const parts: SuiteResult[] = [];
         for (let k = 0; k < options.processes!; k++) parts.push(await runSuiteIsolated(name, options, hooks));
         suites.push(mergeProcessRuns(parts));

@@ -91,10 +91,13 @@ export function machineTimes(): MachineTimes | null {
 
 /**
  * Cores' worth of other processes' work between two readings that sat on the cores the bench needs:
- * (machine busy − own) / wall, less the cores left free (the machine's cores − `threads`), at least 0.
+ * (machine busy − own) / wall, less the cores left free (the machine's cores − `threads`). Not clamped at 0:
+ * the kernel counts in 10 ms ticks, so a 5 ms sample reads 0 or ±2–3 cores; the mean over a case's samples
+ * is what means something, and it is clamped (stats.ts). Clamping each sample would bias it upwards (5 ms
+ * spinning samples on the quiet machine: mean 0.26 clamped, about 0 not).
  */
 export function otherLoad(a: MachineTimes | null, b: MachineTimes | null, wallSeconds: number, threads: number): number | null {
   if (!a || !b || !(wallSeconds > 0)) return null;
   const others = (b.busyTicks - a.busyTicks - (b.selfTicks - a.selfTicks)) / USER_HZ / wallSeconds;
-  return Math.max(0, others - Math.max(0, b.cores - threads));
+  return others - Math.max(0, b.cores - threads);
 }

@@ -175,7 +175,7 @@ export function stability(samples: readonly number[], load?: readonly number[]):
   const dispersion = med > 0 ? (q3 - q1) / med : 0;
   const outliers = s.filter((x) => x > q3 + 3 * (q3 - q1)).length;
   const bimodal = s.length >= 4 ? bimodality(s) : null;
-  const busy = load && load.length ? mean(load) : null;
+  const busy = load && load.length ? Math.max(0, mean(load)) : null;
   const unstable: string[] = [];
   if (bimodal) unstable.push(`bimodal: ${bimodal.lowCount} samples near ${fmt(bimodal.low)}, ${bimodal.highCount} near ${fmt(bimodal.high)}`);
   if (dispersion > DISPERSION_LIMIT) unstable.push(`dispersed: the middle half of the samples spans ${(100 * dispersion).toFixed(0)}% of the median`);
@@ -280,8 +280,8 @@ export function judge(old: JudgeInput, now: JudgeInput, tolerance: number, opts:
     reasons.push(`${direction()} (${span(ratio)}) but only ${few} sample(s): rerun with --trials ${MIN_SAMPLES_FOR_VERDICT} or more`);
     verdict = 'inconclusive';
   }
-  const w0 = !opts.ignoreLoad && old.load?.length ? mean(old.load) : null;
-  const w1 = !opts.ignoreLoad && now.load?.length ? mean(now.load) : null;
+  const w0 = !opts.ignoreLoad && old.load?.length ? Math.max(0, mean(old.load)) : null;
+  const w1 = !opts.ignoreLoad && now.load?.length ? Math.max(0, mean(now.load)) : null;
   const cores = (w: number | null) => (w === null ? 'not measured' : `${w.toFixed(2)} cores`);
   const waited = `other processes took ${cores(w1)} of the cores it needs, ${cores(w0)} in the baseline`;
   if (called() && Math.max(w0 ?? 0, w1 ?? 0) > LOAD_LIMIT) {

@@ -159,6 +159,8 @@ export interface BenchOptions {
   isolate: boolean;
   /** Run each suite in this many fresh processes, one after another, and judge their samples together (default 1). */
   processes?: number;
+  /** Another bia-torch checkout (built) to measure interleaved with this one and judge against (--against). */
+  against?: string;
   /** Run the Python eager references where they exist. */
   python: boolean;
   /** Smaller problem sizes for a smoke run (CI): seconds, not minutes. */
@@ -181,6 +183,11 @@ export interface BenchRun {
   options: BenchOptions;
   environment: BenchEnvironment;
   suites: SuiteResult[];
+  /**
+   * With --against DIR: the other build's run, measured interleaved with this one (each suite in turn in a
+   * process of this build and of the other, ABBA…), the baseline this run is judged against.
+   */
+  against?: BenchRun & { root: string };
 }
 
 /** The models of a bench configuration. */
