@@ -113,9 +113,12 @@ t.test('line absorption in batches (lineBatch): the same output, decoding stops 
   const o = { diffusion, encoder, ...BASE, threshold, absorb: 'line' as const, lineSteps: 6, baseline: false, degenerateBaselines: false };
   const all = await eraseIdentity(image, { ...o, eraseTarget: 1 });
   const sims = all.report.absorption.candidates.map((c) => c.similarity);
-  // A target first reached at distance j ≥ 2: below it only sims[j], none of the shorter moves.
-  const j = sims.findIndex((v, i) => i >= 2 && v < Math.min(...sims.slice(0, i)));
-  const eraseTarget = j >= 0 ? Math.min(...sims.slice(0, j)) : 1;
+  // A target first reached at distance j ≥ 2: below it only sims[j], none of the shorter moves. The target
+  // sits halfway between sims[j] and the shorter moves' lowest, not on one of them: decoded in other batches,
+  // a similarity moves in its last digits, and a target equal to one would make that move erased or not by
+  // chance (it did, on a fresh build).
+  const j = sims.findIndex((v, i) => i >= 2 && v < Math.min(...sims.slice(0, i)) - 1e-4);
+  const eraseTarget = j >= 0 ? (Math.min(...sims.slice(0, j)) + sims[j]) / 2 : 1;
   const want = j >= 0 ? j : 0;
   const a = await eraseIdentity(image, { ...o, eraseTarget });
   unetStats({ reset: true });
@@ -123,11 +126,14 @@ t.test('line absorption in batches (lineBatch): the same output, decoding stops 
   const decoded = unetStats({ reset: true }).encodeImages;
   t.equal(a.report.absorption.chosen, want, `the first erased move (${want}) is chosen`);
   t.equal(b.report.absorption.chosen, want, 'in batches too');
-  t.same(Array.from(await b.image.data()), Array.from(await a.image.data()), 'the same output image');
+  // The same up to float rounding: the batched decode runs other kernel shapes (bit-equal on one build, 1e-7 apart on another).
+  const [ib, ia] = [await b.image.data(), await a.image.data()];
+  t.ok(ib.length === ia.length && ib.every((v, k) => Math.abs(v - ia[k]) < 1e-4), 'the same output image (within 1e-4)');
   const n = 2 * Math.ceil((want + 1) / 2);
   t.equal(b.report.absorption.candidates.length, n, `decoding stopped after ${n} of 6 distances`);
-  const strip = (c: { signedDistance: number | null }[]) => c.map((x) => ({ ...x, signedDistance: Number(x.signedDistance?.toPrecision(12)) }));
-  t.same(strip(b.report.absorption.candidates), strip(a.report.absorption.candidates.slice(0, n)), 'the candidates decoded are the same (signed distances to 12 digits: a float64 sum over another batch)');
+  const close = (x: unknown, y: unknown): boolean =>
+    typeof x === 'number' && typeof y === 'number' ? Math.abs(x - y) <= 1e-4 * Math.max(1, Math.abs(y)) : x && typeof x === 'object' && y && typeof y === 'object' ? Object.keys(y).every((k) => close((x as Record<string, unknown>)[k], (y as Record<string, unknown>)[k])) : x === y;
+  t.ok(close(b.report.absorption.candidates, a.report.absorption.candidates.slice(0, n)), 'the candidates decoded are the same (within 1e-4: decoded in other batches)');
   t.equal(b.candidates.shape[0], n);
   // The UNet passes: inversion + reconstruction + labels + the decoded distances only.
   // Each decoding of many codes from x_lat shares its first encoder pass; the distances are decoded 2 at a time.

@@ -210,6 +210,10 @@ t.test("blendFaces: the face's ellipse from one picture, the rest from the other
   const [fm, gm] = [f[at(1, 0, 12, 7)], g[at(2, 0, 12, 7)]];
   t.ok(Math.min(fm, gm) < mid && mid < Math.max(fm, gm), `the soft edge blends: ${fm.toFixed(3)} / ${mid.toFixed(3)} / ${gm.toFixed(3)}`);
   await t.rejects(blendFaces(face, [0], scene, [0, 1], region), { code: 'BIA_INVALID_ARGUMENT' });
+  await t.rejects(blendFaces(face, [2], scene, [0], region), { code: 'BIA_INVALID_ARGUMENT', message: /outside its batch/ });
+  const small = await randn([1, 3, 10, 10], { seed: 7 });
+  await t.rejects(blendFaces(face, [0], small, [0], region), { code: 'BIA_INVALID_ARGUMENT', message: /one picture size/ });
+  small.dispose();
   await t.rejects(unlearnIdentity(photo, { diffusion, encoder, others }, { faceRegion: { cx: 0.5, cy: 0.5, rx: 0, ry: 0.2 } }), { code: 'BIA_INVALID_ARGUMENT', message: /faceRegion/ });
   for (const y of [face, scene, x]) y.dispose();
 });

@@ -194,6 +194,12 @@ export async function mirrored(x: Tensor): Promise<Tensor> {
 export async function blendFaces(face: Tensor, faceRows: number[], scene: Tensor, sceneRows: number[], region: FaceRegion): Promise<Tensor> {
   const [C, H, W] = face.shape.slice(1);
   if (faceRows.length !== sceneRows.length) throw invalidArgument('blendFaces: one scene row per face row');
+  if (face.shape.length !== 4 || scene.shape.length !== 4 || scene.shape.slice(1).some((v, k) => v !== face.shape[k + 1])) {
+    throw invalidArgument(`blendFaces: face and scene must be [B, C, H, W] of one picture size, got [${face.shape}] and [${scene.shape}]`);
+  }
+  const inRange = (rows: number[], n: number) => rows.every((r) => Number.isInteger(r) && r >= 0 && r < n);
+  if (!inRange(faceRows, face.shape[0]) || !inRange(sceneRows, scene.shape[0])) throw invalidArgument('blendFaces: a row index is outside its batch');
+  checkRegion(region);
   const [f, g] = [await face.data(), await scene.data()];
   const mask = new Float32Array(H * W);
   for (let y = 0; y < H; y++) {
