@@ -203,6 +203,27 @@ t.test('--isolate runs a suite in its own process', async (t) => {
   t.ok(run.environment.matmulPeakGflops.float32! > 0);
 });
 
+t.test('--against: this build and another, interleaved in fresh processes, judged against it', async (t) => {
+  const root = join(__dirname, '..', '..');
+  const json = join(dir, 'ab.json');
+  const r = runCli(['bench', 'engine', '--smoke', '--no-python', '--ignore-load', '--against', root, '--tolerance', '300%', '--json', json], ENV);
+  if (r.status !== 0) t.comment(r.stderr.slice(-2000));
+  t.equal(r.status, 0, 'the same build against itself, at a 300% tolerance: no regression');
+  t.match(r.stdout, /against .* \(measured interleaved\)/);
+  const run = asBenchRun(JSON.parse(readFileSync(json, 'utf8')), json);
+  const other = run.against!;
+  t.equal(other.root, root);
+  t.same(other.suites.map((s) => s.suite), ['engine']);
+  for (const x of [run, other]) {
+    const m = x.suites[0].measurements[0];
+    t.same([...new Set(m.processes)], [0, 1], 'two processes a side (ABBA)');
+    t.equal(m.processes!.length, m.samples.length);
+    t.equal(x.suites[0].notes.processes, 2);
+  }
+  t.equal(runCli(['bench', 'engine', '--smoke', '--against', join(dir, 'nowhere')], ENV).status, 2, 'no built checkout there: usage error');
+  t.match(runCli(['bench', 'engine', '--smoke', '--against', root, '--baseline', json], ENV).stderr, /--against and --baseline: give one/);
+});
+
 t.test('bad arguments: usage errors and input errors, with messages', async (t) => {
   const bad = runCli(['bench', 'nosuch'], ENV);
   t.equal(bad.status, 2);
