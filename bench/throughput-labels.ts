@@ -7,8 +7,10 @@
  *   - the cosine between the SVM normal fitted on the cheap labels and the one fitted on the full labels
  *     (same codes, same C, hold-out and seed); a variant giving one class has no normal (cosine 0);
  *   - the UNet image-calls (encoder + decoder passes, one per image) the labels cost.
+ * A variant `from:k:z` refines the cheap labels (`labelRefine` z): neighbours whose mapped similarity lies near
+ * the threshold are decoded in full as well.
  *
- *   node dist/bench/throughput-labels.js [--images 12] [--inject every-step] [--steps 20] [--variants x0:2,x0:4,coarse:4]
+ *   node dist/bench/throughput-labels.js [--images 12] [--inject every-step] [--steps 20] [--variants x0:2,x0:4,coarse:4,coarse:6:2.5]
  *                                        [--json bench/results/throughput-labels.json]
  *
  * The settings are the demo's (DEMO_SETTINGS with the encoder's calibrated threshold); --inject and --steps
@@ -30,6 +32,7 @@ interface Variant {
   name: string;
   labelFrom: LabelFrom;
   labelSteps: number;
+  labelRefine: number;
 }
 
 export interface LabelComparison {
@@ -71,8 +74,8 @@ async function main(): Promise<void> {
   const threshold = calibratedThreshold() ?? 0.35;
   const o = { ...DEMO_SETTINGS, threshold, ...(values.inject ? { inject: values.inject as InjectMode } : {}), ...(values.steps ? { steps: Number(values.steps) } : {}) };
   const variants: Variant[] = values.variants!.split(',').map((v) => {
-    const [from, k] = v.split(':');
-    return { name: `${from}@${k}`, labelFrom: from as LabelFrom, labelSteps: Number(k) };
+    const [from, k, z] = v.split(':');
+    return { name: `${from}@${k}${z ? ` refined z=${z}` : ''}`, labelFrom: from as LabelFrom, labelSteps: Number(k), labelRefine: Number(z ?? 0) };
   });
   const models = await loadDefaultModels();
   const portraits = await heldOut(count, 1, 21);
@@ -105,7 +108,7 @@ async function main(): Promise<void> {
         for (const [vi, v] of variants.entries()) {
           unetStats({ reset: true });
           const t = performance.now();
-          const lab = await labelNeighbours(diffusion, encoder, latent, nb.codes, { ...labelOpts, labelSteps: v.labelSteps, labelFrom: v.labelFrom });
+          const lab = await labelNeighbours(diffusion, encoder, latent, nb.codes, { ...labelOpts, labelSteps: v.labelSteps, labelFrom: v.labelFrom, labelRefine: v.labelRefine });
           const seconds = (performance.now() - t) / 1000;
           const u = unetStats({ reset: true });
           const r = results[vi];

@@ -5,12 +5,13 @@
  * passes, one per image), the output's identity similarity, and the largest pixel difference between the
  * settings' outputs (0 when a saving changes nothing).
  *
- *   node dist/bench/throughput.js [--images 4] [--first 0] [--a '{"lineBatch":0}' --a-fresh-others] [--b '{}']
+ *   node dist/bench/throughput.js [--images 4] [--first 0] [--a '{"lineBatch":0}' --a-fresh-others | --a-cached-others] [--b '{}']
  *                                 [--json bench/results/throughput-demo.json]
  *
  * Settings are DEMO_SETTINGS with the encoder's calibrated threshold, plus each side's JSON overrides.
  * `--a-fresh-others` gives side A a fresh copy of the other people's photos for every portrait, so that their
- * inversion is not cached: what every erasure cost before the cache. The first portrait of each side is a
+ * inversion is not cached: what every erasure cost before the cache (the default; `--a-cached-others` turns it off,
+ * for two sides that differ only in their options). The first portrait of each side is a
  * warm-up (not in the medians).
  */
 import { writeFileSync } from 'node:fs';
@@ -59,6 +60,7 @@ async function main(): Promise<void> {
       a: { type: 'string', default: '{"lineBatch":0,"labelSteps":0}' },
       b: { type: 'string', default: '{}' },
       'a-fresh-others': { type: 'boolean', default: true },
+      'a-cached-others': { type: 'boolean', default: false },
       json: { type: 'string' },
     },
   });
@@ -66,7 +68,7 @@ async function main(): Promise<void> {
   const first = Number(values.first);
   const threshold = calibratedThreshold() ?? 0.35;
   const sides: { name: string; options: EraseOptions; fresh: boolean }[] = [
-    { name: 'A', options: { ...DEMO_SETTINGS, threshold, ...(JSON.parse(values.a!) as EraseOptions) }, fresh: values['a-fresh-others']! },
+    { name: 'A', options: { ...DEMO_SETTINGS, threshold, ...(JSON.parse(values.a!) as EraseOptions) }, fresh: values['a-fresh-others']! && !values['a-cached-others'] },
     { name: 'B', options: { ...DEMO_SETTINGS, threshold, ...(JSON.parse(values.b!) as EraseOptions) }, fresh: false },
   ];
   const models = await loadDefaultModels();

@@ -1,6 +1,7 @@
 // Black-hole formation, first half: seeded isotropic neighbours of h_r, decoded and labelled by
 // identity similarity, with α_max calibration (tiny random models, CPU).
 import t from 'tap';
+import { refineLabels } from '../ts/blackhole/neighbours';
 import { createDiffusion, createIdentityEncoder, formNeighbourhood, labelNeighbours, randn, sampleNeighbours, similarity, tensor, unetStats, type Tensor } from '../ts/index';
 
 async function norms(codes: Tensor, hR: Tensor): Promise<number[]> {
@@ -120,4 +121,88 @@ t.test('cheap labels: the x̂0 after k steps or a k-step schedule, exactly what 
   await t.rejects(labelNeighbours(diffusion, encoder, latent, nb.codes, { ...common, labelSteps: 1, labelFrom: 'coarse' }), { code: 'BIA_INVALID_ARGUMENT', message: /coarse/ });
   await t.rejects(labelNeighbours(diffusion, encoder, latent, nb.codes, { ...common, labelFrom: 'final' as never, labelSteps: 2 }), { code: 'BIA_INVALID_ARGUMENT' });
   await t.rejects(labelNeighbours(diffusion, encoder, latent, nb.codes, { ...common, labelSteps: -1 }), { code: 'BIA_INVALID_ARGUMENT' });
+});
+
+t.test('refined cheap labels: the uncertain neighbours are decoded in full, the rest read through the fitted line', async (t) => {
+  // 40 neighbours whose cheap similarity is the full one lowered by 0.1 and squeezed, with a little noise
+  const full = Array.from({ length: 40 }, (_, i) => -0.2 + (1.1 * ((i * 17) % 40)) / 40);
+  const noise = (i: number) => 0.01 * Math.sin(7 * i);
+  const cheap = Float64Array.from(full, (f, i) => 0.8 * f - 0.1 + noise(i));
+  const threshold = 0.5;
+  const calls: number[][] = [];
+  const known = new Map<number, number>();
+  const decode = async (rows: number[]) => {
+    calls.push(rows);
+    for (const r of rows) known.set(r, full[r]);
+  };
+  const { similarities: out, decided } = await refineLabels(cheap, threshold, 2.5, decode, known);
+  t.equal(decided, false);
+  t.same(Array.from(out, (v) => v > threshold), full.map((v) => v > threshold), 'every label is the full decoding’s');
+  t.equal(calls[0].length, 8, 'first: 8 neighbours spread over the cheap ranks');
+  const ranks = [...cheap.keys()].sort((a, b) => cheap[a] - cheap[b]);
+  t.same([...calls[0]].sort((a, b) => a - b), [0, 6, 11, 17, 22, 28, 33, 39].map((r) => ranks[r]).sort((a, b) => a - b));
+  t.ok(calls.length >= 2, 'then the uncertain ones');
+  t.ok(calls.slice(1).every((c) => c.every((i) => !calls[0].includes(i))), 'each neighbour decoded in full once');
+  t.ok(known.size < 40, `not every neighbour is decoded in full (${known.size} of 40)`);
+  for (const [i, f] of known) t.equal(out[i], f, 'a neighbour decoded in full keeps its full similarity');
+  for (let i = 0; i < 40; i++) if (!known.has(i)) t.ok(Math.abs(out[i] - full[i]) < 0.05, 'the rest: the line maps cheap onto full');
+  for (let i = 0; i < 40; i++) if (!known.has(i)) t.ok(Math.abs(out[i] - threshold) >= 2.5 * 0.02, 'no unrefined neighbour is left inside the band');
+
+  // a cheap similarity that says nothing (falling against the full one): everything is decoded in full
+  const known2 = new Map<number, number>();
+  const backwards = Float64Array.from(full, (f) => -f);
+  const { similarities: out2 } = await refineLabels(backwards, threshold, 2.5, async (rows) => rows.forEach((r) => known2.set(r, full[r])), known2);
+  t.equal(known2.size, 40);
+  t.same(Array.from(out2), full);
+  // at most 16 neighbours: all in full, in one call
+  const few: number[][] = [];
+  const known3 = new Map<number, number>();
+  await refineLabels(cheap.slice(0, 16), threshold, 2.5, async (rows) => (few.push(rows), rows.forEach((r) => known3.set(r, full[r]))), known3);
+  t.same(few, [Array.from({ length: 16 }, (_, i) => i)]);
+
+  // a calibration round whose share is out of range whatever the uncertain ones are: decided before refining them
+  const high = full.map((f) => f + 0.6);
+  const cheapHigh = Float64Array.from(high, (f, i) => 0.8 * f - 0.1 + noise(i));
+  const truthShare = high.filter((v) => v > threshold).length / 40;
+  t.ok(truthShare > 0.8, `the full labels give share ${truthShare}`);
+  const k4 = new Map<number, number>();
+  const r4 = await refineLabels(cheapHigh, threshold, 2.5, async (rows) => rows.forEach((r) => k4.set(r, high[r])), k4, [0.2, 0.8]);
+  t.equal(r4.decided, true);
+  t.equal(k4.size, 8, 'only the first 8 decoded in full');
+  t.ok(Array.from(r4.similarities).filter((v) => v > threshold).length / 40 > 0.8, 'the mapped share lies beyond the range too');
+  const k5 = new Map<number, number>();
+  const r5 = await refineLabels(cheapHigh, threshold, 2.5, async (rows) => rows.forEach((r) => k5.set(r, high[r])), k5);
+  t.equal(r5.decided, false);
+  t.ok(k5.size > 8, `without a range the uncertain ones are refined (${k5.size})`);
+  // a share inside the range is never decided early
+  const k6 = new Map<number, number>();
+  const r6 = await refineLabels(cheap, threshold, 2.5, async (rows) => rows.forEach((r) => k6.set(r, full[r])), k6, [0.2, 0.8]);
+  t.equal(r6.decided, false);
+  t.same(Array.from(r6.similarities, (v) => v > threshold), full.map((v) => v > threshold));
+});
+
+t.test('labelRefine on tiny models: a huge band decodes everything in full (the full labels), 0 keeps the cheap ones', async (t) => {
+  const diffusion = await createDiffusion('tiny', { seed: 1 });
+  const encoder = await createIdentityEncoder('iresnet18', { width: 0.125, embeddingSize: 32, seed: 2 });
+  const x = await randn([1, 3, 16, 16], { seed: 5 });
+  const o = { t0: 100, steps: 10 };
+  const { xLat, hR } = await diffusion.invert(x, o);
+  const fR = await encoder.embed(x, { protocol: 'resize' });
+  const latent = { xLat, hR, fR };
+  const common = { ...o, protocol: 'resize' as const, mode: 'every-step' as const, threshold: 0.5 };
+  const nb = await sampleNeighbours(hR, { n: 20, alphaMax: 4 });
+  const full = await labelNeighbours(diffusion, encoder, latent, nb.codes, common);
+  const cheap = await labelNeighbours(diffusion, encoder, latent, nb.codes, { ...common, labelSteps: 4, labelFrom: 'coarse' });
+  t.equal(cheap.refined, undefined);
+  unetStats({ reset: true });
+  const all = await labelNeighbours(diffusion, encoder, latent, nb.codes, { ...common, labelSteps: 4, labelFrom: 'coarse', labelRefine: 100 });
+  const calls = unetStats({ reset: true });
+  t.equal(all.refined, 20, 'a band of 100 deviations: all 20 decoded in full');
+  t.same(Array.from(all.labels), Array.from(full.labels), 'and so the full labels');
+  t.ok(Array.from(all.similarities).every((s, i) => Math.abs(s - full.similarities[i]) < 1e-5), 'and the full similarities (another batch split)');
+  t.ok(calls.encodeImages > 20 * 9, `the cheap pass and the full one (${calls.encodeImages} encoder passes)`);
+  const narrow = await labelNeighbours(diffusion, encoder, latent, nb.codes, { ...common, labelSteps: 4, labelFrom: 'coarse', labelRefine: 1e-9 });
+  t.ok(narrow.refined! >= 8 && narrow.refined! < 20, `a band of nothing: at least the first 8 (${narrow.refined})`);
+  await t.rejects(labelNeighbours(diffusion, encoder, latent, nb.codes, { ...common, labelSteps: 4, labelRefine: -1 }), { code: 'BIA_INVALID_ARGUMENT', message: /labelRefine/ });
+  await t.rejects(labelNeighbours(diffusion, encoder, latent, nb.codes, { ...common, labelSteps: 4, labelRefine: Number.NaN }), { code: 'BIA_INVALID_ARGUMENT' });
 });

@@ -21,7 +21,7 @@ function report(over: { name?: string; threshold?: number; found?: boolean; sims
     },
     options: {
       t0: 500, steps: 40, inject: 'asyrp', eta: 0, tEdit: 0, tBoost: 0, etaBoost: 1, batchSize: 16, protocol: 'bia', neighbours: sims.length, neighbourMode: 'isotropic',
-      manifoldPool: 16, alphaMax: 1, calibrationRounds: 6, shareRange: [0.2, 0.8], labelSteps: 0, labelFrom: 'x0', threshold, C: 1, holdout: 0.25, wrapSize: 8, absorb: found ? 'walk' : 'optimize', lineSteps: 12, eraseTarget: 0.35, lineBatch: 0,
+      manifoldPool: 16, alphaMax: 1, calibrationRounds: 6, shareRange: [0.2, 0.8], labelSteps: 0, labelFrom: 'x0', labelRefine: 0, threshold, C: 1, holdout: 0.25, wrapSize: 8, absorb: found ? 'walk' : 'optimize', lineSteps: 12, eraseTarget: 0.35, lineBatch: 0,
       walkStep: [100, 120], walkStepUnit: 'absolute', walkTrials: 5, fidelityThreshold: 0.35, iterations: 50, lr: 0.01, startMargin: 0.05, backprop: 'full',
       tauM: 0.25, mu: 1, lambdaId: 1, lambdaSem: 1, lambdaPerc: 0.5, baseline: over.baseline !== null, degenerateBaselines: over.degenerate !== null && over.degenerate !== undefined, seed: 909090,
     },

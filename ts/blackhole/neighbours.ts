@@ -4,6 +4,7 @@
  * reference, with α_max calibrated until both labels occur.
  */
 import type { DiffusionModel, InjectMode } from '../diffusion';
+import { takeRows } from './codes';
 import { BiaError, invalidArgument } from '../errors';
 import type { IdentityEncoder, InputProtocol } from '../identity';
 import { similarity } from '../identity';
@@ -112,6 +113,22 @@ export interface LabelOptions extends JobOptions {
    * default); `coarse` labels the end of a decoding with a schedule of labelSteps timesteps from t0 (≥ 2).
    */
   labelFrom?: LabelFrom;
+  /**
+   * labelSteps > 0: how sure a cheap label must be to be kept (default 0: every cheap label is kept). With
+   * z > 0 the cheap similarities are mapped onto full-decoding ones by a line fitted on neighbours decoded in
+   * full — first 8 spread over the cheap similarities' ranks, then every unrefined neighbour whose mapped
+   * similarity lies within z residual deviations (at least 0.02) of the threshold, in one decoding, the line
+   * refitted and the band redrawn until no such neighbour is left. Labels near the threshold, the ones that
+   * decide the SVM, come from the full decoding; the rest from the mapped cheap similarity.
+   */
+  labelRefine?: number;
+  /**
+   * labelRefine > 0, [lo, hi]: stop refining as soon as the share of label 1 is sure to lie outside [lo, hi]
+   * whatever the uncertain neighbours turn out to be (a calibration round that will be redone at another
+   * α_max); the labels are then the mapped cheap ones and `decided` says so. Set by tryFormNeighbourhood for
+   * every round but the last.
+   */
+  decideOutside?: [number, number];
 }
 
 export type LabelFrom = 'x0' | 'coarse';
@@ -134,8 +151,17 @@ export function labelDecodeOptions(opts: Pick<LabelOptions, 't0' | 'steps' | 'la
 export interface Labelled {
   /** 1: the identity survived (sim > threshold); 0: another identity. */
   labels: Uint8Array;
+  /** Per neighbour: the similarity its label comes from (labelRefine: full where decoded in full, else the mapped cheap one). */
   similarities: Float64Array;
+  /** labelRefine > 0: how many neighbours were decoded in full as well. */
+  refined?: number;
+  /** decideOutside: the share was known to lie outside the range before every uncertain label was refined. */
+  decided?: boolean;
 }
+
+/** labelRefine: the first batch decoded in full, and the floor of the residual deviation. */
+const REFINE_FIRST = 8;
+const REFINE_MIN_SD = 0.02;
 
 function checkThreshold(thr: unknown): number {
   if (!(typeof thr === 'number' && thr >= -1 && thr <= 1)) throw invalidArgument(`threshold must be a number in [-1, 1], got ${JSON.stringify(thr)}`);
@@ -151,28 +177,103 @@ export async function labelNeighbours(
   opts?: LabelOptions,
 ): Promise<Labelled> {
   const threshold = checkThreshold(opts?.threshold ?? 0.35);
-  const images = await diffusion.decode(latent.xLat, codes, {
-    mode: opts?.mode ?? 'asyrp',
-    eta: opts?.eta ?? 0,
-    t0: opts?.t0,
-    ...labelDecodeOptions(opts),
-    tEdit: opts?.tEdit,
-    hRef: latent.hR,
-    batchSize: opts?.batchSize,
-    signal: opts?.signal,
-    onProgress: opts?.onProgress,
-  });
-  try {
-    const emb = await encoder.embed(images, { protocol: opts?.protocol ?? 'bia', signal: opts?.signal });
-    const sims = await similarity(emb, latent.fR, { signal: opts?.signal });
-    const s = Float64Array.from(await sims.data());
-    emb.dispose();
-    sims.dispose();
-    if (s.some((v) => !Number.isFinite(v))) throw new BiaError('BIA_NATIVE_ERROR', 'an identity similarity is NaN (the decoded images are not finite)');
-    return { labels: Uint8Array.from(s, (v) => (v > threshold ? 1 : 0)), similarities: s };
-  } finally {
-    images.dispose();
+  const z = opts?.labelRefine ?? 0;
+  if (!(typeof z === 'number' && z >= 0 && z <= 100)) throw invalidArgument(`labelRefine must be a number in [0, 100], got ${JSON.stringify(z)}`);
+  const cheap = labelDecodeOptions(opts);
+  const similaritiesOf = async (c: Tensor, decodeOpts: { steps?: number; stopAfter?: number; predictX0?: boolean }, onProgress?: JobOptions['onProgress']): Promise<Float64Array> => {
+    const images = await diffusion.decode(latent.xLat, c, {
+      mode: opts?.mode ?? 'asyrp',
+      eta: opts?.eta ?? 0,
+      t0: opts?.t0,
+      ...decodeOpts,
+      tEdit: opts?.tEdit,
+      hRef: latent.hR,
+      batchSize: opts?.batchSize,
+      signal: opts?.signal,
+      onProgress,
+    });
+    try {
+      const emb = await encoder.embed(images, { protocol: opts?.protocol ?? 'bia', signal: opts?.signal });
+      const sims = await similarity(emb, latent.fR, { signal: opts?.signal });
+      const s = Float64Array.from(await sims.data());
+      emb.dispose();
+      sims.dispose();
+      if (s.some((v) => !Number.isFinite(v))) throw new BiaError('BIA_NATIVE_ERROR', 'an identity similarity is NaN (the decoded images are not finite)');
+      return s;
+    } finally {
+      images.dispose();
+    }
+  };
+  const s = await similaritiesOf(codes, cheap, opts?.onProgress);
+  const isCheap = cheap.stopAfter !== undefined || cheap.steps !== opts?.steps;
+  if (!isCheap || z === 0) return { labels: Uint8Array.from(s, (v) => (v > threshold ? 1 : 0)), similarities: s };
+  const full = new Map<number, number>();
+  const decodeInFull = async (rows: number[]) => {
+    const picked = await takeRows([codes], rows.map((r) => [0, r]), { signal: opts?.signal });
+    try {
+      const f = await similaritiesOf(picked, { steps: opts?.steps });
+      rows.forEach((r, i) => full.set(r, f[i]));
+    } finally {
+      picked.dispose();
+    }
+  };
+  const r = await refineLabels(s, threshold, z, decodeInFull, full, opts?.decideOutside);
+  return { labels: Uint8Array.from(r.similarities, (v) => (v > threshold ? 1 : 0)), similarities: r.similarities, refined: full.size, ...(r.decided ? { decided: true } : {}) };
+}
+
+/**
+ * The refinement loop of labelRefine: `cheap` similarities, `decodeInFull(rows)` fills `full` with the full
+ * decoding's similarity of those rows. Returns the similarity each label is read from, and whether the loop
+ * stopped early because the share of label 1 was sure to lie outside `decideOutside`.
+ */
+export async function refineLabels(
+  cheap: Float64Array,
+  threshold: number,
+  z: number,
+  decodeInFull: (rows: number[]) => Promise<void>,
+  full: Map<number, number>,
+  decideOutside?: [number, number],
+): Promise<{ similarities: Float64Array; decided: boolean }> {
+  const n = cheap.length;
+  const all = Array.from({ length: n }, (_, i) => i);
+  const byCheap = [...all].sort((a, b) => cheap[a] - cheap[b] || a - b);
+  if (n <= 2 * REFINE_FIRST) await decodeInFull(all);
+  else await decodeInFull([...new Set(Array.from({ length: REFINE_FIRST }, (_, i) => byCheap[Math.round((i * (n - 1)) / (REFINE_FIRST - 1))]))]);
+  for (;;) {
+    const rest = all.filter((i) => !full.has(i));
+    if (rest.length === 0) return { similarities: Float64Array.from(all, (i) => full.get(i)!), decided: false };
+    const fit = fitLine([...full].map(([i, f]) => [cheap[i], f]));
+    if (!fit) {
+      await decodeInFull(rest);
+      continue;
+    }
+    const predicted = (i: number) => fit.a + fit.b * cheap[i];
+    const band = z * Math.max(REFINE_MIN_SD, fit.sd);
+    const unsure = rest.filter((i) => Math.abs(predicted(i) - threshold) < band);
+    const mapped = () => Float64Array.from(all, (i) => full.get(i) ?? predicted(i));
+    if (unsure.length === 0) return { similarities: mapped(), decided: false };
+    if (decideOutside) {
+      const open = new Set(unsure);
+      const sureOnes = all.filter((i) => !open.has(i) && (full.get(i) ?? predicted(i)) > threshold).length;
+      if ((sureOnes + unsure.length) / n < decideOutside[0] || sureOnes / n > decideOutside[1]) return { similarities: mapped(), decided: true };
+    }
+    await decodeInFull(unsure);
   }
+}
+
+/** Least-squares line y = a + b·x with the residual deviation; null when it cannot be trusted (too few points, flat or falling). */
+function fitLine(points: [number, number][]): { a: number; b: number; sd: number } | null {
+  const m = points.length;
+  if (m < 3) return null;
+  const mx = points.reduce((t, [x]) => t + x, 0) / m;
+  const my = points.reduce((t, [, y]) => t + y, 0) / m;
+  const sxx = points.reduce((t, [x]) => t + (x - mx) ** 2, 0);
+  if (!(sxx > 1e-12)) return null;
+  const b = points.reduce((t, [x, y]) => t + (x - mx) * (y - my), 0) / sxx;
+  if (!(b > 0)) return null;
+  const a = my - b * mx;
+  const sd = Math.sqrt(points.reduce((t, [x, y]) => t + (y - a - b * x) ** 2, 0) / Math.max(1, m - 2));
+  return { a, b, sd };
 }
 
 export interface NeighbourhoodOptions extends NeighbourOptions, Omit<LabelOptions, keyof JobOptions> {
@@ -186,7 +287,8 @@ export interface Neighbourhood extends Neighbours, Labelled {
   /** The α_max (relative to ‖h_r‖) that gave both classes. */
   alphaMax: number;
   /** Every calibration round: α_max tried and the share of label 1 it gave. */
-  rounds: { alphaMax: number; share: number }[];
+  /** refined / decided: labelRefine's count of neighbours decoded in full, and a round stopped early (its share then from mapped labels). */
+  rounds: { alphaMax: number; share: number; refined?: number; decided?: boolean }[];
 }
 
 export interface NeighbourhoodAttempt extends Neighbourhood {
@@ -212,14 +314,14 @@ export async function tryFormNeighbourhood(
   const maxRounds = checkInt(opts?.maxRounds ?? 6, 'maxRounds', 1, 64);
   checkThreshold(opts?.threshold ?? 0.35);
   let alphaMax = opts?.alphaMax ?? 1;
-  const rounds: { alphaMax: number; share: number }[] = [];
+  const rounds: Neighbourhood['rounds'] = [];
   for (let r = 0; ; r++) {
     const nb = await sampleNeighbours(latent.hR, { ...opts, alphaMax, seed: (opts?.seed ?? 909090) + r });
     let keep = false;
     try {
-      const lab = await labelNeighbours(diffusion, encoder, latent, nb.codes, opts);
+      const lab = await labelNeighbours(diffusion, encoder, latent, nb.codes, { ...opts, decideOutside: r + 1 < maxRounds ? [lo, hi] : undefined });
       const share = lab.labels.reduce((a, b) => a + b, 0) / lab.labels.length;
-      rounds.push({ alphaMax, share });
+      rounds.push({ alphaMax, share, ...(lab.refined !== undefined ? { refined: lab.refined } : {}), ...(lab.decided ? { decided: true } : {}) });
       const found = share >= lo && share <= hi;
       if (found || r + 1 === maxRounds) {
         keep = true;

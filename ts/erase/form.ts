@@ -116,6 +116,7 @@ export async function formBlackHole(image: Tensor, call: EraseCall, clock = new 
       threshold: o.threshold,
       labelSteps: o.labelSteps,
       labelFrom: o.labelFrom,
+      labelRefine: o.labelRefine,
       protocol: o.protocol,
       batchSize: o.batchSize,
       shareRange: o.shareRange,

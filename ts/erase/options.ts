@@ -56,6 +56,7 @@ export const ERASE_OPTIONS: { readonly [K in EraseOptionKey]-?: OptionSpec<Resol
   shareRange: { kind: 'pair', min: 0, max: 1, strict: true, default: [0.2, 0.8], flag: 'share-range', group: 'neighbours', help: 'accepted share of label-1 neighbours' },
   labelSteps: { kind: 'int', min: 0, max: 1000, default: 0, flag: 'label-steps', group: 'neighbours', help: 'label neighbours after this many decoding steps (0: the full decoding)' },
   labelFrom: { kind: 'enum', values: LABEL_FROMS, default: 'x0', flag: 'label-from', group: 'neighbours', help: "labelSteps > 0: the predicted x̂0 part-way ('x0') or a coarser schedule ('coarse')" },
+  labelRefine: { kind: 'number', min: 0, max: 100, default: 0, flag: 'label-refine', group: 'neighbours', help: 'labelSteps > 0: decode in full the neighbours whose cheap label lies within this many residual deviations of the threshold (0: keep every cheap label)' },
   threshold: { kind: 'number', min: -1, max: 1, default: 0.35, flag: 'threshold', group: 'boundary', help: 'identity threshold: label 1 when similarity > this' },
   C: { kind: 'number', min: 0, max: 1e9, minExclusive: true, default: 1, flag: 'C', group: 'boundary', help: 'SVM cost' },
   holdout: { kind: 'number', min: 0, max: 0.9, default: 0.25, flag: 'holdout', group: 'boundary', help: 'share of neighbours held out to measure the SVM' },

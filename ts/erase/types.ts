@@ -82,6 +82,12 @@ export interface EraseOptions extends JobOptions, AbsorbLossWeights {
   labelSteps?: number;
   /** labelSteps > 0: the predicted x̂0 after k steps of the full schedule (`x0`), or a k-step decoding (`coarse`). */
   labelFrom?: 'x0' | 'coarse';
+  /**
+   * labelSteps > 0: the cheap similarities are mapped onto full ones by a line fitted on neighbours decoded in
+   * full, and every neighbour whose mapped similarity lies within labelRefine residual deviations of the
+   * threshold is decoded in full too (0: every cheap label is kept). docs/throughput.md measures it.
+   */
+  labelRefine?: number;
   /** Identity threshold: label 1 when sim > threshold. */
   threshold?: number;
   /** SVM C. */
