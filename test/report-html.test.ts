@@ -31,7 +31,7 @@ function report(over: { name?: string; threshold?: number; found?: boolean; sims
       found,
       message: found ? undefined : `no α_max gave both classes <${EVIL}>`,
       alphaMax: found ? 2 : null,
-      rounds: [{ alphaMax: 1, share: 0.9 }, { alphaMax: 2, share: 0.5 }],
+      rounds: [{ alphaMax: 1, share: 0.9, refined: 8, decided: true }, { alphaMax: 2, share: 0.5, refined: 21 }],
       labelShare: found ? 0.5 : null,
       similarities: sims,
       svm: found ? { trainAccuracy: 0.97, heldOutAccuracy: 0.62, majorityRate: 0.55, geometricMargin: 0.0123, supportVectors: 41 } : null,
@@ -104,6 +104,7 @@ t.test('a batch of two: well-formed, self-contained, one data: URI per image sho
   t.equal(n.counts.get('img'), 7, '4 + 3 images');
   t.equal(html.match(/src="data:image\/png;base64,/g)?.length, 7, 'seven data:image/png URIs (no baseline on the second image)');
   t.ok(html.includes(`data:image/png;base64,${images.randomBaseline.toString('base64')}`), 'the PNG bytes themselves are inlined');
+  t.match(html, /90\.0% \(8 decoded in full, decided early\), .*50\.0% \(21 decoded in full\)/, 'calibration rounds with their refined labels');
   t.notMatch(html, /<script/i, 'no script');
   t.notMatch(html, /(src|href)="(https?:)?\/\//, 'nothing external');
   t.notMatch(html, /<link\b/, 'no stylesheet link');

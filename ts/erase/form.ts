@@ -2,7 +2,7 @@
  * Black hole formation (docs/method.md, steps 1–7): invert the image, sample neighbours of h_r with a
  * calibrated α_max, label them by identity, fit the SVM boundary, orient it, and take the wrap set.
  */
-import { manifoldTargets, tryFormNeighbourhood } from '../blackhole/neighbours';
+import { manifoldTargets, tryFormNeighbourhood, type Neighbourhood } from '../blackhole/neighbours';
 import { offsetCodes } from '../blackhole/codes';
 import { fitBoundary, gram, orient, wrapSet, type Boundary } from '../blackhole/svm';
 import type { DiffusionModel } from '../diffusion';
@@ -27,7 +27,7 @@ export interface BlackHole extends Disposable {
   found: boolean;
   message?: string;
   alphaMax: number;
-  rounds: { alphaMax: number; share: number }[];
+  rounds: Neighbourhood['rounds'];
   /** The neighbours of the kept round: labels, similarities, absolute step lengths. */
   labels: Uint8Array;
   similarities: Float64Array;

@@ -210,7 +210,7 @@ export interface EraseReport {
     found: boolean;
     message?: string;
     alphaMax: number | null;
-    rounds: { alphaMax: number; share: number }[];
+    rounds: { alphaMax: number; share: number; refined?: number; decided?: boolean }[];
     labelShare: number | null;
     /** Neighbour similarities to f_r, for the histogram. */
     similarities: number[];

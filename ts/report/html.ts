@@ -311,7 +311,7 @@ function keyNumbers(r: EraseReport, threshold: number): string {
   rows.push(row('threshold', esc(num(threshold))));
   rows.push(row('boundary found', bh.found ? 'yes' : '<span class="kept">no</span>', false));
   rows.push(row('α_max (× ‖h_r‖)', esc(num(bh.alphaMax))));
-  rows.push(row('calibration rounds', esc(bh.rounds.map((x) => `${num(x.alphaMax)} → ${pct(x.share)}`).join(', ') || '—'), false));
+  rows.push(row('calibration rounds', esc(bh.rounds.map((x) => `${num(x.alphaMax)} → ${pct(x.share)}${x.refined !== undefined ? ` (${x.refined} decoded in full${x.decided ? ', decided early' : ''})` : ''}`).join(', ') || '—'), false));
   rows.push(row('label-1 share', esc(pct(bh.labelShare))));
   rows.push(row('SVM train accuracy', esc(pct(bh.svm?.trainAccuracy))));
   rows.push(row('SVM held-out accuracy', esc(pct(bh.svm?.heldOutAccuracy))));
