@@ -7,6 +7,8 @@
  *   inverted and reconstructed by the current model; their similarity to the person's enrolled embedding
  *   (the mean of the given photos') against the calibrated threshold, with the loss encoder and the second,
  *   independent recognizer; the reconstructions' validity (the quality net: ≈ 1 for a clean portrait);
+ *   With --together, one round unlearns every person at once (all their photos in one call) from the
+ *   original model.
  * - preservation: `--held-out` other held-out people (identities 2100 + i, never unlearned, never a retain
  *   photo): similarity of their reconstruction to their photo before and after, pixel change, validity and
  *   the attribute estimator's error per group;
@@ -56,6 +58,7 @@ async function main(): Promise<void> {
       variants: { type: 'string', default: '0' },
       composites: { type: 'string', default: '0' },
       'face-region': { type: 'string' },
+      together: { type: 'boolean', default: false },
       out: { type: 'string', default: 'out/unlearn-bench' },
       json: { type: 'string' },
     },
@@ -150,9 +153,15 @@ async function main(): Promise<void> {
   let current = original;
   const rounds = [];
   const start = Date.now();
-  for (let k = 0; k < people.length; k++) {
+  // In turn: one round per person, each from the previous round's model. --together: one round with every
+  // person's photos (each photo's black hole is its own), from the original model.
+  const groups = values.together ? [people.map((_, k) => k)] : people.map((_, k) => [k]);
+  for (const group of groups) {
+    const k = group[group.length - 1];
+    const name = group.map((j) => people[j]).join('+');
     const t0 = Date.now();
-    const r = await unlearnIdentity(given[k].images, { diffusion: current, encoder, others }, {
+    const photos = group.length === 1 ? given[k].images : await takeRows(group.map((j) => given[j].images), group.flatMap((j, part) => Array.from({ length: given[j].images.shape[0] }, (_, i): [number, number] => [part, i])));
+    const r = await unlearnIdentity(photos, { diffusion: current, encoder, others }, {
       erase: { ...DEMO_SETTINGS, threshold, baseline: false, degenerateBaselines: false },
       iterations: n('iterations'),
       params: values.params as UnlearnParams,
@@ -166,25 +175,29 @@ async function main(): Promise<void> {
       composites: n('composites'),
       faceRegion: values['face-region'] ? (([cx, cy, rx, ry]) => ({ cx, cy, rx, ry }))((values['face-region'] as string).split(',').map(Number)) : undefined,
       onStep: (s) => {
-        if (s.step % 50 === 0) log(`person ${people[k]} step ${s.step} loss ${s.loss.toFixed(5)}`);
+        if (s.step % 50 === 0) log(`person ${name} step ${s.step} loss ${s.loss.toFixed(5)}`);
       },
     });
     const seconds = (Date.now() - t0) / 1000;
-    if (r.saveAdapter) await r.saveAdapter(path.join(out, `adapter-${people[k]}.safetensors`));
+    if (r.saveAdapter) await r.saveAdapter(path.join(out, `adapter-${name}.safetensors`));
     const { model } = r;
     const forget = [];
     for (let j = 0; j <= k; j++) forget.push(await measure(model, j));
     const kept = await preservation(model, before.keep.rec);
-    const round_ = { person: people[k], seconds: round(seconds), report: { ...r.report, losses: undefined }, forget, keep: { ...kept, rec: undefined } };
+    const round_ = { person: group.length === 1 ? people[k] : group.map((j) => people[j]), seconds: round(seconds), report: { ...r.report, losses: undefined }, forget, keep: { ...kept, rec: undefined } };
     rounds.push(round_);
     writeFileSync(path.join(out, 'partial.json'), JSON.stringify({ before: { forget: before.forget, keep: { ...before.keep, rec: undefined } }, rounds }, null, 1));
-    log(`after ${people[k]} (${seconds.toFixed(0)} s): unseen below threshold ${forget.map((f) => `${f.identity}:${f.belowThreshold}`).join(' ')}; keep similarity ${kept.similarity} (was ${before.keep.similarity}), pixel change ${kept.pixelChange}`);
-    const ub = await recon(original, unseen[k].images);
-    const ua = await recon(model, unseen[k].images);
-    await grid([unseen[k].images, ub, ua], `unseen-${people[k]}.png`);
-    await grid([keep.images, before.keep.rec, kept.rec], `keep-after-${people[k]}.png`);
-    await grid([given[k].images, r.images.before, r.images.absorbed, r.images.after], `given-${people[k]}.png`);
-    [ub, ua, kept.rec].forEach((t) => t.dispose());
+    log(`after ${name} (${seconds.toFixed(0)} s): unseen below threshold ${forget.map((f) => `${f.identity}:${f.belowThreshold}`).join(' ')}; keep similarity ${kept.similarity} (was ${before.keep.similarity}), pixel change ${kept.pixelChange}`);
+    for (const j of group) {
+      const ub = await recon(original, unseen[j].images);
+      const ua = await recon(model, unseen[j].images);
+      await grid([unseen[j].images, ub, ua], `unseen-${people[j]}.png`);
+      [ub, ua].forEach((t) => t.dispose());
+    }
+    await grid([keep.images, before.keep.rec, kept.rec], `keep-after-${name}.png`);
+    await grid([photos, r.images.before, r.images.absorbed, r.images.after], `given-${name}.png`, 15);
+    kept.rec.dispose();
+    if (photos !== given[k].images) photos.dispose();
     // the next person is unlearned from this model: the result's images go, the model stays
     Object.values(r.images).forEach((t) => t.dispose());
     if (current !== original) current.dispose();

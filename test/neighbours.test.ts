@@ -85,7 +85,8 @@ t.test('labels and α_max calibration on tiny random models', async (t) => {
   await t.rejects(formNeighbourhood(diffusion, encoder, latent, { ...common, shareRange: [0.9, 0.1] }), { code: 'BIA_INVALID_ARGUMENT' });
 });
 
-t.test('cheap labels: the x̂0 after k steps or a k-step schedule, exactly what decode gives; k ≥ steps is the full decoding', async (t) => {
+/** Tiny random models, one inverted 16² image and the label options the cheap-label tests share. */
+async function tinyLatent() {
   const diffusion = await createDiffusion('tiny', { seed: 1 });
   const encoder = await createIdentityEncoder('iresnet18', { width: 0.125, embeddingSize: 32, seed: 2 });
   const x = await randn([1, 3, 16, 16], { seed: 5 });
@@ -94,6 +95,11 @@ t.test('cheap labels: the x̂0 after k steps or a k-step schedule, exactly what 
   const fR = await encoder.embed(x, { protocol: 'resize' });
   const latent = { xLat, hR, fR };
   const common = { ...o, protocol: 'resize' as const, mode: 'every-step' as const, threshold: 0.5 };
+  return { diffusion, encoder, o, xLat, hR, fR, latent, common };
+}
+
+t.test('cheap labels: the x̂0 after k steps or a k-step schedule, exactly what decode gives; k ≥ steps is the full decoding', async (t) => {
+  const { diffusion, encoder, o, xLat, hR, fR, latent, common } = await tinyLatent();
   const nb = await sampleNeighbours(hR, { n: 6, alphaMax: 4 });
   const simsOf = async (images: Tensor) => {
     const e = await encoder.embed(images, { protocol: 'resize' });
@@ -182,14 +188,7 @@ t.test('refined cheap labels: the uncertain neighbours are decoded in full, the 
 });
 
 t.test('labelRefine on tiny models: a huge band decodes everything in full (the full labels), 0 keeps the cheap ones', async (t) => {
-  const diffusion = await createDiffusion('tiny', { seed: 1 });
-  const encoder = await createIdentityEncoder('iresnet18', { width: 0.125, embeddingSize: 32, seed: 2 });
-  const x = await randn([1, 3, 16, 16], { seed: 5 });
-  const o = { t0: 100, steps: 10 };
-  const { xLat, hR } = await diffusion.invert(x, o);
-  const fR = await encoder.embed(x, { protocol: 'resize' });
-  const latent = { xLat, hR, fR };
-  const common = { ...o, protocol: 'resize' as const, mode: 'every-step' as const, threshold: 0.5 };
+  const { diffusion, encoder, latent, common, hR } = await tinyLatent();
   const nb = await sampleNeighbours(hR, { n: 20, alphaMax: 4 });
   const full = await labelNeighbours(diffusion, encoder, latent, nb.codes, common);
   const cheap = await labelNeighbours(diffusion, encoder, latent, nb.codes, { ...common, labelSteps: 4, labelFrom: 'coarse' });
