@@ -13,7 +13,7 @@ import { BENCH_CONFIGS } from './configs';
 import { asBenchRun, compareRuns, formatComparison, markdownComparison, parseConfidence, parseTolerance } from './compare';
 import { againstCli, closeHooks, defaultHooks, formatInterval, formatSeconds, ROOT, runBench, runSuiteHere } from './run';
 import { SUITES } from '../suites/index';
-import type { BenchOptions, BenchRun } from './types';
+import type { BenchOptions, BenchRun, Measurement } from './types';
 
 export const BENCH_HELP = `Usage: bia bench [suites...] [options]
 
@@ -166,8 +166,14 @@ export function parseBenchArgs(argv: string[]): { options: BenchOptions; values:
 
 const mib = (b: number) => `${(b / 2 ** 20).toFixed(0)} MiB`;
 
+/** The further references of a measurement (ONNX Runtime…): 'onnxruntime 12.3 ms (addon/onnxruntime 0.95)'. */
+function otherReferences(m: Measurement): string {
+  return (m.references ?? []).map((r) => `${r.name} ${formatSeconds(r.median)} (addon/${r.name} ${r.ratio.toFixed(2)})`).join('; ');
+}
+
 /** The run's results as one table (plus the suites' memory and failures). */
 export function formatRun(run: BenchRun): string {
+  const others = run.suites.some((s) => s.measurements.some((m) => m.references?.length));
   const rows = run.suites.flatMap((s) =>
     s.measurements.map((m) => [
       `${m.suite}/${m.case}`,
@@ -180,9 +186,10 @@ export function formatRun(run: BenchRun): string {
       m.peakFraction === undefined ? '' : `${(100 * m.peakFraction).toFixed(1)}%`,
       m.reference ? formatSeconds(m.reference.median) : '',
       m.reference ? `${m.reference.speedup.toFixed(2)}×` : '',
+      ...(others ? [otherReferences(m)] : []),
     ]),
   );
-  const lines = [table(['case', 'params', 'median [99% interval]', 'samples × calls', 'unstable', 'items/s', 'GFLOP/s', 'of peak', 'python', 'speedup'], rows)];
+  const lines = [table(['case', 'params', 'median [99% interval]', 'samples × calls', 'unstable', 'items/s', 'GFLOP/s', 'of peak', 'python', 'speedup', ...(others ? ['other references'] : [])], rows)];
   lines.push(
     table(
       ['suite', 'ok', 'seconds', 'peak RSS', 'peak CUDA allocated'],
@@ -195,15 +202,16 @@ export function formatRun(run: BenchRun): string {
 /** A markdown table of a run (no baseline). */
 export function markdownRun(run: BenchRun): string {
   const e = run.environment;
+  const others = run.suites.some((s) => s.measurements.some((m) => m.references?.length));
   const out = [
     `## bia bench: ${run.options.config} on ${run.options.device} (${e.cuda.gpus.length ? e.cuda.gpus.join(', ') : e.cpu}, ${e.threads} threads, LibTorch ${e.torch})`,
     '',
-    '| case | params | median [99% interval] | samples × calls | unstable | items/s | GFLOP/s | of peak | python eager | speedup |',
-    '|---|---|---|---|---|---|---|---|---|---|',
+    `| case | params | median [99% interval] | samples × calls | unstable | items/s | GFLOP/s | of peak | python eager | speedup |${others ? ' other references (addon/reference) |' : ''}`,
+    `|---|---|---|---|---|---|---|---|---|---|${others ? '---|' : ''}`,
   ];
   for (const s of run.suites) {
     for (const m of s.measurements) {
-      out.push(`| ${m.suite}/${m.case} | ${Object.entries(m.params).map(([k, v]) => `${k}=${v}`).join(' ')} | ${formatInterval(m)} | ${m.samples.length}${m.loops && m.loops > 1 ? ` × ${m.loops}` : ''} | ${(m.stability?.unstable ?? []).join('; ').replace(/\|/g, '\\|')} | ${m.itemsPerSecond?.toFixed(2) ?? ''} | ${m.gflops?.toFixed(0) ?? ''} | ${m.peakFraction === undefined ? '' : `${(100 * m.peakFraction).toFixed(1)}%`} | ${m.reference ? formatSeconds(m.reference.median) : ''} | ${m.reference ? `${m.reference.speedup.toFixed(2)}×` : ''} |`);
+      out.push(`| ${m.suite}/${m.case} | ${Object.entries(m.params).map(([k, v]) => `${k}=${v}`).join(' ')} | ${formatInterval(m)} | ${m.samples.length}${m.loops && m.loops > 1 ? ` × ${m.loops}` : ''} | ${(m.stability?.unstable ?? []).join('; ').replace(/\|/g, '\\|')} | ${m.itemsPerSecond?.toFixed(2) ?? ''} | ${m.gflops?.toFixed(0) ?? ''} | ${m.peakFraction === undefined ? '' : `${(100 * m.peakFraction).toFixed(1)}%`} | ${m.reference ? formatSeconds(m.reference.median) : ''} | ${m.reference ? `${m.reference.speedup.toFixed(2)}×` : ''} |${others ? ` ${otherReferences(m).replace(/\|/g, '\\|')} |` : ''}`);
     }
   }
   return `${out.join('\n')}\n`;

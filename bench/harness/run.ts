@@ -304,6 +304,19 @@ class Context implements BenchContext {
       }
       await settle(this.options.device);
     }
+    for (const r of opts.references ?? []) {
+      await settle(this.options.device);
+      let ref: number[] | null = null;
+      try {
+        ref = await r.run();
+      } catch (e) {
+        this.log(`reference ${r.name} of ${name} failed: ${(e as Error).message}`);
+      }
+      if (ref && ref.length) {
+        const rs = stats(ref);
+        (m.references ??= []).push({ name: r.name, ...rs, speedup: rs.median / st.median, ratio: st.median / rs.median });
+      }
+    }
     this.measurements.push(m);
     this.log(formatMeasurement(m));
     return m;
@@ -334,6 +347,7 @@ export function formatMeasurement(m: Measurement): string {
   if (m.itemsPerSecond !== undefined) parts.push(`${m.itemsPerSecond.toFixed(m.itemsPerSecond < 10 ? 2 : 1)}/s`);
   if (m.gflops !== undefined) parts.push(`${m.gflops.toFixed(1)} GFLOP/s (${(100 * m.peakFraction!).toFixed(1)}% of ${m.peakDtype} matmul)`);
   if (m.reference) parts.push(`${m.reference.name} ${formatSeconds(m.reference.median)} → ${m.reference.speedup.toFixed(2)}×`);
+  for (const r of m.references ?? []) parts.push(`${r.name} ${formatSeconds(r.median)} (addon/${r.name} ${r.ratio.toFixed(2)})`);
   if (m.stability?.unstable.length) parts.push(`UNSTABLE (${m.stability.unstable.join('; ')})`);
   return parts.join(', ');
 }
@@ -430,6 +444,13 @@ export function mergeProcessRuns(parts: SuiteResult[]): SuiteResult {
       stability: stability(samples, load),
     };
     for (const f of ['contention', 'load', 'cpu'] as const) if (m[f] === undefined) delete m[f];
+    if (first.references?.length) {
+      // each further reference's samples from every process, against the merged median
+      m.references = first.references.map((r) => {
+        const rs = stats(same.flatMap((x) => x.references?.find((o) => o.name === r.name)?.samples ?? []));
+        return { name: r.name, ...rs, speedup: rs.median / st.median, ratio: st.median / rs.median };
+      });
+    }
     if (m.items !== undefined) m.itemsPerSecond = m.items / st.median;
     if (m.flops !== undefined && first.gflops && first.peakFraction !== undefined) {
       m.gflops = m.flops / st.median / 1e9;

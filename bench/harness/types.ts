@@ -32,7 +32,15 @@ export interface CaseOptions {
   reference?: () => Promise<number[] | null>;
   /** Name of the reference implementation (default 'python-eager'). */
   referenceName?: string;
+  /**
+   * Further references, run after `reference`, each on its own (e.g. ONNX Runtime beside Python eager):
+   * `run` returns seconds per call, one per sample, or null when that reference is not available.
+   */
+  references?: { name: string; run: () => Promise<number[] | null> }[];
 }
+
+/** A reference's samples beside the addon's: `speedup` = reference median / addon median (> 1: the addon is faster). */
+export type ReferenceResult = Stats & { name: string; speedup: number };
 
 export interface Stats {
   /** Seconds per call, one per sample (each the mean of `loops` calls where the harness calibrated the case). */
@@ -96,6 +104,8 @@ export interface Measurement extends Stats {
   peakFraction?: number;
   peakDtype?: ComputeDtype;
   reference?: Stats & { name: string; /** reference median / addon median: > 1 means the addon is faster. */ speedup: number };
+  /** The further references of the case (CaseOptions.references), in order; `ratio` = addon median / reference median (< 1: the addon is faster). */
+  references?: (ReferenceResult & { ratio: number })[];
 }
 
 export interface SuiteMemory {
