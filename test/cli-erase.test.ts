@@ -162,7 +162,7 @@ async function tests(): Promise<void> {
       'x.png', 'dir', '--diffusion', 'd.ckpt', '--encoder', 'e.pth', '--out', 'o', '--second-encoder', 's.pth', '--config', 'tiny', '--device', 'cuda:1',
       '--force', '--json', '--t0', '300', '--steps', '20', '--inject', 'lagged', '--eta', '0.5', '--t-edit', '200', '--t-boost', '100', '--eta-boost', '0.5', '--batch-size', '4', '--protocol', 'insightface',
       '--neighbours', '64', '--neighbour-mode', 'manifold', '--manifold-pool', '8', '--alpha-max', '1.5', '--calibration-rounds', '3', '--share-range', '0.3,0.7',
-      '--threshold', '0.4', '--C', '2', '--holdout', '0', '--wrap-size', '4', '--absorb', 'optimize', '--line-steps', '6', '--line-batch', '2', '--label-steps', '5', '--label-from', 'coarse', '--erase-target', '0.3', '--walk-step', '100,120', '--walk-step-unit', 'relative',
+      '--threshold', '0.4', '--C', '2', '--holdout', '0', '--wrap-size', '4', '--absorb', 'optimize', '--line-steps', '6', '--line-batch', '2', '--label-steps', '5', '--label-from', 'coarse', '--label-refine', '2.5', '--erase-target', '0.3', '--walk-step', '100,120', '--walk-step-unit', 'relative',
       '--walk-trials', '3', '--fidelity-threshold', '0.5', '--iterations', '10', '--lr', '1e-3', '--start-margin', '0', '--backprop', 'one-step', '--tau-m', '0.2',
       '--mu', '2', '--lambda-id', '1', '--lambda-sem', '0.5', '--lambda-perc', '0', '--no-baseline', '--no-degenerate-baselines', '--seed', '7',
     ]);
@@ -170,7 +170,7 @@ async function tests(): Promise<void> {
     t.same([a.out, a.diffusion, a.encoder, a.secondEncoder, a.config, a.device, a.force, a.json], ['o', 'd.ckpt', 'e.pth', 's.pth', 'tiny', 'cuda:1', true, true]);
     t.same(a.options, {
       t0: 300, steps: 20, inject: 'lagged', eta: 0.5, tEdit: 200, tBoost: 100, etaBoost: 0.5, batchSize: 4, protocol: 'insightface', neighbours: 64, neighbourMode: 'manifold', manifoldPool: 8,
-      alphaMax: 1.5, calibrationRounds: 3, shareRange: [0.3, 0.7], threshold: 0.4, C: 2, holdout: 0, wrapSize: 4, absorb: 'optimize', lineSteps: 6, lineBatch: 2, labelSteps: 5, labelFrom: 'coarse', eraseTarget: 0.3, walkStep: [100, 120],
+      alphaMax: 1.5, calibrationRounds: 3, shareRange: [0.3, 0.7], threshold: 0.4, C: 2, holdout: 0, wrapSize: 4, absorb: 'optimize', lineSteps: 6, lineBatch: 2, labelSteps: 5, labelFrom: 'coarse', labelRefine: 2.5, eraseTarget: 0.3, walkStep: [100, 120],
       walkStepUnit: 'relative', walkTrials: 3, fidelityThreshold: 0.5, iterations: 10, lr: 1e-3, startMargin: 0, backprop: 'one-step', tauM: 0.2, mu: 2,
       lambdaId: 1, lambdaSem: 0.5, lambdaPerc: 0, baseline: false, degenerateBaselines: false, seed: 7,
     }, 'every EraseOptions field has its kebab-case flag');
