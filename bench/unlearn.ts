@@ -8,7 +8,8 @@
  *   (the mean of the given photos') against the calibrated threshold, with the loss encoder and the second,
  *   independent recognizer; the reconstructions' validity (the quality net: ≈ 1 for a clean portrait);
  *   With --together, one round unlearns every person at once (all their photos in one call) from the
- *   original model.
+ *   original model; with --anchor, each round in turn keeps the other people as the original model decodes
+ *   them (`anchor`), not as the previous round's model does.
  * - preservation: `--held-out` other held-out people (identities 2100 + i, never unlearned, never a retain
  *   photo): similarity of their reconstruction to their photo before and after, pixel change, validity and
  *   the attribute estimator's error per group;
@@ -59,6 +60,7 @@ async function main(): Promise<void> {
       composites: { type: 'string', default: '0' },
       'face-region': { type: 'string' },
       together: { type: 'boolean', default: false },
+      anchor: { type: 'boolean', default: false },
       out: { type: 'string', default: 'out/unlearn-bench' },
       json: { type: 'string' },
     },
@@ -173,6 +175,7 @@ async function main(): Promise<void> {
       mirror: values.mirror as boolean,
       variants: n('variants'),
       composites: n('composites'),
+      anchor: values.anchor ? original : undefined,
       faceRegion: values['face-region'] ? (([cx, cy, rx, ry]) => ({ cx, cy, rx, ry }))((values['face-region'] as string).split(',').map(Number)) : undefined,
       onStep: (s) => {
         if (s.step % 50 === 0) log(`person ${name} step ${s.step} loss ${s.loss.toFixed(5)}`);

@@ -5,7 +5,7 @@ import t from 'tap';
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { randn, takeRows, tensor, type DiffusionModel, type IdentityEncoder, type Tensor } from '../ts/index';
+import { createDiffusion, randn, takeRows, tensor, type DiffusionModel, type IdentityEncoder, type Tensor } from '../ts/index';
 import { createTrainer } from '../ts/train/trainer';
 import { mergeAdapter } from '../ts/train/trainer';
 import { renderUnlearnReport } from '../ts/unlearn/report';
@@ -109,6 +109,28 @@ t.test('a tiny unlearning run: the photo now decodes like its absorbed code, the
   again.dispose();
   await t.rejects(unlearnIdentity(photo, { diffusion, encoder, others }, { erase: { ...BASE, inject: 'asyrp' } }), { code: 'BIA_INVALID_ARGUMENT', message: /every-step/ });
   await t.rejects(unlearnIdentity(photo, { diffusion, encoder, others }, { params: 'middle' as never }), { code: 'BIA_INVALID_ARGUMENT', message: /params/ });
+});
+
+t.test('anchor: other people are kept as the anchor decodes them', async (t) => {
+  // an anchor with the same config and other weights: with it, the student learns the anchor's trajectories of the
+  // other people, so it decodes them far closer to the anchor than a run kept to its own model does
+  const anchor = await createDiffusion('tiny', { seed: 77 });
+  t.teardown(() => anchor.dispose());
+  const common = { erase: { ...BASE, threshold }, iterations: 60, lr: 1e-3, batchSize: 6, statesPerCode: 6, params: 'all' as const, seed: 4, retainShare: 0.8 };
+  const own = await unlearnIdentity(photo, { diffusion, encoder, others }, common);
+  t.teardown(() => own.dispose());
+  const anchored = await unlearnIdentity(photo, { diffusion, encoder, others }, { ...common, anchor });
+  t.teardown(() => anchored.dispose());
+  const o = { t0: BASE.t0, steps: BASE.steps };
+  const inv = await anchor.invert(others, o);
+  const dec = async (m: DiffusionModel) => values(await m.decode(inv.xLat, null, { ...o, eta: 0 }));
+  const [target, withOwn, withAnchor] = [await dec(anchor), await dec(own.model), await dec(anchored.model)];
+  t.comment(`other people, MSE to the anchor's decoding: kept to its own model ${mse(withOwn, target).toFixed(4)}, anchored ${mse(withAnchor, target).toExponential(2)}; the model it started from ${mse(await dec(diffusion), target).toFixed(4)}`);
+  t.ok(mse(withAnchor, target) < 0.5 * mse(withOwn, target), 'the anchored student decodes the other people closer to the anchor');
+  const wider = await createDiffusion({ preset: 'tiny', ch: 64 }, { seed: 1 });
+  t.teardown(() => wider.dispose());
+  t.notSame(wider.config, diffusion.config);
+  await t.rejects(unlearnIdentity(photo, { diffusion, encoder, others }, { ...common, iterations: 1, anchor: wider }), { code: 'BIA_INVALID_ARGUMENT', message: /anchor/ });
 });
 
 t.test('an interrupted run resumes where it stopped and ends as an uninterrupted one', async (t) => {

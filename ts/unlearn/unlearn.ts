@@ -69,6 +69,13 @@ export interface UnlearnOptions extends JobOptions {
    */
   variants?: number;
   /**
+   * The model whose decoding of other people the student must keep (default: `models.diffusion`, the model
+   * being fine-tuned). When a person is unlearned from a model that has already unlearned others, pass the
+   * original model: the retain trajectories then come from it, and everyone else is kept as the original
+   * decodes them rather than as the previous round left them. Same UNet config as `models.diffusion`.
+   */
+  anchor?: DiffusionModel;
+  /**
    * Per photo, this many composites: the photo's face region (`faceRegion`) blended into a retain photo of
    * another person, so that the person's face is seen with other hair, clothes and backgrounds. Each is
    * inverted and shifted by its photo's Δh; those the encoder still takes for the person and whose shifted
@@ -316,6 +323,10 @@ export async function unlearnIdentity(photos: Tensor, models: EraseModels & { di
   const composites = checkInt(opts.composites ?? 0, 'composites', 0, 1024);
   const faceRegion = checkRegion(opts.faceRegion ?? DEFAULT_FACE_REGION);
   const { diffusion, encoder } = models;
+  const anchor = opts.anchor ?? diffusion;
+  if (anchor !== diffusion && JSON.stringify(anchor.config) !== JSON.stringify(diffusion.config)) {
+    throw invalidArgument(`anchor must have the UNet config of the model being unlearned (${JSON.stringify(diffusion.config)}), got ${JSON.stringify(anchor.config)}`);
+  }
   await checkPhotos(photos, 'photos', diffusion);
   await checkPhotos(models.others, 'others (photos of other people)', diffusion);
   const job: JobOptions = { signal: opts.signal };
@@ -429,8 +440,14 @@ export async function unlearnIdentity(photos: Tensor, models: EraseModels & { di
       mirroredAbsorbed = scope.add(await mirrored(decoded));
     }
 
-    // Other people: their own reconstruction trajectories, unedited.
-    await trajectories(diffusion, { xLat: othersInv.xLat, hR: othersInv.hR, dh: null, hHat: null }, seq, picks, decodeArgs, job, retain);
+    // Other people: their own reconstruction trajectories, unedited (by the anchor when one is given).
+    if (anchor === diffusion) await trajectories(diffusion, { xLat: othersInv.xLat, hR: othersInv.hR, dh: null, hHat: null }, seq, picks, decodeArgs, job, retain);
+    else {
+      const anchored = await anchor.invert(others, { t0: o.t0, steps: o.steps, signal: job.signal });
+      scope.add(anchored.xLat);
+      scope.add(anchored.hR);
+      await trajectories(anchor, { xLat: anchored.xLat, hR: anchored.hR, dh: null, hHat: null }, seq, picks, decodeArgs, job, retain);
+    }
     [...forget.x, ...forget.eps, ...retain.x, ...retain.eps].forEach((t) => scope.add(t));
 
     trainer = await createTrainer('diffusion', diffusion, {
