@@ -278,4 +278,8 @@ t.test('bad inputs: wrong sizes are refused; the CLI exits 3 on an unreadable ph
   t.equal(await runUnlearnCli([join(dir, 'her.png'), '--out', join(dir, 'o2'), ...flags, '--params', 'adapters', '--rank', '2']), 0, 'a run with adapters');
   for (const f of ['unlearned.safetensors', 'adapter.safetensors', 'report.json', 'report.html', 'grid.png', 'others.png']) t.ok(existsSync(join(dir, 'o2', f)), `${f} written`);
   t.notOk(existsSync(join(dir, 'o2', 'trainer.safetensors')), 'no resume state left after a finished run');
+  // the second round of a sequence: the unlearned model, other people kept as the original decodes them
+  t.equal(await runUnlearnCli([join(dir, 'her.png'), '--out', join(dir, 'o3'), ...flags, '--diffusion', join(dir, 'o2', 'unlearned.safetensors'), '--anchor', d]), 0, 'a run anchored to the original');
+  t.equal(JSON.parse(readFileSync(join(dir, 'o3', 'report.json'), 'utf8')).anchor, d, 'the report names the anchor');
+  t.equal(await runUnlearnCli([join(dir, 'her.png'), '--out', join(dir, 'o4'), ...flags, '--anchor', join(dir, 'missing.safetensors')]), 3, 'a missing anchor: input error');
 });

@@ -35,6 +35,8 @@ with --params adapters the patch <out>/adapter.safetensors); the training state
   --out <dir>               output folder
   --diffusion <ckpt>        the DDPM UNet (default: the built-in default model)
   --encoder <ckpt>          the identity encoder (default: the built-in default model)
+  --anchor <ckpt>           keep other people as this model decodes them (default: as --diffusion
+                            does); the original model, when --diffusion has already unlearned someone
   --others <images|folder>  photos of other people to keep (repeatable; default with the built-in
                             models: 16 training portraits)
   --params decoder|all|adapters
@@ -98,7 +100,7 @@ export async function runUnlearnCli(argv: string[]): Promise<number> {
       args: argv,
       allowPositionals: true,
       options: {
-        out: { type: 'string' }, diffusion: { type: 'string' }, encoder: { type: 'string' }, others: { type: 'string', multiple: true },
+        out: { type: 'string' }, diffusion: { type: 'string' }, encoder: { type: 'string' }, anchor: { type: 'string' }, others: { type: 'string', multiple: true },
         params: { type: 'string' }, iterations: { type: 'string' }, lr: { type: 'string' }, 'batch-size': { type: 'string' }, states: { type: 'string' },
         'retain-share': { type: 'string' }, rank: { type: 'string' }, mirror: { type: 'boolean' }, variants: { type: 'string' }, composites: { type: 'string' }, protocol: { type: 'string' }, t0: { type: 'string' }, steps: { type: 'string' }, neighbours: { type: 'string' }, threshold: { type: 'string' }, seed: { type: 'string' }, device: { type: 'string' }, json: { type: 'boolean' }, help: { type: 'boolean', short: 'h' },
       },
@@ -175,6 +177,8 @@ export async function runUnlearnCli(argv: string[]): Promise<number> {
     }
     const diffusion = await loadDiffusion(diffusionPath as string, { device, signal });
     const encoder = await loadIdentityEncoder(encoderPath as string, { device, signal });
+    const anchorPath = str('anchor');
+    const anchor = anchorPath === undefined ? undefined : await loadDiffusion(anchorPath, { device, signal });
     const size = diffusion.config.resolution;
     // The released 'bia' crop is for 256² faces; other resolutions reach the encoder resized.
     if (!builtIn) erase = { ...erase, protocol: (protocol ?? (size === 256 ? 'bia' : 'resize')) as EraseOptions['protocol'] };
@@ -185,6 +189,7 @@ export async function runUnlearnCli(argv: string[]): Promise<number> {
     if (resumeFrom && !values.json) process.stderr.write(`bia unlearn: resuming from ${ckpt}\n`);
     const r = await unlearnIdentity(photos, { diffusion, encoder, others: otherPhotos }, {
       ...opts,
+      anchor,
       erase: { ...erase, ...eraseFlags, ...(opts.seed !== undefined ? { seed: opts.seed } : {}) },
       resumeFrom,
       signal,
@@ -201,7 +206,7 @@ export async function runUnlearnCli(argv: string[]): Promise<number> {
       const grids = { photos: nodePath.join(out, 'grid.png'), others: nodePath.join(out, 'others.png') };
       await grid([photos, r.images.before, r.images.absorbed, r.images.after], grids.photos);
       await grid([r.images.others, r.images.othersBefore, r.images.othersAfter], grids.others);
-      const report = { ...r.report, diffusion: diffusionPath, encoder: encoderPath, device, threshold: eraseFlags.threshold ?? erase.threshold ?? null };
+      const report = { ...r.report, diffusion: diffusionPath, encoder: encoderPath, ...(anchorPath ? { anchor: anchorPath } : {}), device, threshold: eraseFlags.threshold ?? erase.threshold ?? null };
       await writeFileAtomic(nodePath.join(out, 'report.json'), JSON.stringify(report, null, 1), 'report');
       const html = renderUnlearnReport({
         report: r.report,
