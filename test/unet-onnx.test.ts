@@ -11,6 +11,7 @@ import type { Measurement, SuiteResult } from '../bench/harness/types';
 import {
   createUNetSession,
   loadOnnxRuntime,
+  maxRelativeError,
   runUNetSession,
   unetParameterShapes,
   unetToOnnx,
@@ -24,17 +25,6 @@ const loaded = loadOnnxRuntime();
 const ort: OrtModule | null = loaded.ort;
 const NO_ORT: string | false = loaded.ort ? false : `onnxruntime-node does not load: ${(loaded as { error: string }).error}`;
 
-/** max |a − b| / max |b|. */
-function relErr(a: ArrayLike<number>, b: ArrayLike<number>): number {
-  if (a.length !== b.length) throw new Error(`length ${a.length} vs ${b.length}`);
-  let num = 0;
-  let den = 0;
-  for (let i = 0; i < b.length; i++) {
-    num = Math.max(num, Math.abs(a[i] - b[i]));
-    den = Math.max(den, Math.abs(b[i]));
-  }
-  return num / den;
-}
 
 type Cfg = 'tiny' | (Partial<UNetConfig> & { preset?: 'tiny' });
 const CASES: { name: string; config: Cfg; resolution?: number }[] = [
@@ -77,8 +67,8 @@ t.test('onnxruntime on the exported graph agrees with the addon\'s forward', { s
           const got = await runUNetSession(ort!, session, (await x.data()) as Float32Array, dims, ts);
           t.same(got.eps.dims, ours.eps.shape, `${c.name}: eps shape`);
           t.same(got.h.dims, ours.h.shape, `${c.name}: h shape`);
-          const eEps = relErr(got.eps.data as Float32Array, await ours.eps.data());
-          const eH = relErr(got.h.data as Float32Array, await ours.h.data());
+          const eEps = maxRelativeError(got.eps.data as Float32Array, await ours.eps.data());
+          const eH = maxRelativeError(got.h.data as Float32Array, await ours.h.data());
           t.comment(`${c.name}, t = [${ts.join(', ')}]: max relative error eps ${eEps.toExponential(2)}, h ${eH.toExponential(2)}`);
           t.ok(eEps < TOLERANCE, `${c.name}, t = [${ts.join(', ')}]: eps within ${TOLERANCE} (${eEps.toExponential(2)})`);
           t.ok(eH < TOLERANCE, `${c.name}, t = [${ts.join(', ')}]: h within ${TOLERANCE} (${eH.toExponential(2)})`);
@@ -86,7 +76,7 @@ t.test('onnxruntime on the exported graph agrees with the addon\'s forward', { s
           if (ts.length === 3) {
             // the check can fail: one timestep off gives an error far above the tolerance
             const off = await runUNetSession(ort!, session, (await x.data()) as Float32Array, dims, ts.map((v) => (v === 999 ? 998 : v + 1)));
-            const eOff = relErr(off.eps.data as Float32Array, await ours.eps.data());
+            const eOff = maxRelativeError(off.eps.data as Float32Array, await ours.eps.data());
             t.ok(eOff > 10 * TOLERANCE, `${c.name}: timesteps off by one are caught (${eOff.toExponential(2)})`);
           }
           ours.eps.dispose();

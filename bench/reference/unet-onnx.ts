@@ -438,6 +438,18 @@ export interface OrtModule {
 }
 
 /** onnxruntime-node, or why it does not load. */
+/** max |a − b| / max |b| (max |a − b| when b is all zeros): how closely ONNX Runtime reproduces the addon. */
+export function maxRelativeError(a: ArrayLike<number>, b: ArrayLike<number>): number {
+  if (a.length !== b.length) throw invalidArgument(`maxRelativeError: lengths differ (${a.length} vs ${b.length})`);
+  let num = 0;
+  let den = 0;
+  for (let i = 0; i < b.length; i++) {
+    num = Math.max(num, Math.abs(a[i] - b[i]));
+    den = Math.max(den, Math.abs(b[i]));
+  }
+  return den > 0 ? num / den : num;
+}
+
 export function loadOnnxRuntime(): { ort: OrtModule; version: string } | { ort: null; error: string } {
   try {
     // eslint-disable-next-line @typescript-eslint/no-require-imports

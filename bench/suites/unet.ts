@@ -11,7 +11,7 @@ import { createTrainer } from '../../ts/train/index';
 import { sampling } from '../harness/run';
 import { calibrate, steady } from '../harness/stats';
 import type { BenchContext, PythonRef, Suite } from '../harness/types';
-import { createUNetSession, loadOnnxRuntime, unetToOnnx, unetWeights, UNET_ONNX_DEFAULT_OPSET, type OrtModule, type OrtSession, type OrtTensor } from '../reference/unet-onnx';
+import { createUNetSession, loadOnnxRuntime, maxRelativeError, unetToOnnx, unetWeights, UNET_ONNX_DEFAULT_OPSET, type OrtModule, type OrtSession, type OrtTensor } from '../reference/unet-onnx';
 
 export interface UNetPassFlops {
   /** conv_in, the down path and the middle block (up to h). */
@@ -177,16 +177,6 @@ async function onnxReference(ctx: BenchContext, diffusion: DiffusionModel): Prom
   };
 }
 
-/** max |a − b| / max |b|. */
-function maxRelativeError(a: ArrayLike<number>, b: ArrayLike<number>): number {
-  let num = 0;
-  let den = 0;
-  for (let i = 0; i < b.length; i++) {
-    num = Math.max(num, Math.abs(a[i] - b[i]));
-    den = Math.max(den, Math.abs(b[i]));
-  }
-  return den > 0 ? num / den : num;
-}
 
 export const suite: Suite = {
   name: 'unet',
