@@ -51,7 +51,7 @@ class Absorber {
            const AbsorbOptions& o)
       : o_(o), seq_(timestepSequence(o.t0, o.steps)), perceptual_(std::move(perceptual)) {
     device_ = st.device;
-    autocast_ = st.autocast;
+    autocast_ = st.torchAutocast();
     lossDtype_ = o.float64 ? at::kDouble : at::kFloat;
     if (o.float64) {
       unet_ = UNet(st.unet->config());

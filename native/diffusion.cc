@@ -46,6 +46,21 @@ std::string shapeStr(at::IntArrayRef s) { return c10::str(s); }
 
 at::Tensor output(const at::Tensor& t) { return t.to(at::kFloat).contiguous(); }
 
+// A copy of a CPU float32 UNet in bfloat16, channels_last, computing in bfloat16 between float32 ends.
+UNet bfloat16Copy(UNetImpl& from) {
+  torch::NoGradGuard ng;
+  UNet to(from.config());
+  to->eval();
+  to->to(at::kBFloat16);
+  auto src = from.named_parameters(true), dst = to->named_parameters(true);
+  for (auto& p : dst) {
+    at::Tensor v = src[p.key()].detach().to(at::kBFloat16);
+    p.value().set_data(p.value().dim() == 4 ? v.contiguous(at::MemoryFormat::ChannelsLast) : v.contiguous());
+  }
+  to->setMixed(at::kFloat);
+  return to;
+}
+
 // Move a built (and possibly loaded) UNet to its device, dtype and memory format.
 std::shared_ptr<DiffusionState> finishModel(UNet unet, const DiffusionOptions& m) {
   auto st = std::make_shared<DiffusionState>();
@@ -60,6 +75,11 @@ std::shared_ptr<DiffusionState> finishModel(UNet unet, const DiffusionOptions& m
   st->dtype = m.dtype;
   st->channelsLast = m.channelsLast;
   st->autocast = m.autocast;
+  if (m.device.is_cpu() && m.autocast) {
+    if (*m.autocast != at::kBFloat16) invalidArgument("autocast float16 runs on CUDA only; on the CPU use bfloat16");
+    if (m.dtype != at::kFloat) invalidArgument("CPU bfloat16 autocast takes float32 weights");
+    st->bf16 = bfloat16Copy(*st->unet);
+  }
   synchronize(m.device);
   return st;
 }
@@ -122,12 +142,12 @@ std::shared_ptr<DiffusionState> loadDiffusion(const std::string& path, const std
 ForwardResult diffusionForward(const DiffusionState& st, const at::Tensor& x, const std::vector<int64_t>& ts,
                                const at::Tensor& hReplace, const at::Tensor& hDelta) {
   c10::InferenceMode guard;
-  AutocastGuard autocast(st.device, st.autocast);
+  AutocastGuard autocast(st.device, st.torchAutocast());
   checkFinite(x, "x");
   at::Tensor xx = st.prepare(x);
   at::Tensor t = ts.size() == 1 ? at::full({xx.size(0)}, static_cast<double>(ts[0]), at::TensorOptions().dtype(at::kFloat).device(st.device))
                                 : at::tensor(std::vector<float>(ts.begin(), ts.end())).to(st.device);
-  UNet unet = st.unet;
+  UNet unet = st.inference();
   UNetFeatures f = unet->encode(xx, t);
   at::Tensor h = hReplace.defined() ? st.prepare(hReplace) : f.h;
   if (hDelta.defined()) h = h + st.prepare(hDelta);
@@ -139,9 +159,9 @@ ForwardResult diffusionForward(const DiffusionState& st, const at::Tensor& x, co
 InvertResult diffusionInvert(const DiffusionState& st, const at::Tensor& x, int64_t t0, int64_t steps, bool keepAll,
                              const JobContext& ctx) {
   c10::InferenceMode guard;
-  AutocastGuard autocast(st.device, st.autocast);
+  AutocastGuard autocast(st.device, st.torchAutocast());
   checkFinite(x, "x");
-  UNet unet = st.unet;
+  UNet unet = st.inference();
   InvertResult r = ddimInvert(unet, st.prepare(x), t0, steps, keepAll, ctx);
   r.xLat = output(r.xLat);
   r.hR = output(r.hR);
@@ -153,14 +173,14 @@ InvertResult diffusionInvert(const DiffusionState& st, const at::Tensor& x, int6
 at::Tensor diffusionDecode(const DiffusionState& st, const at::Tensor& xLat, const at::Tensor& h, const DecodeOptions& d,
                            int64_t batchSize, const JobContext& ctx) {
   c10::InferenceMode guard;
-  AutocastGuard autocast(st.device, st.autocast);
+  AutocastGuard autocast(st.device, st.torchAutocast());
   checkFinite(xLat, "xLat");
   if (h.defined()) checkFinite(h, "h");
   DecodeOptions dd = d;
   const at::Tensor hRef = d.hRef.defined() ? st.prepare(d.hRef) : at::Tensor();
   at::Tensor lat = st.prepare(xLat);
   const int64_t total = h.defined() ? h.size(0) : lat.size(0);
-  UNet unet = st.unet;
+  UNet unet = st.inference();
   std::vector<at::Tensor> parts;
   for (int64_t start = 0; start < total; start += batchSize) {
     const int64_t n = std::min(batchSize, total - start);

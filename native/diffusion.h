@@ -21,6 +21,15 @@ struct DiffusionState {
   c10::ScalarType dtype = at::kFloat;
   bool channelsLast = false;
   std::optional<at::ScalarType> autocast;  // mixed precision for forward / invert / decode
+  // CPU bfloat16 autocast: a copy of the UNet with bfloat16 weights that computes in bfloat16 end to
+  // end (channels_last), taking and returning float32 (UNetImpl::setMixed). LibTorch's own CPU
+  // autocast casts every convolution's input and output and its bfloat16 channels_last GroupNorm is
+  // wrong in 1.13, so the CPU never runs under it. Null elsewhere.
+  UNet bf16{nullptr};
+  // The network that forward / invert / decode run: bf16 where there is one, else unet.
+  UNet inference() const { return bf16 ? bf16 : unet; }
+  // The dtype LibTorch autocast runs in (CUDA only; the CPU's bfloat16 is bf16 above).
+  std::optional<at::ScalarType> torchAutocast() const { return device.is_cpu() ? std::nullopt : autocast; }
   // The model's input: any tensor → its device, dtype and memory format.
   at::Tensor prepare(const at::Tensor& x) const;
 };

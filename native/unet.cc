@@ -4,8 +4,10 @@
 #include <mutex>
 
 #include <cmath>
+#include <cstdlib>
 
 #include "errors.h"
+#include "group_norm.h"
 #include "module_io.h"
 
 namespace bia {
@@ -28,6 +30,26 @@ torch::nn::Conv2d conv(int64_t in, int64_t out, int64_t kernel, int64_t stride =
 bool inPlaceOk(const at::Tensor& t) { return !(at::GradMode::is_enabled() && t.requires_grad()); }
 
 at::Tensor swish(at::Tensor x) { return inPlaceOk(x) ? at::silu_(x) : at::silu(x); }
+
+// GroupNorm, then SiLU when `silu`: the fused CPU kernel (group_norm.h) where no gradient is needed,
+// LibTorch's ops otherwise. BIA_FUSED_GROUP_NORM=0 turns the kernel off (for A/B measurements).
+bool fusedGroupNormOn() {
+  static const bool on = [] {
+    const char* v = std::getenv("BIA_FUSED_GROUP_NORM");
+    return !(v && std::string(v) == "0");
+  }();
+  return on;
+}
+
+at::Tensor groupNorm(torch::nn::GroupNorm& norm, const at::Tensor& x, bool silu) {
+  const bool noGrad = !at::GradMode::is_enabled() || (!x.requires_grad() && !norm->weight.requires_grad() && !norm->bias.requires_grad());
+  if (noGrad && fusedGroupNormOn() && groupNormCpuServes(x)) {
+    const auto& o = norm->options;
+    return groupNormCpu(x, o.num_groups(), norm->weight, norm->bias, o.eps(), silu);
+  }
+  at::Tensor y = norm->forward(x);
+  return silu ? swish(y) : y;
+}
 
 at::Tensor addTo(at::Tensor acc, const at::Tensor& other) { return inPlaceOk(acc) && inPlaceOk(other) ? acc.add_(other) : acc + other; }
 
@@ -94,10 +116,10 @@ ResnetBlockImpl::ResnetBlockImpl(int64_t in, int64_t out, int64_t tembChannels, 
 }
 
 at::Tensor ResnetBlockImpl::forward(const at::Tensor& x, const at::Tensor& tembAct) {
-  at::Tensor h = swish(norm1->forward(x));
+  at::Tensor h = groupNorm(norm1, x, true);
   h = conv1->forward(h);
   h = addTo(h, tembProj->forward(tembAct).unsqueeze(-1).unsqueeze(-1));
-  h = swish(norm2->forward(h));
+  h = groupNorm(norm2, h, true);
   if (dropout_ > 0 && is_training()) h = at::dropout(h, dropout_, true);
   h = conv2->forward(h);
   return addTo(h, ninShortcut ? ninShortcut->forward(x) : x);
@@ -113,7 +135,7 @@ AttnBlockImpl::AttnBlockImpl(int64_t channels) {
 
 at::Tensor AttnBlockImpl::forward(const at::Tensor& x) {
   const int64_t b = x.size(0), c = x.size(1), hh = x.size(2), ww = x.size(3);
-  at::Tensor n = norm->forward(x);
+  at::Tensor n = groupNorm(norm, x, false);
   at::Tensor qq = q->forward(n).reshape({b, c, hh * ww}).transpose(1, 2);  // [B, HW, C]
   at::Tensor kk = k->forward(n).reshape({b, c, hh * ww});                  // [B, C, HW]
   at::Tensor vv = v->forward(n).reshape({b, c, hh * ww});                  // [B, C, HW]
@@ -236,8 +258,9 @@ UNetCounters unetCounters(bool reset) {
   return c;
 }
 
-UNetFeatures UNetImpl::encode(const at::Tensor& x, const at::Tensor& t) {
-  CountScope count(true, x.size(0));
+UNetFeatures UNetImpl::encode(const at::Tensor& xIn, const at::Tensor& t) {
+  CountScope count(true, xIn.size(0));
+  const at::Tensor x = io_ ? xIn.to(convIn->weight.scalar_type()) : xIn;
   UNetFeatures f;
   at::Tensor temb = timestepEmbedding(t, config_.ch).to(x.scalar_type());
   temb = dense1->forward(swish(dense0->forward(temb)));
@@ -270,7 +293,7 @@ at::Tensor UNetImpl::decode(const at::Tensor& hIn, const UNetFeatures& f) {
   CountScope count(false, hIn.size(0));
   const int64_t levels = config_.levels();
   size_t next = f.skips.size();
-  at::Tensor h = hIn;
+  at::Tensor h = io_ ? hIn.to(convIn->weight.scalar_type()) : hIn;
   for (int64_t L = levels - 1; L >= 0; L--) {
     for (int64_t i = 0; i <= config_.numResBlocks; i++) {
       h = up_[L].blocks[i]->forward(at::cat({h, f.skips[--next]}, 1), f.tembAct);
@@ -281,7 +304,8 @@ at::Tensor UNetImpl::decode(const at::Tensor& hIn, const UNetFeatures& f) {
       if (up_[L].resample) h = up_[L].resample->forward(h);
     }
   }
-  return convOut->forward(swish(normOut->forward(h)));
+  at::Tensor eps = convOut->forward(groupNorm(normOut, h, true));
+  return io_ ? eps.to(*io_) : eps;
 }
 
 int64_t UNetImpl::parameterCount() const {

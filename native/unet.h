@@ -8,6 +8,7 @@
 #pragma once
 #include <torch/torch.h>
 
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -86,8 +87,13 @@ class UNetImpl : public torch::nn::Module {
 
   int64_t parameterCount() const;
 
+  // Mixed precision by hand: encode() casts x to the weights' dtype, decode() casts h to it and ε to
+  // `io` (the bfloat16 copy of a float32 model on the CPU: diffusion.h).
+  void setMixed(at::ScalarType io) { io_ = io; }
+
  private:
   UNetConfig config_;
+  std::optional<at::ScalarType> io_;
   torch::nn::Linear dense0{nullptr}, dense1{nullptr};
   torch::nn::Conv2d convIn{nullptr}, convOut{nullptr};
   torch::nn::GroupNorm normOut{nullptr};

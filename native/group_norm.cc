@@ -1,0 +1,284 @@
+// The loops below are written for the compiler's vectoriser (contiguous float lanes, no branches in
+// the inner loops); each hot loop is cloned for AVX-512 and AVX2 and picked at load time.
+#pragma GCC optimize("O3", "no-trapping-math")
+#include "group_norm.h"
+
+#include <ATen/Parallel.h>
+
+#include <cmath>
+#include <algorithm>
+#include <cstring>
+#include <type_traits>
+#include <vector>
+
+#include "errors.h"
+
+namespace bia {
+
+namespace {
+
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+#define BIA_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
+#else
+#define BIA_CLONES
+#endif
+
+inline float bf16ToFloat(uint16_t v) {
+  const uint32_t u = static_cast<uint32_t>(v) << 16;
+  float f;
+  std::memcpy(&f, &u, 4);
+  return f;
+}
+
+// Round to nearest even (the rounding of LibTorch's own conversion).
+inline uint16_t floatToBf16(float f) {
+  uint32_t u;
+  std::memcpy(&u, &f, 4);
+  u += 0x7FFFu + ((u >> 16) & 1u);
+  return static_cast<uint16_t>(u >> 16);
+}
+
+// e^x for x in float range, branch-free (range reduction to [-ln2/2, ln2/2] and a degree-6
+// polynomial; relative error below 2e-7), so that the SiLU loop vectorises.
+inline float expApprox(float x) {
+  x = x < -87.0f ? -87.0f : (x > 88.0f ? 88.0f : x);
+  const float n = (x * 1.44269504088896341f + 12582912.0f) - 12582912.0f;  // round to nearest (1.5 * 2^23)
+  const float r = (x - n * 0.693145751953125f) - n * 1.428606765330187e-06f;
+  float p = 1.0f / 720.0f;
+  p = p * r + 1.0f / 120.0f;
+  p = p * r + 1.0f / 24.0f;
+  p = p * r + 1.0f / 6.0f;
+  p = p * r + 0.5f;
+  p = p * r + 1.0f;
+  p = p * r + 1.0f;
+  const int32_t bits = (static_cast<int32_t>(n) + 127) << 23;
+  float scale;
+  std::memcpy(&scale, &bits, 4);
+  return p * scale;
+}
+
+// Sum and sum of squares of n floats (n small: a block), in float.
+BIA_CLONES void blockSums(const float* x, int64_t n, float* sum, float* sq) {
+  float s = 0, q = 0;
+  for (int64_t i = 0; i < n; i++) {
+    s += x[i];
+    q += x[i] * x[i];
+  }
+  *sum = s;
+  *sq = q;
+}
+
+// bs[c] += row[c], bq[c] += row[c]² over C channels.
+BIA_CLONES void accumulateRow(const float* row, int64_t C, float* bs, float* bq) {
+  for (int64_t c = 0; c < C; c++) {
+    bs[c] += row[c];
+    bq[c] += row[c] * row[c];
+  }
+}
+
+BIA_CLONES void widen(const uint16_t* x, float* y, int64_t n) {
+  for (int64_t i = 0; i < n; i++) y[i] = bf16ToFloat(x[i]);
+}
+
+BIA_CLONES void narrow(const float* x, uint16_t* y, int64_t n) {
+  for (int64_t i = 0; i < n; i++) y[i] = floatToBf16(x[i]);
+}
+
+// n values as floats: the values themselves, or bfloat16 widened into buf (n <= buf's size).
+inline const float* asFloats(const float* x, int64_t n, float* buf) { return x; }
+inline const float* asFloats(const uint16_t* x, int64_t n, float* buf) {
+  widen(x, buf, n);
+  return buf;
+}
+
+// Sums and sums of squares of n values, in float over blocks of 256 and in double across them.
+template <typename T>
+void sumsOf(const T* x, int64_t n, double* sum, double* sq) {
+  float buf[256];
+  double s = 0, q = 0;
+  for (int64_t start = 0; start < n; start += 256) {
+    const int64_t len = std::min<int64_t>(256, n - start);
+    float bs, bq;
+    blockSums(asFloats(x + start, len, buf), len, &bs, &bq);
+    s += bs;
+    q += bq;
+  }
+  *sum = s;
+  *sq = q;
+}
+
+// Per-channel sums over `pixels` rows of C channels (channels_last), into sum[C] and sq[C]; float
+// over blocks of 64 pixels, double across them. buf: 3·C floats.
+template <typename T>
+void channelSumsOf(const T* x, int64_t pixels, int64_t C, double* sum, double* sq, float* buf) {
+  float* bs = buf;
+  float* bq = buf + C;
+  float* row = buf + 2 * C;
+  for (int64_t c = 0; c < C; c++) sum[c] = sq[c] = 0;
+  for (int64_t start = 0; start < pixels; start += 64) {
+    const int64_t end = std::min(pixels, start + 64);
+    std::fill(bs, bs + 2 * C, 0.0f);
+    for (int64_t p = start; p < end; p++) accumulateRow(asFloats(x + p * C, C, row), C, bs, bq);
+    for (int64_t c = 0; c < C; c++) {
+      sum[c] += bs[c];
+      sq[c] += bq[c];
+    }
+  }
+}
+
+// y = x * scale + shift, then SiLU when silu, over n values of float (in place allowed).
+BIA_CLONES void affineSilu(const float* x, float* y, int64_t n, const float* scale, const float* shift, bool silu) {
+  if (silu) {
+    for (int64_t i = 0; i < n; i++) {
+      const float v = x[i] * scale[i] + shift[i];
+      y[i] = v / (1.0f + expApprox(-v));
+    }
+  } else {
+    for (int64_t i = 0; i < n; i++) y[i] = x[i] * scale[i] + shift[i];
+  }
+}
+
+// y = x * scale[c] + shift[c] (then SiLU) over `rows` rows of C channels (channels_last). bfloat16
+// goes through a float row: three simple loops vectorise where one mixed loop does not (measured
+// 0.44 against 1.7 ns a value).
+template <typename T>
+void applyRows(const T* x, T* y, int64_t rows, int64_t C, const float* scale, const float* shift, bool silu, std::vector<float>& buf) {
+  for (int64_t r = 0; r < rows; r++) {
+    if constexpr (std::is_same_v<T, float>) {
+      affineSilu(x + r * C, y + r * C, C, scale, shift, silu);
+    } else {
+      widen(x + r * C, buf.data(), C);
+      affineSilu(buf.data(), buf.data(), C, scale, shift, silu);
+      narrow(buf.data(), y + r * C, C);
+    }
+  }
+}
+
+// One NCHW plane of n values with one scale and shift, in blocks of the buffer's size.
+template <typename T>
+void applyPlane(const T* x, T* y, int64_t n, float scale, float shift, bool silu, std::vector<float>& buf) {
+  const int64_t block = static_cast<int64_t>(buf.size()) / 3;
+  float* in = buf.data();
+  float* sc = in + block;
+  float* sh = sc + block;
+  std::fill(sc, sc + block, scale);
+  std::fill(sh, sh + block, shift);
+  for (int64_t start = 0; start < n; start += block) {
+    const int64_t len = std::min(block, n - start);
+    if constexpr (std::is_same_v<T, float>) {
+      affineSilu(x + start, y + start, len, sc, sh, silu);
+    } else {
+      widen(x + start, in, len);
+      affineSilu(in, in, len, sc, sh, silu);
+      narrow(in, y + start, len);
+    }
+  }
+}
+
+std::vector<float> floatsOf(const at::Tensor& t) {
+  at::Tensor f = t.detach().to(at::kFloat).contiguous();
+  return std::vector<float>(f.data_ptr<float>(), f.data_ptr<float>() + f.numel());
+}
+
+template <typename T>
+void run(const at::Tensor& x, at::Tensor& y, int64_t G, const std::vector<float>& gamma, const std::vector<float>& beta,
+         double eps, bool silu, bool channelsLast) {
+  const int64_t N = x.size(0), C = x.size(1), HW = x.size(2) * x.size(3), cpg = C / G;
+  const T* xp = reinterpret_cast<const T*>(x.data_ptr());
+  T* yp = reinterpret_cast<T*>(y.data_ptr());
+  // Per (image, channel) sums, then per (image, group) mean and 1/std.
+  std::vector<double> csum(N * C, 0.0), csq(N * C, 0.0);
+  if (channelsLast) {
+    // Chunks of pixels, each with its own per-channel sums, added up after.
+    const int64_t chunk = std::max<int64_t>(64, (HW + 63) / 64);
+    const int64_t chunks = (HW + chunk - 1) / chunk;
+    std::vector<double> psum(N * chunks * C), psq(N * chunks * C);
+    at::parallel_for(0, N * chunks, 1, [&](int64_t begin, int64_t end) {
+      std::vector<float> buf(3 * C);
+      for (int64_t task = begin; task < end; task++) {
+        const int64_t n = task / chunks, k = task % chunks;
+        const int64_t p0 = k * chunk, p1 = std::min(HW, p0 + chunk);
+        channelSumsOf(xp + (n * HW + p0) * C, p1 - p0, C, &psum[task * C], &psq[task * C], buf.data());
+      }
+    });
+    for (int64_t n = 0; n < N; n++) {
+      for (int64_t k = 0; k < chunks; k++) {
+        for (int64_t c = 0; c < C; c++) {
+          csum[n * C + c] += psum[(n * chunks + k) * C + c];
+          csq[n * C + c] += psq[(n * chunks + k) * C + c];
+        }
+      }
+    }
+  } else {
+    at::parallel_for(0, N * C, 1, [&](int64_t begin, int64_t end) {
+      for (int64_t nc = begin; nc < end; nc++) sumsOf(xp + nc * HW, HW, &csum[nc], &csq[nc]);
+    });
+  }
+  std::vector<float> scale(N * C), shift(N * C);
+  const double count = static_cast<double>(cpg * HW);
+  for (int64_t n = 0; n < N; n++) {
+    for (int64_t g = 0; g < G; g++) {
+      double s = 0, q = 0;
+      for (int64_t c = g * cpg; c < (g + 1) * cpg; c++) {
+        s += csum[n * C + c];
+        q += csq[n * C + c];
+      }
+      const double mean = s / count;
+      const double var = std::max(0.0, q / count - mean * mean);
+      const double rstd = 1.0 / std::sqrt(var + eps);
+      for (int64_t c = g * cpg; c < (g + 1) * cpg; c++) {
+        const double a = gamma[c] * rstd;
+        scale[n * C + c] = static_cast<float>(a);
+        shift[n * C + c] = static_cast<float>(beta[c] - mean * a);
+      }
+    }
+  }
+  if (channelsLast) {
+    const int64_t rowsPerTask = std::max<int64_t>(1, 16384 / C);
+    const int64_t tasksPerImage = (HW + rowsPerTask - 1) / rowsPerTask;
+    at::parallel_for(0, N * tasksPerImage, 1, [&](int64_t begin, int64_t end) {
+      std::vector<float> buf(C);
+      for (int64_t task = begin; task < end; task++) {
+        const int64_t n = task / tasksPerImage, r0 = (task % tasksPerImage) * rowsPerTask;
+        const int64_t rows = std::min(HW, r0 + rowsPerTask) - r0;
+        applyRows(xp + (n * HW + r0) * C, yp + (n * HW + r0) * C, rows, C, &scale[n * C], &shift[n * C], silu, buf);
+      }
+    });
+  } else {
+    at::parallel_for(0, N * C, 1, [&](int64_t begin, int64_t end) {
+      std::vector<float> buf(3 * 512);
+      for (int64_t nc = begin; nc < end; nc++) applyPlane(xp + nc * HW, yp + nc * HW, HW, scale[nc], shift[nc], silu, buf);
+    });
+  }
+}
+
+}  // namespace
+
+bool groupNormCpuServes(const at::Tensor& x) {
+  if (!x.defined() || !x.device().is_cpu() || x.dim() != 4) return false;
+  if (x.scalar_type() != at::kFloat && x.scalar_type() != at::kBFloat16) return false;
+  if (at::GradMode::is_enabled() && x.requires_grad()) return false;
+  return x.is_contiguous() || x.is_contiguous(at::MemoryFormat::ChannelsLast);
+}
+
+at::Tensor groupNormCpu(const at::Tensor& x, int64_t groups, const at::Tensor& weight, const at::Tensor& bias, double eps,
+                        bool silu) {
+  if (!groupNormCpuServes(x)) invalidArgument("groupNormCpu: x must be a 4-d CPU float32/bfloat16 tensor in NCHW or channels_last, without gradient");
+  const int64_t C = x.size(1);
+  if (groups < 1 || C % groups != 0) invalidArgument("groupNormCpu: " + std::to_string(C) + " channels do not split into " + std::to_string(groups) + " groups");
+  if (weight.numel() != C || bias.numel() != C) invalidArgument("groupNormCpu: weight and bias must have " + std::to_string(C) + " values");
+  if (!(eps >= 0)) invalidArgument("groupNormCpu: eps must be >= 0");
+  // A map that is contiguous both ways (1 x 1 pixels, or one channel) is read as NCHW.
+  const bool channelsLast = !x.is_contiguous();
+  at::Tensor y = at::empty_like(x, channelsLast ? at::MemoryFormat::ChannelsLast : at::MemoryFormat::Contiguous);
+  if (x.numel() == 0) return y;
+  const std::vector<float> gamma = floatsOf(weight), beta = floatsOf(bias);
+  if (x.scalar_type() == at::kFloat) {
+    run<float>(x, y, groups, gamma, beta, eps, silu, channelsLast);
+  } else {
+    run<uint16_t>(x, y, groups, gamma, beta, eps, silu, channelsLast);
+  }
+  return y;
+}
+
+}  // namespace bia
