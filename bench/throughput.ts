@@ -6,12 +6,13 @@
  * settings' outputs (0 when a saving changes nothing).
  *
  *   node dist/bench/throughput.js [--images 4] [--first 0] [--a '{"lineBatch":0}' --a-fresh-others | --a-cached-others] [--b '{}']
- *                                 [--json bench/results/throughput-demo.json]
+ *                                 [--b-autocast bfloat16] [--json bench/results/throughput-demo.json]
  *
  * Settings are DEMO_SETTINGS with the encoder's calibrated threshold, plus each side's JSON overrides.
  * `--a-fresh-others` gives side A a fresh copy of the other people's photos for every portrait, so that their
  * inversion is not cached: what every erasure cost before the cache (the default; `--a-cached-others` turns it off,
- * for two sides that differ only in their options). The first portrait of each side is a
+ * for two sides that differ only in their options). `--b-autocast bfloat16` gives side B its own copy of the
+ * default UNet loaded with that autocast (the encoder stays shared). The first portrait of each side is a
  * warm-up (not in the medians).
  */
 import { writeFileSync } from 'node:fs';
@@ -22,7 +23,8 @@ import { getThreads, unetStats } from '../ts/engine';
 import { eraseIdentity } from '../ts/erase/pipeline';
 import type { EraseOptions } from '../ts/erase/types';
 import type { Tensor } from '../ts/tensor';
-import { heldOut, otherPeople } from '../ts/world/defaults';
+import { loadDiffusion } from '../ts/diffusion';
+import { DEFAULT_FILES, heldOut, otherPeople } from '../ts/world/defaults';
 import { calibratedThreshold, DEMO_SETTINGS, loadDefaultModels } from '../ts/world/demo';
 
 export interface SideRun {
@@ -61,17 +63,21 @@ async function main(): Promise<void> {
       b: { type: 'string', default: '{}' },
       'a-fresh-others': { type: 'boolean', default: true },
       'a-cached-others': { type: 'boolean', default: false },
+      'b-autocast': { type: 'string' },
       json: { type: 'string' },
     },
   });
   const count = Number(values.images);
   const first = Number(values.first);
   const threshold = calibratedThreshold() ?? 0.35;
-  const sides: { name: string; options: EraseOptions; fresh: boolean }[] = [
+  const sides: { name: string; options: EraseOptions; fresh: boolean; autocast?: string | null }[] = [
     { name: 'A', options: { ...DEMO_SETTINGS, threshold, ...(JSON.parse(values.a!) as EraseOptions) }, fresh: values['a-fresh-others']! && !values['a-cached-others'] },
-    { name: 'B', options: { ...DEMO_SETTINGS, threshold, ...(JSON.parse(values.b!) as EraseOptions) }, fresh: false },
+    { name: 'B', options: { ...DEMO_SETTINGS, threshold, ...(JSON.parse(values.b!) as EraseOptions) }, fresh: false, autocast: values['b-autocast'] ?? null },
   ];
   const models = await loadDefaultModels();
+  const bAutocast = values['b-autocast'] as 'bfloat16' | 'float16' | undefined;
+  const diffusionB = bAutocast ? await loadDiffusion(DEFAULT_FILES.diffusion, { autocast: bAutocast }) : models.diffusion;
+  const diffusionOf = (side: string) => (side === 'B' ? diffusionB : models.diffusion);
   const portraits = await heldOut(first + count, 1, 21);
   const others = await otherPeople();
   const runs: Record<string, SideRun[]> = { A: [], B: [] };
@@ -88,7 +94,7 @@ async function main(): Promise<void> {
         unetStats({ reset: true });
         const t = performance.now();
         const cpu = process.cpuUsage();
-        const r = await eraseIdentity(x, { diffusion: models.diffusion, encoder: models.encoder, others: o, ...side.options, inputName: `portrait-${portraits.identities[first + i]}` });
+        const r = await eraseIdentity(x, { diffusion: diffusionOf(side.name), encoder: models.encoder, others: o, ...side.options, inputName: `portrait-${portraits.identities[first + i]}` });
         const seconds = (performance.now() - t) / 1000;
         const c = process.cpuUsage(cpu);
         const u = unetStats({ reset: true });
@@ -119,6 +125,7 @@ async function main(): Promise<void> {
     others.dispose();
     portraits.images.dispose();
     models.dispose();
+    if (diffusionB !== models.diffusion) diffusionB.dispose();
   }
   const timed = (s: string) => runs[s].slice(count > 1 ? 1 : 0);
   const summary = Object.fromEntries(

@@ -53,7 +53,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
                               {"zeros", Zeros}, {"randn", Randn}, {"liveTensors", LiveTensors}, {"externalMemory", ExternalMemory}});
   // The engine room: runtime, threads, benchmarks, memory, profiles
   setFunctions(env, exports, {{"runtimeInfo", RuntimeInfo}, {"setNumThreads", SetNumThreads}, {"benchmark", Benchmark},
-                              {"matmul", Matmul}, {"unetStats", UNetStats}, {"emptyCache", EmptyCache},
+                              {"matmul", Matmul}, {"groupNorm", GroupNormJs}, {"unetStats", UNetStats}, {"emptyCache", EmptyCache},
                               {"cudaMemoryStats", CudaMemoryStatsJs}, {"setCudnnBenchmark", SetCudnnBenchmark},
                               {"getCudnnBenchmark", GetCudnnBenchmark}, {"opProfileStart", OpProfileStart}, {"opProfileStop", OpProfileStop}});
   // Diffusion core

@@ -17,6 +17,7 @@
 #include "args.h"
 #include "device.h"
 #include "errors.h"
+#include "group_norm.h"
 #include "job.h"
 #include "profile.h"
 #include "tensor_js.h"
@@ -154,6 +155,42 @@ Napi::Value Matmul(const Napi::CallbackInfo& info) {
       at::Tensor r = at::matmul(a, b);
       synchronize(r.device());
       return tensorResult(r);
+    });
+  });
+}
+
+// groupNorm(x, weight, bias, {groups, eps, silu, channelsLast, reference}, jobOptions): the UNet's
+// GroupNorm (+ SiLU) as one op; the fused CPU kernel where it serves, LibTorch's ops otherwise or with
+// reference (for comparisons). channelsLast lays x out NHWC first (the result keeps that layout).
+Napi::Value GroupNormJs(const Napi::CallbackInfo& info) {
+  return guardedPromise(info.Env(), [&]() -> Napi::Value {
+    at::Tensor x = TensorHandle::From(info[0], "x");
+    at::Tensor w = TensorHandle::From(info[1], "weight");
+    at::Tensor b = TensorHandle::From(info[2], "bias");
+    Napi::Object o = info[3].As<Napi::Object>();
+    const int64_t groups = o.Get("groups").As<Napi::Number>().Int64Value();
+    const double eps = o.Get("eps").As<Napi::Number>().DoubleValue();
+    const bool silu = o.Get("silu").ToBoolean().Value();
+    const bool channelsLast = o.Get("channelsLast").ToBoolean().Value();
+    const bool reference = o.Get("reference").ToBoolean().Value();
+    if (x.dim() != 4) invalidArgument("groupNorm: x must be [N, C, H, W], got " + c10::str(x.sizes()));
+    if (!x.is_floating_point()) invalidArgument("groupNorm: x must be floating point");
+    if (groups < 1 || x.size(1) % groups != 0) invalidArgument("groupNorm: " + std::to_string(x.size(1)) + " channels do not split into " + std::to_string(groups) + " groups");
+    if (w.dim() != 1 || b.dim() != 1 || w.size(0) != x.size(1) || b.size(0) != x.size(1)) invalidArgument("groupNorm: weight and bias must be [" + std::to_string(x.size(1)) + "]");
+    if (w.device() != x.device() || b.device() != x.device()) invalidArgument("groupNorm: x, weight and bias must be on one device");
+    if (!(eps >= 0)) invalidArgument("groupNorm: eps must be >= 0");
+    return startJob(info.Env(), info[4], "bia.groupNorm", [=](JobContext&) -> Finisher {
+      c10::InferenceMode guard;
+      at::Tensor xx = channelsLast ? x.contiguous(at::MemoryFormat::ChannelsLast) : x.contiguous();
+      at::Tensor r;
+      if (!reference && groupNormCpuServes(xx)) {
+        r = groupNormCpu(xx, groups, w, b, eps, silu);
+      } else {
+        r = at::group_norm(xx, groups, w.to(xx.scalar_type()), b.to(xx.scalar_type()), eps);
+        if (silu) r = at::silu(r);
+      }
+      synchronize(r.device());
+      return tensorResult(r.contiguous());
     });
   });
 }

@@ -9,6 +9,7 @@ Napi::Value RuntimeInfo(const Napi::CallbackInfo& info);   // sync, cheap
 Napi::Value SetNumThreads(const Napi::CallbackInfo& info); // (n) intra-op threads (and BLAS threads)
 Napi::Value Benchmark(const Napi::CallbackInfo& info);     // ({op,...}, jobOpts) -> Promise<{times,flops}>
 Napi::Value Matmul(const Napi::CallbackInfo& info);
+Napi::Value GroupNormJs(const Napi::CallbackInfo& info);
 // (reset: boolean) → {encodeCalls, decodeCalls, encodeImages, decodeImages, seconds} inside UNet calls
 Napi::Value UNetStats(const Napi::CallbackInfo& info);
 Napi::Value EmptyCache(const Napi::CallbackInfo& info);    // release the CPU allocator's cached blocks

@@ -57,22 +57,24 @@ inline float expApprox(float x) {
   return p * scale;
 }
 
-// Sum and sum of squares of n floats (n small: a block), in float.
-BIA_CLONES void blockSums(const float* x, int64_t n, float* sum, float* sq) {
+// Sum and sum of squares of x[i] − k over n floats (a block), in float.
+BIA_CLONES void blockSums(const float* x, int64_t n, float k, float* sum, float* sq) {
   float s = 0, q = 0;
   for (int64_t i = 0; i < n; i++) {
-    s += x[i];
-    q += x[i] * x[i];
+    const float d = x[i] - k;
+    s += d;
+    q += d * d;
   }
   *sum = s;
   *sq = q;
 }
 
-// bs[c] += row[c], bq[c] += row[c]² over C channels.
-BIA_CLONES void accumulateRow(const float* row, int64_t C, float* bs, float* bq) {
+// bs[c] += row[c] − k[c], bq[c] += (row[c] − k[c])² over C channels.
+BIA_CLONES void accumulateRow(const float* row, int64_t C, const float* k, float* bs, float* bq) {
   for (int64_t c = 0; c < C; c++) {
-    bs[c] += row[c];
-    bq[c] += row[c] * row[c];
+    const float d = row[c] - k[c];
+    bs[c] += d;
+    bq[c] += d * d;
   }
 }
 
@@ -91,39 +93,52 @@ inline const float* asFloats(const uint16_t* x, int64_t n, float* buf) {
   return buf;
 }
 
-// Sums and sums of squares of n values, in float over blocks of 256 and in double across them.
+// The statistics are of values shifted by a pivot (the first value of the run, per channel): a
+// map whose mean is far from zero against its spread (1000 ± 1) keeps its variance, where
+// E[x²] − E[x]² in float would lose it. Float over blocks, double across blocks; the sums of x and x²
+// are rebuilt from the shifted ones in double.
+inline void unshift(double n, double k, double s, double q, double* sum, double* sq) {
+  *sum = s + n * k;
+  *sq = q + 2 * k * s + n * k * k;
+}
+
+// Sum and sum of squares of n values.
 template <typename T>
 void sumsOf(const T* x, int64_t n, double* sum, double* sq) {
   float buf[256];
+  const float k = asFloats(x, 1, buf)[0];
   double s = 0, q = 0;
   for (int64_t start = 0; start < n; start += 256) {
     const int64_t len = std::min<int64_t>(256, n - start);
     float bs, bq;
-    blockSums(asFloats(x + start, len, buf), len, &bs, &bq);
+    blockSums(asFloats(x + start, len, buf), len, k, &bs, &bq);
     s += bs;
     q += bq;
   }
-  *sum = s;
-  *sq = q;
+  unshift(static_cast<double>(n), k, s, q, sum, sq);
 }
 
-// Per-channel sums over `pixels` rows of C channels (channels_last), into sum[C] and sq[C]; float
-// over blocks of 64 pixels, double across them. buf: 3·C floats.
+// Per-channel sums and sums of squares over `pixels` rows of C channels (channels_last), into
+// sum[C] and sq[C]; float over blocks of 64 pixels. buf: 4·C floats.
 template <typename T>
 void channelSumsOf(const T* x, int64_t pixels, int64_t C, double* sum, double* sq, float* buf) {
   float* bs = buf;
   float* bq = buf + C;
   float* row = buf + 2 * C;
+  float* k = buf + 3 * C;
+  const float* first = asFloats(x, C, row);
+  std::copy(first, first + C, k);
   for (int64_t c = 0; c < C; c++) sum[c] = sq[c] = 0;
   for (int64_t start = 0; start < pixels; start += 64) {
     const int64_t end = std::min(pixels, start + 64);
     std::fill(bs, bs + 2 * C, 0.0f);
-    for (int64_t p = start; p < end; p++) accumulateRow(asFloats(x + p * C, C, row), C, bs, bq);
+    for (int64_t p = start; p < end; p++) accumulateRow(asFloats(x + p * C, C, row), C, k, bs, bq);
     for (int64_t c = 0; c < C; c++) {
       sum[c] += bs[c];
       sq[c] += bq[c];
     }
   }
+  for (int64_t c = 0; c < C; c++) unshift(static_cast<double>(pixels), k[c], sum[c], sq[c], &sum[c], &sq[c]);
 }
 
 // y = x * scale + shift, then SiLU when silu, over n values of float (in place allowed).
@@ -194,7 +209,7 @@ void run(const at::Tensor& x, at::Tensor& y, int64_t G, const std::vector<float>
     const int64_t chunks = (HW + chunk - 1) / chunk;
     std::vector<double> psum(N * chunks * C), psq(N * chunks * C);
     at::parallel_for(0, N * chunks, 1, [&](int64_t begin, int64_t end) {
-      std::vector<float> buf(3 * C);
+      std::vector<float> buf(4 * C);
       for (int64_t task = begin; task < end; task++) {
         const int64_t n = task / chunks, k = task % chunks;
         const int64_t p0 = k * chunk, p1 = std::min(HW, p0 + chunk);

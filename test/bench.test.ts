@@ -230,7 +230,7 @@ t.test('bad arguments: usage errors and input errors, with messages', async (t) 
   t.match(bad.stderr, /unknown suite 'nosuch'/);
   t.equal(runCli(['bench', '--config', 'huge'], ENV).status, 2);
   t.equal(runCli(['bench', '--tolerance', 'lots', '--baseline', 'x.json'], ENV).status, 2);
-  t.equal(runCli(['bench', '--autocast', 'bfloat16'], ENV).status, 2, 'autocast needs CUDA');
+  t.equal(runCli(['bench', '--autocast', 'float16'], ENV).status, 2, 'float16 autocast needs CUDA');
   for (const bad of [['--min-time', 'abc'], ['--case-time', '-1'], ['--trials', '5', '--max-trials', '3'], ['--confidence', '20%', '--baseline', 'x.json']]) {
     const r = runCli(['bench', ...bad], ENV);
     t.equal(r.status, 2, bad.join(' '));

@@ -8,7 +8,7 @@
 export { BiaError, ERROR_CODES, type ErrorCode } from './errors';
 export { type JobOptions, type ProgressEvent } from './jobs';
 export { type ComputeDtype, type Device, type Dtype, COMPUTE_DTYPES, DTYPES } from './options';
-export { Tensor, type TensorData, type TensorOptions, tensor, tensorSync, zeros, randn, matmul, liveTensors, externalMemory } from './tensor';
+export { Tensor, type TensorData, type TensorOptions, tensor, tensorSync, zeros, randn, matmul, groupNorm, type GroupNormOptions, liveTensors, externalMemory } from './tensor';
 export { benchmark, emptyCache, unetStats, info, runtimeInfo, setThreads, getThreads, type UNetStats, type BenchmarkResult, type BenchmarkSpec, type Info } from './engine';
 export { cudaMemory, setCudnnBenchmark, getCudnnBenchmark, profileOps, type CudaMemoryStats, type OpTime, type OpProfileResult } from './engine';
 export {

@@ -349,6 +349,7 @@ export interface NativeAddon {
   setNumThreads(n: number): number;
   benchmark(spec: NativeBenchmarkSpec, opts?: NativeJobOptions): Promise<NativeBenchmarkResult>;
   matmul(a: NativeTensor, b: NativeTensor, opts?: NativeJobOptions): Promise<NativeTensor>;
+  groupNorm(x: NativeTensor, weight: NativeTensor, bias: NativeTensor, o: { groups: number; eps: number; silu: boolean; channelsLast: boolean; reference: boolean }, opts?: NativeJobOptions): Promise<NativeTensor>;
   unetStats(reset: boolean): UNetStats;
   emptyCache(): void;
   /** null on a CPU-only build or with no GPU visible. */

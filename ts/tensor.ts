@@ -151,6 +151,37 @@ export async function matmul(a: Tensor, b: Tensor, opts?: JobOptions): Promise<T
   return new Tensor(await runJob(opts, (n) => loadAddon().matmul(ha, hb, n)));
 }
 
+export interface GroupNormOptions extends JobOptions {
+  /** Groups the channels split into (default 32, the UNet's). */
+  groups?: number;
+  /** Added to the variance (default 1e-6, the UNet's). */
+  eps?: number;
+  /** Apply SiLU (x·sigmoid(x)) after the affine step (default false). */
+  silu?: boolean;
+  /** Lay x out channels-last (NHWC) before normalising, as the UNet does on the CPU (default false). */
+  channelsLast?: boolean;
+  /** Use LibTorch's group_norm (+ silu) instead of the fused CPU kernel (for comparisons; default false). */
+  reference?: boolean;
+}
+
+/**
+ * GroupNorm of x [N, C, H, W] with per-channel weight and bias [C], then SiLU when asked: the UNet's
+ * normalisation as one op. On the CPU, float32 and bfloat16 run the fused kernel the UNet uses
+ * (statistics in double, the affine step and SiLU in float, the input's dtype out); elsewhere
+ * LibTorch's ops. Off the main thread.
+ */
+export async function groupNorm(x: Tensor, weight: Tensor, bias: Tensor, opts: GroupNormOptions = {}): Promise<Tensor> {
+  for (const [name, t] of [['x', x], ['weight', weight], ['bias', bias]] as const) if (!(t instanceof Tensor)) throw invalidArgument(`groupNorm: ${name} must be a Tensor`);
+  const groups = opts.groups === undefined ? 32 : checkInt(opts.groups, 'groups', 1, 1 << 20);
+  const eps = opts.eps ?? 1e-6;
+  if (typeof eps !== 'number' || !(eps >= 0) || !Number.isFinite(eps)) throw invalidArgument(`groupNorm: eps must be a finite number >= 0, got ${String(eps)}`);
+  for (const k of ['silu', 'channelsLast', 'reference'] as const) {
+    if (opts[k] !== undefined && typeof opts[k] !== 'boolean') throw invalidArgument(`groupNorm: ${k} must be a boolean`);
+  }
+  const o = { groups, eps, silu: opts.silu ?? false, channelsLast: opts.channelsLast ?? false, reference: opts.reference ?? false };
+  return new Tensor(await runJob(opts, (n) => loadAddon().groupNorm(x.handle, weight.handle, bias.handle, o, n)));
+}
+
 /** Bytes of native memory currently reported to V8 as external memory (tensors count here). */
 export function externalMemory(): number {
   return loadAddon().externalMemory();

@@ -23,7 +23,8 @@ Options:
   --config NAME       ${Object.keys(BENCH_CONFIGS).join(' | ')} (default tiny)
   --device DEV        cpu | cuda | cuda:N (default cpu)
   --dtype T           weights' dtype: float32 | bfloat16 | float16 (default float32)
-  --autocast T        bfloat16 | float16: UNet autocast and encoders in T (CUDA)
+  --autocast T        bfloat16 | float16: the UNet in mixed precision (CUDA: autocast, encoders in T too;
+                      CPU: bfloat16 only, the UNet's bfloat16 copy, encoders in float32)
   --warmup N          untimed calls per case at least (default 1: the first call, timed apart); warm-up
                       goes on until two calls agree within 20%
   --trials N          samples per case at least (default 5; --smoke: 2); also the Python references' runs
@@ -125,7 +126,7 @@ export function parseBenchArgs(argv: string[]): { options: BenchOptions; values:
   if (!/^(cpu|cuda(:\d+)?)$/.test(values.device)) throw new BiaError('BIA_INVALID_ARGUMENT', `--device must be cpu, cuda or cuda:N, got '${values.device}'`);
   const dtype = oneOf(values.dtype, 'dtype', ['float32', 'bfloat16', 'float16'] as const);
   const autocast = values.autocast === undefined ? null : oneOf(values.autocast, 'autocast', ['bfloat16', 'float16'] as const);
-  if (autocast && values.device === 'cpu') throw new BiaError('BIA_INVALID_ARGUMENT', '--autocast needs --device cuda');
+  if (autocast === 'float16' && (values.device ?? 'cpu') === 'cpu') throw new BiaError('BIA_INVALID_ARGUMENT', '--autocast float16 needs --device cuda (the CPU runs bfloat16)');
   const smoke = values.smoke;
   const batches = values.batches?.split(',').map((b) => positiveInt(b, 'batches')!);
   const options: BenchOptions = {

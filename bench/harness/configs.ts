@@ -14,7 +14,7 @@ type ModelOpts = { dtype: ComputeDtype; autocast: 'bfloat16' | 'float16' | null;
 function randomModels(preset: 'tiny' | 'celeba-hq-256', arch: 'iresnet18' | 'ir_se50', width: number) {
   return async (device: Device, o: ModelOpts) => {
     const diffusion = await createDiffusion(preset, { seed: 1, device, dtype: o.dtype, autocast: o.autocast ?? undefined, channelsLast: o.channelsLast });
-    const encoder = await createIdentityEncoder(arch, { width, seed: 2, device, dtype: o.autocast ?? o.dtype });
+    const encoder = await createIdentityEncoder(arch, { width, seed: 2, device, dtype: device === 'cpu' ? o.dtype : (o.autocast ?? o.dtype) });
     return { diffusion, encoder, dispose: () => (diffusion.dispose(), encoder.dispose()) };
   };
 }

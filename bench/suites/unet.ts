@@ -2,9 +2,10 @@
  * Suite unet: the DDPM UNet's forward pass over a batch sweep, and a training step (forward +
  * backward + AdamW) — through the addon and through Python eager (bench/reference/ddpm.py) in the
  * same run — with effective GFLOP/s against the measured matmul peak, and (where the addon has the
- * op profiler) where the forward pass's time goes, op by op. On the CPU in float32 the forward is
- * also run by ONNX Runtime (onnxruntime-node, where it loads) on the same model exported by
- * bench/reference/unet-onnx.ts, as a second reference of each forward case.
+ * op profiler) where the forward pass's time goes, op by op. On the CPU with float32 weights the
+ * forward is also run by ONNX Runtime (onnxruntime-node, where it loads; float32) on the same model
+ * exported by bench/reference/unet-onnx.ts, as a second reference of each forward case — also when
+ * the addon runs under bfloat16 autocast (the agreement bound is then bfloat16's).
  */
 import { profileOps, randn, type DiffusionModel, type UNetConfig } from '../../ts/index';
 import { createTrainer } from '../../ts/train/index';
@@ -100,6 +101,8 @@ export function referenceConfig(c: UNetConfig): Record<string, unknown> {
 const ORT_MAX_WARMUP_CALLS = 50;
 /** The ONNX Runtime forward must agree with the addon's this closely (max |Δ| / max |addon|) to be timed. */
 const ORT_AGREEMENT = 1e-3;
+/** The same under CPU bfloat16 autocast (the addon in bfloat16 against ONNX Runtime in float32; measured 0.8–1.2e-2). */
+const ORT_AGREEMENT_BF16 = 3e-2;
 
 /** ONNX Runtime's session over the exported UNet, for the forward cases of one suite run. */
 interface OnnxReference {
@@ -125,7 +128,7 @@ async function onnxReference(ctx: BenchContext, diffusion: DiffusionModel): Prom
     ctx.note('onnxruntime', { skipped: why });
     return null;
   };
-  if (device !== 'cpu' || dtype !== 'float32' || autocast) return skip('it runs on the CPU in float32 only');
+  if (device !== 'cpu' || dtype !== 'float32' || (autocast && autocast !== 'bfloat16')) return skip('it runs on the CPU with float32 weights only');
   const loaded = loadOnnxRuntime();
   if (!loaded.ort) return skip(`onnxruntime-node does not load (${loaded.error})`);
   const ort = loaded.ort;
@@ -229,8 +232,9 @@ async function forwardSweep(ctx: BenchContext, diffusion: DiffusionModel, ref: P
         const err = maxRelativeError(await onnx.eps(xs, dims, 500), want);
         ctx.note('onnxruntimeAgreement', { batch, t: 500, maxRelativeError: err });
         ctx.log(`ONNX Runtime's eps vs the addon's (batch ${batch}, t 500): max relative error ${err.toExponential(2)}`);
-        if (!(err <= ORT_AGREEMENT)) {
-          ctx.log(`ONNX Runtime reference dropped: its eps differs from the addon's by ${err.toExponential(2)} (> ${ORT_AGREEMENT})`);
+        const bound = autocast ? ORT_AGREEMENT_BF16 : ORT_AGREEMENT;
+        if (!(err <= bound)) {
+          ctx.log(`ONNX Runtime reference dropped: its eps differs from the addon's by ${err.toExponential(2)} (> ${bound})`);
           await onnx.close();
           onnx = null;
         }

@@ -82,7 +82,10 @@ export async function loadDefaultModels(opts: { device?: Device; dtype?: Compute
     if (h !== manifest[name].sha256) throw new BiaError('BIA_CHECKPOINT_MISMATCH', `${path.relative(ROOT, file)}: sha256 ${h} differs from the manifest's ${manifest[name].sha256}`);
   }
   const diffusion = await loadDiffusion(DEFAULT_FILES.diffusion, opts);
-  const encoder = await loadIdentityEncoder(DEFAULT_FILES.encoder, { device: opts.device, dtype: opts.autocast ?? opts.dtype });
+  // On CUDA the encoder runs in the autocast dtype; on the CPU, bfloat16 autocast is the UNet's only (the
+  // encoder is a small share of the time there, and its similarities set the threshold).
+  const onCpu = (opts.device ?? 'cpu') === 'cpu';
+  const encoder = await loadIdentityEncoder(DEFAULT_FILES.encoder, { device: opts.device, dtype: onCpu ? opts.dtype : (opts.autocast ?? opts.dtype) });
   const attributes = await loadAttributeEstimator(DEFAULT_FILES.attributes, { device: opts.device });
   return {
     diffusion,
