@@ -47,7 +47,7 @@ t.test('targets: FD against fade, validity share, gap, attribute bounds per grou
   t.equal(tg['attribute error pose, BIA − reconstruction'].met, false, 'pose +0.04 > +0.03');
   t.equal(tg['attribute error eyes, BIA − reconstruction'].met, true, 'eyes +0.04 ≤ +0.05');
   t.equal(tg['attribute error hair, BIA − reconstruction'].met, true);
-  const r: EvalResult = { images: n, settings: {}, thresholds: { encoder: 0.77, recognizer: 0.7 }, sets, perImage: [], targets: evaluateTargets(sets, sc), seconds: 1 };
+  const r: EvalResult = { images: n, settings: {}, autocast: null, thresholds: { encoder: 0.77, recognizer: 0.7 }, sets, perImage: [], targets: evaluateTargets(sets, sc), seconds: 1 };
   const md = formatEval(r);
   t.match(md, /\| bia \| /);
   t.match(md, /\*\*not met\*\*/);

@@ -38,7 +38,7 @@ Usage:
                                      scale-out on a job queue (BullMQ on Redis): one job per image, workers
                                      that load the models once and write what bia erase writes ('bia queue
                                      --help', 'bia worker --help', docs/scale-out.md)
-  bia eval [--images 100] [--out out/eval] [--set key=value ...] [--json]
+  bia eval [--images 100] [--out out/eval] [--set key=value ...] [--autocast bfloat16] [--json]
                                      the erase job on held-out portraits of the synthetic world with the default
                                      models: identity under two recognizers, realism (FD), validity, attribute
                                      error per group, beside the reconstruction, the random direction and the

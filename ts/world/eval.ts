@@ -58,6 +58,8 @@ export interface Target {
 export interface EvalResult {
   images: number;
   settings: EraseOptions;
+  /** The UNet's mixed precision (`--autocast`), null for float32. */
+  autocast: 'bfloat16' | null;
   thresholds: { encoder: number; recognizer: number };
   sets: Record<SetName, SetSummary>;
   perImage: Array<{ name: string; found: boolean; distance: number; seconds: number } & Record<SetName, { similarity: number; similarity2: number; validity: number }>>;
@@ -101,13 +103,13 @@ export function evaluateTargets(sets: Record<SetName, SetSummary>, scores: Recor
 }
 
 /** Run the evaluation on `count` held-out portraits (identities 2000 …) with the demo's settings plus `overrides`. */
-export async function runEval(opts: { count?: number; overrides?: EraseOptions; out?: string; log?: (s: string) => void; grids?: boolean } = {}): Promise<EvalResult> {
+export async function runEval(opts: { count?: number; overrides?: EraseOptions; out?: string; log?: (s: string) => void; grids?: boolean; autocast?: 'bfloat16' } = {}): Promise<EvalResult> {
   const count = opts.count ?? 100;
   const log = opts.log ?? (() => undefined);
   const out = opts.out ?? path.join(ROOT, 'out', 'eval');
   mkdirSync(out, { recursive: true });
   const t0 = performance.now();
-  const models = await loadDefaultModels();
+  const models = await loadDefaultModels({ autocast: opts.autocast });
   const threshold = calibratedThreshold();
   const settings: EraseOptions = { ...DEMO_SETTINGS, ...(threshold === null ? {} : { threshold }), ...opts.overrides, degenerateBaselines: true, baseline: true };
   // The meters load after the erasures (a measuring model may still be training meanwhile).
@@ -153,7 +155,7 @@ export async function runEval(opts: { count?: number; overrides?: EraseOptions; 
       }
     }
     for (const s of SET_NAMES) batches[s].dispose();
-    const result: EvalResult = { images: count, settings, thresholds: thr, sets, perImage, targets: evaluateTargets(sets, scores), seconds: (performance.now() - t0) / 1000 };
+    const result: EvalResult = { images: count, settings, autocast: opts.autocast ?? null, thresholds: thr, sets, perImage, targets: evaluateTargets(sets, scores), seconds: (performance.now() - t0) / 1000 };
     await writeFileAtomic(path.join(out, 'eval.json'), `${JSON.stringify(result, null, 2)}\n`);
     await writeFileAtomic(path.join(out, 'eval.md'), `${formatEval(result)}\n`);
     return result;
@@ -177,7 +179,7 @@ export function formatEval(r: EvalResult): string {
   });
   const targets = r.targets.map((t) => `| ${t.name} | ${f3(t.measured)} | ${t.bound} | ${t.met ? 'met' : '**not met**'} |`);
   return [
-    `${r.images} held-out portraits, thresholds: encoder ${f3(r.thresholds.encoder)}, second recognizer ${f3(r.thresholds.recognizer)} (FAR 1e-2); ${r.seconds.toFixed(0)} s`,
+    `${r.images} held-out portraits, thresholds: encoder ${f3(r.thresholds.encoder)}, second recognizer ${f3(r.thresholds.recognizer)} (FAR 1e-2)${r.autocast ? `; UNet in ${r.autocast} autocast` : ""}; ${r.seconds.toFixed(0)} s`,
     '',
     head,
     sep,
@@ -274,8 +276,9 @@ export async function runEvalCli(argv: string[]): Promise<number> {
   const { values, positionals } = parseArgs({
     args: argv,
     allowPositionals: true,
-    options: { images: { type: 'string' }, out: { type: 'string' }, set: { type: 'string', multiple: true }, json: { type: 'boolean', default: false }, quiet: { type: 'boolean', default: false }, model: { type: 'string', multiple: true } },
+    options: { images: { type: 'string' }, out: { type: 'string' }, set: { type: 'string', multiple: true }, json: { type: 'boolean', default: false }, quiet: { type: 'boolean', default: false }, model: { type: 'string', multiple: true }, autocast: { type: 'string' } },
   });
+  if (values.autocast !== undefined && values.autocast !== 'bfloat16') throw invalidArgument(`--autocast takes bfloat16 (the CPU's), got '${values.autocast}'`);
   const log = values.quiet || values.json ? undefined : (s: string) => process.stderr.write(`${s}\n`);
   const images = values.images === undefined ? undefined : Number(values.images);
   if (images !== undefined && !(Number.isInteger(images) && images >= 2 && images <= 200)) throw invalidArgument('--images must be an integer in [2, 200]');
@@ -295,7 +298,7 @@ export async function runEvalCli(argv: string[]): Promise<number> {
     return 0;
   }
   if (what !== undefined) throw invalidArgument(`unknown eval command '${what}' (eval, eval realism, eval samples)`);
-  const r = await runEval({ count: images, overrides: parseSet(values.set ?? []), out: values.out, log });
+  const r = await runEval({ count: images, overrides: parseSet(values.set ?? []), out: values.out, log, autocast: values.autocast as 'bfloat16' | undefined });
   console.log(values.json ? JSON.stringify(r, null, 2) : formatEval(r));
   return 0;
 }
