@@ -68,6 +68,30 @@ BlasInfo detectBlas() {
   return b;
 }
 
+namespace {
+using OpenBlasGetFn = int (*)();
+using OpenBlasSetFn = void (*)(int);
+OpenBlasGetFn openBlasGet() {
+  static const auto f = reinterpret_cast<OpenBlasGetFn>(dlsym(RTLD_DEFAULT, "openblas_get_num_threads"));
+  return f;
+}
+OpenBlasSetFn openBlasSet() {
+  static const auto f = reinterpret_cast<OpenBlasSetFn>(dlsym(RTLD_DEFAULT, "openblas_set_num_threads"));
+  return f;
+}
+}  // namespace
+
+BlasThreadsScope::BlasThreadsScope(int threads) {
+  if (!openBlasGet() || !openBlasSet()) return;
+  previous_ = openBlasGet()();
+  if (previous_ != threads) openBlasSet()(threads);
+  else previous_ = 0;
+}
+
+BlasThreadsScope::~BlasThreadsScope() {
+  if (previous_ > 0) openBlasSet()(previous_);
+}
+
 int setThreads(int n) {
   configuredThreads.store(n);
   at::set_num_threads(n);

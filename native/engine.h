@@ -29,6 +29,22 @@ struct BlasInfo {
 };
 BlasInfo detectBlas();
 
+// OpenBLAS's own thread count for the scope, restored after (a no-op for other BLAS libraries). The
+// attention's batched products are many small sgemms: with OpenBLAS's threads woken for each, next
+// to LibTorch's OpenMP team, the 8 bmm calls of one demo UNet forward at batch 48 (256 x 64 x 256 per
+// image) took 439 ms against 39 ms with OpenBLAS on one thread (docs/throughput.md). Scopes are for
+// the compute thread (one at a time).
+class BlasThreadsScope {
+ public:
+  explicit BlasThreadsScope(int threads);
+  ~BlasThreadsScope();
+  BlasThreadsScope(const BlasThreadsScope&) = delete;
+  BlasThreadsScope& operator=(const BlasThreadsScope&) = delete;
+
+ private:
+  int previous_ = 0;
+};
+
 // A timed loop of one operation: `warmup` untimed then `iterations` timed runs, with progress
 // ("warmup" / "measure", the seconds of the run) after every run and a stop at the next one when
 // aborted.

@@ -6,6 +6,7 @@
 #include <cmath>
 #include <cstdlib>
 
+#include "engine.h"
 #include "errors.h"
 #include "group_norm.h"
 #include "module_io.h"
@@ -139,8 +140,13 @@ at::Tensor AttnBlockImpl::forward(const at::Tensor& x) {
   at::Tensor qq = q->forward(n).reshape({b, c, hh * ww}).transpose(1, 2);  // [B, HW, C]
   at::Tensor kk = k->forward(n).reshape({b, c, hh * ww});                  // [B, C, HW]
   at::Tensor vv = v->forward(n).reshape({b, c, hh * ww});                  // [B, C, HW]
+  // On the CPU, float32/float64 products go to OpenBLAS: one thread for these small ones (engine.h).
+  const bool blas = x.device().is_cpu() && (x.scalar_type() == at::kFloat || x.scalar_type() == at::kDouble);
+  std::optional<BlasThreadsScope> oneThread;
+  if (blas) oneThread.emplace(1);
   at::Tensor w = at::softmax(at::bmm(qq, kk) * (1.0 / std::sqrt(static_cast<double>(c))), 2);  // [B, HWq, HWk]
   at::Tensor out = at::bmm(vv, w.transpose(1, 2)).reshape({b, c, hh, ww});
+  oneThread.reset();
   return addTo(projOut->forward(out), x);
 }
 
