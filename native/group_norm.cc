@@ -4,6 +4,7 @@
 #include "group_norm.h"
 
 #include <ATen/Parallel.h>
+#include <ATen/record_function.h>
 
 #include <cmath>
 #include <algorithm>
@@ -312,6 +313,8 @@ at::Tensor groupNormCpu(const at::Tensor& x, int64_t groups, const at::Tensor& w
   if (groups < 1 || C % groups != 0) invalidArgument("groupNormCpu: " + std::to_string(C) + " channels do not split into " + std::to_string(groups) + " groups");
   if (weight.numel() != C || bias.numel() != C) invalidArgument("groupNormCpu: weight and bias must have " + std::to_string(C) + " values");
   if (!(eps >= 0)) invalidArgument("groupNormCpu: eps must be >= 0");
+  // Seen by the op profiler (profile.h) as one top-level op, as LibTorch's own ops are.
+  RECORD_FUNCTION(silu ? "bia::group_norm_silu" : "bia::group_norm", std::vector<c10::IValue>());
   // A map that is contiguous both ways (1 x 1 pixels, or one channel) is read as NCHW.
   const bool channelsLast = !x.is_contiguous();
   at::Tensor y = at::empty_like(x, channelsLast ? at::MemoryFormat::ChannelsLast : at::MemoryFormat::Contiguous);

@@ -1,5 +1,7 @@
 #include "unet.h"
 
+#include <c10/core/InferenceMode.h>
+
 #include <chrono>
 #include <mutex>
 
@@ -32,8 +34,10 @@ bool inPlaceOk(const at::Tensor& t) { return !(at::GradMode::is_enabled() && t.r
 
 at::Tensor swish(at::Tensor x) { return inPlaceOk(x) ? at::silu_(x) : at::silu(x); }
 
-// GroupNorm, then SiLU when `silu`: the fused CPU kernel (group_norm.h) where no gradient is needed,
-// LibTorch's ops otherwise. BIA_FUSED_GROUP_NORM=0 turns the kernel off (for A/B measurements).
+// GroupNorm, then SiLU when `silu`: the fused CPU kernel (group_norm.h) in inference jobs (forward,
+// invert, decode run under c10::InferenceMode), LibTorch's ops otherwise — training, and the gradient
+// absorption, whose checkpointed backward recomputes steps under autograd and must see the same
+// values as its no-grad pass. BIA_FUSED_GROUP_NORM=0 turns the kernel off (for A/B measurements).
 bool fusedGroupNormOn() {
   static const bool on = [] {
     const char* v = std::getenv("BIA_FUSED_GROUP_NORM");
@@ -43,8 +47,7 @@ bool fusedGroupNormOn() {
 }
 
 at::Tensor groupNorm(torch::nn::GroupNorm& norm, const at::Tensor& x, bool silu) {
-  const bool noGrad = !at::GradMode::is_enabled() || (!x.requires_grad() && !norm->weight.requires_grad() && !norm->bias.requires_grad());
-  if (noGrad && fusedGroupNormOn() && groupNormCpuServes(x)) {
+  if (c10::InferenceMode::is_enabled() && fusedGroupNormOn() && groupNormCpuServes(x)) {
     const auto& o = norm->options;
     return groupNormCpu(x, o.num_groups(), norm->weight, norm->bias, o.eps(), silu);
   }
