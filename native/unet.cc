@@ -37,7 +37,7 @@ at::Tensor swish(at::Tensor x) { return inPlaceOk(x) ? at::silu_(x) : at::silu(x
 // GroupNorm, then SiLU when `silu`: the fused CPU kernel (group_norm.h) in inference jobs (forward,
 // invert, decode run under c10::InferenceMode), LibTorch's ops otherwise — training, and the gradient
 // absorption, whose checkpointed backward recomputes steps under autograd and must see the same
-// values as its no-grad pass. BIA_FUSED_GROUP_NORM=0 turns the kernel off (for A/B measurements).
+// values as its no-grad pass. BIA_FUSED_GROUP_NORM=0 turns the kernel off for float32 (A/B measurements).
 bool fusedGroupNormOn() {
   static const bool on = [] {
     const char* v = std::getenv("BIA_FUSED_GROUP_NORM");
@@ -47,7 +47,9 @@ bool fusedGroupNormOn() {
 }
 
 at::Tensor groupNorm(torch::nn::GroupNorm& norm, const at::Tensor& x, bool silu) {
-  if (c10::InferenceMode::is_enabled() && fusedGroupNormOn() && groupNormCpuServes(x)) {
+  // bfloat16 always takes the kernel: LibTorch 1.13's bfloat16 channels_last GroupNorm is wrong.
+  const bool wanted = fusedGroupNormOn() || x.scalar_type() == at::kBFloat16;
+  if (c10::InferenceMode::is_enabled() && wanted && groupNormCpuServes(x)) {
     const auto& o = norm->options;
     return groupNormCpu(x, o.num_groups(), norm->weight, norm->bias, o.eps(), silu);
   }

@@ -145,6 +145,8 @@ async function tests(): Promise<void> {
       [[inDir, ...argsFor(w, out), '--walk-step', '100'], /--walk-step must be two numbers/],
       [[inDir, ...argsFor(w, out), '--share-range', '0.5,0.5'], /--share-range must have lo < hi/],
       [[inDir, ...argsFor(w, out), '--device', 'gpu'], /--device must be 'cpu', 'cuda' or 'cuda:N'/],
+      [[inDir, ...argsFor(w, out), '--autocast', 'int8'], /--autocast must be bfloat16 or float16, got 'int8'/],
+      [[inDir, ...argsFor(w, out), '--autocast', 'float16'], /--autocast float16 needs --device cuda/],
       [[inDir, ...argsFor(w, out), '--config', 'huge'], /--config must be one of/],
       [[inDir, ...argsFor(w, out), '--C', '0'], /--C must be a number in \(0, 1000000000\]/],
       [[inDir, ...argsFor(w, out), '--no-baseline=yes'], /does not take an argument/],
@@ -159,7 +161,7 @@ async function tests(): Promise<void> {
     t.notOk(fs.existsSync(out), 'nothing written');
 
     const a = parseEraseArgs([
-      'x.png', 'dir', '--diffusion', 'd.ckpt', '--encoder', 'e.pth', '--out', 'o', '--second-encoder', 's.pth', '--config', 'tiny', '--device', 'cuda:1',
+      'x.png', 'dir', '--diffusion', 'd.ckpt', '--encoder', 'e.pth', '--out', 'o', '--second-encoder', 's.pth', '--config', 'tiny', '--device', 'cuda:1', '--autocast', 'float16',
       '--force', '--json', '--t0', '300', '--steps', '20', '--inject', 'lagged', '--eta', '0.5', '--t-edit', '200', '--t-boost', '100', '--eta-boost', '0.5', '--batch-size', '4', '--protocol', 'insightface',
       '--neighbours', '64', '--neighbour-mode', 'manifold', '--manifold-pool', '8', '--alpha-max', '1.5', '--calibration-rounds', '3', '--share-range', '0.3,0.7',
       '--threshold', '0.4', '--C', '2', '--holdout', '0', '--wrap-size', '4', '--absorb', 'optimize', '--line-steps', '6', '--line-batch', '2', '--label-steps', '5', '--label-from', 'coarse', '--label-refine', '2.5', '--erase-target', '0.3', '--walk-step', '100,120', '--walk-step-unit', 'relative',
@@ -167,7 +169,7 @@ async function tests(): Promise<void> {
       '--mu', '2', '--lambda-id', '1', '--lambda-sem', '0.5', '--lambda-perc', '0', '--no-baseline', '--no-degenerate-baselines', '--seed', '7',
     ]);
     t.same(a.inputs, ['x.png', 'dir']);
-    t.same([a.out, a.diffusion, a.encoder, a.secondEncoder, a.config, a.device, a.force, a.json], ['o', 'd.ckpt', 'e.pth', 's.pth', 'tiny', 'cuda:1', true, true]);
+    t.same([a.out, a.diffusion, a.encoder, a.secondEncoder, a.config, a.device, a.autocast, a.force, a.json], ['o', 'd.ckpt', 'e.pth', 's.pth', 'tiny', 'cuda:1', 'float16', true, true]);
     t.same(a.options, {
       t0: 300, steps: 20, inject: 'lagged', eta: 0.5, tEdit: 200, tBoost: 100, etaBoost: 0.5, batchSize: 4, protocol: 'insightface', neighbours: 64, neighbourMode: 'manifold', manifoldPool: 8,
       alphaMax: 1.5, calibrationRounds: 3, shareRange: [0.3, 0.7], threshold: 0.4, C: 2, holdout: 0, wrapSize: 4, absorb: 'optimize', lineSteps: 6, lineBatch: 2, labelSteps: 5, labelFrom: 'coarse', labelRefine: 2.5, eraseTarget: 0.3, walkStep: [100, 120],
@@ -179,7 +181,7 @@ async function tests(): Promise<void> {
 
     const help = deps({ calls: [] });
     t.equal(await runErase(['--help'], help), 0);
-    for (const f of ['--walk-step LO,HI', '--no-baseline', '--no-degenerate-baselines', '--C N', '--neighbour-mode MODE', '--second-encoder', '--force', '--json']) t.ok(ERASE_HELP.includes(f), f);
+    for (const f of ['--walk-step LO,HI', '--no-baseline', '--no-degenerate-baselines', '--C N', '--neighbour-mode MODE', '--second-encoder', '--autocast', '--force', '--json']) t.ok(ERASE_HELP.includes(f), f);
     t.equal((help.stdout as Capture).text, ERASE_HELP);
 
     // through the real command line: the dispatch hook and the HELP text
@@ -320,6 +322,15 @@ async function tests(): Promise<void> {
     t.notOk(fs.existsSync(nodePath.join(out, 'errors.json')), 'no failure this time: the stale errors.json is gone');
     const html = fs.readFileSync(nodePath.join(out, 'report.html'), 'utf8');
     t.equal(html.match(/src="data:image\/png;base64,/g)?.length, 6, 'three images each without the baselines');
+    t.equal(redone.models.diffusion.autocast, null, 'float32: no autocast recorded');
+
+    // --autocast bfloat16: the UNet's bfloat16 copy on the CPU, named in the report
+    const outBf = nodePath.join(w.root, 'out-bf16');
+    const bf = deps({ calls: [] });
+    t.equal(await runErase([nodePath.join(inDir, 'a.png'), ...argsFor(w, outBf), '--no-baseline', '--no-degenerate-baselines', '--autocast', 'bfloat16'], bf), 0, 'bfloat16 autocast: ok');
+    const bfReport = JSON.parse(fs.readFileSync(nodePath.join(outBf, 'a', 'report.json'), 'utf8')) as EraseReport;
+    t.equal(bfReport.models.diffusion.autocast, 'bfloat16', 'the report names the autocast');
+    t.ok(Math.abs(bfReport.sid.reconstruction - redone.sid.reconstruction) < 0.05, `reconstruction similarity ${bfReport.sid.reconstruction.toFixed(3)} near float32's ${redone.sid.reconstruction.toFixed(3)}`);
   });
 
   t.test('a program error fails its image alone (exit 1); a bad checkpoint is an input error (exit 3)', async (t) => {

@@ -100,9 +100,13 @@ function checkSteps(t0: number | undefined, steps: number | undefined): void {
 }
 
 export class DiffusionModel extends NativeModel<NativeDiffusion> {
+  /** The mixed precision its forward / invert / decode run in (DiffusionOptions.autocast); null: none. */
+  readonly autocast: 'float16' | 'bfloat16' | null;
+
   /** @internal */
-  constructor(native: NativeDiffusion) {
+  constructor(native: NativeDiffusion, autocast?: 'float16' | 'bfloat16') {
     super(native, 'DiffusionModel');
+    this.autocast = autocast ?? null;
   }
 
   get config(): UNetConfig {
@@ -201,7 +205,7 @@ export async function createDiffusion(
   const { device, dtype, channelsLast, autocast } = checkModelOptions(opts);
   const seed = opts?.seed === undefined ? 0 : checkInt(opts.seed, 'seed', 0, 2 ** 52);
   const n = await runJob(opts, (j) => loadAddon().createDiffusion(c, seed, device, dtype, channelsLast, autocast, j));
-  return new DiffusionModel(n);
+  return new DiffusionModel(n, autocast);
 }
 
 /**
@@ -218,7 +222,7 @@ export async function loadDiffusion(
   const { device, dtype, channelsLast, autocast } = checkModelOptions(opts);
   if (opts?.strict !== undefined && typeof opts.strict !== 'boolean') throw invalidArgument('strict must be a boolean');
   const n = await runJob(opts, (j) => loadAddon().loadDiffusion(path, c, device, dtype, channelsLast, autocast, opts?.strict ?? true, j));
-  const m = new DiffusionModel(n);
+  const m = new DiffusionModel(n, autocast);
   m.source = resolvePath(path);
   return m;
 }

@@ -62,6 +62,8 @@ export interface LoadModelsOptions {
   /** The UNet config: a preset or a config object; undefined: the checkpoint's own. */
   config?: UNetPreset | Partial<UNetConfig>;
   device: Device;
+  /** The UNet's mixed precision (DiffusionOptions.autocast): on the CPU, bfloat16 only. */
+  autocast?: 'bfloat16' | 'float16';
   signal: AbortSignal;
 }
 
@@ -70,7 +72,7 @@ export async function loadEraseModels(opts: LoadModelsOptions): Promise<Models> 
   const loaded: Array<{ dispose(): void }> = [];
   try {
     const [diffusion, dHash] = await Promise.all([
-      loadDiffusion(opts.diffusion, { config: opts.config, device: opts.device, signal: opts.signal }),
+      loadDiffusion(opts.diffusion, { config: opts.config, device: opts.device, autocast: opts.autocast, signal: opts.signal }),
       sha256File(opts.diffusion),
     ]);
     loaded.push(diffusion);
@@ -124,6 +126,8 @@ export interface EraseFolderOptions {
   config?: UNetPreset | Partial<UNetConfig>;
   /** Default 'cpu'. */
   device?: Device;
+  /** The UNet's mixed precision (DiffusionOptions.autocast; default none: float32). */
+  autocast?: 'bfloat16' | 'float16';
   /** Redo images that are already finished (default false: skip them). */
   force?: boolean;
   /** The erase options of every image. */
@@ -293,6 +297,7 @@ export async function eraseFolder(opts: EraseFolderOptions): Promise<EraseFolder
             perceptual: opts.perceptual,
             config: opts.config,
             device,
+            autocast: opts.autocast,
             signal,
           });
         } catch (e) {

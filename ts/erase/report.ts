@@ -100,7 +100,7 @@ export function buildReport(call: EraseCall, models: EraseModels, o: ResolvedEra
     version: VERSION,
     input: { name: call.inputName ?? 'input', width: image.shape[3], height: image.shape[2], sha256: hashes.input },
     models: {
-      diffusion: { path: models.diffusion.source, sha256: hashes.diffusion, config: { ...models.diffusion.config } },
+      diffusion: { path: models.diffusion.source, sha256: hashes.diffusion, config: { ...models.diffusion.config }, autocast: models.diffusion.autocast },
       encoder: { path: models.encoder.source, sha256: hashes.encoder, arch: models.encoder.arch },
       ...(models.secondEncoder ? { secondEncoder: { path: models.secondEncoder.source, sha256: hashes.secondEncoder, arch: models.secondEncoder.arch } } : {}),
       perceptual: models.perceptual ? models.perceptual.name : PERCEPTUAL_SUBSTITUTE,

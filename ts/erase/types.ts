@@ -188,7 +188,8 @@ export interface EraseReport {
   version: string;
   input: { name: string; width: number; height: number; sha256: string };
   models: {
-    diffusion: { path: string | null; sha256: string | null; config: Record<string, unknown> };
+    /** autocast: the UNet's mixed precision (DiffusionModel.autocast), null for none (absent in reports before it). */
+    diffusion: { path: string | null; sha256: string | null; config: Record<string, unknown>; autocast?: 'float16' | 'bfloat16' | null };
     encoder: { path: string | null; sha256: string | null; arch: string };
     /** The second, independent recognizer, when given. */
     secondEncoder?: { path: string | null; sha256: string | null; arch: string };
