@@ -205,7 +205,7 @@ export interface DemoResult {
 }
 
 /** Run the demo on `count` held-out portraits; writes into `out`. */
-export async function runDemo(opts: { count?: number; full?: boolean; out?: string; log?: (s: string) => void; settings?: EraseOptions; parityThreshold?: boolean } = {}): Promise<DemoResult> {
+export async function runDemo(opts: { count?: number; full?: boolean; out?: string; log?: (s: string) => void; settings?: EraseOptions; parityThreshold?: boolean; autocast?: 'bfloat16' } = {}): Promise<DemoResult> {
   const count = opts.count ?? 4;
   const out = opts.out ?? path.join(ROOT, 'out', 'demo');
   const log = opts.log ?? (() => undefined);
@@ -215,7 +215,7 @@ export async function runDemo(opts: { count?: number; full?: boolean; out?: stri
   // parity value 0.35 is asked for: 0.35 accepts most impostors of a small synthetic-world encoder.
   const settings: EraseOptions = { ...base, threshold: base.threshold ?? (opts.parityThreshold || calibrated === null ? 0.35 : calibrated) };
   mkdirSync(out, { recursive: true });
-  const models = await loadDefaultModels();
+  const models = await loadDefaultModels({ autocast: opts.autocast });
   let meters: Meters | null = null;
   try {
     meters = await loadMeters(models.encoder);
@@ -332,9 +332,10 @@ export function formatDemo(r: DemoResult): string {
 }
 
 async function main(): Promise<void> {
-  const { values } = parseArgs({ options: { images: { type: 'string', default: '4' }, full: { type: 'boolean', default: false }, 'parity-threshold': { type: 'boolean', default: false }, out: { type: 'string' }, json: { type: 'boolean', default: false }, quiet: { type: 'boolean', default: false } } });
+  const { values } = parseArgs({ options: { images: { type: 'string', default: '4' }, full: { type: 'boolean', default: false }, 'parity-threshold': { type: 'boolean', default: false }, out: { type: 'string' }, json: { type: 'boolean', default: false }, quiet: { type: 'boolean', default: false }, autocast: { type: 'string' } } });
+  if (values.autocast !== undefined && values.autocast !== 'bfloat16') throw new BiaError('BIA_INVALID_ARGUMENT', `--autocast takes bfloat16 (the CPU's), got '${values.autocast}'`);
   const log = values.quiet || values.json ? undefined : (s: string) => process.stderr.write(`${s}\n`);
-  const r = await runDemo({ count: Number(values.images), full: values.full, out: values.out, log, parityThreshold: values['parity-threshold'] });
+  const r = await runDemo({ count: Number(values.images), full: values.full, out: values.out, log, parityThreshold: values['parity-threshold'], autocast: values.autocast as 'bfloat16' | undefined });
   if (values.json) console.log(JSON.stringify(r, null, 2));
   else console.log(`\n${formatDemo(r)}\n\nwritten: ${path.relative(process.cwd(), values.out ?? path.join(ROOT, 'out', 'demo'))}/ (report.html, per-portrait grids and strips)`);
 }
