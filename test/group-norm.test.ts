@@ -55,11 +55,12 @@ function roundBf16(v: Float32Array): Float32Array {
 }
 
 t.test('float32: NCHW and channels-last, with and without SiLU, equal a double-precision GroupNorm', async (t) => {
-  // Odd sizes (no vector-width multiple), two images, 64 channels in 8 groups; a map with enough
+  // Odd sizes (no vector-width multiple), two images, 64 channels in 8 groups; six small images (whole
+  // images per task); a map with enough
   // pixels that channels-last splits it into chunks of several tiles; the tiny UNet's top level at 96²
   // (chunks ending in a part tile); and one whose chunks hold more
   // than 64 tiles (the float block sums are folded into double part-way).
-  for (const [shape, groups] of [[[2, 64, 9, 7], 8], [[1, 128, 48, 40], 32], [[3, 32, 96, 96], 32], [[1, 1024, 96, 96], 32]] as [number[], number][]) {
+  for (const [shape, groups] of [[[2, 64, 9, 7], 8], [[6, 32, 20, 20], 32], [[1, 128, 48, 40], 32], [[3, 32, 96, 96], 32], [[1, 1024, 96, 96], 32]] as [number[], number][]) {
     const x = await values(shape, 1, 2, 0.5);
     const w = await values([shape[1]], 2, 0.5, 1);
     const b = await values([shape[1]], 3, 0.3);
