@@ -16,10 +16,10 @@
       "cflags!": ["-fno-exceptions"],
       "cflags_cc!": ["-fno-exceptions", "-fno-rtti", "-std=gnu++14", "-std=gnu++17", "-std=gnu++20"],
       "cflags_cc": [
-        "-std=gnu++17", "-O2", "-fexceptions", "-frtti", "-Wno-unused-parameter",
+        "-std=gnu++17", "-O2", "-fexceptions", "-frtti", "-Wno-unused-parameter", "-fopenmp",
         "<!@(node native/tools/torch-config.mjs --cxxflags)"
       ],
-      "libraries": ["<!@(node native/tools/torch-config.mjs --libs)", "-ldl"]
+      "libraries": ["<!@(node native/tools/torch-config.mjs --libs)", "-ldl", "-fopenmp"]
     }
   ]
 }
