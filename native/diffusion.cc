@@ -113,6 +113,10 @@ void checkH(const at::Tensor& h, const UNetConfig& c, int64_t height, int64_t wi
   }
 }
 
+void DiffusionState::refreshCopies() {
+  if (bf16) bf16 = bfloat16Copy(*unet);
+}
+
 at::Tensor DiffusionState::prepare(const at::Tensor& x) const {
   at::Tensor r = x.to(device, dtype);
   return channelsLast && r.dim() == 4 ? r.contiguous(at::MemoryFormat::ChannelsLast) : r.contiguous();

@@ -26,6 +26,8 @@ struct DiffusionState {
   // autocast casts every convolution's input and output and its bfloat16 channels_last GroupNorm is
   // wrong in 1.13, so the CPU never runs under it. Null elsewhere.
   UNet bf16{nullptr};
+  // After unet's weights change (loadStateDict, a merged adapter): the bfloat16 copy is made again.
+  void refreshCopies();
   // The network that forward / invert / decode run: bf16 where there is one, else unet.
   UNet inference() const { return bf16 ? bf16 : unet; }
   // The dtype LibTorch autocast runs in (CUDA only; the CPU's bfloat16 is bf16 above).

@@ -65,6 +65,15 @@ DiffusionOptions parseModelOptions(const Napi::CallbackInfo& info, size_t first)
 
 using State = std::shared_ptr<DiffusionState>;
 
+}  // namespace
+
+void DiffusionHandle::load(DiffusionState& s, const StateDict& entries, bool strict) {
+  loadStateDictInto(*s.unet, entries, strict);
+  s.refreshCopies();
+}
+
+namespace {
+
 Napi::Value config(Napi::Env env, const State& st) { return configToJs(env, st->unet->config()); }
 
 Napi::Value forward(const Napi::CallbackInfo& info, const State& st) {

@@ -22,6 +22,8 @@ class DiffusionHandle : public ModelHandle<DiffusionHandle, DiffusionState> {
   static std::vector<Property> properties();
   static ModelView view(DiffusionState& s) { return {*s.unet, s.device, s.dtype}; }
   static void describe(const DiffusionState& s, std::map<std::string, std::string>& metadata);
+  // loadStateDict(): into the UNet, then the CPU bfloat16 copy made again.
+  static void load(DiffusionState& s, const StateDict& entries, bool strict);
   using ModelHandle::ModelHandle;
 };
 

@@ -25,6 +25,7 @@ Napi::Value MergeAdapter(const Napi::CallbackInfo& info) {
       o.autocast = base->autocast;
       auto ds = createDiffusion(base->unet->config(), 0, o);
       loadStateDictInto(*ds->unet, merged, true);
+      ds->refreshCopies();
       synchronize(ds->device);
       return [ds](Napi::Env env) -> Napi::Value { return DiffusionHandle::Wrap(env, ds); };
     });

@@ -151,6 +151,15 @@ t.test('CPU bfloat16 autocast: the UNet runs in bfloat16 within bfloat16 precisi
   const inv = await bf.invert(x, { t0: 300, steps: 4 });
   t.same(inv.xLat.shape, [2, 3, 32, 32]);
   t.ok((await inv.xLat.data()).every(Number.isFinite), 'the inversion stays finite');
+  // New weights reach the bfloat16 copy: loadStateDict makes it again.
+  const other = await createDiffusion('tiny', { seed: 9, autocast: 'bfloat16' });
+  const sd = other.stateDict();
+  await bf.loadStateDict(sd);
+  const [c, d] = [await bf.forward(x, 400), await other.forward(x, 400)];
+  t.equal(await relMax(await c.eps.data(), await d.eps.data()), 0, 'after loadStateDict the bfloat16 model computes with the new weights');
+  t.ok(await relMax(await c.eps.data(), eb) > 1e-3, 'and not with the old ones');
+  for (const v of [c.eps, c.h, d.eps, d.h, ...sd.values()]) v.dispose();
+  other.dispose();
   await t.rejects(createDiffusion('tiny', { autocast: 'float16' }), { code: 'BIA_INVALID_ARGUMENT' }, 'float16 autocast is CUDA only');
   await t.rejects(createDiffusion('tiny', { autocast: 'bfloat16', dtype: 'bfloat16' }), { code: 'BIA_INVALID_ARGUMENT' }, 'bfloat16 autocast takes float32 weights');
   for (const v of [x, a.eps, a.h, b.eps, b.h, inv.xLat, inv.hR]) v.dispose();

@@ -74,7 +74,7 @@ Files and run:
   --out <dir>                output folder
   --device <cpu|cuda|cuda:N> default cpu
   --autocast <bfloat16|float16>
-                             the UNet in mixed precision: on the CPU bfloat16 (about 1.5x faster
+                             the UNet in mixed precision: on the CPU bfloat16 (about 1.6x faster
                              on the demo where the CPU has AVX512-BF16; docs/throughput.md)
   --force                    redo images that are already finished
   --json                     print one JSON summary on stdout; nothing on stderr but errors
