@@ -49,9 +49,8 @@ at::Tensor output(const at::Tensor& t) { return t.to(at::kFloat).contiguous(); }
 // A copy of a CPU float32 UNet in bfloat16, channels_last, computing in bfloat16 between float32 ends.
 UNet bfloat16Copy(UNetImpl& from) {
   torch::NoGradGuard ng;
-  UNet to(from.config());
+  UNet to(from.config());  // its own initial weights are replaced below (set_data takes the dtype too)
   to->eval();
-  to->to(at::kBFloat16);
   auto src = from.named_parameters(true), dst = to->named_parameters(true);
   for (auto& p : dst) {
     at::Tensor v = src[p.key()].detach().to(at::kBFloat16);
