@@ -124,6 +124,15 @@ TrainBatch batchFromJs(Napi::Value v) {
   b.images = TensorHandle::From(o.Get("images"), "batch.images");
   if (!o.Get("labels").IsUndefined() && !o.Get("labels").IsNull()) b.labels = TensorHandle::From(o.Get("labels"), "batch.labels");
   if (!o.Get("targets").IsUndefined() && !o.Get("targets").IsNull()) b.targets = TensorHandle::From(o.Get("targets"), "batch.targets");
+  if (!o.Get("identity").IsUndefined() && !o.Get("identity").IsNull()) {
+    // {embeddings, encoder, weight, margin, protocol}: the identity hinge on x̂0 (train.h)
+    Napi::Object id = optObject(o.Get("identity"), "batch.identity");
+    b.identity = TensorHandle::From(id.Get("embeddings"), "batch.identity.embeddings");
+    b.identityEncoder = EncoderHandle::From(id.Get("encoder"), "batch.identity.encoder");
+    b.identityWeight = optNumber(id, "weight", 1.0);
+    b.identityMargin = optNumber(id, "margin", 0.0);
+    b.identityProtocol = parseProtocol(optString(id, "protocol", "resize"));
+  }
   return b;
 }
 

@@ -135,6 +135,19 @@ void TrainerState::checkBatch(const TrainBatch& b) const {
           invalidArgument("batch.targets (ε) must be a floating-point tensor of the images' shape " + shapeStr(x.sizes()) + ", got " + shapeStr(b.targets.sizes()));
         }
       }
+      if (b.identity.defined()) {
+        if (!b.labels.defined()) invalidArgument("batch.identity (the identity hinge on x̂0) needs a distillation batch (labels = timesteps, targets = ε)");
+        if (!b.identityEncoder) invalidArgument("batch.identity needs an encoder");
+        const int64_t d = b.identityEncoder->net->embeddingSize();
+        if (b.identity.dim() != 2 || b.identity.size(0) != n || b.identity.size(1) != d || !b.identity.is_floating_point()) {
+          invalidArgument("batch.identity.embeddings must be a floating-point [" + std::to_string(n) + ", " + std::to_string(d) + "] tensor (one row per state, the encoder's size), got " +
+                          shapeStr(b.identity.sizes()));
+        }
+        if (x.size(1) != 3) invalidArgument("batch.identity needs RGB states (3 channels) for the identity encoder");
+        checkProtocolInput(x.sizes(), b.identityProtocol);
+        if (!(b.identityWeight >= 0 && std::isfinite(b.identityWeight))) invalidArgument("batch.identity.weight must be a finite number ≥ 0");
+        if (!(b.identityMargin >= -1 && b.identityMargin < 1)) invalidArgument("batch.identity.margin must be in [-1, 1)");
+      }
       break;
     }
     case TrainTarget::Encoder:
@@ -161,6 +174,49 @@ void TrainerState::checkBatch(const TrainBatch& b) const {
 
 namespace {
 
+// Parameters of a frozen network made constants for the ops recorded while the guard lives (the graph keeps
+// no edge to them, so a backward leaves their .grad alone); restored after.
+class FrozenParameters {
+ public:
+  explicit FrozenParameters(torch::nn::Module& m) {
+    for (auto& p : m.parameters()) {
+      if (p.requires_grad()) {
+        p.set_requires_grad(false);
+        frozen_.push_back(p);
+      }
+    }
+  }
+  ~FrozenParameters() {
+    for (auto& p : frozen_) p.set_requires_grad(true);
+  }
+  FrozenParameters(const FrozenParameters&) = delete;
+  FrozenParameters& operator=(const FrozenParameters&) = delete;
+
+ private:
+  std::vector<at::Tensor> frozen_;
+};
+
+// The identity hinge of a distillation batch (TrainBatch::identity): the mean over the rows with an
+// embedding of relu(cos(E(x̂0), e) − margin), and those rows' cosines; undefined when no row has one.
+std::pair<at::Tensor, at::Tensor> identityHinge(const TrainerState& st, const TrainBatch& b, const at::Tensor& x, const at::Tensor& t, const at::Tensor& pred) {
+  const c10::Device dev = st.options.device;
+  at::Tensor rows = b.identity.to(dev, at::kFloat).clone();
+  at::Tensor active = (rows.norm(2, {1}) > 0).nonzero().squeeze(1);
+  if (active.numel() == 0) return {};
+  at::Tensor ab = st.alphaBar.index_select(0, t.index_select(0, active)).to(at::kFloat).view({-1, 1, 1, 1});
+  at::Tensor x0 = (x.index_select(0, active).to(at::kFloat) - (1 - ab).sqrt() * pred.index_select(0, active).to(at::kFloat)) / ab.sqrt();
+  const EncoderState& enc = *b.identityEncoder;
+  at::Tensor xe = x0.to(enc.device, enc.dtype).contiguous();
+  if (enc.inputScale != 1.0 || enc.inputShift != 0.0) xe = xe * enc.inputScale + enc.inputShift;
+  at::Tensor e;
+  {
+    FrozenParameters frozen(enc.net->module());
+    e = l2normalize(enc.net->forward(preprocess(xe, b.identityProtocol)).to(dev, at::kFloat));
+  }
+  at::Tensor cos = (e * l2normalize(rows.index_select(0, active))).sum(1);
+  return {at::relu(cos - b.identityMargin).mean(), cos};
+}
+
 // The loss of one batch (training: augmented, in training mode; evaluation: as given).
 LossTerms computeLoss(TrainerState& st, const TrainBatch& b, double margin, bool training) {
   const c10::Device dev = st.options.device;
@@ -177,6 +233,14 @@ LossTerms computeLoss(TrainerState& st, const TrainBatch& b, double margin, bool
     at::Tensor pred = st.unet->forward(x, t.to(at::kFloat));
     out.loss = at::mse_loss(pred.to(at::kFloat), b.targets.to(dev, at::kFloat).clone());  // a copy: targets may be inference tensors
     out.parts.emplace_back("mse", out.loss.detach());
+    if (b.identity.defined()) {
+      auto [hinge, cos] = identityHinge(st, b, x, t, pred);
+      if (hinge.defined()) {
+        out.loss = out.loss + hinge * b.identityWeight;
+        out.parts.emplace_back("identity", hinge.detach());
+        out.parts.emplace_back("identitySimilarity", cos.detach().mean());
+      }
+    }
     return out;
   }
   if (st.target == TrainTarget::Diffusion) {

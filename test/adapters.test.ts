@@ -4,7 +4,7 @@ import t, { type Test } from 'tap';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { createDiffusion, randn, readCheckpoint, saveSafetensors, tensor, type DiffusionModel, type Tensor } from '../ts/index';
+import { createDiffusion, createIdentityEncoder, randn, readCheckpoint, saveSafetensors, tensor, type DiffusionModel, type Tensor } from '../ts/index';
 import { createTrainer, mergeAdapter, type Batch, type Trainer } from '../ts/train/trainer';
 import { DECODER_PREFIXES } from '../ts/unlearn/unlearn';
 
@@ -29,7 +29,7 @@ async function values(x: Tensor): Promise<Float64Array> {
 }
 
 /** The trainer's loss with every learning tensor moved by ±step·d (d: name → direction), through a checkpoint. */
-async function lossAlong(trainer: Trainer<'diffusion'>, fresh: () => Promise<Trainer<'diffusion'>>, d: Map<string, Float64Array>, step: number): Promise<number> {
+async function lossAlong(trainer: Trainer<'diffusion'>, fresh: () => Promise<Trainer<'diffusion'>>, d: Map<string, Float64Array>, step: number, on: Batch = batch): Promise<number> {
   const file = join(dir, `ck-${Math.random().toString(36).slice(2)}.safetensors`);
   await trainer.save(file);
   const ck = await readCheckpoint(file);
@@ -48,21 +48,21 @@ async function lossAlong(trainer: Trainer<'diffusion'>, fresh: () => Promise<Tra
   const other = await fresh();
   try {
     await other.load(moved);
-    return (await other.evaluate(batch)).loss;
+    return (await other.evaluate(on)).loss;
   } finally {
     other.dispose();
   }
 }
 
 /** Central differences of the loss along d against the gradient's dot product with d. */
-async function checkDirection(t: Test, trainer: Trainer<'diffusion'>, fresh: () => Promise<Trainer<'diffusion'>>, g: Map<string, Tensor>, d: Map<string, Float64Array>, what: string): Promise<void> {
+async function checkDirection(t: Test, trainer: Trainer<'diffusion'>, fresh: () => Promise<Trainer<'diffusion'>>, g: Map<string, Tensor>, d: Map<string, Float64Array>, what: string, on: Batch = batch): Promise<void> {
   let dot = 0;
   for (const [name, v] of d) {
     const gv = await g.get(name)!.data();
     for (let i = 0; i < v.length; i++) dot += gv[i] * v[i];
   }
   const eps = 1e-2;
-  const fd = ((await lossAlong(trainer, fresh, d, eps)) - (await lossAlong(trainer, fresh, d, -eps))) / (2 * eps);
+  const fd = ((await lossAlong(trainer, fresh, d, eps, on)) - (await lossAlong(trainer, fresh, d, -eps, on))) / (2 * eps);
   // float32 losses: about 1e-6 of noise each, so 2e-5 absolute on the quotient besides 2 % relative
   t.ok(Math.abs(fd - dot) <= 0.02 * Math.abs(dot) + 2e-5, `${what}: finite difference ${fd.toExponential(4)} ≈ gradient·d ${dot.toExponential(4)}`);
 }
@@ -95,6 +95,72 @@ t.test('gradients of the distillation loss match finite differences (decoder wei
   await checkDirection(t, trainer, make, g, along, 'along the gradient');
   await checkDirection(t, trainer, make, g, random, 'a random direction in conv_out.weight');
   g.forEach((v) => v.dispose());
+});
+
+t.test('the identity term on x̂0: its value from forward() and the encoder, its gradients, the frozen encoder, bad batches', async (t) => {
+  const encoder = await createIdentityEncoder('iresnet18', { width: 0.125, embeddingSize: 32, seed: 2 });
+  t.teardown(() => encoder.dispose());
+  // rows 0 and 2 carry an embedding to move away from, row 1 none
+  const r = await values(await randn([3, 32], { seed: 9 }));
+  r.fill(0, 32, 64);
+  const embeddings = await tensor(Float32Array.from(r), [3, 32]);
+  const on: Batch = { ...batch, identity: { encoder, embeddings, weight: 2, margin: -0.5, protocol: 'resize' } };
+  const make = () => createTrainer('diffusion', base, { seed: 3, trainable: DECODER_PREFIXES });
+  const trainer = await make();
+  t.teardown(() => trainer.dispose());
+
+  // the value: x̂0 = (x − √(1−ᾱ_t)·ε)/√ᾱ_t from the model's own ε and the linear schedule (β 1e-4 … 0.02, 1000 steps)
+  const abar: number[] = [];
+  let prod = 1;
+  for (let i = 0; i < 1000; i++) abar.push((prod *= 1 - (1e-4 + ((0.02 - 1e-4) * i) / 999)));
+  const labels = batch.labels as Int32Array;
+  const f = await base.forward(batch.images, Array.from(labels));
+  const [x, eps] = [await values(batch.images), await values(f.eps)];
+  const per = x.length / 3;
+  const x0 = new Float32Array(2 * per);
+  [0, 2].forEach((row, k) => {
+    const a = abar[labels[row]];
+    for (let i = 0; i < per; i++) x0[k * per + i] = (x[row * per + i] - Math.sqrt(1 - a) * eps[row * per + i]) / Math.sqrt(a);
+  });
+  const e = await values(await encoder.embed(await tensor(x0, [2, 3, 16, 16]), { protocol: 'resize' }));
+  const cos = [0, 2].map((row, k) => {
+    let [dot, nr, ne] = [0, 0, 0];
+    for (let i = 0; i < 32; i++) [dot, nr, ne] = [dot + e[k * 32 + i] * r[row * 32 + i], nr + r[row * 32 + i] ** 2, ne + e[k * 32 + i] ** 2];
+    return dot / Math.sqrt(nr * ne);
+  });
+  const hinge = cos.reduce((s, c) => s + Math.max(0, c + 0.5), 0) / 2;
+  const plain = await trainer.evaluate(batch);
+  const withId = await trainer.evaluate(on);
+  t.ok(hinge > 0, `the hinge is active (cosines ${cos.map((c) => c.toFixed(3))})`);
+  t.ok(Math.abs(withId.parts.identity - hinge) < 1e-4, `parts.identity ${withId.parts.identity} = the hinge from forward() and embed() ${hinge}`);
+  t.ok(Math.abs(withId.parts.identitySimilarity - (cos[0] + cos[1]) / 2) < 1e-4, 'parts.identitySimilarity: the mean cosine');
+  t.ok(Math.abs(withId.loss - (plain.loss + 2 * hinge)) < 1e-4, `loss = mse + weight · hinge (${withId.loss} vs ${plain.loss} + 2·${hinge})`);
+  // a margin above every cosine: no identity cost
+  const off = await trainer.evaluate({ ...batch, identity: { encoder, embeddings, weight: 2, margin: Math.max(...cos) + 0.01 } });
+  t.ok(Math.abs(off.loss - plain.loss) < 1e-6, 'a margin above the cosines adds nothing');
+
+  // the gradient of mse + hinge matches finite differences
+  const g = await trainer.gradients(on);
+  const { along, random } = await directions(g, 'conv_out.weight', 8);
+  await checkDirection(t, trainer, make, g, along, 'identity term, along the gradient', on);
+  await checkDirection(t, trainer, make, g, random, 'identity term, a random direction in conv_out.weight', on);
+  g.forEach((v) => v.dispose());
+
+  // steps on it: the encoder is left as it was, and the hinge falls
+  const probe = await randn([1, 3, 16, 16], { seed: 4 });
+  const before = await values(await encoder.embed(probe, { protocol: 'resize' }));
+  for (let i = 0; i < 5; i++) await trainer.step(on, { lr: 1e-3 });
+  const after = await values(await encoder.embed(probe, { protocol: 'resize' }));
+  t.same(Array.from(after), Array.from(before), 'the encoder is unchanged');
+  t.ok((await trainer.evaluate(on)).parts.identity < withId.parts.identity, 'five steps lower the hinge');
+
+  // bad batches
+  const wrong = await randn([3, 16], { seed: 1 });
+  await t.rejects(trainer.step({ ...batch, identity: { encoder, embeddings: wrong } }), { code: 'BIA_INVALID_ARGUMENT', message: /\[3, 32\] tensor/ });
+  await t.rejects(trainer.step({ images: batch.images, identity: { encoder, embeddings } }), { code: 'BIA_INVALID_ARGUMENT', message: /needs a distillation batch/ });
+  await t.rejects(trainer.step({ ...batch, identity: { encoder, embeddings, margin: 1 } }), { code: 'BIA_INVALID_ARGUMENT', message: /margin/ });
+  await t.rejects(trainer.step({ ...batch, identity: { encoder: {} as never, embeddings } }), { code: 'BIA_INVALID_ARGUMENT', message: /batch.identity must be/ });
+  for (const v of [embeddings, f.eps, f.h, probe, wrong]) v.dispose();
 });
 
 t.test('adapters: the base stays, only the adapters learn; gradients match finite differences', async (t) => {

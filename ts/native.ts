@@ -230,6 +230,7 @@ export interface NativeTrainBatch {
   images: NativeTensor;
   labels?: NativeTensor;
   targets?: NativeTensor;
+  identity?: { encoder: NativeEncoder; embeddings: NativeTensor; weight?: number; margin?: number; protocol?: string };
 }
 
 export interface NativeStepResult {

@@ -11,7 +11,7 @@
 import { invalidArgument } from '../errors';
 import { callNative, runJob, type JobOptions } from '../jobs';
 import { DiffusionModel, createDiffusion, type UNetConfig, type UNetPreset, UNET_PRESETS } from '../diffusion';
-import { IdentityEncoder, createIdentityEncoder, IDENTITY_ARCHS, type IdentityArch } from '../identity';
+import { IdentityEncoder, createIdentityEncoder, IDENTITY_ARCHS, type IdentityArch, type InputProtocol } from '../identity';
 import { loadAddon, type NativeDiffusion, type NativeEncoder, type NativeAttributes, type NativeTensor, type NativeTrainBatch, type NativeTrainer, type NativeTrainerModel, type NativeTrainerOptions } from '../native';
 import { checkDevice, checkInt, type Device } from '../options';
 import { Tensor } from '../tensor';
@@ -51,6 +51,27 @@ export interface Batch {
   images: Tensor;
   labels?: Int32Array | Tensor;
   targets?: Float32Array | Tensor;
+  /**
+   * Diffusion distillation only: an identity hinge added to the loss. From each state's x_t and the UNet's
+   * ε̂ the implied clean image x̂0 = (x_t − √(1−ᾱ_t)·ε̂)/√ᾱ_t goes through the frozen `encoder` (its weights get
+   * no gradient); the term is weight · mean over the rows with a non-zero embedding of
+   * relu(cos(E(x̂0), embedding) − margin): it pushes those states' pictures away from that person. Rows of
+   * zeros (e.g. the states of other people) have no identity term. StepResult.parts gains `identity` (the
+   * hinge) and `identitySimilarity` (the rows' mean cosine).
+   */
+  identity?: IdentityTerm;
+}
+
+export interface IdentityTerm {
+  encoder: IdentityEncoder;
+  /** [B, D]: one row per state, D the encoder's embedding size. */
+  embeddings: Tensor;
+  /** Default 1. */
+  weight?: number;
+  /** Cosine below which a state costs nothing, in [-1, 1) (default 0). */
+  margin?: number;
+  /** How x̂0 reaches the encoder (default 'resize'). */
+  protocol?: InputProtocol;
 }
 
 export interface StepResult {
@@ -161,7 +182,17 @@ function nativeBatch(batch: Batch): { native: NativeTrainBatch; temporaries: Nat
     if (!(batch.targets instanceof Tensor)) throw invalidArgument('batch.targets must be a Float32Array or a Tensor');
     targets = batch.targets.handle;
   }
-  return { native: { images, labels, targets }, temporaries };
+  let identity: NativeTrainBatch['identity'];
+  if (batch.identity !== undefined) {
+    const id = batch.identity;
+    if (typeof id !== 'object' || id === null || !(id.encoder instanceof IdentityEncoder) || !(id.embeddings instanceof Tensor)) {
+      throw invalidArgument('batch.identity must be { encoder: IdentityEncoder, embeddings: Tensor [B, D], weight?, margin?, protocol? }');
+    }
+    if (id.weight !== undefined) finiteIn(id.weight, 'batch.identity.weight', 0, 1e6);
+    if (id.margin !== undefined) finiteIn(id.margin, 'batch.identity.margin', -1, 0.999999);
+    identity = { encoder: id.encoder.native, embeddings: id.embeddings.handle, weight: id.weight, margin: id.margin, protocol: id.protocol };
+  }
+  return { native: { images, labels, targets, identity }, temporaries };
 }
 
 export class Trainer<T extends TrainTarget = TrainTarget> extends NativeHandle<NativeTrainer> {

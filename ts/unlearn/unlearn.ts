@@ -89,6 +89,21 @@ export interface UnlearnOptions extends JobOptions {
    * and the usual FFHQ/CelebA-HQ alignment put the face there).
    */
   faceRegion?: FaceRegion;
+  /**
+   * Weight of an identity term on every forget state (default 0: off): the clean picture x̂0 that the
+   * student's ε implies there goes through the identity encoder, and its cosine to the photo's embedding
+   * above `identityMargin` is penalised (Batch.identity of the trainer). The encoder, which tells the person
+   * from everyone else, then says what must change, next to the teacher's per-step target.
+   */
+  identityWeight?: number;
+  /** Cosine to the photo's embedding below which a forget state's x̂0 costs nothing (default: erase.tauM, 0.25). */
+  identityMargin?: number;
+  /**
+   * Also take forget states from the photos' plain trajectories — the ones the original model follows when it
+   * reconstructs them, where an unlearned model starts out — with the teacher's ε under the photo's Δh as
+   * the target (default false).
+   */
+  plainStates?: boolean;
   seed?: number;
   /** A trainer checkpoint to resume from (written by a previous, interrupted run's onCheckpoint). */
   resumeFrom?: string;
@@ -138,6 +153,8 @@ export interface UnlearnReport {
   variants?: ExtraCodesReport;
   /** With `composites`: the same figures for the composites (the photo's face in another person's picture). */
   composites?: ExtraCodesReport;
+  /** identityWeight > 0: the identity term (hinge) and the forget states' mean cosine, per step. */
+  identity?: { weight: number; margin: number; hinge: number[]; similarity: number[] };
   losses: number[];
   seconds: number;
 }
@@ -153,11 +170,11 @@ export interface UnlearnResult extends Disposable {
   dispose(): void;
 }
 
-/** Trajectory states: batches of x_j and the teacher's ε there, and per state (batch, row, t_j). */
+/** Trajectory states: batches of x_j and the teacher's ε there, and per state (batch, row, t_j, and for forget states the photo it shows). */
 interface States {
   x: Tensor[];
   eps: Tensor[];
-  at: { part: number; row: number; t: number }[];
+  at: { part: number; row: number; t: number; photo: number }[];
 }
 
 function emptyStates(): States {
@@ -243,12 +260,18 @@ export function sampledSteps(steps: number, k: number): number[] {
   return [...new Set(Array.from({ length: n }, (_, i) => Math.round((i * (steps - 1)) / Math.max(1, n - 1))))];
 }
 
-/** Codes to decode, batched: x_lat and h_r [B], and for forget codes the shift Δh and ĥ = h_r + Δh. */
+/**
+ * Codes to decode, batched: x_lat and h_r [B], and for forget codes the shift Δh and ĥ = h_r + Δh, and the
+ * photo each row shows (−1: another person). plain: the states follow the unedited trajectory even where
+ * the teacher's ε there is taken under Δh.
+ */
 interface Codes {
   xLat: Tensor;
   hR: Tensor;
   dh: Tensor | null;
   hHat: Tensor | null;
+  photo?: number[];
+  plain?: boolean;
 }
 
 /**
@@ -260,13 +283,14 @@ async function trajectories(diffusion: DiffusionModel, c: Codes, seq: number[], 
   const n = c.xLat.shape[0];
   for (const j of picks) {
     const t = seq[seq.length - 1 - j];
-    const x = j === 0 ? await takeRows([c.xLat], Array.from({ length: n }, (_, i) => [0, i])) : await diffusion.decode(c.xLat, c.hHat, { mode: 'every-step', hRef: c.hHat ? c.hR : undefined, t0: o.t0, steps: o.steps, tEdit: o.tEdit, eta: 0, stopAfter: j, batchSize: 64, signal: job.signal });
+    const hHat = c.plain ? null : c.hHat;
+    const x = j === 0 ? await takeRows([c.xLat], Array.from({ length: n }, (_, i) => [0, i])) : await diffusion.decode(c.xLat, hHat, { mode: 'every-step', hRef: hHat ? c.hR : undefined, t0: o.t0, steps: o.steps, tEdit: o.tEdit, eta: 0, stopAfter: j, batchSize: 64, signal: job.signal });
     const r = await diffusion.forward(x, t, { hDelta: c.dh && t >= o.tEdit ? c.dh : undefined, signal: job.signal });
     r.h.dispose();
     const part = out.x.length;
     out.x.push(x);
     out.eps.push(r.eps);
-    for (let row = 0; row < n; row++) out.at.push({ part, row, t });
+    for (let row = 0; row < n; row++) out.at.push({ part, row, t, photo: c.photo?.[row] ?? -1 });
   }
 }
 
@@ -322,6 +346,12 @@ export async function unlearnIdentity(photos: Tensor, models: EraseModels & { di
   const variants = checkInt(opts.variants ?? 0, 'variants', 0, 1024);
   const composites = checkInt(opts.composites ?? 0, 'composites', 0, 1024);
   const faceRegion = checkRegion(opts.faceRegion ?? DEFAULT_FACE_REGION);
+  const identityWeight = opts.identityWeight ?? 0;
+  if (!(typeof identityWeight === 'number' && identityWeight >= 0 && identityWeight <= 1e6)) throw invalidArgument(`identityWeight must be a number in [0, 1e6], got ${JSON.stringify(identityWeight)}`);
+  const identityMargin = opts.identityMargin ?? o.tauM;
+  if (!(typeof identityMargin === 'number' && identityMargin >= -1 && identityMargin < 1)) throw invalidArgument(`identityMargin must be a number in [-1, 1), got ${JSON.stringify(identityMargin)}`);
+  const plainStates = opts.plainStates ?? false;
+  if (typeof plainStates !== 'boolean') throw invalidArgument(`plainStates must be true or false, got ${JSON.stringify(plainStates)}`);
   const { diffusion, encoder } = models;
   const anchor = opts.anchor ?? diffusion;
   if (anchor !== diffusion && JSON.stringify(anchor.config) !== JSON.stringify(diffusion.config)) {
@@ -393,9 +423,11 @@ export async function unlearnIdentity(photos: Tensor, models: EraseModels & { di
         bh.dispose();
       }
     }
-    const given: Codes = { xLat: scope.add(await allRows(per.xLat)), hR: scope.add(await allRows(per.hR)), dh: scope.add(await allRows(per.dh)), hHat: null };
+    const photoIds = Array.from({ length: photos.shape[0] }, (_, i) => i);
+    const given: Codes = { xLat: scope.add(await allRows(per.xLat)), hR: scope.add(await allRows(per.hR)), dh: scope.add(await allRows(per.dh)), hHat: null, photo: photoIds };
     given.hHat = scope.add(await combine(given.hR, given.dh!, 1));
     await trajectories(diffusion, given, seq, picks, decodeArgs, job, forget);
+    if (plainStates) await trajectories(diffusion, { ...given, plain: true }, seq, picks.filter((j) => j > 0), decodeArgs, job, forget);
 
     // Other pictures of the person (made from the photos): inverted like photos and shifted by their photo's
     // Δh; kept only where the encoder still takes them for the person and the frozen model, so shifted,
@@ -413,7 +445,7 @@ export async function unlearnIdentity(photos: Tensor, models: EraseModels & { di
       const keep = absorbed.map((a, k) => (similarity[k] >= o.threshold && a < o.threshold ? k : -1)).filter((k) => k >= 0);
       if (keep.length > 0) {
         const pick = (t: Tensor) => takeRows([t], keep.map((k) => [0, k]));
-        const kept: Codes = { xLat: scope.add(await pick(v.xLat)), hR: scope.add(await pick(v.hR)), dh: scope.add(await pick(v.dh!)), hHat: scope.add(await pick(v.hHat)) };
+        const kept: Codes = { xLat: scope.add(await pick(v.xLat)), hR: scope.add(await pick(v.hR)), dh: scope.add(await pick(v.dh!)), hHat: scope.add(await pick(v.hHat)), photo: keep.map((k) => of[k]) };
         await trajectories(diffusion, kept, seq, picks, decodeArgs, job, forget);
       }
       return { made: absorbed.length, kept: keep.length, similarity, absorbed };
@@ -433,7 +465,7 @@ export async function unlearnIdentity(photos: Tensor, models: EraseModels & { di
     if (mirror) {
       const flipped = scope.add(await mirrored(photos));
       const inv = await diffusion.invert(flipped, { t0: o.t0, steps: o.steps, signal: job.signal });
-      const m: Codes = { xLat: scope.add(inv.xLat), hR: scope.add(inv.hR), dh: scope.add(await mirrored(given.dh!)), hHat: null };
+      const m: Codes = { xLat: scope.add(inv.xLat), hR: scope.add(inv.hR), dh: scope.add(await mirrored(given.dh!)), hHat: null, photo: photoIds };
       m.hHat = scope.add(await combine(m.hR, m.dh!, 1));
       await trajectories(diffusion, m, seq, picks, decodeArgs, job, forget);
       const decoded = scope.add(await diffusion.decode(m.xLat, m.hHat, { mode: 'every-step', hRef: m.hR, ...decodeArgs, eta: 0, signal: job.signal }));
@@ -470,8 +502,13 @@ export async function unlearnIdentity(photos: Tensor, models: EraseModels & { di
     for (let s = 0; s < first * batchSize; s++) rand(1); // the same draws as an uninterrupted run
     const xParts = [...forget.x, ...retain.x];
     const epsParts = [...forget.eps, ...retain.eps];
+    // identity term: each forget state's photo embedding, a zero row for retain states
+    const D = fRAll.shape[1];
+    const idParts = identityWeight > 0 ? [fRAll, scope.add(await tensor(new Float32Array(D), [1, D], { device: fRAll.device as never }))] : [];
+    const idHinge: number[] = [];
+    const idSimilarity: number[] = [];
     for (let step = first; step < iterations; step++) {
-      const chosen: { part: number; row: number; t: number }[] = [];
+      const chosen: States['at'] = [];
       for (let b = 0; b < batchSize; b++) {
         const fromRetain = b < nRetain;
         const pool = fromRetain ? retain : forget;
@@ -481,14 +518,21 @@ export async function unlearnIdentity(photos: Tensor, models: EraseModels & { di
       const rows = chosen.map((c): [number, number] => [c.part, c.row]);
       const images = await takeRows(xParts, rows);
       const targets = await takeRows(epsParts, rows);
+      const embeddings = identityWeight > 0 ? await takeRows(idParts, chosen.map((c): [number, number] => (c.photo >= 0 ? [0, c.photo] : [1, 0]))) : null;
       try {
-        const r = await trainer.step({ images, labels: Int32Array.from(chosen.map((c) => c.t)), targets }, { lr, signal: job.signal });
+        const identity = embeddings ? { encoder, embeddings, weight: identityWeight, margin: identityMargin, protocol: o.protocol } : undefined;
+        const r = await trainer.step({ images, labels: Int32Array.from(chosen.map((c) => c.t)), targets, identity }, { lr, signal: job.signal });
         losses.push(r.loss);
+        if (r.parts.identity !== undefined) {
+          idHinge.push(r.parts.identity);
+          idSimilarity.push(r.parts.identitySimilarity);
+        }
         opts.onStep?.({ step: r.step, iterations, loss: r.loss });
         if (opts.onCheckpoint && (r.step % checkpointEvery === 0 || r.step === iterations)) await opts.onCheckpoint(trainer, r.step);
       } finally {
         images.dispose();
         targets.dispose();
+        embeddings?.dispose();
       }
     }
     const model = await trainer.model({ signal: job.signal });
@@ -521,6 +565,7 @@ export async function unlearnIdentity(photos: Tensor, models: EraseModels & { di
       retain: { before: await simEach(othersBefore, othersEmbKept), after: await simEach(othersAfter, othersEmbKept) },
       ...(variantReport ? { variants: variantReport } : {}),
       ...(compositeReport ? { composites: compositeReport } : {}),
+      ...(identityWeight > 0 ? { identity: { weight: identityWeight, margin: identityMargin, hinge: idHinge, similarity: idSimilarity } } : {}),
       losses,
       seconds: (performance.now() - start) / 1000,
     };
