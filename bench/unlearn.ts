@@ -19,7 +19,7 @@
  *   node dist/bench/unlearn.js [--people 1] [--given 3] [--unseen 20] [--held-out 50] [--samples 500]
  *     [--sample-steps 20] [--iterations 300] [--params decoder|all|adapters] [--rank 8] [--lr 5e-5]
  *     [--others 32] [--states 10] [--retain-share 0.5] [--mirror] [--variants 0] [--composites 0] [--face-region cx,cy,rx,ry]
- *     [--identity-weight 0] [--identity-margin τm] [--plain-states] [--out out/unlearn-bench] [--json FILE]
+ *     [--identity-weight 0] [--identity-margin τm] [--identity-keep-weight W] [--plain-states] [--out out/unlearn-bench] [--json FILE]
  */
 import { mkdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
@@ -62,6 +62,7 @@ async function main(): Promise<void> {
       'face-region': { type: 'string' },
       'identity-weight': { type: 'string', default: '0' },
       'identity-margin': { type: 'string' },
+      'identity-keep-weight': { type: 'string' },
       'plain-states': { type: 'boolean', default: false },
       together: { type: 'boolean', default: false },
       anchor: { type: 'boolean', default: false },
@@ -182,6 +183,7 @@ async function main(): Promise<void> {
       anchor: values.anchor ? original : undefined,
       identityWeight: n('identity-weight'),
       identityMargin: values['identity-margin'] !== undefined ? n('identity-margin') : undefined,
+      identityKeepWeight: values['identity-keep-weight'] !== undefined ? n('identity-keep-weight') : undefined,
       plainStates: values['plain-states'] as boolean,
       faceRegion: values['face-region'] ? (([cx, cy, rx, ry]) => ({ cx, cy, rx, ry }))((values['face-region'] as string).split(',').map(Number)) : undefined,
       onStep: (s) => {

@@ -146,12 +146,15 @@ struct TrainBatch {
   at::Tensor labels;   // encoder: [B] integer identity labels (ArcFace head); diffusion distillation: [B] timesteps
   at::Tensor targets;  // encoder: [B, auxDim] (auxiliary head); attributes: [B, outputs];
                        // diffusion distillation: [B, C, H, W], the ε the UNet must predict at (x_t, t)
-  // Diffusion distillation, optional: an identity hinge on the clean image x̂0 = (x_t − √(1−ᾱ_t)·ε̂)/√ᾱ_t that
-  // the UNet's ε̂ implies, weight · mean over the rows i with a non-zero identity_i of
-  // relu(cos(E(x̂0_i), identity_i) − margin), E the frozen identityEncoder (its weights get no gradient).
-  at::Tensor identity;  // [B, D] embeddings to move away from; rows of zeros: no identity term for that state
+  // Diffusion distillation, optional (with identityEncoder): identity terms on the clean image
+  // x̂0 = (x_t − √(1−ᾱ_t)·ε̂)/√ᾱ_t that the UNet's ε̂ implies, E the frozen identityEncoder (its weights get no
+  // gradient): identityWeight · mean over the rows i with a non-zero identity_i of relu(cos(E(x̂0_i), identity_i)
+  // − margin), and identityKeepWeight · mean over the rows with a non-zero identityKeep_i of
+  // relu(cos(E(x̂0 of the target ε), identityKeep_i) − cos(E(x̂0_i), identityKeep_i)).
+  at::Tensor identity;      // [B, D] embeddings to move away from; rows of zeros: no such term for that state
+  at::Tensor identityKeep;  // [B, D] embeddings to stay as like as the target; rows of zeros: none
   std::shared_ptr<EncoderState> identityEncoder;
-  double identityWeight = 0.0, identityMargin = 0.0;
+  double identityWeight = 0.0, identityMargin = 0.0, identityKeepWeight = 0.0;
   Protocol identityProtocol = Protocol::Resize;
 };
 

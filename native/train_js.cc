@@ -125,11 +125,13 @@ TrainBatch batchFromJs(Napi::Value v) {
   if (!o.Get("labels").IsUndefined() && !o.Get("labels").IsNull()) b.labels = TensorHandle::From(o.Get("labels"), "batch.labels");
   if (!o.Get("targets").IsUndefined() && !o.Get("targets").IsNull()) b.targets = TensorHandle::From(o.Get("targets"), "batch.targets");
   if (!o.Get("identity").IsUndefined() && !o.Get("identity").IsNull()) {
-    // {embeddings, encoder, weight, margin, protocol}: the identity hinge on x̂0 (train.h)
+    // {encoder, embeddings?, keep?, weight, margin, keepWeight, protocol}: identity terms on x̂0 (train.h)
     Napi::Object id = optObject(o.Get("identity"), "batch.identity");
-    b.identity = TensorHandle::From(id.Get("embeddings"), "batch.identity.embeddings");
+    if (!id.Get("embeddings").IsUndefined()) b.identity = TensorHandle::From(id.Get("embeddings"), "batch.identity.embeddings");
+    if (!id.Get("keep").IsUndefined()) b.identityKeep = TensorHandle::From(id.Get("keep"), "batch.identity.keep");
     b.identityEncoder = EncoderHandle::From(id.Get("encoder"), "batch.identity.encoder");
     b.identityWeight = optNumber(id, "weight", 1.0);
+    b.identityKeepWeight = optNumber(id, "keepWeight", 1.0);
     b.identityMargin = optNumber(id, "margin", 0.0);
     b.identityProtocol = parseProtocol(optString(id, "protocol", "resize"));
   }

@@ -135,17 +135,20 @@ void TrainerState::checkBatch(const TrainBatch& b) const {
           invalidArgument("batch.targets (ε) must be a floating-point tensor of the images' shape " + shapeStr(x.sizes()) + ", got " + shapeStr(b.targets.sizes()));
         }
       }
-      if (b.identity.defined()) {
-        if (!b.labels.defined()) invalidArgument("batch.identity (the identity hinge on x̂0) needs a distillation batch (labels = timesteps, targets = ε)");
-        if (!b.identityEncoder) invalidArgument("batch.identity needs an encoder");
+      if (b.identityEncoder) {
+        if (!b.labels.defined()) invalidArgument("batch.identity (identity terms on x̂0) needs a distillation batch (labels = timesteps, targets = ε)");
+        if (!b.identity.defined() && !b.identityKeep.defined()) invalidArgument("batch.identity needs embeddings (to move away from) and/or keep (to stay like)");
         const int64_t d = b.identityEncoder->net->embeddingSize();
-        if (b.identity.dim() != 2 || b.identity.size(0) != n || b.identity.size(1) != d || !b.identity.is_floating_point()) {
-          invalidArgument("batch.identity.embeddings must be a floating-point [" + std::to_string(n) + ", " + std::to_string(d) + "] tensor (one row per state, the encoder's size), got " +
-                          shapeStr(b.identity.sizes()));
+        for (const auto& [rows, what] : {std::pair{b.identity, "embeddings"}, std::pair{b.identityKeep, "keep"}}) {
+          if (rows.defined() && (rows.dim() != 2 || rows.size(0) != n || rows.size(1) != d || !rows.is_floating_point())) {
+            invalidArgument(std::string("batch.identity.") + what + " must be a floating-point [" + std::to_string(n) + ", " + std::to_string(d) +
+                            "] tensor (one row per state, the encoder's size), got " + shapeStr(rows.sizes()));
+          }
         }
         if (x.size(1) != 3) invalidArgument("batch.identity needs RGB states (3 channels) for the identity encoder");
         checkProtocolInput(x.sizes(), b.identityProtocol);
         if (!(b.identityWeight >= 0 && std::isfinite(b.identityWeight))) invalidArgument("batch.identity.weight must be a finite number ≥ 0");
+        if (!(b.identityKeepWeight >= 0 && std::isfinite(b.identityKeepWeight))) invalidArgument("batch.identity.keepWeight must be a finite number ≥ 0");
         if (!(b.identityMargin >= -1 && b.identityMargin < 1)) invalidArgument("batch.identity.margin must be in [-1, 1)");
       }
       break;
@@ -196,25 +199,52 @@ class FrozenParameters {
   std::vector<at::Tensor> frozen_;
 };
 
-// The identity hinge of a distillation batch (TrainBatch::identity): the mean over the rows with an
-// embedding of relu(cos(E(x̂0), e) − margin), and those rows' cosines; undefined when no row has one.
-std::pair<at::Tensor, at::Tensor> identityHinge(const TrainerState& st, const TrainBatch& b, const at::Tensor& x, const at::Tensor& t, const at::Tensor& pred) {
+// The identity terms of a distillation batch (TrainBatch::identity, identityKeep): with x̂0 the clean image
+// each state's ε implies and E the frozen encoder, `away` the mean over the rows with an `identity` embedding
+// of relu(cos(E(x̂0), e) − margin), `keep` the mean over the rows with an `identityKeep` embedding of
+// relu(cos(E(x̂0_target), e) − cos(E(x̂0), e)) (x̂0_target from the target ε, no gradient: no less like the
+// person than the teacher's); undefined terms where no row has one. The cosines come along for the report.
+struct IdentityTerms {
+  at::Tensor away, awayCos, keep, keepCos;
+};
+
+IdentityTerms identityTerms(const TrainerState& st, const TrainBatch& b, const at::Tensor& x, const at::Tensor& t, const at::Tensor& pred) {
   const c10::Device dev = st.options.device;
-  at::Tensor rows = b.identity.to(dev, at::kFloat).clone();
-  at::Tensor active = (rows.norm(2, {1}) > 0).nonzero().squeeze(1);
-  if (active.numel() == 0) return {};
-  at::Tensor ab = st.alphaBar.index_select(0, t.index_select(0, active)).to(at::kFloat).view({-1, 1, 1, 1});
-  at::Tensor x0 = (x.index_select(0, active).to(at::kFloat) - (1 - ab).sqrt() * pred.index_select(0, active).to(at::kFloat)) / ab.sqrt();
   const EncoderState& enc = *b.identityEncoder;
-  at::Tensor xe = x0.to(enc.device, enc.dtype).contiguous();
-  if (enc.inputScale != 1.0 || enc.inputShift != 0.0) xe = xe * enc.inputScale + enc.inputShift;
-  at::Tensor e;
-  {
+  auto activeRows = [&](const at::Tensor& rows) { return rows.defined() ? (rows.to(dev, at::kFloat).norm(2, {1}) > 0).nonzero().squeeze(1) : at::Tensor(); };
+  auto x0Of = [&](const at::Tensor& idx, const at::Tensor& eps) {
+    at::Tensor ab = st.alphaBar.index_select(0, t.index_select(0, idx)).to(at::kFloat).view({-1, 1, 1, 1});
+    return (x.index_select(0, idx).to(at::kFloat) - (1 - ab).sqrt() * eps.index_select(0, idx).to(at::kFloat)) / ab.sqrt();
+  };
+  auto embed = [&](const at::Tensor& x0) {
+    at::Tensor xe = x0.to(enc.device, enc.dtype).contiguous();
+    if (enc.inputScale != 1.0 || enc.inputShift != 0.0) xe = xe * enc.inputScale + enc.inputShift;
     FrozenParameters frozen(enc.net->module());
-    e = l2normalize(enc.net->forward(preprocess(xe, b.identityProtocol)).to(dev, at::kFloat));
+    return l2normalize(enc.net->forward(preprocess(xe, b.identityProtocol)).to(dev, at::kFloat));
+  };
+  const at::Tensor awayIdx = activeRows(b.identity), keepIdx = activeRows(b.identityKeep);
+  const int64_t nAway = awayIdx.defined() ? awayIdx.numel() : 0, nKeep = keepIdx.defined() ? keepIdx.numel() : 0;
+  IdentityTerms r;
+  if (nAway + nKeep == 0) return r;
+  std::vector<at::Tensor> idx;
+  if (nAway > 0) idx.push_back(awayIdx);
+  if (nKeep > 0) idx.push_back(keepIdx);
+  const at::Tensor e = embed(x0Of(at::cat(idx), pred));  // one encoder pass for both terms
+  if (nAway > 0) {
+    r.awayCos = (e.narrow(0, 0, nAway) * l2normalize(b.identity.to(dev, at::kFloat).index_select(0, awayIdx))).sum(1);
+    r.away = at::relu(r.awayCos - b.identityMargin).mean();
   }
-  at::Tensor cos = (e * l2normalize(rows.index_select(0, active))).sum(1);
-  return {at::relu(cos - b.identityMargin).mean(), cos};
+  if (nKeep > 0) {
+    const at::Tensor ref = l2normalize(b.identityKeep.to(dev, at::kFloat).index_select(0, keepIdx));
+    at::Tensor teacher;
+    {
+      torch::NoGradGuard noGrad;
+      teacher = (embed(x0Of(keepIdx, b.targets.to(dev, at::kFloat))) * ref).sum(1);
+    }
+    r.keepCos = (e.narrow(0, nAway, nKeep) * ref).sum(1);
+    r.keep = at::relu(teacher - r.keepCos).mean();
+  }
+  return r;
 }
 
 // The loss of one batch (training: augmented, in training mode; evaluation: as given).
@@ -233,12 +263,17 @@ LossTerms computeLoss(TrainerState& st, const TrainBatch& b, double margin, bool
     at::Tensor pred = st.unet->forward(x, t.to(at::kFloat));
     out.loss = at::mse_loss(pred.to(at::kFloat), b.targets.to(dev, at::kFloat).clone());  // a copy: targets may be inference tensors
     out.parts.emplace_back("mse", out.loss.detach());
-    if (b.identity.defined()) {
-      auto [hinge, cos] = identityHinge(st, b, x, t, pred);
-      if (hinge.defined()) {
-        out.loss = out.loss + hinge * b.identityWeight;
-        out.parts.emplace_back("identity", hinge.detach());
-        out.parts.emplace_back("identitySimilarity", cos.detach().mean());
+    if (b.identityEncoder) {
+      const IdentityTerms id = identityTerms(st, b, x, t, pred);
+      if (id.away.defined()) {
+        out.loss = out.loss + id.away * b.identityWeight;
+        out.parts.emplace_back("identity", id.away.detach());
+        out.parts.emplace_back("identitySimilarity", id.awayCos.detach().mean());
+      }
+      if (id.keep.defined()) {
+        out.loss = out.loss + id.keep * b.identityKeepWeight;
+        out.parts.emplace_back("identityKeep", id.keep.detach());
+        out.parts.emplace_back("identityKeepSimilarity", id.keepCos.detach().mean());
       }
     }
     return out;

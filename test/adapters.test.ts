@@ -97,14 +97,13 @@ t.test('gradients of the distillation loss match finite differences (decoder wei
   g.forEach((v) => v.dispose());
 });
 
-t.test('the identity term on x̂0: its value from forward() and the encoder, its gradients, the frozen encoder, bad batches', async (t) => {
+t.test('the identity terms on x̂0: their values from forward() and the encoder, their gradients, the frozen encoder, bad batches', async (t) => {
   const encoder = await createIdentityEncoder('iresnet18', { width: 0.125, embeddingSize: 32, seed: 2 });
   t.teardown(() => encoder.dispose());
   // rows 0 and 2 carry an embedding to move away from, row 1 none
   const r = await values(await randn([3, 32], { seed: 9 }));
   r.fill(0, 32, 64);
   const embeddings = await tensor(Float32Array.from(r), [3, 32]);
-  const on: Batch = { ...batch, identity: { encoder, embeddings, weight: 2, margin: -0.5, protocol: 'resize' } };
   const make = () => createTrainer('diffusion', base, { seed: 3, trainable: DECODER_PREFIXES });
   const trainer = await make();
   t.teardown(() => trainer.dispose());
@@ -117,27 +116,40 @@ t.test('the identity term on x̂0: its value from forward() and the encoder, its
   const f = await base.forward(batch.images, Array.from(labels));
   const [x, eps] = [await values(batch.images), await values(f.eps)];
   const per = x.length / 3;
-  const x0 = new Float32Array(2 * per);
-  [0, 2].forEach((row, k) => {
-    const a = abar[labels[row]];
-    for (let i = 0; i < per; i++) x0[k * per + i] = (x[row * per + i] - Math.sqrt(1 - a) * eps[row * per + i]) / Math.sqrt(a);
+  const target = await values(batch.targets as Tensor);
+  // x̂0 of rows 0 and 2 from the model's ε, then row 1 from the model's ε and from the target ε
+  const x0 = new Float32Array(4 * per);
+  [[0, eps], [2, eps], [1, eps], [1, target]].forEach(([row, e], k) => {
+    const a = abar[labels[row as number]];
+    for (let i = 0; i < per; i++) x0[k * per + i] = (x[(row as number) * per + i] - Math.sqrt(1 - a) * (e as Float64Array)[(row as number) * per + i]) / Math.sqrt(a);
   });
-  const e = await values(await encoder.embed(await tensor(x0, [2, 3, 16, 16]), { protocol: 'resize' }));
-  const cos = [0, 2].map((row, k) => {
+  const e = await values(await encoder.embed(await tensor(x0, [4, 3, 16, 16]), { protocol: 'resize' }));
+  const cosine = (k: number, v: ArrayLike<number>) => {
     let [dot, nr, ne] = [0, 0, 0];
-    for (let i = 0; i < 32; i++) [dot, nr, ne] = [dot + e[k * 32 + i] * r[row * 32 + i], nr + r[row * 32 + i] ** 2, ne + e[k * 32 + i] ** 2];
+    for (let i = 0; i < 32; i++) [dot, nr, ne] = [dot + e[k * 32 + i] * v[i], nr + v[i] ** 2, ne + e[k * 32 + i] ** 2];
     return dot / Math.sqrt(nr * ne);
-  });
+  };
+  const cos = [0, 2].map((row, k) => cosine(k, r.subarray(row * 32, row * 32 + 32)));
   const hinge = cos.reduce((s, c) => s + Math.max(0, c + 0.5), 0) / 2;
+  // row 1 keeps a person: the direction E(x̂0 of the target) − E(x̂0), so that the target's is the more alike
+  const keepRows = new Float32Array(3 * 32);
+  for (let i = 0; i < 32; i++) keepRows[32 + i] = e[3 * 32 + i] - e[2 * 32 + i];
+  const keep = await tensor(keepRows, [3, 32]);
+  const keepValue = cosine(3, keepRows.subarray(32, 64)) - cosine(2, keepRows.subarray(32, 64));
+  const on: Batch = { ...batch, identity: { encoder, embeddings, keep, weight: 2, keepWeight: 3, margin: -0.5, protocol: 'resize' } };
   const plain = await trainer.evaluate(batch);
   const withId = await trainer.evaluate(on);
   t.ok(hinge > 0, `the hinge is active (cosines ${cos.map((c) => c.toFixed(3))})`);
   t.ok(Math.abs(withId.parts.identity - hinge) < 1e-4, `parts.identity ${withId.parts.identity} = the hinge from forward() and embed() ${hinge}`);
   t.ok(Math.abs(withId.parts.identitySimilarity - (cos[0] + cos[1]) / 2) < 1e-4, 'parts.identitySimilarity: the mean cosine');
-  t.ok(Math.abs(withId.loss - (plain.loss + 2 * hinge)) < 1e-4, `loss = mse + weight · hinge (${withId.loss} vs ${plain.loss} + 2·${hinge})`);
-  // a margin above every cosine: no identity cost
+  t.ok(keepValue > 0 && Math.abs(withId.parts.identityKeep - keepValue) < 1e-4, `parts.identityKeep ${withId.parts.identityKeep} = cos(target's x̂0) − cos(x̂0) ${keepValue}`);
+  t.ok(Math.abs(withId.loss - (plain.loss + 2 * hinge + 3 * keepValue)) < 1e-4, `loss = mse + weight · hinge + keepWeight · keep (${withId.loss} vs ${plain.loss} + 2·${hinge} + 3·${keepValue})`);
+  // a margin above every cosine: no cost of moving away; a keep row the model already matches better than the target: none either
   const off = await trainer.evaluate({ ...batch, identity: { encoder, embeddings, weight: 2, margin: Math.max(...cos) + 0.01 } });
   t.ok(Math.abs(off.loss - plain.loss) < 1e-6, 'a margin above the cosines adds nothing');
+  const negated = await tensor(keepRows.map((v) => -v), [3, 32]);
+  const better = await trainer.evaluate({ ...batch, identity: { encoder, keep: negated } });
+  t.ok(Math.abs(better.loss - plain.loss) < 1e-6, 'a person the model is already more like than the target adds nothing');
 
   // the gradient of mse + hinge matches finite differences
   const g = await trainer.gradients(on);
@@ -160,7 +172,9 @@ t.test('the identity term on x̂0: its value from forward() and the encoder, its
   await t.rejects(trainer.step({ images: batch.images, identity: { encoder, embeddings } }), { code: 'BIA_INVALID_ARGUMENT', message: /needs a distillation batch/ });
   await t.rejects(trainer.step({ ...batch, identity: { encoder, embeddings, margin: 1 } }), { code: 'BIA_INVALID_ARGUMENT', message: /margin/ });
   await t.rejects(trainer.step({ ...batch, identity: { encoder: {} as never, embeddings } }), { code: 'BIA_INVALID_ARGUMENT', message: /batch.identity must be/ });
-  for (const v of [embeddings, f.eps, f.h, probe, wrong]) v.dispose();
+  await t.rejects(trainer.step({ ...batch, identity: { encoder } }), { code: 'BIA_INVALID_ARGUMENT', message: /at least one/ });
+  await t.rejects(trainer.step({ ...batch, identity: { encoder, keep: wrong } }), { code: 'BIA_INVALID_ARGUMENT', message: /identity.keep must be/ });
+  for (const v of [embeddings, keep, negated, f.eps, f.h, probe, wrong]) v.dispose();
 });
 
 t.test('adapters: the base stays, only the adapters learn; gradients match finite differences', async (t) => {

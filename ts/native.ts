@@ -230,7 +230,7 @@ export interface NativeTrainBatch {
   images: NativeTensor;
   labels?: NativeTensor;
   targets?: NativeTensor;
-  identity?: { encoder: NativeEncoder; embeddings: NativeTensor; weight?: number; margin?: number; protocol?: string };
+  identity?: { encoder: NativeEncoder; embeddings?: NativeTensor; keep?: NativeTensor; weight?: number; keepWeight?: number; margin?: number; protocol?: string };
 }
 
 export interface NativeStepResult {

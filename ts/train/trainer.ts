@@ -52,22 +52,28 @@ export interface Batch {
   labels?: Int32Array | Tensor;
   targets?: Float32Array | Tensor;
   /**
-   * Diffusion distillation only: an identity hinge added to the loss. From each state's x_t and the UNet's
-   * ε̂ the implied clean image x̂0 = (x_t − √(1−ᾱ_t)·ε̂)/√ᾱ_t goes through the frozen `encoder` (its weights get
-   * no gradient); the term is weight · mean over the rows with a non-zero embedding of
-   * relu(cos(E(x̂0), embedding) − margin): it pushes those states' pictures away from that person. Rows of
-   * zeros (e.g. the states of other people) have no identity term. StepResult.parts gains `identity` (the
-   * hinge) and `identitySimilarity` (the rows' mean cosine).
+   * Diffusion distillation only: identity terms added to the loss. From each state's x_t and the UNet's ε̂
+   * the implied clean image x̂0 = (x_t − √(1−ᾱ_t)·ε̂)/√ᾱ_t goes through the frozen `encoder` (its weights get no
+   * gradient). `embeddings`: weight · mean over the rows with a non-zero embedding of
+   * relu(cos(E(x̂0), embedding) − margin), which pushes those states' pictures away from that person
+   * (StepResult.parts `identity`, and `identitySimilarity` the rows' mean cosine). `keep`: keepWeight · mean over
+   * the rows with a non-zero row of relu(cos(E(x̂0 of the target ε), keep) − cos(E(x̂0), keep)): those pictures
+   * must stay at least as like that person as the target's (parts `identityKeep`, `identityKeepSimilarity`).
+   * Rows of zeros have no such term.
    */
   identity?: IdentityTerm;
 }
 
 export interface IdentityTerm {
   encoder: IdentityEncoder;
-  /** [B, D]: one row per state, D the encoder's embedding size. */
-  embeddings: Tensor;
+  /** [B, D]: per state, the person to move away from (D the encoder's embedding size). */
+  embeddings?: Tensor;
+  /** [B, D]: per state, the person to stay like. */
+  keep?: Tensor;
   /** Default 1. */
   weight?: number;
+  /** Default 1. */
+  keepWeight?: number;
   /** Cosine below which a state costs nothing, in [-1, 1) (default 0). */
   margin?: number;
   /** How x̂0 reaches the encoder (default 'resize'). */
@@ -185,12 +191,14 @@ function nativeBatch(batch: Batch): { native: NativeTrainBatch; temporaries: Nat
   let identity: NativeTrainBatch['identity'];
   if (batch.identity !== undefined) {
     const id = batch.identity;
-    if (typeof id !== 'object' || id === null || !(id.encoder instanceof IdentityEncoder) || !(id.embeddings instanceof Tensor)) {
-      throw invalidArgument('batch.identity must be { encoder: IdentityEncoder, embeddings: Tensor [B, D], weight?, margin?, protocol? }');
+    const tensorOrNone = (v: unknown) => v === undefined || v instanceof Tensor;
+    if (typeof id !== 'object' || id === null || !(id.encoder instanceof IdentityEncoder) || !tensorOrNone(id.embeddings) || !tensorOrNone(id.keep) || (!id.embeddings && !id.keep)) {
+      throw invalidArgument('batch.identity must be { encoder: IdentityEncoder, embeddings?: Tensor [B, D], keep?: Tensor [B, D] (at least one), weight?, keepWeight?, margin?, protocol? }');
     }
     if (id.weight !== undefined) finiteIn(id.weight, 'batch.identity.weight', 0, 1e6);
+    if (id.keepWeight !== undefined) finiteIn(id.keepWeight, 'batch.identity.keepWeight', 0, 1e6);
     if (id.margin !== undefined) finiteIn(id.margin, 'batch.identity.margin', -1, 0.999999);
-    identity = { encoder: id.encoder.native, embeddings: id.embeddings.handle, weight: id.weight, margin: id.margin, protocol: id.protocol };
+    identity = { encoder: id.encoder.native, embeddings: id.embeddings?.handle, keep: id.keep?.handle, weight: id.weight, keepWeight: id.keepWeight, margin: id.margin, protocol: id.protocol };
   }
   return { native: { images, labels, targets, identity }, temporaries };
 }

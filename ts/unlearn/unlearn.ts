@@ -99,6 +99,12 @@ export interface UnlearnOptions extends JobOptions {
   /** Cosine to the photo's embedding below which a forget state's x̂0 costs nothing (default: erase.tauM, 0.25). */
   identityMargin?: number;
   /**
+   * Weight of the identity term on every retain state (default: identityWeight): the x̂0 the student's ε
+   * implies there must stay at least as like the other person (their photo's embedding) as the teacher's x̂0.
+   * It tells the student that faces in general must stay who they are; only hers must change.
+   */
+  identityKeepWeight?: number;
+  /**
    * Also take forget states from the photos' plain trajectories — the ones the original model follows when it
    * reconstructs them, where an unlearned model starts out — with the teacher's ε under the photo's Δh as
    * the target (default false).
@@ -154,7 +160,7 @@ export interface UnlearnReport {
   /** With `composites`: the same figures for the composites (the photo's face in another person's picture). */
   composites?: ExtraCodesReport;
   /** identityWeight > 0: the identity term (hinge) and the forget states' mean cosine, per step. */
-  identity?: { weight: number; margin: number; hinge: number[]; similarity: number[] };
+  identity?: { weight: number; margin: number; hinge: number[]; similarity: number[]; keepWeight: number; keep: number[]; keepSimilarity: number[] };
   losses: number[];
   seconds: number;
 }
@@ -174,7 +180,7 @@ export interface UnlearnResult extends Disposable {
 interface States {
   x: Tensor[];
   eps: Tensor[];
-  at: { part: number; row: number; t: number; photo: number }[];
+  at: { part: number; row: number; t: number; photo: number; other: number }[];
 }
 
 function emptyStates(): States {
@@ -271,6 +277,7 @@ interface Codes {
   dh: Tensor | null;
   hHat: Tensor | null;
   photo?: number[];
+  other?: number[];
   plain?: boolean;
 }
 
@@ -290,7 +297,7 @@ async function trajectories(diffusion: DiffusionModel, c: Codes, seq: number[], 
     const part = out.x.length;
     out.x.push(x);
     out.eps.push(r.eps);
-    for (let row = 0; row < n; row++) out.at.push({ part, row, t, photo: c.photo?.[row] ?? -1 });
+    for (let row = 0; row < n; row++) out.at.push({ part, row, t, photo: c.photo?.[row] ?? -1, other: c.other?.[row] ?? -1 });
   }
 }
 
@@ -350,6 +357,8 @@ export async function unlearnIdentity(photos: Tensor, models: EraseModels & { di
   if (!(typeof identityWeight === 'number' && identityWeight >= 0 && identityWeight <= 1e6)) throw invalidArgument(`identityWeight must be a number in [0, 1e6], got ${JSON.stringify(identityWeight)}`);
   const identityMargin = opts.identityMargin ?? o.tauM;
   if (!(typeof identityMargin === 'number' && identityMargin >= -1 && identityMargin < 1)) throw invalidArgument(`identityMargin must be a number in [-1, 1), got ${JSON.stringify(identityMargin)}`);
+  const identityKeepWeight = opts.identityKeepWeight ?? identityWeight;
+  if (!(typeof identityKeepWeight === 'number' && identityKeepWeight >= 0 && identityKeepWeight <= 1e6)) throw invalidArgument(`identityKeepWeight must be a number in [0, 1e6], got ${JSON.stringify(identityKeepWeight)}`);
   const plainStates = opts.plainStates ?? false;
   if (typeof plainStates !== 'boolean') throw invalidArgument(`plainStates must be true or false, got ${JSON.stringify(plainStates)}`);
   const { diffusion, encoder } = models;
@@ -473,12 +482,13 @@ export async function unlearnIdentity(photos: Tensor, models: EraseModels & { di
     }
 
     // Other people: their own reconstruction trajectories, unedited (by the anchor when one is given).
-    if (anchor === diffusion) await trajectories(diffusion, { xLat: othersInv.xLat, hR: othersInv.hR, dh: null, hHat: null }, seq, picks, decodeArgs, job, retain);
+    const otherIds = Array.from({ length: others.shape[0] }, (_, k) => k);
+    if (anchor === diffusion) await trajectories(diffusion, { xLat: othersInv.xLat, hR: othersInv.hR, dh: null, hHat: null, other: otherIds }, seq, picks, decodeArgs, job, retain);
     else {
       const anchored = await anchor.invert(others, { t0: o.t0, steps: o.steps, signal: job.signal });
       scope.add(anchored.xLat);
       scope.add(anchored.hR);
-      await trajectories(anchor, { xLat: anchored.xLat, hR: anchored.hR, dh: null, hHat: null }, seq, picks, decodeArgs, job, retain);
+      await trajectories(anchor, { xLat: anchored.xLat, hR: anchored.hR, dh: null, hHat: null, other: otherIds }, seq, picks, decodeArgs, job, retain);
     }
     [...forget.x, ...forget.eps, ...retain.x, ...retain.eps].forEach((t) => scope.add(t));
 
@@ -504,9 +514,12 @@ export async function unlearnIdentity(photos: Tensor, models: EraseModels & { di
     const epsParts = [...forget.eps, ...retain.eps];
     // identity term: each forget state's photo embedding, a zero row for retain states
     const D = fRAll.shape[1];
-    const idParts = identityWeight > 0 ? [fRAll, scope.add(await tensor(new Float32Array(D), [1, D], { device: fRAll.device as never }))] : [];
+    const withIdentity = identityWeight > 0 || identityKeepWeight > 0;
+    const zero = withIdentity ? scope.add(await tensor(new Float32Array(D), [1, D], { device: fRAll.device as never })) : null;
     const idHinge: number[] = [];
     const idSimilarity: number[] = [];
+    const keepTerm: number[] = [];
+    const keepSimilarity: number[] = [];
     for (let step = first; step < iterations; step++) {
       const chosen: States['at'] = [];
       for (let b = 0; b < batchSize; b++) {
@@ -518,14 +531,19 @@ export async function unlearnIdentity(photos: Tensor, models: EraseModels & { di
       const rows = chosen.map((c): [number, number] => [c.part, c.row]);
       const images = await takeRows(xParts, rows);
       const targets = await takeRows(epsParts, rows);
-      const embeddings = identityWeight > 0 ? await takeRows(idParts, chosen.map((c): [number, number] => (c.photo >= 0 ? [0, c.photo] : [1, 0]))) : null;
+      const embeddings = identityWeight > 0 ? await takeRows([fRAll, zero!], chosen.map((c): [number, number] => (c.photo >= 0 ? [0, c.photo] : [1, 0]))) : undefined;
+      const keep = identityKeepWeight > 0 ? await takeRows([othersEmbKept, zero!], chosen.map((c): [number, number] => (c.other >= 0 ? [0, c.other] : [1, 0]))) : undefined;
       try {
-        const identity = embeddings ? { encoder, embeddings, weight: identityWeight, margin: identityMargin, protocol: o.protocol } : undefined;
+        const identity = withIdentity ? { encoder, embeddings, keep, weight: identityWeight, keepWeight: identityKeepWeight, margin: identityMargin, protocol: o.protocol } : undefined;
         const r = await trainer.step({ images, labels: Int32Array.from(chosen.map((c) => c.t)), targets, identity }, { lr, signal: job.signal });
         losses.push(r.loss);
         if (r.parts.identity !== undefined) {
           idHinge.push(r.parts.identity);
           idSimilarity.push(r.parts.identitySimilarity);
+        }
+        if (r.parts.identityKeep !== undefined) {
+          keepTerm.push(r.parts.identityKeep);
+          keepSimilarity.push(r.parts.identityKeepSimilarity);
         }
         opts.onStep?.({ step: r.step, iterations, loss: r.loss });
         if (opts.onCheckpoint && (r.step % checkpointEvery === 0 || r.step === iterations)) await opts.onCheckpoint(trainer, r.step);
@@ -533,6 +551,7 @@ export async function unlearnIdentity(photos: Tensor, models: EraseModels & { di
         images.dispose();
         targets.dispose();
         embeddings?.dispose();
+        keep?.dispose();
       }
     }
     const model = await trainer.model({ signal: job.signal });
@@ -565,7 +584,7 @@ export async function unlearnIdentity(photos: Tensor, models: EraseModels & { di
       retain: { before: await simEach(othersBefore, othersEmbKept), after: await simEach(othersAfter, othersEmbKept) },
       ...(variantReport ? { variants: variantReport } : {}),
       ...(compositeReport ? { composites: compositeReport } : {}),
-      ...(identityWeight > 0 ? { identity: { weight: identityWeight, margin: identityMargin, hinge: idHinge, similarity: idSimilarity } } : {}),
+      ...(withIdentity ? { identity: { weight: identityWeight, margin: identityMargin, hinge: idHinge, similarity: idSimilarity, keepWeight: identityKeepWeight, keep: keepTerm, keepSimilarity } } : {}),
       losses,
       seconds: (performance.now() - start) / 1000,
     };
