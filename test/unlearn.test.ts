@@ -111,6 +111,28 @@ t.test('a tiny unlearning run: the photo now decodes like its absorbed code, the
   await t.rejects(unlearnIdentity(photo, { diffusion, encoder, others }, { params: 'middle' as never }), { code: 'BIA_INVALID_ARGUMENT', message: /params/ });
 });
 
+t.test("identity terms: the student's pictures of the photo move away from the person, the report carries both terms", async (t) => {
+  const common = { erase: { ...BASE, threshold }, iterations: 40, lr: 1e-3, batchSize: 6, statesPerCode: 6, params: 'all' as const, seed: 4 };
+  const plain = await unlearnIdentity(photo, { diffusion, encoder, others }, common);
+  t.teardown(() => plain.dispose());
+  const withId = await unlearnIdentity(photo, { diffusion, encoder, others }, { ...common, identityWeight: 1, identityMargin: -1, identityKeepWeight: 1, plainStates: true });
+  t.teardown(() => withId.dispose());
+  t.notOk(plain.report.identity, 'no identity terms by default');
+  const id = withId.report.identity!;
+  t.equal(id.weight, 1);
+  t.equal(id.margin, -1);
+  const forgetSteps = id.hinge.length;
+  t.ok(forgetSteps > 0 && forgetSteps <= 40 && id.keep.length > 0, `the away term ran on ${forgetSteps} steps, the keep term on ${id.keep.length}`);
+  const mean = (a: number[]) => a.reduce((x, y) => x + y, 0) / a.length;
+  t.ok(mean(id.similarity.slice(-10)) < mean(id.similarity.slice(0, 10)), `the forget states' x̂0 moves away from the person (cosine ${mean(id.similarity.slice(0, 10)).toFixed(3)} → ${mean(id.similarity.slice(-10)).toFixed(3)})`);
+  // the plain states are the photo's own reconstruction trajectory: more forget states than without them
+  t.ok(withId.report.forgetStates > plain.report.forgetStates, `plainStates adds forget states (${plain.report.forgetStates} → ${withId.report.forgetStates})`);
+  t.comment(`plain reconstruction's similarity to the photo: without the terms ${plain.report.forget.after[0].toFixed(3)}, with them ${withId.report.forget.after[0].toFixed(3)}`);
+  t.ok(withId.report.forget.after[0] < plain.report.forget.after[0], 'the unlearned model reconstructs the photo less like the person');
+  await t.rejects(unlearnIdentity(photo, { diffusion, encoder, others }, { ...common, identityWeight: -1 }), { code: 'BIA_INVALID_ARGUMENT', message: /identityWeight/ });
+  await t.rejects(unlearnIdentity(photo, { diffusion, encoder, others }, { ...common, identityMargin: 1 }), { code: 'BIA_INVALID_ARGUMENT', message: /identityMargin/ });
+});
+
 t.test('anchor: other people are kept as the anchor decodes them', async (t) => {
   // an anchor with the same config and other weights: with it, the student learns the anchor's trajectories of the
   // other people, so it decodes them far closer to the anchor than a run kept to its own model does
@@ -167,6 +189,7 @@ t.test('bia unlearn: usage errors exit 2', async (t) => {
   t.equal(await runUnlearnCli(['--out', '/tmp/x']), 2, 'no photos');
   t.equal(await runUnlearnCli(['a.png', '--out', '/tmp/x', '--diffusion', 'd.pt']), 2, '--diffusion without --encoder');
   t.equal(await runUnlearnCli(['a.png', '--out', '/tmp/x', '--params', 'middle']), 2, 'bad --params');
+  t.equal(await runUnlearnCli(['a.png', '--out', '/tmp/x', '--identity-weight', 'lots']), 2, 'bad --identity-weight');
   t.equal(await runUnlearnCli(['a.png', '--out', '/tmp/x', '--diffusion', 'd.pt', '--encoder', 'e.pt']), 2, 'own models need --others');
 });
 

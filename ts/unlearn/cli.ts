@@ -48,6 +48,13 @@ with --params adapters the patch <out>/adapter.safetensors); the training state
                             are forgotten too, where the photo's shift erases them (0)
   --composites N            per photo, N pictures of other people with the photo's face blended in
                             are forgotten too, where the photo's shift erases them (0)
+  --identity-weight X       weight of an identity term on the forget states: the picture the model
+                            is heading for there, seen by the identity encoder, must not be the
+                            person (cosine above --identity-margin costs) (0: off)
+  --identity-margin X       cosine to the person below which that costs nothing (0.25)
+  --identity-keep-weight X  weight of the matching term on other people's states: their pictures must
+                            stay as like them as the original model's (default: --identity-weight)
+  --plain-states            also learn on the states of the photos' plain reconstruction
   --t0 N, --steps N, --neighbours N, --threshold X
                             the erase settings that form each black hole (the demo's with the
                             built-in models, the released defaults with yours)
@@ -102,7 +109,7 @@ export async function runUnlearnCli(argv: string[]): Promise<number> {
       options: {
         out: { type: 'string' }, diffusion: { type: 'string' }, encoder: { type: 'string' }, anchor: { type: 'string' }, others: { type: 'string', multiple: true },
         params: { type: 'string' }, iterations: { type: 'string' }, lr: { type: 'string' }, 'batch-size': { type: 'string' }, states: { type: 'string' },
-        'retain-share': { type: 'string' }, rank: { type: 'string' }, mirror: { type: 'boolean' }, variants: { type: 'string' }, composites: { type: 'string' }, protocol: { type: 'string' }, t0: { type: 'string' }, steps: { type: 'string' }, neighbours: { type: 'string' }, threshold: { type: 'string' }, seed: { type: 'string' }, device: { type: 'string' }, json: { type: 'boolean' }, help: { type: 'boolean', short: 'h' },
+        'retain-share': { type: 'string' }, rank: { type: 'string' }, mirror: { type: 'boolean' }, variants: { type: 'string' }, composites: { type: 'string' }, 'identity-weight': { type: 'string' }, 'identity-margin': { type: 'string' }, 'identity-keep-weight': { type: 'string' }, 'plain-states': { type: 'boolean' }, protocol: { type: 'string' }, t0: { type: 'string' }, steps: { type: 'string' }, neighbours: { type: 'string' }, threshold: { type: 'string' }, seed: { type: 'string' }, device: { type: 'string' }, json: { type: 'boolean' }, help: { type: 'boolean', short: 'h' },
       },
     }) as { values: Record<string, string | boolean | string[] | undefined>; positionals: string[] });
   } catch (e) {
@@ -145,6 +152,10 @@ export async function runUnlearnCli(argv: string[]): Promise<number> {
       mirror: values.mirror ? true : undefined,
       variants: num(str('variants'), 'variants', true),
       composites: num(str('composites'), 'composites', true),
+      identityWeight: num(str('identity-weight'), 'identity-weight', false),
+      identityMargin: num(str('identity-margin'), 'identity-margin', false),
+      identityKeepWeight: num(str('identity-keep-weight'), 'identity-keep-weight', false),
+      plainStates: values['plain-states'] ? true : undefined,
       seed: num(str('seed'), 'seed', true),
     };
     // Erase settings given as flags, checked by the one options spec.
