@@ -19,7 +19,7 @@
  *   node dist/bench/unlearn.js [--people 1] [--given 3] [--unseen 20] [--held-out 50] [--samples 500]
  *     [--sample-steps 20] [--iterations 300] [--params decoder|all|adapters] [--rank 8] [--lr 5e-5]
  *     [--others 32] [--states 10] [--retain-share 0.5] [--mirror] [--variants 0] [--composites 0] [--face-region cx,cy,rx,ry]
- *     [--identity-weight 0] [--identity-margin τm] [--identity-keep-weight W] [--plain-states] [--out out/unlearn-bench] [--json FILE]
+ *     [--identity-weight 0] [--identity-margin τm] [--identity-keep-weight W] [--refresh-every N] [--plain-states] [--out out/unlearn-bench] [--json FILE]
  */
 import { mkdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
@@ -64,6 +64,7 @@ async function main(): Promise<void> {
       'identity-margin': { type: 'string' },
       'identity-keep-weight': { type: 'string' },
       'plain-states': { type: 'boolean', default: false },
+      'refresh-every': { type: 'string', default: '0' },
       together: { type: 'boolean', default: false },
       anchor: { type: 'boolean', default: false },
       out: { type: 'string', default: 'out/unlearn-bench' },
@@ -185,6 +186,7 @@ async function main(): Promise<void> {
       identityMargin: values['identity-margin'] !== undefined ? n('identity-margin') : undefined,
       identityKeepWeight: values['identity-keep-weight'] !== undefined ? n('identity-keep-weight') : undefined,
       plainStates: values['plain-states'] as boolean,
+      refreshEvery: n('refresh-every'),
       faceRegion: values['face-region'] ? (([cx, cy, rx, ry]) => ({ cx, cy, rx, ry }))((values['face-region'] as string).split(',').map(Number)) : undefined,
       onStep: (s) => {
         if (s.step % 50 === 0) log(`person ${name} step ${s.step} loss ${s.loss.toFixed(5)}`);

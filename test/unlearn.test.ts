@@ -129,8 +129,16 @@ t.test("identity terms: the student's pictures of the photo move away from the p
   t.ok(withId.report.forgetStates > plain.report.forgetStates, `plainStates adds forget states (${plain.report.forgetStates} → ${withId.report.forgetStates})`);
   t.comment(`plain reconstruction's similarity to the photo: without the terms ${plain.report.forget.after[0].toFixed(3)}, with them ${withId.report.forget.after[0].toFixed(3)}`);
   t.ok(withId.report.forget.after[0] < plain.report.forget.after[0], 'the unlearned model reconstructs the photo less like the person');
+  // refreshEvery: the student's own trajectories join the pools (and replace each other at every refresh)
+  const refreshed = await unlearnIdentity(photo, { diffusion, encoder, others }, { ...common, plainStates: true, refreshEvery: 15 });
+  t.teardown(() => refreshed.dispose());
+  const newStates = (picks: number) => picks - 1; // the first state, x_lat, is the same on every trajectory
+  t.equal(refreshed.report.retainStates, plain.report.retainStates + others.shape[0] * newStates(6), `one set of the student's retain states (${refreshed.report.retainStates})`);
+  t.equal(refreshed.report.forgetStates, withId.report.forgetStates + newStates(6), 'and of its plain states of the photo');
+  t.ok(refreshed.report.losses.every(Number.isFinite), 'every loss finite');
   await t.rejects(unlearnIdentity(photo, { diffusion, encoder, others }, { ...common, identityWeight: -1 }), { code: 'BIA_INVALID_ARGUMENT', message: /identityWeight/ });
   await t.rejects(unlearnIdentity(photo, { diffusion, encoder, others }, { ...common, identityMargin: 1 }), { code: 'BIA_INVALID_ARGUMENT', message: /identityMargin/ });
+  await t.rejects(unlearnIdentity(photo, { diffusion, encoder, others }, { ...common, refreshEvery: 1.5 }), { code: 'BIA_INVALID_ARGUMENT', message: /refreshEvery/ });
 });
 
 t.test('anchor: other people are kept as the anchor decodes them', async (t) => {

@@ -55,6 +55,8 @@ with --params adapters the patch <out>/adapter.safetensors); the training state
   --identity-keep-weight X  weight of the matching term on other people's states: their pictures must
                             stay as like them as the original model's (default: --identity-weight)
   --plain-states            also learn on the states of the photos' plain reconstruction
+  --refresh-every N         every N steps, learn on other people's states along the trajectories
+                            the model being trained now follows (0: never)
   --t0 N, --steps N, --neighbours N, --threshold X
                             the erase settings that form each black hole (the demo's with the
                             built-in models, the released defaults with yours)
@@ -109,7 +111,7 @@ export async function runUnlearnCli(argv: string[]): Promise<number> {
       options: {
         out: { type: 'string' }, diffusion: { type: 'string' }, encoder: { type: 'string' }, anchor: { type: 'string' }, others: { type: 'string', multiple: true },
         params: { type: 'string' }, iterations: { type: 'string' }, lr: { type: 'string' }, 'batch-size': { type: 'string' }, states: { type: 'string' },
-        'retain-share': { type: 'string' }, rank: { type: 'string' }, mirror: { type: 'boolean' }, variants: { type: 'string' }, composites: { type: 'string' }, 'identity-weight': { type: 'string' }, 'identity-margin': { type: 'string' }, 'identity-keep-weight': { type: 'string' }, 'plain-states': { type: 'boolean' }, protocol: { type: 'string' }, t0: { type: 'string' }, steps: { type: 'string' }, neighbours: { type: 'string' }, threshold: { type: 'string' }, seed: { type: 'string' }, device: { type: 'string' }, json: { type: 'boolean' }, help: { type: 'boolean', short: 'h' },
+        'retain-share': { type: 'string' }, rank: { type: 'string' }, mirror: { type: 'boolean' }, variants: { type: 'string' }, composites: { type: 'string' }, 'identity-weight': { type: 'string' }, 'identity-margin': { type: 'string' }, 'identity-keep-weight': { type: 'string' }, 'plain-states': { type: 'boolean' }, 'refresh-every': { type: 'string' }, protocol: { type: 'string' }, t0: { type: 'string' }, steps: { type: 'string' }, neighbours: { type: 'string' }, threshold: { type: 'string' }, seed: { type: 'string' }, device: { type: 'string' }, json: { type: 'boolean' }, help: { type: 'boolean', short: 'h' },
       },
     }) as { values: Record<string, string | boolean | string[] | undefined>; positionals: string[] });
   } catch (e) {
@@ -156,6 +158,7 @@ export async function runUnlearnCli(argv: string[]): Promise<number> {
       identityMargin: num(str('identity-margin'), 'identity-margin', false),
       identityKeepWeight: num(str('identity-keep-weight'), 'identity-keep-weight', false),
       plainStates: values['plain-states'] ? true : undefined,
+      refreshEvery: num(str('refresh-every'), 'refresh-every', true),
       seed: num(str('seed'), 'seed', true),
     };
     // Erase settings given as flags, checked by the one options spec.

@@ -110,6 +110,15 @@ export interface UnlearnOptions extends JobOptions {
    * the target (default false).
    */
   plainStates?: boolean;
+  /**
+   * Every this many steps (default 0: never), the states of other people (and with `plainStates` of the photos'
+   * plain reconstructions) are taken again along the trajectories the student itself now follows, with the
+   * frozen model's ε there as the target; they replace the previous such set, beside the frozen model's own
+   * trajectories. A student trained only on the teacher's states drifts off them on its own decoding, and small
+   * errors add up over the steps; these states teach it the way back. A resumed run takes them again at the
+   * step it resumes from, so with `refreshEvery` a resumed run is not bit-identical to an uninterrupted one.
+   */
+  refreshEvery?: number;
   seed?: number;
   /** A trainer checkpoint to resume from (written by a previous, interrupted run's onCheckpoint). */
   resumeFrom?: string;
@@ -286,12 +295,12 @@ interface Codes {
  * teacher's ε there, with Δh added while t ≥ tEdit (dh null: plain reconstruction). One batched
  * decode per sampled call.
  */
-async function trajectories(diffusion: DiffusionModel, c: Codes, seq: number[], picks: number[], o: { t0: number; steps: number; tEdit: number }, job: JobOptions, out: States): Promise<void> {
+async function trajectories(diffusion: DiffusionModel, c: Codes, seq: number[], picks: number[], o: { t0: number; steps: number; tEdit: number }, job: JobOptions, out: States, from: DiffusionModel = diffusion): Promise<void> {
   const n = c.xLat.shape[0];
   for (const j of picks) {
     const t = seq[seq.length - 1 - j];
     const hHat = c.plain ? null : c.hHat;
-    const x = j === 0 ? await takeRows([c.xLat], Array.from({ length: n }, (_, i) => [0, i])) : await diffusion.decode(c.xLat, hHat, { mode: 'every-step', hRef: hHat ? c.hR : undefined, t0: o.t0, steps: o.steps, tEdit: o.tEdit, eta: 0, stopAfter: j, batchSize: 64, signal: job.signal });
+    const x = j === 0 ? await takeRows([c.xLat], Array.from({ length: n }, (_, i) => [0, i])) : await from.decode(c.xLat, hHat, { mode: 'every-step', hRef: hHat ? c.hR : undefined, t0: o.t0, steps: o.steps, tEdit: o.tEdit, eta: 0, stopAfter: j, batchSize: 64, signal: job.signal });
     const r = await diffusion.forward(x, t, { hDelta: c.dh && t >= o.tEdit ? c.dh : undefined, signal: job.signal });
     r.h.dispose();
     const part = out.x.length;
@@ -360,6 +369,7 @@ export async function unlearnIdentity(photos: Tensor, models: EraseModels & { di
   const identityKeepWeight = opts.identityKeepWeight ?? identityWeight;
   if (!(typeof identityKeepWeight === 'number' && identityKeepWeight >= 0 && identityKeepWeight <= 1e6)) throw invalidArgument(`identityKeepWeight must be a number in [0, 1e6], got ${JSON.stringify(identityKeepWeight)}`);
   const plainStates = opts.plainStates ?? false;
+  const refreshEvery = checkInt(opts.refreshEvery ?? 0, 'refreshEvery', 0, 1_000_000);
   if (typeof plainStates !== 'boolean') throw invalidArgument(`plainStates must be true or false, got ${JSON.stringify(plainStates)}`);
   const { diffusion, encoder } = models;
   const anchor = opts.anchor ?? diffusion;
@@ -483,13 +493,12 @@ export async function unlearnIdentity(photos: Tensor, models: EraseModels & { di
 
     // Other people: their own reconstruction trajectories, unedited (by the anchor when one is given).
     const otherIds = Array.from({ length: others.shape[0] }, (_, k) => k);
-    if (anchor === diffusion) await trajectories(diffusion, { xLat: othersInv.xLat, hR: othersInv.hR, dh: null, hHat: null, other: otherIds }, seq, picks, decodeArgs, job, retain);
-    else {
+    let retainCodes: Codes = { xLat: othersInv.xLat, hR: othersInv.hR, dh: null, hHat: null, other: otherIds };
+    if (anchor !== diffusion) {
       const anchored = await anchor.invert(others, { t0: o.t0, steps: o.steps, signal: job.signal });
-      scope.add(anchored.xLat);
-      scope.add(anchored.hR);
-      await trajectories(anchor, { xLat: anchored.xLat, hR: anchored.hR, dh: null, hHat: null, other: otherIds }, seq, picks, decodeArgs, job, retain);
+      retainCodes = { xLat: scope.add(anchored.xLat), hR: scope.add(anchored.hR), dh: null, hHat: null, other: otherIds };
     }
+    await trajectories(anchor, retainCodes, seq, picks, decodeArgs, job, retain);
     [...forget.x, ...forget.eps, ...retain.x, ...retain.eps].forEach((t) => scope.add(t));
 
     trainer = await createTrainer('diffusion', diffusion, {
@@ -510,8 +519,36 @@ export async function unlearnIdentity(photos: Tensor, models: EraseModels & { di
       return rng % n;
     };
     for (let s = 0; s < first * batchSize; s++) rand(1); // the same draws as an uninterrupted run
-    const xParts = [...forget.x, ...retain.x];
-    const epsParts = [...forget.eps, ...retain.eps];
+    let xParts = [...forget.x, ...retain.x];
+    let epsParts = [...forget.eps, ...retain.eps];
+    // refreshEvery: the states along the student's own trajectories, replaced at each refresh
+    const base = { forget: forget.at.length, retain: retain.at.length, forgetParts: forget.x.length, retainParts: retain.x.length };
+    let refreshed: Tensor[] = [];
+    const refresh = async () => {
+      const student = await trainer!.model({ signal: job.signal });
+      try {
+        const f = emptyStates();
+        const r = emptyStates();
+        await trajectories(anchor, retainCodes, seq, picks.filter((j) => j > 0), decodeArgs, job, r, student);
+        if (plainStates) await trajectories(diffusion, { ...given, plain: true }, seq, picks.filter((j) => j > 0), decodeArgs, job, f, student);
+        refreshed.forEach((t) => scope.keep(t).dispose());
+        refreshed = [...f.x, ...f.eps, ...r.x, ...r.eps].map((t) => scope.add(t));
+        forget.at.length = base.forget;
+        retain.at.length = base.retain;
+        forget.x.length = forget.eps.length = base.forgetParts;
+        retain.x.length = retain.eps.length = base.retainParts;
+        for (const s of f.at) forget.at.push({ ...s, part: s.part + base.forgetParts });
+        for (const s of r.at) retain.at.push({ ...s, part: s.part + base.retainParts });
+        forget.x.push(...f.x);
+        forget.eps.push(...f.eps);
+        retain.x.push(...r.x);
+        retain.eps.push(...r.eps);
+        xParts = [...forget.x, ...retain.x];
+        epsParts = [...forget.eps, ...retain.eps];
+      } finally {
+        student.dispose();
+      }
+    };
     // identity term: each forget state's photo embedding, a zero row for retain states
     const D = fRAll.shape[1];
     const withIdentity = identityWeight > 0 || identityKeepWeight > 0;
@@ -521,6 +558,7 @@ export async function unlearnIdentity(photos: Tensor, models: EraseModels & { di
     const keepTerm: number[] = [];
     const keepSimilarity: number[] = [];
     for (let step = first; step < iterations; step++) {
+      if (refreshEvery > 0 && step > 0 && (step % refreshEvery === 0 || step === first)) await refresh();
       const chosen: States['at'] = [];
       for (let b = 0; b < batchSize; b++) {
         const fromRetain = b < nRetain;
