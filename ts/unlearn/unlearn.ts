@@ -168,7 +168,7 @@ export interface UnlearnReport {
   variants?: ExtraCodesReport;
   /** With `composites`: the same figures for the composites (the photo's face in another person's picture). */
   composites?: ExtraCodesReport;
-  /** identityWeight > 0: the identity term (hinge) and the forget states' mean cosine, per step. */
+  /** identityWeight or identityKeepWeight > 0: per step, the away term (hinge) and the forget states' mean cosine, the keep term and the retain states' mean cosine. */
   identity?: { weight: number; margin: number; hinge: number[]; similarity: number[]; keepWeight: number; keep: number[]; keepSimilarity: number[] };
   losses: number[];
   seconds: number;
@@ -185,7 +185,7 @@ export interface UnlearnResult extends Disposable {
   dispose(): void;
 }
 
-/** Trajectory states: batches of x_j and the teacher's ε there, and per state (batch, row, t_j, and for forget states the photo it shows). */
+/** Trajectory states: batches of x_j and the teacher's ε there, and per state (batch, row, t_j, the photo a forget state shows and the other person a retain state shows, −1 for none). */
 interface States {
   x: Tensor[];
   eps: Tensor[];
