@@ -222,6 +222,9 @@ IdentityTerms identityTerms(const TrainerState& st, const TrainBatch& b, const a
     FrozenParameters frozen(enc.net->module());
     return l2normalize(enc.net->forward(preprocess(xe, b.identityProtocol)).to(dev, at::kFloat));
   };
+  for (const auto& [rows, what] : {std::pair{b.identity, "embeddings"}, std::pair{b.identityKeep, "keep"}}) {
+    if (rows.defined() && !at::isfinite(rows).all().item<bool>()) invalidArgument(std::string("batch.identity.") + what + " holds NaN or infinite values");
+  }
   const at::Tensor awayIdx = activeRows(b.identity), keepIdx = activeRows(b.identityKeep);
   const int64_t nAway = awayIdx.defined() ? awayIdx.numel() : 0, nKeep = keepIdx.defined() ? keepIdx.numel() : 0;
   IdentityTerms r;
@@ -332,7 +335,8 @@ LossTerms computeLoss(TrainerState& st, const TrainBatch& b, double margin, bool
 }
 
 [[noreturn]] void nonFinite(const TrainBatch& b, int64_t step, const std::string& what) {
-  const bool badInput = !at::isfinite(b.images).all().item<bool>() || (b.targets.defined() && !at::isfinite(b.targets).all().item<bool>());
+  auto bad = [](const at::Tensor& v) { return v.defined() && !at::isfinite(v).all().item<bool>(); };
+  const bool badInput = bad(b.images) || bad(b.targets) || bad(b.identity) || bad(b.identityKeep);
   throw BiaError(ErrorCode::Torch, "non-finite training " + what + " at step " + std::to_string(step) + " (NaN or Inf)" +
                  (badInput ? ": the batch contains NaN or Inf values" : ": lower the learning rate or set gradClip") +
                  "; this step's update was not applied");

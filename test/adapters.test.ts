@@ -173,6 +173,9 @@ t.test('the identity terms on x̂0: their values from forward() and the encoder,
   await t.rejects(trainer.step({ ...batch, identity: { encoder, embeddings, margin: 1 } }), { code: 'BIA_INVALID_ARGUMENT', message: /margin/ });
   await t.rejects(trainer.step({ ...batch, identity: { encoder: {} as never, embeddings } }), { code: 'BIA_INVALID_ARGUMENT', message: /batch.identity must be/ });
   await t.rejects(trainer.step({ ...batch, identity: { encoder } }), { code: 'BIA_INVALID_ARGUMENT', message: /at least one/ });
+  const nan = await tensor(new Float32Array(96).fill(NaN), [3, 32]);
+  await t.rejects(trainer.step({ ...batch, identity: { encoder, embeddings: nan } }), { code: 'BIA_INVALID_ARGUMENT', message: /identity.embeddings holds NaN/ });
+  nan.dispose();
   await t.rejects(trainer.step({ ...batch, identity: { encoder, keep: wrong } }), { code: 'BIA_INVALID_ARGUMENT', message: /identity.keep must be/ });
   for (const v of [embeddings, keep, negated, f.eps, f.h, probe, wrong]) v.dispose();
 });
