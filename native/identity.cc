@@ -186,12 +186,15 @@ std::shared_ptr<EncoderState> loadEncoder(const std::string& path, const std::st
   return st;
 }
 
+at::Tensor encoderInput(const EncoderState& st, const at::Tensor& x) {
+  at::Tensor xx = x.to(st.device, st.dtype);
+  return st.inputScale != 1.0 || st.inputShift != 0.0 ? xx * st.inputScale + st.inputShift : xx;
+}
+
 at::Tensor encoderEmbed(const EncoderState& st, const at::Tensor& x, Protocol p, bool normalize) {
   c10::InferenceMode guard;
   if (!at::isfinite(x).all().item<bool>()) invalidArgument("images contain NaN or Inf");
-  at::Tensor xx = x.to(st.device, st.dtype);
-  if (st.inputScale != 1.0 || st.inputShift != 0.0) xx = xx * st.inputScale + st.inputShift;
-  at::Tensor e = embed(*st.net, xx, p, normalize).contiguous();
+  at::Tensor e = embed(*st.net, encoderInput(st, x), p, normalize).contiguous();
   synchronize(st.device);
   return e;
 }

@@ -45,6 +45,9 @@ std::shared_ptr<EncoderState> createEncoder(const std::string& arch, double widt
 // normalisation from its "input" metadata.
 std::shared_ptr<EncoderState> loadEncoder(const std::string& path, const std::string& arch, c10::Device device,
                                           c10::ScalarType dtype, bool strict, JobContext& ctx);
+// Images [B, 3, H, W] in [-1, 1] as the encoder's weights expect them: on its device and dtype, with its pixel
+// normalisation (differentiable; embed() then gives the embeddings).
+at::Tensor encoderInput(const EncoderState& st, const at::Tensor& x);
 // The embeddings [B, D] (float32) of images [B, 3, H, W] in [-1, 1] (BIA_INVALID_ARGUMENT for NaN or Inf).
 at::Tensor encoderEmbed(const EncoderState& st, const at::Tensor& x, Protocol p, bool normalize);
 // Cosine similarities of embeddings: all pairs [N, M] (matrix) or row by row [N].

@@ -211,38 +211,38 @@ struct IdentityTerms {
 IdentityTerms identityTerms(const TrainerState& st, const TrainBatch& b, const at::Tensor& x, const at::Tensor& t, const at::Tensor& pred) {
   const c10::Device dev = st.options.device;
   const EncoderState& enc = *b.identityEncoder;
-  auto activeRows = [&](const at::Tensor& rows) { return rows.defined() ? (rows.to(dev, at::kFloat).norm(2, {1}) > 0).nonzero().squeeze(1) : at::Tensor(); };
+  for (const auto& [rows, what] : {std::pair{b.identity, "embeddings"}, std::pair{b.identityKeep, "keep"}}) {
+    if (rows.defined() && !at::isfinite(rows).all().item<bool>()) invalidArgument(std::string("batch.identity.") + what + " holds NaN or infinite values");
+  }
+  const at::Tensor away = b.identity.defined() ? b.identity.to(dev, at::kFloat) : at::Tensor();
+  const at::Tensor keep = b.identityKeep.defined() ? b.identityKeep.to(dev, at::kFloat) : at::Tensor();
+  auto activeRows = [](const at::Tensor& rows) { return rows.defined() ? (rows.norm(2, {1}) > 0).nonzero().squeeze(1) : at::Tensor(); };
   auto x0Of = [&](const at::Tensor& idx, const at::Tensor& eps) {
     at::Tensor ab = st.alphaBar.index_select(0, t.index_select(0, idx)).to(at::kFloat).view({-1, 1, 1, 1});
     return (x.index_select(0, idx).to(at::kFloat) - (1 - ab).sqrt() * eps.index_select(0, idx).to(at::kFloat)) / ab.sqrt();
   };
-  auto embed = [&](const at::Tensor& x0) {
-    at::Tensor xe = x0.to(enc.device, enc.dtype).contiguous();
-    if (enc.inputScale != 1.0 || enc.inputShift != 0.0) xe = xe * enc.inputScale + enc.inputShift;
+  auto embedX0 = [&](const at::Tensor& x0) {
     FrozenParameters frozen(enc.net->module());
-    return l2normalize(enc.net->forward(preprocess(xe, b.identityProtocol)).to(dev, at::kFloat));
+    return embed(*enc.net, encoderInput(enc, x0.contiguous()), b.identityProtocol).to(dev);
   };
-  for (const auto& [rows, what] : {std::pair{b.identity, "embeddings"}, std::pair{b.identityKeep, "keep"}}) {
-    if (rows.defined() && !at::isfinite(rows).all().item<bool>()) invalidArgument(std::string("batch.identity.") + what + " holds NaN or infinite values");
-  }
-  const at::Tensor awayIdx = activeRows(b.identity), keepIdx = activeRows(b.identityKeep);
+  const at::Tensor awayIdx = activeRows(away), keepIdx = activeRows(keep);
   const int64_t nAway = awayIdx.defined() ? awayIdx.numel() : 0, nKeep = keepIdx.defined() ? keepIdx.numel() : 0;
   IdentityTerms r;
   if (nAway + nKeep == 0) return r;
   std::vector<at::Tensor> idx;
   if (nAway > 0) idx.push_back(awayIdx);
   if (nKeep > 0) idx.push_back(keepIdx);
-  const at::Tensor e = embed(x0Of(at::cat(idx), pred));  // one encoder pass for both terms
+  const at::Tensor e = embedX0(x0Of(at::cat(idx), pred));  // one encoder pass for both terms
   if (nAway > 0) {
-    r.awayCos = (e.narrow(0, 0, nAway) * l2normalize(b.identity.to(dev, at::kFloat).index_select(0, awayIdx))).sum(1);
+    r.awayCos = (e.narrow(0, 0, nAway) * l2normalize(away.index_select(0, awayIdx))).sum(1);
     r.away = at::relu(r.awayCos - b.identityMargin).mean();
   }
   if (nKeep > 0) {
-    const at::Tensor ref = l2normalize(b.identityKeep.to(dev, at::kFloat).index_select(0, keepIdx));
+    const at::Tensor ref = l2normalize(keep.index_select(0, keepIdx));
     at::Tensor teacher;
     {
       torch::NoGradGuard noGrad;
-      teacher = (embed(x0Of(keepIdx, b.targets.to(dev, at::kFloat))) * ref).sum(1);
+      teacher = (embedX0(x0Of(keepIdx, b.targets.to(dev, at::kFloat))) * ref).sum(1);
     }
     r.keepCos = (e.narrow(0, nAway, nKeep) * ref).sum(1);
     r.keep = at::relu(teacher - r.keepCos).mean();
@@ -335,8 +335,7 @@ LossTerms computeLoss(TrainerState& st, const TrainBatch& b, double margin, bool
 }
 
 [[noreturn]] void nonFinite(const TrainBatch& b, int64_t step, const std::string& what) {
-  auto bad = [](const at::Tensor& v) { return v.defined() && !at::isfinite(v).all().item<bool>(); };
-  const bool badInput = bad(b.images) || bad(b.targets) || bad(b.identity) || bad(b.identityKeep);
+  const bool badInput = !at::isfinite(b.images).all().item<bool>() || (b.targets.defined() && !at::isfinite(b.targets).all().item<bool>());
   throw BiaError(ErrorCode::Torch, "non-finite training " + what + " at step " + std::to_string(step) + " (NaN or Inf)" +
                  (badInput ? ": the batch contains NaN or Inf values" : ": lower the learning rate or set gradClip") +
                  "; this step's update was not applied");

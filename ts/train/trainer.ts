@@ -197,7 +197,7 @@ function nativeBatch(batch: Batch): { native: NativeTrainBatch; temporaries: Nat
     }
     if (id.weight !== undefined) finiteIn(id.weight, 'batch.identity.weight', 0, 1e6);
     if (id.keepWeight !== undefined) finiteIn(id.keepWeight, 'batch.identity.keepWeight', 0, 1e6);
-    if (id.margin !== undefined) finiteIn(id.margin, 'batch.identity.margin', -1, 0.999999);
+    if (id.margin !== undefined) finiteIn(id.margin, 'batch.identity.margin', -1, 1);
     identity = { encoder: id.encoder.native, embeddings: id.embeddings?.handle, keep: id.keep?.handle, weight: id.weight, keepWeight: id.keepWeight, margin: id.margin, protocol: id.protocol };
   }
   return { native: { images, labels, targets, identity }, temporaries };
