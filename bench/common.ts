@@ -19,9 +19,11 @@ export function findPython(explicit?: string): string | null {
 /**
  * Let BLAS/OpenMP threads left spinning by one side (addon or Python) go idle before the other side
  * is timed; without it, a tiny model measured right after the other process ran 50× slower.
+ * `ms` (CPU only; default 150): a shorter pause where only this process's own threads ran before and
+ * the case's warm-up follows (the harness between its own cases: 50).
  */
-export function settle(device: string): Promise<void> {
-  return new Promise((r) => setTimeout(r, device === 'cpu' ? 150 : 0));
+export function settle(device: string, ms = 150): Promise<void> {
+  return new Promise((r) => setTimeout(r, device === 'cpu' ? ms : 0));
 }
 
 

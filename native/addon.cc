@@ -43,6 +43,7 @@ void setFunctions(Napi::Env env, Napi::Object exports, std::initializer_list<std
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
   installShutdownHandler();
   installCpuAllocator();
+  tuneMalloc();  // BIA_MALLOC_TUNE=0 leaves glibc's malloc as it is
   applyCudnnBenchmarkEnv();  // BIA_CUDNN_BENCHMARK=1
   env.SetInstanceData<AddonData>(new AddonData());
 

@@ -3,6 +3,9 @@
 #include <c10/core/Allocator.h>
 #include <c10/core/CPUAllocator.h>
 #include <c10/core/impl/alloc_cpu.h>
+#if defined(__GLIBC__)
+#include <malloc.h>
+#endif
 #include <sys/mman.h>
 #include <unistd.h>
 
@@ -163,8 +166,32 @@ void installCpuAllocator() {
   });
 }
 
+namespace {
+bool mallocTuned = false;
+}  // namespace
+
+bool tuneMalloc() {
+  static std::once_flag once;
+  std::call_once(once, [] {
+#if defined(__GLIBC__)
+    const char* off = std::getenv("BIA_MALLOC_TUNE");
+    if (off != nullptr && std::strcmp(off, "0") == 0) return;
+    for (const char* v : {"MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_", "MALLOC_TOP_PAD_"}) {
+      if (std::getenv(v) != nullptr) return;
+    }
+    const char* tunables = std::getenv("GLIBC_TUNABLES");
+    if (tunables != nullptr && std::strstr(tunables, "glibc.malloc.") != nullptr) return;
+    // Both set, so that glibc's dynamic adjustment stays off (either mallopt turns it off).
+    mallocTuned = mallopt(M_MMAP_THRESHOLD, static_cast<int>(kLarge)) == 1 && mallopt(M_TRIM_THRESHOLD, 16 << 20) == 1;
+#endif
+  });
+  return mallocTuned;
+}
+
 CpuCacheStats cpuCacheStats() {
-  return CachingCpuAllocator::instance ? CachingCpuAllocator::instance->stats() : CpuCacheStats{};
+  CpuCacheStats s = CachingCpuAllocator::instance ? CachingCpuAllocator::instance->stats() : CpuCacheStats{};
+  s.mallocTuned = mallocTuned;
+  return s;
 }
 
 void emptyCpuCache() {

@@ -10,6 +10,8 @@ namespace bia {
 
 struct CpuCacheStats {
   bool enabled = false;
+  // glibc malloc's thresholds pinned for the blocks under 1 MiB (tuneMalloc); false: left as they were.
+  bool mallocTuned = false;
   int64_t limitBytes = 0;
   int64_t cachedBytes = 0;  // free blocks held for reuse
   int64_t liveBytes = 0;    // large blocks in use
@@ -21,6 +23,17 @@ struct CpuCacheStats {
 // bound in MiB; default: a quarter of physical memory, at most 4 GiB).
 void installCpuAllocator();
 CpuCacheStats cpuCacheStats();
+
+// Blocks under 1 MiB go to malloc. glibc's malloc serves blocks from 128 KiB by mmap and gives the
+// top of its heap back from 128 KiB free, raising both thresholds only as large blocks are freed —
+// which the cache above never does — so a small model's 128–512 KiB activations were mapped,
+// faulted in and unmapped on every call (the tiny UNet's forward 2× slower, and slower or not from
+// one process to the next). Pinning the thresholds (mmap from 1 MiB: the blocks the cache takes;
+// trim above 16 MiB free) serves them from the heap. Once, at load; glibc only. Not done where
+// BIA_MALLOC_TUNE=0 or the process already sets malloc's thresholds (MALLOC_MMAP_THRESHOLD_,
+// MALLOC_TRIM_THRESHOLD_, MALLOC_TOP_PAD_, or GLIBC_TUNABLES naming glibc.malloc). Returns whether
+// it pinned them.
+bool tuneMalloc();
 // Release every cached free block to the system.
 void emptyCpuCache();
 

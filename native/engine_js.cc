@@ -66,6 +66,7 @@ Napi::Value RuntimeInfo(const Napi::CallbackInfo& info) {
     cache.Set("liveBytes", static_cast<double>(cs.liveBytes));
     cache.Set("hits", static_cast<double>(cs.hits));
     cache.Set("misses", static_cast<double>(cs.misses));
+    cache.Set("mallocTuned", cs.mallocTuned);
     o.Set("cpuCache", cache);
     return o;
   });

@@ -78,7 +78,11 @@ export interface NativeRuntimeInfo {
   hasOpenMP: boolean;
   blas: { name: string; library: string; config: string; threads?: number };
   cuda: { built: boolean; available: boolean; cudnn: boolean; devices: { index: number; name: string; totalMemory: number }[] };
-  cpuCache: { enabled: boolean; limitBytes: number; cachedBytes: number; liveBytes: number; hits: number; misses: number };
+  cpuCache: {
+    enabled: boolean; limitBytes: number; cachedBytes: number; liveBytes: number; hits: number; misses: number;
+    /** glibc malloc's thresholds pinned at load for the blocks under 1 MiB (BIA_MALLOC_TUNE=0: not). */
+    mallocTuned: boolean;
+  };
 }
 
 export interface NativeBenchmarkSpec {

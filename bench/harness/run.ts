@@ -216,7 +216,9 @@ class Context implements BenchContext {
     const minTime = opts.minTime ?? d.minTime;
     const trials = opts.trials ?? d.trials;
     const warmupAtLeast = Math.max(1, opts.warmup ?? d.warmup);
-    await settle(this.options.device);
+    // After this process's own work (references settle for 150 ms after themselves): OpenBLAS's idle
+    // threads still spin for up to about 0.1 s, which the first call and the warm-up absorb.
+    await settle(this.options.device, 50);
     // The first call alone (oneDNN primitives, thread wake-up, allocator growth), then warm-up until two calls agree.
     const firstCall = await sample(1);
     const warm: number[] = [];

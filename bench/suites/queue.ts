@@ -8,6 +8,7 @@
  *    worker; the difference per job, also as a share of the real job's time.
  * The demo config runs the built-in default models with the demo's settings (what `bia worker` runs by
  * default); the others save their random models for the workers. --images N sets N (default 4; smoke 2).
+ * M is 30 (smoke 20; 100 before 2026-12-08).
  */
 import { spawn } from 'node:child_process';
 import * as fs from 'node:fs';
@@ -16,7 +17,7 @@ import path from 'node:path';
 import { createEraseQueue, randn, startEraseWorker, takeRows, writeImage, type EraseOptions, type EraseReport, type EraseResult, type Tensor } from '../../ts/index';
 import { eraseJobId, runEraseJob, type EraseJobData, type EraseWorkerModels } from '../../ts/queue/job';
 import { startLocalRedis } from '../../ts/queue/local-redis';
-import type { Suite } from '../harness/types';
+import type { ParamValue, Suite } from '../harness/types';
 
 const CLI = path.join(__dirname, '..', '..', 'ts', 'cli.js');
 
@@ -39,7 +40,7 @@ export const suite: Suite = {
     const { device, smoke } = ctx.options;
     const cfg = ctx.config;
     const images = ctx.options.images ?? (smoke ? 2 : 4);
-    const jobs = smoke ? 20 : 100;
+    const jobs = smoke ? 20 : 30;
     const root = fs.mkdtempSync(path.join(os.tmpdir(), 'bia-bench-queue-'));
     const redis = await startLocalRedis();
     const children: Array<ReturnType<typeof spawn>> = [];
@@ -66,25 +67,31 @@ export const suite: Suite = {
         await m.encoder.save(files.encoder);
         m.dispose();
         modelFlags.push('--diffusion', files.diffusion, '--encoder', files.encoder, ...(cfg.name === 'celeba-hq-256' ? ['--config', 'celeba-hq-256'] : []));
-        // Random weights see one identity everywhere: no boundary, and a short optimize absorption.
-        options = { t0: cfg.t0, steps: ctx.steps, neighbours: ctx.neighbours, batchSize: ctx.batchSize, protocol: cfg.protocol, calibrationRounds: 2, iterations: 2, backprop: 'one-step' };
+        // Random weights: the 'fast' settings — at most 10 steps, one calibration round, `line` absorption
+        // over 4 distances (a short one-step optimize where no boundary is found). Before 2026-12-08: the
+        // config's steps, 2 rounds and the walk (the cases' params then said only settings=fast).
+        options = { t0: cfg.t0, steps: Math.min(ctx.steps, 10), neighbours: ctx.neighbours, batchSize: ctx.batchSize, protocol: cfg.protocol, calibrationRounds: 1, absorb: 'line', lineSteps: 4, iterations: 2, backprop: 'one-step' };
       }
+      const settingsParams: Record<string, ParamValue> = cfg.name === 'demo' ? { settings: 'demo' } : { settings: 'fast', steps: options.steps!, neighbours: options.neighbours!, absorb: 'line' };
       ctx.note('images', images);
       ctx.note('settings', cfg.name === 'demo' ? 'the demo settings (bia worker with the default models)' : options);
 
-      // --- throughput with 1 and 2 worker processes
+      // --- throughput with 1 and 2 worker processes. Every worker is started up front (1 on the first
+      // queue, 2 on the second; both paused), so the second round does not wait for its workers to load.
       const perHour: Record<number, number> = {};
       const jobSeconds: number[] = [];
-      for (const workers of [1, 2]) {
-        const name = `bench-${workers}`;
-        const q = await createEraseQueue({ connection: redis.url, name });
-        try {
+      const rounds = [1, 2].map((workers) => ({ workers, name: `bench-${workers}` }));
+      const queues = await Promise.all(rounds.map((r) => createEraseQueue({ connection: redis.url, name: r.name })));
+      try {
+        const planned: Array<{ workers: number; q: (typeof queues)[number]; ids: string[]; exits: Array<Promise<number | null>> }> = [];
+        const ready: Array<Promise<void>> = [];
+        for (const [i, r] of rounds.entries()) {
+          const q = queues[i];
           await q.queue.pause();
-          const added = await q.add([inDir], { out: path.join(root, `out-${workers}`), options, attempts: 1 });
-          const ready: Array<Promise<void>> = [];
+          const added = await q.add([inDir], { out: path.join(root, `out-${r.workers}`), options, attempts: 1 });
           const exits: Array<Promise<number | null>> = [];
-          for (let k = 0; k < workers; k++) {
-            const c = spawn(process.execPath, [CLI, 'worker', '--redis', redis.url, '--name', name, '--device', device, '--until-drained', ...modelFlags], {
+          for (let k = 0; k < r.workers; k++) {
+            const c = spawn(process.execPath, [CLI, 'worker', '--redis', redis.url, '--name', r.name, '--device', device, '--until-drained', ...modelFlags], {
               env: { ...process.env, BIA_NUM_THREADS: '1' },
               stdio: ['ignore', 'ignore', 'pipe'],
             });
@@ -96,28 +103,37 @@ export const suite: Suite = {
                   log += d.toString();
                   if (/takes jobs from/.test(log)) resolve();
                 });
-                c.once('exit', (code) => reject(new Error(`worker ${k + 1} exited with code ${code} before it was ready: ${log.slice(-2000)}`)));
+                c.once('exit', (code) => reject(new Error(`worker ${k + 1} of ${r.name} exited with code ${code} before it was ready: ${log.slice(-2000)}`)));
               }),
             );
-            exits.push(new Promise((r) => c.once('exit', (code) => r(code))));
+            exits.push(new Promise((res) => c.once('exit', (code) => res(code))));
           }
-          await Promise.all(ready);
+          planned.push({ workers: r.workers, q, ids: added.added.map((a) => a.id), exits });
+        }
+        await Promise.all(ready);
+        for (const { workers, q, ids } of planned) {
           const t0 = Date.now();
           await q.queue.resume();
-          const codes = await Promise.all(exits);
-          if (codes.some((c) => c !== 0)) throw new Error(`a worker exited with ${codes.join(', ')}`);
-          const done = await Promise.all(added.added.map((a) => q.queue.getJob(a.id)));
+          // Until every job has finished (the workers exit on their own a second later, drained).
+          for (;;) {
+            const c = await q.queue.getJobCounts('completed', 'failed');
+            if ((c.completed ?? 0) + (c.failed ?? 0) >= ids.length) break;
+            await sleep(20);
+          }
+          const done = await Promise.all(ids.map((id) => q.queue.getJob(id)));
           const failed = done.filter((j) => !j?.finishedOn || j.failedReason);
           if (failed.length) throw new Error(`${failed.length} job(s) did not complete: ${failed[0]?.failedReason ?? 'missing'}`);
           const seconds = (Math.max(...done.map((j) => j!.finishedOn!)) - t0) / 1000;
           if (workers === 1) jobSeconds.push(...done.map((j) => j!.returnvalue.seconds));
-          await ctx.record('throughput', { params: { workers, threadsPerWorker: 1, images, settings: cfg.name === 'demo' ? 'demo' : 'fast' }, items: images }, [seconds]);
+          await ctx.record('throughput', { params: { workers, threadsPerWorker: 1, images, ...settingsParams }, items: images }, [seconds]);
           perHour[workers] = (images / seconds) * 3600;
           ctx.log(`${workers} worker(s): ${images} images in ${seconds.toFixed(1)} s → ${perHour[workers].toFixed(1)} images/h`);
-          await q.queue.obliterate({ force: true });
-        } finally {
-          await q.close();
         }
+        const codes = await Promise.all(planned.flatMap((p) => p.exits));
+        if (codes.some((c) => c !== 0)) throw new Error(`a worker exited with ${codes.join(', ')}`);
+        for (const q of queues) await q.queue.obliterate({ force: true });
+      } finally {
+        for (const q of queues) await q.close();
       }
       jobSeconds.sort((a, b) => a - b);
       const realJob = jobSeconds[Math.floor(jobSeconds.length / 2)];
