@@ -7,6 +7,8 @@
  *   node dist/bench/verdicts.js --ab …                 (each comparison is one `bia bench --against` this
  *                               checkout: this build and itself, interleaved; the slowdown is applied to
  *                               the interleaved baseline)
+ *                               (judged on the pairs of processes, as `bia bench --against` judges; --unpaired:
+ *                               each side's processes pooled, as before 2026-12-08)
  *   node dist/bench/verdicts.js --from DIR [--ignore-load] …   (judge the runs a --keep DIR kept again, e.g.
  *                               without the busy-machine rule; exit codes are then not known)
  *
@@ -102,6 +104,7 @@ async function main(argv: string[]): Promise<void> {
       from: { type: 'string' },
       'ignore-load': { type: 'boolean', default: false },
       ab: { type: 'boolean', default: false },
+      unpaired: { type: 'boolean', default: false },
     },
   });
   const runs = Number(values.runs);
@@ -113,6 +116,9 @@ async function main(argv: string[]): Promise<void> {
   const tolerance = parseTolerance(values.tolerance);
   const from = values.from ? path.resolve(values.from) : null;
   const ignoreLoad = values['ignore-load'];
+  // --ab runs are judged on the pairs of processes (as `bia bench --against` judges them); --unpaired: on
+  // each side's processes pooled (the judgement before 2026-12-08).
+  const paired = values.ab && !values.unpaired;
   const dir = from ?? (values.keep ? path.resolve(values.keep) : mkdtempSync(path.join(os.tmpdir(), 'bia-verdicts-')));
   mkdirSync(dir, { recursive: true });
   const log = (s: string) => process.stderr.write(`${s}\n`);
@@ -128,6 +134,7 @@ async function main(argv: string[]): Promise<void> {
     slowdown,
     ...(from ? { judgedAgainFrom: from } : {}),
     ignoreLoad,
+    paired,
   };
   const write = () => {
     mkdirSync(path.dirname(path.resolve(values.out)), { recursive: true });
@@ -158,10 +165,10 @@ async function main(argv: string[]): Promise<void> {
           const base = ab ? asBenchRun(run.against, `${file} (against)`) : firstBase!;
           const slowBase = faster(base, slowdown);
           rec.load = runLoad(run);
-          const c = compareRuns(base, run, tolerance, 0.99, { ignoreLoad });
+          const c = compareRuns(base, run, tolerance, 0.99, { ignoreLoad, paired });
           rec.verdicts = verdictCounts(c);
           rec.regressions = c.cases.filter((x) => x.verdict === 'regression').map((x) => `${x.key}: ${x.reasons.join('; ')}`);
-          const s = compareRuns(slowBase, run, tolerance, 0.99, { ignoreLoad });
+          const s = compareRuns(slowBase, run, tolerance, 0.99, { ignoreLoad, paired });
           const judged = s.cases.filter((x) => x.old !== null && x.new !== null && x.new >= 1e-3);
           const missed = judged.filter((x) => x.verdict !== 'regression');
           rec.slowdown = { cases: judged.length, caught: judged.length - missed.length, missed: missed.map((x) => ({ key: x.key, verdict: x.verdict, reasons: x.reasons })) };

@@ -8,6 +8,7 @@ import {
   judge,
   medianInterval,
   median,
+  pairedRatioInterval,
   quantileSorted,
   ratioInterval,
   seededRandom,
@@ -185,6 +186,35 @@ t.test('samples from several processes: the interval spans them', async (t) => {
   const steady = procs([1, 1, 1, 1, 1], 80);
   t.equal(judge({ samples: steady.flat(), processes: g(steady) }, { samples: slow.flat(), processes: g(slow) }, 0.1).verdict, 'regression', '1.3× in every process');
   t.same(ratioInterval([1, 1], [2, 2], {}, { old: [0, 1], now: [0, 1] }).value, 2);
+});
+
+// --against: process k of each build ran next to each other (ABBA); a drift of the machine between the
+// pairs is shared within a pair, and the pairs' ratios see through it where the pooled sides cannot.
+t.test('interleaved builds: the interval of the pairs\' ratios', async (t) => {
+  const g = (p: number[][]) => p.flatMap((s, k) => s.map(() => k));
+  const procs = (centres: number[], seed: number) => centres.map((c, k) => noisy(10, c * 1e-3, 0.03, seed + k));
+  // The machine 1.5× slower during the second pair; the code 1.3× slower.
+  const old = procs([1, 1.5], 100);
+  const now = procs([1.3, 1.95], 200);
+  const pair = pairedRatioInterval(old.flat(), now.flat(), { old: g(old), now: g(now) })!;
+  t.ok(Math.abs(pair.value - 1.3) < 0.03, `the pairs' ratio ${pair.value.toFixed(3)}`);
+  t.ok(pair.lo > 1.2 && pair.hi < 1.4, `interval ${pair.lo.toFixed(3)}…${pair.hi.toFixed(3)}`);
+  const judged = (paired: boolean) => judge({ samples: old.flat(), processes: g(old) }, { samples: now.flat(), processes: g(now) }, 0.1, { paired });
+  t.equal(judged(true).verdict, 'regression', 'paired: the 1.3× slowdown is called');
+  t.equal(judged(false).verdict, 'inconclusive', 'pooled by side: the drift hides it');
+  // The same code on both sides, the same drift: unchanged.
+  const same = procs([1, 1.5], 300);
+  t.equal(judge({ samples: old.flat(), processes: g(old) }, { samples: same.flat(), processes: g(same) }, 0.1, { paired: true }).verdict, 'unchanged');
+  // Pairs that disagree (1.0× and 1.6×): the interval spans both, nothing is called.
+  const split = procs([1, 2.4], 400);
+  const wide = pairedRatioInterval(old.flat(), split.flat(), { old: g(old), now: g(split) })!;
+  t.ok(wide.lo < 1.05 && wide.hi > 1.5, `disagreeing pairs: ${wide.lo.toFixed(3)}…${wide.hi.toFixed(3)}`);
+  t.equal(judge({ samples: old.flat(), processes: g(old) }, { samples: split.flat(), processes: g(split) }, 0.1, { paired: true }).verdict, 'inconclusive');
+  // Fewer than two common processes: no pairs (judge falls back to the pooled interval).
+  t.equal(pairedRatioInterval([1, 2], [1, 2], {}), null);
+  t.equal(pairedRatioInterval([1, 2], [1, 2], { old: [0, 0], now: [1, 1] }), null);
+  t.throws(() => pairedRatioInterval([1, 2], [1, 2], { old: [0], now: [0, 1] }), { code: 'BIA_INVALID_ARGUMENT' });
+  t.equal(judge({ samples: noisy(10, 1e-3, 0.03, 1) }, { samples: noisy(10, 1.3e-3, 0.03, 2) }, 0.1, { paired: true }).verdict, 'regression', 'no process numbers: judged pooled');
 });
 
 t.test('mergeProcessRuns: one case from two processes', async (t) => {

@@ -268,7 +268,7 @@ export async function runBenchCli(
   let code: number = run.suites.every((s) => s.ok) ? BENCH_EXIT.ok : BENCH_EXIT.failure;
   const base = baseline ?? run.against ?? null;
   if (base) {
-    const c = compareRuns(base, run, parseTolerance(values.tolerance), parseConfidence(values.confidence), { ignoreLoad: values['ignore-load'] });
+    const c = compareRuns(base, run, parseTolerance(values.tolerance), parseConfidence(values.confidence), { ignoreLoad: values['ignore-load'], paired: !baseline });
     out(`\nagainst ${baseline ? values.baseline : `${run.against!.root} (measured interleaved)`}:\n${formatComparison(c, table)}\n`);
     if (values.markdown) await writeFileAtomic(values.markdown, markdownComparison(c, run), 'markdown summary');
     if (c.incomparable.length) code = Math.max(code, BENCH_EXIT.usage);

@@ -92,7 +92,11 @@ function flags(m: Measurement): string[] {
   return (m.stability ?? stability(m.samples, m.load)).unstable;
 }
 
-export function compareRuns(baseline: BenchRun, current: BenchRun, tolerance: number, confidence = 0.99, opts: { ignoreLoad?: boolean } = {}): Comparison {
+/**
+ * `paired`: the two runs were interleaved process by process (`--against`: process k of each side ran
+ * next to each other), and each case is judged on the pairs' ratios (stats.ts, pairedRatioInterval).
+ */
+export function compareRuns(baseline: BenchRun, current: BenchRun, tolerance: number, confidence = 0.99, opts: { ignoreLoad?: boolean; paired?: boolean } = {}): Comparison {
   const o = baseline.options;
   const n = current.options;
   const incomparable: string[] = [];
@@ -127,7 +131,7 @@ export function compareRuns(baseline: BenchRun, current: BenchRun, tolerance: nu
           cases.push({ key, suite: m.suite, case: m.case, params: m.params, old: null, new: m.median, change: null, interval: null, verdict: 'new', reasons: [], unstable: flags(m).map((f) => `now: ${f}`) });
           continue;
         }
-        const j = judge({ samples: b.samples, load: b.load, processes: b.processes }, { samples: m.samples, load: m.load, processes: m.processes }, tolerance, { confidence, seed: seedOf(key), ignoreLoad: opts.ignoreLoad });
+        const j = judge({ samples: b.samples, load: b.load, processes: b.processes }, { samples: m.samples, load: m.load, processes: m.processes }, tolerance, { confidence, seed: seedOf(key), ignoreLoad: opts.ignoreLoad, paired: opts.paired });
         cases.push({
           key, suite: m.suite, case: m.case, params: m.params, old: b.median, new: m.median,
           change: j.ratio.value - 1,

@@ -120,6 +120,49 @@ export function ratioInterval(old: readonly number[], now: readonly number[], op
   return { value: median(now) / median(old), lo: quantileSorted(ratios, t), hi: quantileSorted(ratios, 1 - t), confidence: o.confidence };
 }
 
+/**
+ * The ratio of medians of two interleaved builds (`bia bench --against`, ABBA…): process k of one side
+ * ran next to process k of the other, so each pair's ratio median(now_k) / median(old_k) is free of
+ * what the machine did between pairs (its speed drifts over minutes). The estimate is the geometric
+ * mean of the pairs' ratios; its interval resamples the pairs (with replacement), then the samples
+ * within each process — a disagreement between pairs widens it, a drift shared by a pair does not.
+ * Null where fewer than two pairs are known (no process numbers, or no common ones).
+ */
+export function pairedRatioInterval(old: readonly number[], now: readonly number[], groups: { old?: readonly number[]; now?: readonly number[] }, opts: BootstrapOptions = {}): Interval | null {
+  const o = checkBootstrap(opts);
+  if (!groups.old || !groups.now) return null;
+  if (groups.old.length !== old.length || groups.now.length !== now.length) throw invalidArgument('groups: one per sample');
+  const split = (xs: readonly number[], g: readonly number[]) => {
+    const m = new Map<number, number[]>();
+    xs.forEach((x, i) => m.set(g[i], [...(m.get(g[i]) ?? []), x]));
+    return m;
+  };
+  const a = split(old, groups.old);
+  const b = split(now, groups.now);
+  const pairs = [...a.keys()].filter((k) => b.has(k)).sort((x, y) => x - y).map((k) => ({ old: a.get(k)!, now: b.get(k)! }));
+  if (pairs.length < 2) return null;
+  const value = Math.exp(mean(pairs.map((p) => Math.log(median(p.now) / median(p.old)))));
+  const rand = seededRandom(o.seed);
+  const resampledMedian = (xs: number[], buf: Float64Array) => {
+    for (let i = 0; i < xs.length; i++) buf[i] = xs[(rand() * xs.length) | 0];
+    const v = buf.subarray(0, xs.length).sort();
+    return quantileSorted(v, 0.5);
+  };
+  const buf = new Float64Array(Math.max(...pairs.map((p) => Math.max(p.old.length, p.now.length))));
+  const ratios = new Float64Array(o.resamples);
+  for (let r = 0; r < o.resamples; r++) {
+    let sum = 0;
+    for (let k = 0; k < pairs.length; k++) {
+      const p = pairs[(rand() * pairs.length) | 0];
+      sum += Math.log(resampledMedian(p.now, buf) / resampledMedian(p.old, buf));
+    }
+    ratios[r] = Math.exp(sum / pairs.length);
+  }
+  ratios.sort();
+  const t = (1 - o.confidence) / 2;
+  return { value, lo: quantileSorted(ratios, t), hi: quantileSorted(ratios, 1 - t), confidence: o.confidence };
+}
+
 // ---- stability --------------------------------------------------------------------------------
 
 /** Samples whose IQR is above this share of the median are flagged as highly dispersed. */
@@ -267,9 +310,11 @@ const span = (r: Interval) => `${pc(r.lo)} … ${pc(r.hi)} at ${(100 * r.confide
  * Other processes' load comes in bursts longer than a case's samples: samples taken under it are not
  * independent draws, and their interval is too narrow to call a change on (docs/benchmarks.md).
  */
-export function judge(old: JudgeInput, now: JudgeInput, tolerance: number, opts: BootstrapOptions & { ignoreLoad?: boolean } = {}): Judgement {
+export function judge(old: JudgeInput, now: JudgeInput, tolerance: number, opts: BootstrapOptions & { ignoreLoad?: boolean; paired?: boolean } = {}): Judgement {
   if (!(tolerance > 0)) throw invalidArgument(`tolerance must be > 0, got ${tolerance}`);
-  const ratio = ratioInterval(old.samples, now.samples, { confidence: opts.confidence, resamples: opts.resamples, seed: opts.seed }, { old: old.processes, now: now.processes });
+  const b = { confidence: opts.confidence, resamples: opts.resamples, seed: opts.seed };
+  const groups = { old: old.processes, now: now.processes };
+  const ratio = (opts.paired ? pairedRatioInterval(old.samples, now.samples, groups, b) : null) ?? ratioInterval(old.samples, now.samples, b, groups);
   const few = Math.min(old.samples.length, now.samples.length);
   let verdict = classify(ratio, tolerance);
   const reasons: string[] = [];
