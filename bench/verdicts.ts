@@ -7,8 +7,8 @@
  *   node dist/bench/verdicts.js --ab …                 (each comparison is one `bia bench --against` this
  *                               checkout: this build and itself, interleaved; the slowdown is applied to
  *                               the interleaved baseline)
- *                               (judged on the pairs of processes, as `bia bench --against` judges; --unpaired:
- *                               each side's processes pooled, as before 2026-12-08)
+ *   node dist/bench/verdicts.js --ab --paired …        (judged on the pairs of processes, as
+ *                               `bia bench --against --paired` judges them)
  *   node dist/bench/verdicts.js --from DIR [--ignore-load] …   (judge the runs a --keep DIR kept again, e.g.
  *                               without the busy-machine rule; exit codes are then not known)
  *
@@ -104,7 +104,7 @@ async function main(argv: string[]): Promise<void> {
       from: { type: 'string' },
       'ignore-load': { type: 'boolean', default: false },
       ab: { type: 'boolean', default: false },
-      unpaired: { type: 'boolean', default: false },
+      paired: { type: 'boolean', default: false },
     },
   });
   const runs = Number(values.runs);
@@ -116,9 +116,8 @@ async function main(argv: string[]): Promise<void> {
   const tolerance = parseTolerance(values.tolerance);
   const from = values.from ? path.resolve(values.from) : null;
   const ignoreLoad = values['ignore-load'];
-  // --ab runs are judged on the pairs of processes (as `bia bench --against` judges them); --unpaired: on
-  // each side's processes pooled (the judgement before 2026-12-08).
-  const paired = values.ab && !values.unpaired;
+  // --ab --paired: judged on the pairs of processes (as `bia bench --against --paired` judges them).
+  const paired = values.ab && values.paired;
   const dir = from ?? (values.keep ? path.resolve(values.keep) : mkdtempSync(path.join(os.tmpdir(), 'bia-verdicts-')));
   mkdirSync(dir, { recursive: true });
   const log = (s: string) => process.stderr.write(`${s}\n`);

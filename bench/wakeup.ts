@@ -10,7 +10,10 @@
  * machine's load falls on all of them. A process times, per call:
  *  - small jobs: the tiny UNet's forward at batch 1 (convolutions on OpenMP/oneDNN and matmuls on
  *    OpenBLAS, interleaved, as in the pipeline), sgemm 256² and conv2d 32 ch 32², alternating;
- *  - large jobs: the tiny UNet at batch 16, sgemm 1024², conv2d 256 ch 32² batch 4.
+ *  - large jobs: the tiny UNet at batch 16, sgemm 1024², conv2d 256 ch 32² batch 4;
+ *  - the identity embedding (iresnet18 at width 0.125, batch 16 at 112²);
+ * and the UNet's minor page faults per call. Variant glibcMalloc: glibc malloc's own thresholds
+ * (BIA_MALLOC_TUNE=0) against the addon's pinned ones (spin1000, the default).
  * and reports per job the median, the 90th percentile and the share of calls slower than 2× the
  * fastest decile + 1 ms (a "late" call), with the 1-minute load average before and after.
  */
@@ -30,9 +33,12 @@ export const WAKEUP_VARIANTS: Record<string, Record<string, string>> = {
   spin10000: { GOMP_SPINCOUNT: '10000' },
   passive: { OMP_WAIT_POLICY: 'PASSIVE' },
   active: { OMP_WAIT_POLICY: 'ACTIVE' },
+  // The addon's default OpenMP setting with glibc malloc's own thresholds (the addon pins them otherwise;
+  // docs/benchmarks.md, "Malloc and small models").
+  glibcMalloc: { GOMP_SPINCOUNT: '1000', BIA_MALLOC_TUNE: '0' },
 };
 
-interface JobStats { median: number; p90: number; late: number; calls: number }
+interface JobStats { median: number; p90: number; late: number; calls: number; pageFaultsPerCall?: number }
 
 function summarise(ms: number[]): JobStats {
   const s = [...ms].sort((a, b) => a - b);
@@ -55,15 +61,27 @@ async function child(threads: number): Promise<void> {
   for (const [batch, calls] of [[1, 150], [16, 30]] as const) {
     const x = await b.randn([batch, 3, 16, 16], { seed: 1 });
     const ms: number[] = [];
+    let faults = 0;
     for (let i = 0; i < calls + 3; i++) {
+      const f0 = process.resourceUsage().minorPageFault;
       ms.push(await time(async () => {
         const r = await d.forward(x, 500);
         r.eps.dispose();
         r.h.dispose();
       }));
+      if (i >= 3) faults += process.resourceUsage().minorPageFault - f0;
     }
-    out[`unet batch ${batch}`] = summarise(ms.slice(3));
+    out[`unet batch ${batch}`] = { ...summarise(ms.slice(3)), pageFaultsPerCall: faults / calls };
     x.dispose();
+  }
+  {
+    const enc = await b.createIdentityEncoder('iresnet18', { width: 0.125, seed: 2 });
+    const x = await b.randn([16, 3, 112, 112], { seed: 2 });
+    const ms: number[] = [];
+    for (let i = 0; i < 43; i++) ms.push(await time(async () => (await enc.embed(x, { protocol: 'insightface' })).dispose()));
+    out['identity iresnet18 w0.125 batch 16'] = summarise(ms.slice(3));
+    x.dispose();
+    enc.dispose();
   }
   const sg: number[] = [];
   const cv: number[] = [];
@@ -101,6 +119,7 @@ async function main(argv: string[]): Promise<void> {
   const clean = { ...process.env };
   delete clean.GOMP_SPINCOUNT;
   delete clean.OMP_WAIT_POLICY;
+  delete clean.BIA_MALLOC_TUNE;
   for (let r = 1; r <= rounds; r++) {
     for (const v of variants) {
       const loadBefore = os.loadavg()[0];

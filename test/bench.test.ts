@@ -9,6 +9,7 @@ import t from 'tap';
 import { BiaError, setThreads } from '../ts/index';
 import { compareRuns, caseKey, parseTolerance, asBenchRun } from '../bench/harness/compare';
 import { runBench, stats } from '../bench/harness/run';
+import { pairedRatioInterval, seedOf } from '../bench/harness/stats';
 import { SUITES } from '../bench/suites/index';
 import { findPython } from '../bench/common';
 import type { BenchOptions, BenchRun, Measurement, SuiteResult } from '../bench/harness/types';
@@ -222,6 +223,15 @@ t.test('--against: this build and another, interleaved in fresh processes, judge
   }
   t.equal(runCli(['bench', 'engine', '--smoke', '--against', join(dir, 'nowhere')], ENV).status, 2, 'no built checkout there: usage error');
   t.match(runCli(['bench', 'engine', '--smoke', '--against', root, '--baseline', json], ENV).stderr, /--against and --baseline: give one/);
+  // --paired: the same run judged on its pairs of processes.
+  const pooled = compareRuns(other, run, 3, 0.99, { ignoreLoad: true });
+  const paired = compareRuns(other, run, 3, 0.99, { ignoreLoad: true, paired: true });
+  const m = run.suites[0].measurements[0];
+  const o = other.suites[0].measurements[0];
+  const direct = pairedRatioInterval(o.samples, m.samples, { old: o.processes, now: m.processes }, { seed: seedOf(paired.cases[0].key) })!;
+  t.ok(Math.abs(paired.cases[0].interval!.lo - (direct.lo - 1)) < 1e-12 && Math.abs(paired.cases[0].change! - (direct.value - 1)) < 1e-12, 'paired: the interval of the pairs');
+  t.not(paired.cases[0].interval!.lo, pooled.cases[0].interval!.lo, 'pooled: another interval');
+  t.match(runCli(['bench', 'engine', '--smoke', '--paired'], ENV).stderr, /--paired .* needs --against/);
 });
 
 t.test('bad arguments: usage errors and input errors, with messages', async (t) => {

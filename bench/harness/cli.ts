@@ -41,6 +41,8 @@ Options:
                       build and of that one (ABBA…, --processes pairs), and this run is judged against
                       that one — a machine whose speed drifts over minutes drifts for both (the JSON
                       keeps that run under 'against')
+  --paired            with --against: judge each case on the pairs of processes that ran next to each
+                      other (more sensitive, and more false alarms: docs/benchmarks.md)
   --no-python         skip the Python eager references
   --threads N         intra-op threads (default: BIA_NUM_THREADS or all cores)
   --steps N, --neighbours N, --batches 1,4,16, --images N, --batch-size N
@@ -96,6 +98,7 @@ const OPTIONS = {
   'case-time': { type: 'string' },
   confidence: { type: 'string', default: '99%' },
   'ignore-load': { type: 'boolean', default: false },
+  paired: { type: 'boolean', default: false },
   smoke: { type: 'boolean', default: false },
   isolate: { type: 'boolean', default: false },
   processes: { type: 'string' },
@@ -158,6 +161,7 @@ export function parseBenchArgs(argv: string[]): { options: BenchOptions; values:
   for (const k of ['steps', 'neighbours', 'batches', 'images', 'batchSize', 'maxTrials', 'minTime', 'caseTime'] as const) if (options[k] === undefined) delete options[k];
   if (values.against !== undefined && values.baseline !== undefined) throw new BiaError('BIA_INVALID_ARGUMENT', '--against and --baseline: give one (--against measures its own baseline)');
   if (values.against !== undefined) againstCli(values.against);
+  if (values.paired && values.against === undefined) throw new BiaError('BIA_INVALID_ARGUMENT', '--paired judges the pairs of an interleaved run: it needs --against');
   if (values.baseline !== undefined || values.against !== undefined) {
     parseTolerance(values.tolerance);
     parseConfidence(values.confidence);
@@ -268,7 +272,7 @@ export async function runBenchCli(
   let code: number = run.suites.every((s) => s.ok) ? BENCH_EXIT.ok : BENCH_EXIT.failure;
   const base = baseline ?? run.against ?? null;
   if (base) {
-    const c = compareRuns(base, run, parseTolerance(values.tolerance), parseConfidence(values.confidence), { ignoreLoad: values['ignore-load'], paired: !baseline });
+    const c = compareRuns(base, run, parseTolerance(values.tolerance), parseConfidence(values.confidence), { ignoreLoad: values['ignore-load'], paired: !baseline && values.paired });
     out(`\nagainst ${baseline ? values.baseline : `${run.against!.root} (measured interleaved)`}:\n${formatComparison(c, table)}\n`);
     if (values.markdown) await writeFileAtomic(values.markdown, markdownComparison(c, run), 'markdown summary');
     if (c.incomparable.length) code = Math.max(code, BENCH_EXIT.usage);

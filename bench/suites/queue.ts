@@ -8,7 +8,7 @@
  *    worker; the difference per job, also as a share of the real job's time.
  * The demo config runs the built-in default models with the demo's settings (what `bia worker` runs by
  * default); the others save their random models for the workers. --images N sets N (default 4; smoke 2).
- * M is 30 (smoke 20; 100 before 2026-12-08).
+ * M is 20 (100 before 2026-12-08; 20 in smoke runs before too).
  */
 import { spawn } from 'node:child_process';
 import * as fs from 'node:fs';
@@ -40,7 +40,7 @@ export const suite: Suite = {
     const { device, smoke } = ctx.options;
     const cfg = ctx.config;
     const images = ctx.options.images ?? (smoke ? 2 : 4);
-    const jobs = smoke ? 20 : 30;
+    const jobs = 20;
     const root = fs.mkdtempSync(path.join(os.tmpdir(), 'bia-bench-queue-'));
     const redis = await startLocalRedis();
     const children: Array<ReturnType<typeof spawn>> = [];
