@@ -174,6 +174,7 @@ bool tuneMalloc() {
   static std::once_flag once;
   std::call_once(once, [] {
 #if defined(__GLIBC__)
+    if (CachingCpuAllocator::instance == nullptr) return;  // no cache: the large blocks are malloc's too
     const char* off = std::getenv("BIA_MALLOC_TUNE");
     if (off != nullptr && std::strcmp(off, "0") == 0) return;
     for (const char* v : {"MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_", "MALLOC_TOP_PAD_"}) {

@@ -27,10 +27,11 @@ CpuCacheStats cpuCacheStats();
 // Blocks under 1 MiB go to malloc. glibc's malloc serves blocks from 128 KiB by mmap and gives the
 // top of its heap back from 128 KiB free, raising both thresholds only as large blocks are freed —
 // which the cache above never does — so a small model's 128–512 KiB activations were mapped,
-// faulted in and unmapped on every call (the tiny UNet's forward 2× slower, and slower or not from
-// one process to the next). Pinning the thresholds (mmap from 1 MiB: the blocks the cache takes;
-// trim above 16 MiB free) serves them from the heap. Once, at load; glibc only. Not done where
-// BIA_MALLOC_TUNE=0 or the process already sets malloc's thresholds (MALLOC_MMAP_THRESHOLD_,
+// faulted in and unmapped on every call (the tiny UNet's forward 1.6–1.9× slower). Pinning the
+// thresholds (mmap from 1 MiB: the blocks the cache takes; trim above 16 MiB free) serves them from
+// the heap. Once, at load, after installCpuAllocator; glibc only. Not done where the cache is off
+// (BIA_CPU_CACHE_MB=0: every block goes to malloc, whose own rule then suits the large ones better),
+// BIA_MALLOC_TUNE=0, or the process already sets malloc's thresholds (MALLOC_MMAP_THRESHOLD_,
 // MALLOC_TRIM_THRESHOLD_, MALLOC_TOP_PAD_, or GLIBC_TUNABLES naming glibc.malloc). Returns whether
 // it pinned them.
 bool tuneMalloc();

@@ -70,6 +70,7 @@ t.test('the caching CPU allocator reuses large blocks and can be emptied', async
   t.equal(runtimeInfo().cpuCache.cachedBytes, 0);
   const off = runNode(`const b = require(${JSON.stringify(`${ROOT}/dist/ts/index.js`)}); console.log(JSON.stringify(b.runtimeInfo().cpuCache))`, { BIA_CPU_CACHE_MB: '0' });
   t.equal(JSON.parse(off.stdout).enabled, false, 'BIA_CPU_CACHE_MB=0 turns it off');
+  t.equal(JSON.parse(off.stdout).mallocTuned, false, "and leaves malloc's thresholds to malloc");
 });
 
 t.test('blocks under 1 MiB come from the heap: glibc malloc thresholds pinned at load', { skip: process.platform !== 'linux' && 'glibc only' }, async (t) => {
