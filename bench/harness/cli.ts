@@ -11,7 +11,7 @@ import { writeFileAtomic } from '../../ts/images';
 import { table } from '../common';
 import { BENCH_CONFIGS } from './configs';
 import { asBenchRun, compareRuns, formatComparison, markdownComparison, parseConfidence, parseTolerance } from './compare';
-import { againstCli, closeHooks, defaultHooks, formatInterval, formatSeconds, ROOT, runBench, runSuiteHere } from './run';
+import { againstCli, closeHooks, defaultHooks, formatInterval, formatSeconds, lockstepTurn, ROOT, runBench, runSuiteHere } from './run';
 import { SUITES } from '../suites/index';
 import type { BenchOptions, BenchRun, Measurement } from './types';
 
@@ -43,6 +43,8 @@ Options:
                       keeps that run under 'against')
   --paired            with --against: judge each case on the pairs of processes that ran next to each
                       other (more sensitive, and more false alarms: docs/benchmarks.md)
+  --lockstep          with --against: the two processes of a pair run at the same time and take turns
+                      case by case (A B, A B…), so the machine's drift falls on both within seconds
   --no-python         skip the Python eager references
   --threads N         intra-op threads (default: BIA_NUM_THREADS or all cores)
   --steps N, --neighbours N, --batches 1,4,16, --images N, --batch-size N
@@ -99,6 +101,7 @@ const OPTIONS = {
   confidence: { type: 'string', default: '99%' },
   'ignore-load': { type: 'boolean', default: false },
   paired: { type: 'boolean', default: false },
+  lockstep: { type: 'boolean', default: false },
   smoke: { type: 'boolean', default: false },
   isolate: { type: 'boolean', default: false },
   processes: { type: 'string' },
@@ -146,6 +149,7 @@ export function parseBenchArgs(argv: string[]): { options: BenchOptions; values:
     isolate: values.isolate,
     processes: positiveInt(values.processes, 'processes') ?? (values.against ? 2 : 1),
     ...(values.against ? { against: values.against } : {}),
+    ...(values.lockstep ? { lockstep: true } : {}),
     python: !values['no-python'],
     smoke,
     threads: positiveInt(values.threads, 'threads') ?? getThreads(),
@@ -162,6 +166,8 @@ export function parseBenchArgs(argv: string[]): { options: BenchOptions; values:
   if (values.against !== undefined && values.baseline !== undefined) throw new BiaError('BIA_INVALID_ARGUMENT', '--against and --baseline: give one (--against measures its own baseline)');
   if (values.against !== undefined) againstCli(values.against);
   if (values.paired && values.against === undefined) throw new BiaError('BIA_INVALID_ARGUMENT', '--paired judges the pairs of an interleaved run: it needs --against');
+  if (values.lockstep && values.against === undefined) throw new BiaError('BIA_INVALID_ARGUMENT', '--lockstep interleaves two builds: it needs --against');
+  if (values.lockstep) againstCli(values.against!, { lockstep: true });
   if (values.baseline !== undefined || values.against !== undefined) {
     parseTolerance(values.tolerance);
     parseConfidence(values.confidence);
@@ -303,6 +309,7 @@ async function worker(argv: string[]): Promise<void> {
   const options = JSON.parse(values['worker-options']!) as BenchOptions;
   setThreads(options.threads);
   const hooks = defaultHooks(options, (m) => process.stderr.write(`${m}\n`));
+  hooks.turn = lockstepTurn();
   try {
     const r = await runSuiteHere(positionals[0], options, hooks);
     await writeFileAtomic(values['worker-out']!, JSON.stringify({ ...r, peaks: hooks.peaks }), 'suite result');

@@ -138,6 +138,29 @@ export interface RunHooks {
   pythons: Map<string, PythonServer | null>;
   pythonExe: string | null;
   peaks: Partial<Record<ComputeDtype, number>>;
+  /** --lockstep worker: wait for this process's turn (and give up the one it held) before timed work. */
+  turn?: () => Promise<void>;
+}
+
+/** The environment variable that tells a suite process it runs in lockstep with another (--lockstep). */
+export const LOCKSTEP_ENV = 'BIA_BENCH_LOCKSTEP';
+
+/**
+ * In a --lockstep suite process: a function that asks the parent for the next turn over IPC and resolves
+ * when it is granted (asking again gives the turn back). Undefined in any other process.
+ */
+export function lockstepTurn(): (() => Promise<void>) | undefined {
+  if (process.env[LOCKSTEP_ENV] !== '1' || !process.send) return undefined;
+  return () =>
+    new Promise<void>((resolve) => {
+      const onMessage = (m: unknown) => {
+        if ((m as { type?: string })?.type !== 'go') return;
+        process.off('message', onMessage);
+        resolve();
+      };
+      process.on('message', onMessage);
+      process.send!({ type: 'turn' });
+    });
 }
 
 class Context implements BenchContext {
@@ -212,13 +235,17 @@ class Context implements BenchContext {
   }
 
   async measureLoops(name: string, opts: CaseOptions, sample: (loops: number) => Promise<number>): Promise<Measurement> {
+    // In lockstep, each case waits for this process's turn (the other build's process has just run the same
+    // case), then the other's threads get the references' pause to stop spinning.
+    const turn = this.hooks.turn;
+    if (turn) await turn();
     const d = sampling(this.options);
     const minTime = opts.minTime ?? d.minTime;
     const trials = opts.trials ?? d.trials;
     const warmupAtLeast = Math.max(1, opts.warmup ?? d.warmup);
     // After this process's own work (references settle for 150 ms after themselves): OpenBLAS's idle
     // threads still spin for up to about 0.1 s, which the first call and the warm-up absorb.
-    await settle(this.options.device, 50);
+    await settle(this.options.device, turn ? 150 : 50);
     // The first call alone (oneDNN primitives, thread wake-up, allocator growth), then warm-up until two calls agree.
     const firstCall = await sample(1);
     const warm: number[] = [];
@@ -361,6 +388,8 @@ export async function runSuiteHere(name: string, options: BenchOptions, hooks: R
   const suite = SUITES[name];
   if (!suite) throw new BiaError('BIA_INVALID_ARGUMENT', `unknown suite '${name}' (suites: ${Object.keys(SUITES).join(', ')})`);
   const config = benchConfig(options.config);
+  // In lockstep the whole process waits for its first turn before it loads anything.
+  await hooks.turn?.();
   const ctx = new Context(name, options, config, hooks);
   const gpuIndex = options.device === 'cpu' ? null : Number(options.device.split(':')[1] ?? 0);
   global.gc?.();
@@ -382,36 +411,86 @@ export async function runSuiteHere(name: string, options: BenchOptions, hooks: R
   return { suite: name, ok: !error, error, seconds: (performance.now() - t) / 1000, measurements: ctx.measurements, memory, notes: ctx.notes };
 }
 
-/** Run one suite in a child process (the same CLI with --worker-out); its peaks are passed in. */
-async function runSuiteIsolated(name: string, options: BenchOptions, hooks: RunHooks, cli = path.join(__dirname, 'cli.js')): Promise<SuiteResult> {
-  const out = path.join(os.tmpdir(), `bia-bench-${process.pid}-${name}-${Date.now()}.json`);
+/** A suite's child process (the same CLI with --worker-out; its peaks are passed in) and its result. */
+function spawnSuite(name: string, options: BenchOptions, hooks: RunHooks, cli: string, lockstep: boolean) {
+  const out = path.join(os.tmpdir(), `bia-bench-${process.pid}-${name}-${Date.now()}-${Math.random().toString(36).slice(2, 8)}.json`);
   const args = [cli, name, '--worker-out', out, '--worker-options', JSON.stringify(options)];
-  const env = { ...process.env, BIA_BENCH_PEAKS: JSON.stringify(hooks.peaks) };
-  const code = await new Promise<number>((resolve) => {
-    const child = spawn(process.execPath, ['--expose-gc', ...args], { stdio: ['ignore', 'inherit', 'inherit'], env });
+  const env = { ...process.env, BIA_BENCH_PEAKS: JSON.stringify(hooks.peaks), ...(lockstep ? { [LOCKSTEP_ENV]: '1' } : {}) };
+  const child = spawn(process.execPath, ['--expose-gc', ...args], { stdio: lockstep ? ['ignore', 'inherit', 'inherit', 'ipc'] : ['ignore', 'inherit', 'inherit'], env });
+  const exited = new Promise<number>((resolve) => {
     child.on('exit', (c, sig) => resolve(c ?? (sig ? 128 : 1)));
     child.on('error', () => resolve(1));
   });
-  try {
-    const r = JSON.parse(readFileSync(out, 'utf8')) as SuiteResult & { peaks?: RunHooks['peaks'] };
-    Object.assign(hooks.peaks, r.peaks ?? {});
-    delete r.peaks;
-    r.memory.rssScope = r.memory.rssScope === 'reset' ? 'reset' : 'process';
-    return r;
-  } catch {
-    return {
-      suite: name, ok: false, error: { message: `the suite's process exited with code ${code} and wrote no result` },
-      seconds: 0, measurements: [], memory: { peakRssBytes: 0, rssScope: 'process' }, notes: {},
-    };
-  } finally {
-    rmSync(out, { force: true });
-  }
+  const result = async (): Promise<SuiteResult> => {
+    const code = await exited;
+    try {
+      const r = JSON.parse(readFileSync(out, 'utf8')) as SuiteResult & { peaks?: RunHooks['peaks'] };
+      Object.assign(hooks.peaks, r.peaks ?? {});
+      delete r.peaks;
+      r.memory.rssScope = r.memory.rssScope === 'reset' ? 'reset' : 'process';
+      return r;
+    } catch {
+      return {
+        suite: name, ok: false, error: { message: `the suite's process exited with code ${code} and wrote no result` },
+        seconds: 0, measurements: [], memory: { peakRssBytes: 0, rssScope: 'process' }, notes: {},
+      };
+    } finally {
+      rmSync(out, { force: true });
+    }
+  };
+  return { child, exited, result };
 }
 
-/** The bench worker of another checkout (--against): its built dist/bench/harness/cli.js. */
-export function againstCli(root: string): string {
+/** Run one suite in a child process. */
+async function runSuiteIsolated(name: string, options: BenchOptions, hooks: RunHooks, cli = path.join(__dirname, 'cli.js')): Promise<SuiteResult> {
+  return spawnSuite(name, options, hooks, cli, false).result();
+}
+
+/**
+ * --lockstep: one suite in a process of each build at the same time, taking turns. Each process asks for
+ * a turn before it loads and before each case (lockstepTurn); the parent grants one turn at a time, to the
+ * other process whenever it is waiting, so the two run each case one after the other (A B, A B…, about a
+ * second apart) and the machine's drift falls on both. A process that stops asking (it ended, or times
+ * work of its own between cases) keeps the turn until it asks again or exits.
+ */
+async function runSuiteLockstep(name: string, options: BenchOptions, hooks: RunHooks, otherCli: string): Promise<[SuiteResult, SuiteResult]> {
+  const sides = [spawnSuite(name, options, hooks, path.join(__dirname, 'cli.js'), true), spawnSuite(name, options, hooks, otherCli, true)];
+  const waiting: number[] = [];
+  let holder: number | null = null;
+  let last = 1;
+  const dispatch = () => {
+    if (holder !== null || waiting.length === 0) return;
+    const pick = waiting.includes(1 - last) ? 1 - last : waiting[0];
+    waiting.splice(waiting.indexOf(pick), 1);
+    holder = pick;
+    last = pick;
+    sides[pick].child.send({ type: 'go' });
+  };
+  sides.forEach((s, k) => {
+    s.child.on('message', (m: unknown) => {
+      if ((m as { type?: string })?.type !== 'turn') return;
+      if (holder === k) holder = null;
+      if (!waiting.includes(k)) waiting.push(k);
+      dispatch();
+    });
+    void s.exited.then(() => {
+      if (holder === k) holder = null;
+      if (waiting.includes(k)) waiting.splice(waiting.indexOf(k), 1);
+      dispatch();
+    });
+  });
+  const [mine, theirs] = await Promise.all(sides.map((s) => s.result()));
+  return [mine, theirs];
+}
+
+/** The bench worker of another checkout (--against): its built dist/bench/harness/cli.js (with --lockstep, one that takes turns). */
+export function againstCli(root: string, o: { lockstep?: boolean } = {}): string {
   const cli = path.resolve(root, 'dist', 'bench', 'harness', 'cli.js');
   if (!existsSync(cli)) throw new BiaError('BIA_INVALID_ARGUMENT', `--against ${root}: no ${path.relative(path.resolve(root), cli)} there (build that checkout first: npm run setup, or npm run build:ts)`);
+  const run = path.resolve(root, 'dist', 'bench', 'harness', 'run.js');
+  if (o.lockstep && !(existsSync(run) && readFileSync(run, 'utf8').includes(LOCKSTEP_ENV))) {
+    throw new BiaError('BIA_INVALID_ARGUMENT', `--lockstep: the harness of ${root} cannot take turns (a build from before --lockstep); use --against without it`);
+  }
   return cli;
 }
 
@@ -523,6 +602,12 @@ export async function runBench(
         const mine: SuiteResult[] = [];
         const theirs: SuiteResult[] = [];
         for (let k = 0; k < Math.max(2, options.processes ?? 2); k++) {
+          if (options.lockstep) {
+            const [a, b] = await runSuiteLockstep(name, options, hooks, otherCli);
+            mine.push(a);
+            theirs.push(b);
+            continue;
+          }
           const order = k % 2 === 0 ? ['mine', 'theirs'] : ['theirs', 'mine'];
           for (const who of order) {
             if (who === 'mine') mine.push(await runSuiteIsolated(name, options, hooks));

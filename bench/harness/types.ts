@@ -171,6 +171,11 @@ export interface BenchOptions {
   processes?: number;
   /** Another bia-torch checkout (built) to measure interleaved with this one and judge against (--against). */
   against?: string;
+  /**
+   * With `against`: each pair of processes (one of each build) runs at the same time, taking turns case by
+   * case (--lockstep), instead of one process after the other.
+   */
+  lockstep?: boolean;
   /** Run the Python eager references where they exist. */
   python: boolean;
   /** Smaller problem sizes for a smoke run (CI): seconds, not minutes. */
