@@ -2,7 +2,7 @@
 // through `bia bench` (tiny config, seconds) — the run CI makes so the harness never rots. Real
 // numbers are not asserted; shapes, exit codes and the comparison logic are.
 import { spawn } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import t from 'tap';
@@ -232,6 +232,31 @@ t.test('--against: this build and another, interleaved in fresh processes, judge
   t.ok(Math.abs(paired.cases[0].interval!.lo - (direct.lo - 1)) < 1e-12 && Math.abs(paired.cases[0].change! - (direct.value - 1)) < 1e-12, 'paired: the interval of the pairs');
   t.not(paired.cases[0].interval!.lo, pooled.cases[0].interval!.lo, 'pooled: another interval');
   t.match(runCli(['bench', 'engine', '--smoke', '--paired'], ENV).stderr, /--paired .* needs --against/);
+});
+
+t.test('--against --lockstep: a pair of processes at once, taking turns case by case', async (t) => {
+  const root = join(__dirname, '..', '..');
+  const json = join(dir, 'lockstep.json');
+  const r = runCli(['bench', 'engine', '--smoke', '--no-python', '--ignore-load', '--against', root, '--lockstep', '--tolerance', '300%', '--json', json], ENV);
+  if (r.status !== 0) t.comment(r.stderr.slice(-2000));
+  t.equal(r.status, 0, 'the same build against itself in lockstep, at a 300% tolerance: no regression');
+  const run = asBenchRun(JSON.parse(readFileSync(json, 'utf8')), json);
+  t.equal(run.options.lockstep, true);
+  for (const x of [run, run.against!]) {
+    const s = x.suites[0];
+    t.same([...new Set(s.measurements[0].processes)], [0, 1], 'two processes a side');
+    // the first process of each side took one turn to start and one per case
+    t.equal(s.notes.lockstepTurns, 1 + s.measurements.length, `${s.notes.lockstepTurns} turns for ${s.measurements.length} cases`);
+  }
+  t.match(runCli(['bench', 'engine', '--smoke', '--lockstep'], ENV).stderr, /--lockstep .* needs --against/);
+  // A checkout whose harness cannot take turns (a build from before --lockstep) is refused.
+  const old = join(dir, 'old-checkout');
+  mkdirSync(join(old, 'dist', 'bench', 'harness'), { recursive: true });
+  writeFileSync(join(old, 'dist', 'bench', 'harness', 'cli.js'), '// an older harness\n');
+  writeFileSync(join(old, 'dist', 'bench', 'harness', 'run.js'), '// an older harness\n');
+  const refused = runCli(['bench', 'engine', '--smoke', '--against', old, '--lockstep'], ENV);
+  t.equal(refused.status, 2);
+  t.match(refused.stderr, /cannot take turns/);
 });
 
 t.test('bad arguments: usage errors and input errors, with messages', async (t) => {

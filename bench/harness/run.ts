@@ -388,9 +388,12 @@ export async function runSuiteHere(name: string, options: BenchOptions, hooks: R
   const suite = SUITES[name];
   if (!suite) throw new BiaError('BIA_INVALID_ARGUMENT', `unknown suite '${name}' (suites: ${Object.keys(SUITES).join(', ')})`);
   const config = benchConfig(options.config);
-  // In lockstep the whole process waits for its first turn before it loads anything.
-  await hooks.turn?.();
-  const ctx = new Context(name, options, config, hooks);
+  // In lockstep the whole process waits for its first turn before it loads anything; the turns it took are noted.
+  let turns = 0;
+  const inner = hooks.turn;
+  const counted: RunHooks = inner ? { ...hooks, turn: async () => (turns++, inner()) } : hooks;
+  await counted.turn?.();
+  const ctx = new Context(name, options, config, counted);
   const gpuIndex = options.device === 'cpu' ? null : Number(options.device.split(':')[1] ?? 0);
   global.gc?.();
   const scoped = resetPeakRss();
@@ -408,6 +411,7 @@ export async function runSuiteHere(name: string, options: BenchOptions, hooks: R
     const c = cudaMemory({ device: gpuIndex });
     if (c) memory.peakCudaAllocatedBytes = c.peakAllocatedBytes;
   }
+  if (inner) ctx.note('lockstepTurns', turns);
   return { suite: name, ok: !error, error, seconds: (performance.now() - t) / 1000, measurements: ctx.measurements, memory, notes: ctx.notes };
 }
 
